@@ -1,0 +1,61 @@
+"""Selects the Cython core or its pure-Python twin; `IMPLEMENTATION` says which one is loaded."""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from . import hasher_py, walker_py
+from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkError
+
+__all__ = [
+    "IMPLEMENTATION",
+    "Digest",
+    "FileKind",
+    "HashResult",
+    "HashStatus",
+    "NativeUnavailable",
+    "WalkEntry",
+    "WalkError",
+    "hash_files",
+    "implementations",
+    "walk",
+]
+
+
+class NativeUnavailable(ImportError):
+    """The compiled core was required (SCANNER_REQUIRE_EXTENSIONS=1) but could not be loaded."""
+
+
+def _load_native() -> tuple[ModuleType, ModuleType] | None:
+    if os.environ.get("SCANNER_NO_EXTENSIONS") == "1":
+        return None
+    try:
+        from . import _hasher, _walker  # type: ignore[attr-defined]
+    except ImportError as error:
+        if os.environ.get("SCANNER_REQUIRE_EXTENSIONS") == "1":
+            raise NativeUnavailable(f"the Cython core is required but did not load: {error}") from error
+        return None
+    return _walker, _hasher
+
+
+_native = _load_native()
+walker: ModuleType
+hasher: ModuleType
+if _native is None:
+    IMPLEMENTATION = "python"
+    walker, hasher = walker_py, hasher_py
+else:
+    IMPLEMENTATION = "cython"
+    walker, hasher = _native
+
+walk = walker.walk
+hash_files = hasher.hash_files
+
+
+def implementations() -> dict[str, tuple[ModuleType, ModuleType]]:
+    """Every loadable implementation as {name: (walker, hasher)}, for tests and benchmarks."""
+    found = {"python": (walker_py, hasher_py)}
+    if _native is not None:
+        found["cython"] = _native
+    return found

@@ -1,0 +1,487 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Cython multi-threaded hasher: pthreads + OpenSSL EVP, every digest of a file from one read.
+
+Design (the pure-Python twin `hasher_py` returns identical results):
+
+* Requests are validated and copied into a malloc'd array of small C structs; the Python bytes
+  of the paths are kept referenced, so their buffers stay valid while the GIL is released.
+* Phase 1 (threads): fstatat(AT_SYMLINK_NOFOLLOW) every path relative to its parent directory,
+  readlinkat for symlinks. Phase 2 (one thread): group regular files by (dev, ino) with a sort, so
+  a hard-linked inode is read once with the union of the digests its paths want. Phase 3
+  (threads): open, fstat (must still be the same dev/ino, else ESTALE), read into a per-thread
+  buffer and feed every wanted EVP context from it. The GIL is released for all three phases:
+  they are syscalls and hashing, nothing touches Python objects; results are built afterwards.
+* Parent directories are opened with open_beneath() (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS,
+  or a component-wise O_NOFOLLOW walk when the kernel lacks openat2) and kept open per worker
+  while consecutive paths share them; the file itself is opened with O_NOFOLLOW relative to that
+  fd. A directory swapped for a symlink mid-scan therefore gives ELOOP, never a file outside root.
+* Workers claim CHUNK indices at a time from one atomic counter; the calling thread works too, and
+  if pthread_create fails the remaining work simply runs on the threads that exist.
+* Errors are data: each request carries its status and errno back; only ENOMEM of the caller's
+  own allocations raises.
+
+Measured (2 vCPU VM, warm cache, every regular file under /usr, see the report in the PR):
+BUFFER_SIZE 128 KiB was as fast as 256 KiB and faster than 64 KiB; default jobs
+min(16, max(4, 4 * cpu_count)) keeps the CPUs busy on warm caches and overlaps I/O on cold ones.
+"""
+
+import os
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t
+from libc.stdlib cimport calloc, qsort
+from libc.string cimport memcmp
+
+from _native.openssl cimport (
+    EVP_DigestFinal_ex, EVP_DigestInit_ex, EVP_DigestUpdate, EVP_MD, EVP_MD_CTX, EVP_MD_CTX_free,
+    EVP_MD_CTX_new, EVP_MD_fetch,
+)
+from _native.posix cimport (
+    AT_SYMLINK_NOFOLLOW, EINTR, ENOENT, ENOMEM, ENOTDIR, EPERM, ESTALE, O_CLOEXEC, O_DIRECTORY,
+    O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR,
+    S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK, close, dev_t, errno, free, fstat, fstatat, ino_t, malloc,
+    memcpy, mode_t, off_t, open_beneath, openat, read, readlinkat, realloc, ssize_t, struct_stat,
+)
+from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
+
+from _native.hasher_py import default_jobs, validate_request
+from _native.types import FileKind, HashResult, HashStatus
+
+__all__ = ["BUFFER_SIZE", "hash_files"]
+
+BUFFER_SIZE = 128 * 1024
+cdef enum:
+    _BUFFER = 131072
+    _CHUNK = 16  # indices claimed at a time: consecutive paths share a parent fd
+
+cdef enum:
+    MD5 = 1
+    SHA1 = 2
+    SHA256 = 4
+
+cdef enum:
+    ST_OK = 0
+    ST_MISSING = 1
+    ST_SYMLINK = 2
+    ST_NOT_REGULAR = 3
+    ST_ERROR = 4
+
+cdef tuple _KINDS = (None,) + tuple(FileKind(n) for n in range(1, 9))
+cdef tuple _STATUSES = tuple(HashStatus(n) for n in range(5))
+cdef int _openat2_state = 0
+cdef const EVP_MD* _md5 = EVP_MD_fetch(NULL, b"MD5", NULL)
+cdef const EVP_MD* _sha1 = EVP_MD_fetch(NULL, b"SHA1", NULL)
+cdef const EVP_MD* _sha256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
+if _md5 == NULL or _sha1 == NULL or _sha256 == NULL:
+    raise ImportError("libcrypto has no MD5/SHA1/SHA256 (FIPS-only provider?)")
+
+
+cdef struct Request:
+    const char* path      # the caller's bytes buffer, kept alive by `keep` in hash_files
+    size_t parent_len     # bytes before the last "/" (0: directly in the root)
+    int flags             # digests this path asked for
+    int want              # representative only: union over its hard links
+    int status
+    int err
+    int kind              # FileKind value, 0 when lstat failed
+    mode_t mode
+    off_t size
+    dev_t dev
+    ino_t ino
+    int64_t mtime_ns
+    int64_t ctime_ns
+    ssize_t rep           # index of the request whose read gives this one's digests, or -1
+    char* link            # malloc'd symlink target
+    size_t link_len
+    unsigned char md5[16]
+    unsigned char sha1[20]
+    unsigned char sha256[32]
+
+
+cdef struct Inode:
+    dev_t dev
+    ino_t ino
+    size_t index
+
+
+cdef struct Job:
+    Request* requests
+    size_t* order         # indices to work on (phase 3), or NULL for 0..count-1 (phase 1)
+    size_t count
+    size_t next           # the work queue: claimed atomically
+    size_t max_parent     # longest parent prefix, for the per-worker copy
+    int root_fd
+    int phase
+
+
+cdef struct Parent:
+    # One cached parent directory fd per worker.
+    char* path
+    size_t length
+    int fd
+    bint valid
+
+
+cdef inline int _kind(mode_t mode) noexcept nogil:
+    if S_ISREG(mode):
+        return 1
+    if S_ISDIR(mode):
+        return 2
+    if S_ISLNK(mode):
+        return 3
+    if S_ISFIFO(mode):
+        return 4
+    if S_ISSOCK(mode):
+        return 5
+    if S_ISCHR(mode):
+        return 6
+    if S_ISBLK(mode):
+        return 7
+    return 8
+
+
+cdef inline void _fail(Request* request, int err) noexcept nogil:
+    request.err = err
+    request.status = ST_MISSING if err == ENOENT or err == ENOTDIR else ST_ERROR
+
+
+cdef int _parent_fd(Job* job, Parent* parent, Request* request) noexcept nogil:
+    """The fd of the request's parent directory (root_fd for top-level names); -1 and errno."""
+    cdef size_t length = request.parent_len
+    if length == 0:
+        return job.root_fd
+    if parent.valid and parent.length == length and memcmp(parent.path, request.path, length) == 0:
+        return parent.fd
+    if parent.valid:
+        close(parent.fd)
+        parent.valid = False
+    memcpy(parent.path, request.path, length)
+    parent.path[length] = 0
+    parent.fd = open_beneath(job.root_fd, parent.path, O_PATH | O_DIRECTORY, &_openat2_state)
+    if parent.fd < 0:
+        return -1
+    parent.length = length
+    parent.valid = True
+    return parent.fd
+
+
+cdef inline const char* _name(Request* request) noexcept nogil:
+    return request.path + request.parent_len + (1 if request.parent_len else 0)
+
+
+cdef void _lstat_one(Job* job, Parent* parent, Request* request) noexcept nogil:
+    cdef struct_stat st
+    cdef int fd = _parent_fd(job, parent, request)
+    cdef const char* name = _name(request)
+    cdef size_t capacity = 256
+    cdef ssize_t length
+    cdef void* grown
+    if fd < 0 or fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+        _fail(request, errno)
+        return
+    request.kind = _kind(st.st_mode)
+    request.mode = st.st_mode
+    request.size = st.st_size
+    request.dev = st.st_dev
+    request.ino = st.st_ino
+    request.mtime_ns = <int64_t>st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
+    request.ctime_ns = <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+    if S_ISLNK(st.st_mode):
+        request.status = ST_SYMLINK
+        while True:
+            grown = realloc(request.link, capacity)
+            if grown == NULL:
+                _fail(request, ENOMEM)
+                return
+            request.link = <char*>grown
+            length = readlinkat(fd, name, request.link, capacity)
+            if length < 0:
+                _fail(request, errno)
+                return
+            if <size_t>length < capacity:  # not truncated
+                request.link_len = length
+                return
+            capacity *= 2
+    elif not S_ISREG(st.st_mode):
+        request.status = ST_NOT_REGULAR
+
+
+cdef int _open_file(int dir_fd, const char* name) noexcept nogil:
+    cdef int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+    cdef int fd
+    while True:
+        # O_NOATIME: reading must not change the scanned root; only the owner (or CAP_FOWNER)
+        # may ask for it, so retry without on EPERM.
+        fd = openat(dir_fd, name, flags | O_NOATIME)
+        if fd < 0 and errno == EPERM:
+            fd = openat(dir_fd, name, flags)
+        if fd >= 0 or errno != EINTR:
+            return fd
+
+
+cdef int _digest_fd(int fd, Request* request, unsigned char* buffer, EVP_MD_CTX** contexts) noexcept nogil:
+    """Read fd to EOF once, feeding every wanted digest; 0 or an errno (EIO for an EVP failure)."""
+    cdef int want = request.want
+    cdef ssize_t count
+    cdef unsigned int size
+    cdef bint ok = True
+    if want & MD5:
+        ok = ok and EVP_DigestInit_ex(contexts[0], _md5, NULL) == 1
+    if want & SHA1:
+        ok = ok and EVP_DigestInit_ex(contexts[1], _sha1, NULL) == 1
+    if want & SHA256:
+        ok = ok and EVP_DigestInit_ex(contexts[2], _sha256, NULL) == 1
+    if not ok:
+        return 5  # EIO
+    while True:
+        count = read(fd, buffer, _BUFFER)
+        if count < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if count == 0:
+            break
+        if want & MD5:
+            ok = ok and EVP_DigestUpdate(contexts[0], buffer, count) == 1
+        if want & SHA1:
+            ok = ok and EVP_DigestUpdate(contexts[1], buffer, count) == 1
+        if want & SHA256:
+            ok = ok and EVP_DigestUpdate(contexts[2], buffer, count) == 1
+        if not ok:
+            return 5
+    if want & MD5:
+        ok = ok and EVP_DigestFinal_ex(contexts[0], request.md5, &size) == 1
+    if want & SHA1:
+        ok = ok and EVP_DigestFinal_ex(contexts[1], request.sha1, &size) == 1
+    if want & SHA256:
+        ok = ok and EVP_DigestFinal_ex(contexts[2], request.sha256, &size) == 1
+    return 0 if ok else 5
+
+
+cdef void _hash_one(Job* job, Parent* parent, Request* request, unsigned char* buffer,
+                    EVP_MD_CTX** contexts) noexcept nogil:
+    cdef struct_stat st
+    cdef int dir_fd = _parent_fd(job, parent, request)
+    cdef int fd, err
+    if dir_fd < 0:
+        _fail(request, errno)
+        return
+    fd = _open_file(dir_fd, _name(request))
+    if fd < 0:
+        _fail(request, errno)
+        return
+    if fstat(fd, &st) != 0:
+        err = errno
+    elif st.st_dev != request.dev or st.st_ino != request.ino or not S_ISREG(st.st_mode):
+        err = ESTALE  # replaced between lstat and open: not the file the caller was told about
+    else:
+        err = _digest_fd(fd, request, buffer, contexts)
+    close(fd)
+    if err:
+        _fail(request, err)
+
+
+cdef void* _worker(void* arg) noexcept nogil:
+    """Claim CHUNK indices at a time until the queue is empty; every outcome goes into Request."""
+    cdef Job* job = <Job*>arg
+    cdef Parent parent
+    cdef unsigned char* buffer = NULL
+    cdef EVP_MD_CTX* contexts[3]
+    cdef size_t start, stop, k, index
+    cdef bint ready
+    parent.valid = False
+    parent.path = <char*>malloc(job.max_parent + 1)
+    contexts[0] = contexts[1] = contexts[2] = NULL
+    ready = parent.path != NULL
+    if job.phase == 3:
+        buffer = <unsigned char*>malloc(_BUFFER)
+        contexts[0] = EVP_MD_CTX_new()
+        contexts[1] = EVP_MD_CTX_new()
+        contexts[2] = EVP_MD_CTX_new()
+        ready = ready and buffer != NULL and contexts[0] != NULL and contexts[1] != NULL and contexts[2] != NULL
+    while True:
+        start = claim(&job.next, _CHUNK)
+        if start >= job.count:
+            break
+        stop = start + _CHUNK if start + _CHUNK < job.count else job.count
+        for k in range(start, stop):
+            index = job.order[k] if job.order != NULL else k
+            if not ready:
+                _fail(&job.requests[index], ENOMEM)
+            elif job.phase == 1:
+                _lstat_one(job, &parent, &job.requests[index])
+            else:
+                _hash_one(job, &parent, &job.requests[index], buffer, contexts)
+    if parent.valid:
+        close(parent.fd)
+    free(parent.path)
+    free(buffer)
+    EVP_MD_CTX_free(contexts[0])
+    EVP_MD_CTX_free(contexts[1])
+    EVP_MD_CTX_free(contexts[2])
+    return NULL
+
+
+cdef void _run(Job* job, int jobs) noexcept nogil:
+    """Run `_worker` on up to `jobs` threads, the calling one included."""
+    cdef size_t chunks = (job.count + _CHUNK - 1) // _CHUNK
+    cdef size_t wanted = <size_t>jobs if <size_t>jobs < chunks else chunks
+    cdef pthread_t* threads = NULL
+    cdef size_t started = 0, i
+    job.next = 0
+    if wanted > 1:
+        threads = <pthread_t*>malloc((wanted - 1) * sizeof(pthread_t))
+        if threads != NULL:
+            while started < wanted - 1:
+                if pthread_create(&threads[started], NULL, _worker, job) != 0:
+                    break  # fewer threads: the others, and this one, take the remaining work
+                started += 1
+    _worker(job)
+    if wanted > 1 and threads != NULL:
+        for i in range(started):
+            pthread_join(threads[i], NULL)
+        free(threads)
+
+
+cdef int _by_inode(const void* a, const void* b) noexcept nogil:
+    cdef const Inode* x = <const Inode*>a
+    cdef const Inode* y = <const Inode*>b
+    if x.dev != y.dev:
+        return -1 if x.dev < y.dev else 1
+    if x.ino != y.ino:
+        return -1 if x.ino < y.ino else 1
+    return -1 if x.index < y.index else (1 if x.index > y.index else 0)
+
+
+cdef int _by_index(const void* a, const void* b) noexcept nogil:
+    cdef size_t x = (<const size_t*>a)[0]
+    cdef size_t y = (<const size_t*>b)[0]
+    return -1 if x < y else (1 if x > y else 0)
+
+
+cdef size_t _group(Request* requests, size_t count, Inode* inodes, size_t* reps) noexcept nogil:
+    """Point every regular file wanting a digest at its inode's first path; return #reps."""
+    cdef size_t n = 0, found = 0, i
+    cdef Request* request
+    cdef Request* rep = NULL
+    for i in range(count):
+        request = &requests[i]
+        if request.status == ST_OK and request.flags and request.kind == 1:
+            inodes[n].dev = request.dev
+            inodes[n].ino = request.ino
+            inodes[n].index = i
+            n += 1
+    qsort(inodes, n, sizeof(Inode), _by_inode)
+    for i in range(n):
+        request = &requests[inodes[i].index]
+        if rep == NULL or rep.dev != request.dev or rep.ino != request.ino:
+            rep = request
+            rep.want = 0
+            reps[found] = inodes[i].index
+            found += 1
+        request.rep = <ssize_t>(rep - requests)
+        rep.want |= request.flags
+    # Read in request order: it follows the caller's (directory) order, good for parent reuse.
+    qsort(reps, found, sizeof(size_t), _by_index)
+    return found
+
+
+cdef object _result(Request* requests, size_t i, object path):
+    cdef Request* request = &requests[i]
+    cdef Request* source = request
+    if request.kind == 0:
+        return HashResult(path, _STATUSES[request.status], request.err)
+    if request.rep >= 0:
+        source = &requests[request.rep]
+    ok = source.status == ST_OK
+    return HashResult(
+        path,
+        _STATUSES[source.status],
+        source.err,
+        _KINDS[request.kind],
+        request.mode,
+        request.size,
+        request.dev,
+        request.ino,
+        request.mtime_ns,
+        request.ctime_ns,
+        PyBytes_FromStringAndSize(<char*>source.md5, 16) if ok and request.flags & MD5 and request.rep >= 0 else None,
+        PyBytes_FromStringAndSize(<char*>source.sha1, 20) if ok and request.flags & SHA1 and request.rep >= 0 else None,
+        PyBytes_FromStringAndSize(<char*>source.sha256, 32) if ok and request.flags & SHA256 and request.rep >= 0 else None,
+        PyBytes_FromStringAndSize(request.link, request.link_len) if request.status == ST_SYMLINK else None,
+    )
+
+
+def hash_files(int root_fd, requests, *, int jobs=0):
+    """One HashResult per (relative path, Digest flags) request, in request order.
+
+    hash_files(root_fd: int, requests: Sequence[tuple[bytes, int]], *, jobs: int = 0)
+        -> list[HashResult]
+
+    A hard-linked inode is read once, with the union of the digests its paths asked for; every
+    file is read once whatever digests it needs. jobs=0 picks default_jobs().
+    """
+    cdef list keep = []
+    cdef Py_ssize_t count, i
+    cdef Request* table = NULL
+    cdef Inode* inodes = NULL
+    cdef size_t* reps = NULL
+    cdef Job job
+    cdef const char* slash
+    cdef size_t length
+    cdef int workers
+    if jobs < 0:
+        raise ValueError(f"jobs must be >= 0, not {jobs}")
+    workers = jobs or default_jobs()
+    for path, flags in requests:
+        validate_request(path, flags)
+        keep.append((path, int(flags)))
+    count = len(keep)
+    if count == 0:
+        return []
+    table = <Request*>calloc(count, sizeof(Request))
+    inodes = <Inode*>malloc(count * sizeof(Inode))
+    reps = <size_t*>malloc(count * sizeof(size_t))
+    try:
+        if table == NULL or inodes == NULL or reps == NULL:
+            raise MemoryError()
+        job.max_parent = 0
+        for i in range(count):
+            path = keep[i][0]
+            table[i].path = PyBytes_AS_STRING(path)
+            table[i].flags = keep[i][1]
+            table[i].rep = -1
+            length = PyBytes_GET_SIZE(path)
+            while length > 0 and table[i].path[length - 1] != 47:  # b"/"
+                length -= 1
+            table[i].parent_len = length - 1 if length else 0
+            if table[i].parent_len > job.max_parent:
+                job.max_parent = table[i].parent_len
+        job.requests = table
+        job.count = count
+        job.order = NULL
+        job.root_fd = root_fd
+        job.phase = 1
+        # GIL released for the whole batch: only syscalls and OpenSSL run below, on C structs
+        # whose path buffers are owned by `keep`; Python threads (the scan's producers) go on.
+        with nogil:
+            _run(&job, workers)
+            job.order = reps
+            job.count = _group(table, count, inodes, reps)
+            job.phase = 3
+            if job.count:
+                _run(&job, workers)
+        return [_result(table, i, keep[i][0]) for i in range(count)]
+    finally:
+        if table != NULL:
+            for i in range(count):
+                free(table[i].link)
+        free(table)
+        free(inodes)
+        free(reps)
+
+
+def _use_openat2(bint enabled):
+    """Testing hook: False forces the component-wise fallback used on kernels without openat2."""
+    global _openat2_state
+    _openat2_state = 0 if enabled else -1

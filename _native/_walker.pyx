@@ -1,0 +1,265 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Cython directory walker: one openat2 + readdir + fstatat pass per directory, GIL released.
+
+Design (the pure-Python twin `walker_py` yields exactly the same sequence):
+
+* Each directory is opened relative to the root fd with open_beneath() (openat2 with
+  RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or a component-wise O_NOFOLLOW walk on old kernels), so a
+  directory swapped for a symlink mid-walk gives ELOOP instead of a walk outside the root.
+* All names of a directory are read and fstatat(AT_SYMLINK_NOFOLLOW)'d into a C array with the GIL
+  released (that loop is all syscalls), sorted with strcmp (bytewise, like Python's bytes order),
+  and the directory is closed before any child is opened: open fds stay at two whatever the depth.
+* Python objects are built afterwards, with the GIL; the generator then keeps only the listings
+  along the current path (a stack), never the whole tree.
+* Only directories are ever opened, so FIFOs and devices cannot block the walk.
+"""
+
+import os
+
+from libc.stdint cimport int64_t
+from libc.stdlib cimport qsort
+
+from _native.posix cimport (
+    AT_SYMLINK_NOFOLLOW, DIR, ENOMEM, O_DIRECTORY, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO,
+    S_ISLNK, S_ISREG, S_ISSOCK, close, closedir, dev_t, dirent, dirfd, errno, fdopendir, free,
+    fstatat, ino_t, malloc, memcpy, mode_t, nlink_t, off_t, open_beneath, readdir, realloc, set_errno,
+    strcmp, strlen, struct_stat,
+)
+
+from _native.types import FileKind, WalkEntry, WalkError
+
+__all__ = ["walk"]
+
+# FileKind by the small int _kind() returns; a tuple index is cheaper than FileKind(n).
+cdef tuple _KINDS = (None,) + tuple(FileKind(n) for n in range(1, 9))
+
+# openat2 availability, probed on first use (see posix.open_beneath).
+cdef int _openat2_state = 0
+
+
+cdef struct RawEntry:
+    size_t name_off
+    const char* name
+    int err
+    mode_t mode
+    off_t size
+    dev_t dev
+    ino_t ino
+    nlink_t nlink
+    int64_t mtime_ns
+    int64_t ctime_ns
+
+
+cdef struct Listing:
+    char* names          # every name, NUL-terminated, back to back
+    size_t names_len
+    size_t names_cap
+    RawEntry* entries
+    size_t count
+    size_t cap
+
+
+cdef inline int _kind(mode_t mode) noexcept nogil:
+    if S_ISREG(mode):
+        return 1
+    if S_ISDIR(mode):
+        return 2
+    if S_ISLNK(mode):
+        return 3
+    if S_ISFIFO(mode):
+        return 4
+    if S_ISSOCK(mode):
+        return 5
+    if S_ISCHR(mode):
+        return 6
+    if S_ISBLK(mode):
+        return 7
+    return 8
+
+
+cdef int _by_name(const void* a, const void* b) noexcept nogil:
+    return strcmp((<const RawEntry*>a).name, (<const RawEntry*>b).name)
+
+
+cdef void _free_listing(Listing* listing) noexcept nogil:
+    free(listing.names)
+    free(listing.entries)
+    listing.names = NULL
+    listing.entries = NULL
+
+
+cdef int _append(Listing* listing, const char* name) noexcept nogil:
+    """Copy one name into the listing; ENOMEM or 0."""
+    cdef size_t length = strlen(name) + 1
+    cdef size_t cap
+    cdef void* grown
+    if listing.names_len + length > listing.names_cap:
+        cap = listing.names_cap * 2 if listing.names_cap else 4096
+        while cap < listing.names_len + length:
+            cap *= 2
+        grown = realloc(listing.names, cap)
+        if grown == NULL:
+            return ENOMEM
+        listing.names = <char*>grown
+        listing.names_cap = cap
+    if listing.count == listing.cap:
+        cap = listing.cap * 2 if listing.cap else 64
+        grown = realloc(listing.entries, cap * sizeof(RawEntry))
+        if grown == NULL:
+            return ENOMEM
+        listing.entries = <RawEntry*>grown
+        listing.cap = cap
+    memcpy(listing.names + listing.names_len, name, length)
+    listing.entries[listing.count].name_off = listing.names_len
+    listing.names_len += length
+    listing.count += 1
+    return 0
+
+
+cdef int _read_dir(int root_fd, const char* rel, Listing* listing) noexcept nogil:
+    """Read and lstat every entry of `rel` into `listing`, sorted; 0 or the errno that stopped it.
+
+    Per-entry fstatat failures (an entry removed since readdir) are kept as the entry's `err`.
+    """
+    cdef int fd = open_beneath(root_fd, rel, O_RDONLY | O_DIRECTORY, &_openat2_state)
+    cdef DIR* handle
+    cdef dirent* found
+    cdef const char* name
+    cdef struct_stat st
+    cdef RawEntry* entry
+    cdef size_t i
+    cdef int err = 0
+    if fd < 0:
+        return errno
+    handle = fdopendir(fd)
+    if handle == NULL:
+        err = errno
+        close(fd)
+        return err
+    while True:
+        set_errno(0)
+        found = readdir(handle)
+        if found == NULL:
+            err = errno  # 0 at the end of the directory
+            break
+        name = found.d_name
+        if name[0] == 46 and (name[1] == 0 or (name[1] == 46 and name[2] == 0)):  # "." and ".."
+            continue
+        err = _append(listing, name)
+        if err:
+            break
+    if not err:
+        for i in range(listing.count):
+            entry = &listing.entries[i]
+            entry.name = listing.names + entry.name_off
+            if fstatat(dirfd(handle), entry.name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+                entry.err = errno
+                continue
+            entry.err = 0
+            entry.mode = st.st_mode
+            entry.size = st.st_size
+            entry.dev = st.st_dev
+            entry.ino = st.st_ino
+            entry.nlink = st.st_nlink
+            entry.mtime_ns = <int64_t>st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
+            entry.ctime_ns = <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+        qsort(listing.entries, listing.count, sizeof(RawEntry), _by_name)
+    closedir(handle)
+    return err
+
+
+cdef object _error(bytes path, int err):
+    return WalkError(path, err, os.strerror(err))
+
+
+cdef object _list_dir(int root_fd, bytes rel):
+    """Entries of one directory as Python records, or the WalkError that kept it from being read."""
+    cdef Listing listing
+    cdef bytes target = rel if rel else b"."
+    cdef const char* crel = target
+    cdef int err
+    cdef size_t i
+    cdef RawEntry* entry
+    cdef bytes prefix = rel + b"/" if rel else b""
+    cdef list records
+    listing.names = NULL
+    listing.names_len = listing.names_cap = 0
+    listing.entries = NULL
+    listing.count = listing.cap = 0
+    try:
+        # GIL released: this is the directory read and one fstatat per entry, all syscalls that
+        # may wait on a cold disk or a network filesystem; other Python threads run meanwhile.
+        with nogil:
+            err = _read_dir(root_fd, crel, &listing)
+        if err == ENOMEM:
+            raise MemoryError()
+        if err:
+            return _error(rel, err)
+        records = []
+        for i in range(listing.count):
+            entry = &listing.entries[i]
+            path = prefix + <bytes>entry.name
+            if entry.err:
+                records.append(_error(path, entry.err))
+            else:
+                records.append(WalkEntry(
+                    path, _KINDS[_kind(entry.mode)], entry.mode, entry.size, entry.dev,
+                    entry.ino, entry.nlink, entry.mtime_ns, entry.ctime_ns,
+                ))
+        return records
+    finally:
+        _free_listing(&listing)
+
+
+def walk(root, *, skip=(), bint one_file_system=True):
+    """Every entry below `root`, depth-first pre-order, names sorted as bytes; errors as data.
+
+    walk(root: str | bytes, *, skip: Collection[bytes] = (), one_file_system: bool = True)
+        -> Iterator[WalkEntry | WalkError]
+
+    Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended;
+    with `one_file_system`, a directory on another device is yielded but not descended.
+    Raises OSError only when `root` itself cannot be opened.
+    """
+    cdef frozenset skipped = frozenset([bytes(path) for path in skip])
+    cdef int root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    cdef list stack, listing
+    cdef Py_ssize_t position
+    cdef object below
+    try:
+        root_dev = os.fstat(root_fd).st_dev
+        first = _list_dir(root_fd, b"")
+        if isinstance(first, WalkError):
+            raise OSError(first.errno, first.message, os.fsdecode(root))
+        # [listing, next index] per open level: memory is the listings along the current path.
+        stack = [[first, 0]]
+        while stack:
+            level = stack[len(stack) - 1]
+            listing = level[0]
+            position = level[1]
+            if position == len(listing):
+                stack.pop()
+                continue
+            item = listing[position]
+            level[1] = position + 1
+            if item.path in skipped:
+                continue
+            yield item
+            if (
+                type(item) is WalkEntry
+                and item.kind is FileKind.DIRECTORY
+                and (not one_file_system or item.dev == root_dev)
+            ):
+                below = _list_dir(root_fd, item.path)
+                if type(below) is WalkError:
+                    yield below
+                else:
+                    stack.append([below, 0])
+    finally:
+        os.close(root_fd)
+
+
+def _use_openat2(bint enabled):
+    """Testing hook: False forces the component-wise fallback used on kernels without openat2."""
+    global _openat2_state
+    _openat2_state = 0 if enabled else -1

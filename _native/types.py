@@ -1,0 +1,92 @@
+"""Records shared by the native walker/hasher and their pure-Python twins."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "Digest",
+    "FileKind",
+    "HashResult",
+    "HashStatus",
+    "WalkEntry",
+    "WalkError",
+]
+
+
+class Digest(enum.IntFlag):
+    """Digests the hasher can compute; a request ORs the ones it needs (the file is read once)."""
+
+    NONE = 0
+    MD5 = 1
+    SHA1 = 2
+    SHA256 = 4
+
+
+class FileKind(enum.IntEnum):
+    """File type from lstat, never following a symlink."""
+
+    REGULAR = 1
+    DIRECTORY = 2
+    SYMLINK = 3
+    FIFO = 4
+    SOCKET = 5
+    CHAR_DEVICE = 6
+    BLOCK_DEVICE = 7
+    OTHER = 8
+
+
+@dataclass(frozen=True, slots=True)
+class WalkEntry:
+    """One directory entry found by the walker; `path` is relative to the root, no leading slash."""
+
+    path: bytes
+    kind: FileKind
+    mode: int
+    size: int
+    dev: int
+    ino: int
+    nlink: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class WalkError:
+    """A directory the walker could not list or an entry it could not stat; the walk goes on."""
+
+    path: bytes
+    errno: int
+    message: str
+
+
+class HashStatus(enum.IntEnum):
+    """Outcome of hashing one path."""
+
+    OK = 0  # regular file, digests computed
+    MISSING = 1  # ENOENT / ENOTDIR on the path
+    SYMLINK = 2  # the final component is a symlink (never followed); `link_target` is set
+    NOT_REGULAR = 3  # directory, FIFO, socket or device node: never opened for reading
+    ERROR = 4  # could not open/read (EACCES, EIO, vanished mid-read, ...): `errno` says why
+
+
+@dataclass(frozen=True, slots=True)
+class HashResult:
+    """Digests (or the reason there are none) for one requested path."""
+
+    path: bytes
+    status: HashStatus
+    errno: int = 0
+    kind: FileKind | None = None
+    mode: int = 0
+    size: int = 0
+    dev: int = 0
+    ino: int = 0
+    mtime_ns: int = 0
+    ctime_ns: int = 0
+    md5: bytes | None = None
+    sha1: bytes | None = None
+    sha256: bytes | None = None
+    link_target: bytes | None = None
+    head: bytes | None = None  # the first bytes read (up to 4: enough for the ELF magic)

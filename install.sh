@@ -1,0 +1,32 @@
+#!/bin/sh
+# Sets scan-root up on a Debian machine: system packages, a virtualenv in .venv with the Cython
+# core built, and /usr/local/bin/scan-root. `--test` adds what the test suite uses.
+# SCANNER_NO_EXTENSIONS=1 ./install.sh gives the pure-Python build instead.
+set -eu
+cd "$(dirname "$0")"
+
+extras=""
+packages="python3 python3-venv python3-dev gcc libssl-dev"
+if [ "${1:-}" = "--test" ]; then
+    extras="[test]"
+    # Reference tools the tests compare with, and debootstrap for real Debian roots.
+    packages="$packages debootstrap debsums dpkg rpm"
+fi
+
+if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null
+else
+    echo "install.sh: not root, so not installing Debian packages; make sure these are present: $packages" >&2
+fi
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q ".$extras"
+# Rebuild our own package every time: a wheel left from another build mode must not be reused.
+.venv/bin/pip install -q --no-deps --force-reinstall --no-cache-dir .
+
+if [ "$(id -u)" = 0 ]; then
+    ln -sf "$(pwd)/.venv/bin/scan-root" /usr/local/bin/scan-root
+fi
+.venv/bin/scan-root --version

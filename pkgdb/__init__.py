@@ -1,0 +1,20 @@
+"""Package-manifest readers: one module per package format, one small interface, no scanner imports."""
+
+from __future__ import annotations
+
+from . import dpkg
+from .records import DigestAlgorithm, InstalledFile, Package, PkgDBError, PkgDBProblem
+from .rootfs import RootFS
+
+# Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
+READERS = (dpkg,)
+
+__all__ = [
+    "READERS",
+    "DigestAlgorithm",
+    "InstalledFile",
+    "Package",
+    "PkgDBError",
+    "PkgDBProblem",
+    "RootFS",
+]

@@ -1,0 +1,148 @@
+"""Path resolution confined to a root filesystem, the way the container itself sees its paths.
+
+A manifest path such as `bin/ls` may pass through `bin -> usr/bin`, or through an absolute link
+(`lib64 -> /usr/lib64`) that means `<root>/usr/lib64`, never the scanner's own `/usr/lib64`.
+`RootFS.resolve` follows symlinks in the *directory* part of a path as the kernel's
+`openat2(RESOLVE_IN_ROOT)` would (absolute targets restart at the root, `..` stops at the root)
+and never follows the final component, so a file replaced by a symlink is seen as a symlink.
+Directory resolutions are cached: a root has a few thousand directories and tens of thousands
+of files.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+__all__ = ["RootFS", "MAX_SYMLINK_HOPS"]
+
+MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS) before ELOOP
+
+
+def _split(path: bytes) -> tuple[bytes, bytes]:
+    head, _, tail = path.rpartition(b"/")
+    return head, tail
+
+
+def _join(base: bytes, name: bytes) -> bytes:
+    return base + b"/" + name if base else name
+
+
+class RootFS:
+    """An open root directory with symlink resolution that never leaves it."""
+
+    def __init__(self, root: str | bytes) -> None:
+        self.path: bytes = os.path.abspath(os.fsencode(root))
+        self.fd: int = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._dirs: dict[bytes, bytes | OSError] = {b"": b""}
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> RootFS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def resolve(self, path: bytes) -> bytes:
+        """Return the physical path (relative, no leading slash) of `path` inside the root.
+
+        Every directory component of the result is a real directory (or does not exist); the
+        final component is left as it is. Raises OSError(ELOOP) on a symlink loop.
+        """
+        parent, name = _split(path.strip(b"/"))
+        physical_parent = self._resolve_dir(parent, 0)
+        if name in (b"", b"."):
+            return physical_parent
+        if name == b"..":
+            return _split(physical_parent)[0]
+        return _join(physical_parent, name)
+
+    def display(self, physical: bytes) -> str:
+        """The path as the container sees it (`/usr/bin/ls`), for reports only."""
+        return "/" + os.fsdecode(physical)
+
+    def open(self, path: bytes, flags: int = os.O_RDONLY) -> int:
+        """Open `path` inside the root without following a symlink in its final component."""
+        return os.open(
+            self.resolve(path),
+            flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
+            dir_fd=self.fd,
+        )
+
+    def read_bytes(self, path: bytes, limit: int | None = None) -> bytes:
+        """Read a regular file inside the root; raises OSError for anything else."""
+        fd = self.open(path)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
+            chunks = []
+            remaining = limit
+            while True:
+                chunk = os.read(fd, 1 << 20 if remaining is None else min(1 << 20, remaining))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                if remaining is not None:
+                    remaining -= len(chunk)
+                    if remaining <= 0:
+                        break
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def lstat(self, path: bytes) -> os.stat_result:
+        return os.lstat(self.resolve(path), dir_fd=self.fd)
+
+    def listdir(self, path: bytes) -> list[bytes]:
+        """Names in a directory inside the root (its own symlinks resolved within the root)."""
+        fd = os.open(
+            self._resolve_dir(path.strip(b"/"), 0) or b".",
+            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+            dir_fd=self.fd,
+        )
+        try:
+            return [os.fsencode(name) for name in os.listdir(fd)]
+        finally:
+            os.close(fd)
+
+    def _resolve_dir(self, path: bytes, hops: int) -> bytes:
+        cached = self._dirs.get(path)
+        if isinstance(cached, OSError):
+            raise cached
+        if cached is not None:
+            return cached
+        try:
+            result = self._resolve_dir_uncached(path, hops)
+        except OSError as error:
+            if hops == 0:
+                self._dirs[path] = error
+            raise
+        if hops == 0:
+            self._dirs[path] = result
+        return result
+
+    def _resolve_dir_uncached(self, path: bytes, hops: int) -> bytes:
+        parent, name = _split(path)
+        physical_parent = self._resolve_dir(parent, hops)
+        if name in (b"", b"."):
+            return physical_parent
+        if name == b"..":
+            return _split(physical_parent)[0]
+        candidate = _join(physical_parent, name)
+        try:
+            st = os.lstat(candidate, dir_fd=self.fd)
+        except (FileNotFoundError, NotADirectoryError):
+            return candidate  # whatever lies below it will be reported missing
+        if not stat.S_ISLNK(st.st_mode):
+            return candidate
+        if hops >= MAX_SYMLINK_HOPS:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links", os.fsdecode(path))
+        target = os.readlink(candidate, dir_fd=self.fd)
+        base = b"" if target.startswith(b"/") else physical_parent
+        lexical = _join(base, target.strip(b"/")) if target.strip(b"/") else base
+        return self._resolve_dir(lexical.strip(b"/"), hops + 1)

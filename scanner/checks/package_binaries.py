@@ -1,0 +1,194 @@
+"""Check 448: package binaries must not be altered (digest vs the package manager's record).
+
+Which files are "binaries" (the default scope; `--all-files` verifies every package file):
+a file is a binary when any of these holds —
+  * on disk it is a regular file with any execute bit, or its first bytes are an ELF header;
+  * the manifest records an execute bit for it (rpm, apk record modes; dpkg does not);
+  * its path lies in an executable directory (`bin/`, `sbin/`, `usr/bin/`, `usr/sbin/`,
+    `usr/local/bin/`, `usr/local/sbin/`, `usr/libexec/`, `usr/games/`) or names a shared object
+    (`*.so`, `*.so.N…`) — so a binary that was deleted, replaced by a symlink or had its execute
+    bits stripped is still judged, although its on-disk form no longer says "binary".
+Everything else (documentation, data, conffiles) is verified only with `--all-files`; a changed
+conffile is then the lower-severity kind `config-modified`, since conffiles change legitimately.
+"""
+
+from __future__ import annotations
+
+import errno as errno_codes
+import os
+import re
+from collections.abc import Iterator
+
+import _native
+from _native import Digest, FileKind, HashResult, HashStatus
+from pkgdb import DigestAlgorithm, InstalledFile
+
+from ..report import Finding, PackageRef, Problem, Severity
+from .base import ScanContext
+
+__all__ = ["PackageBinariesCheck", "is_binary"]
+
+ID = "448"
+TITLE = "Package binaries should not be altered"
+
+_EXEC_DIRS = (
+    b"bin/",
+    b"sbin/",
+    b"usr/bin/",
+    b"usr/sbin/",
+    b"usr/local/bin/",
+    b"usr/local/sbin/",
+    b"usr/libexec/",
+    b"usr/games/",
+)
+_SHARED_OBJECT = re.compile(rb"\.so(\.[0-9][0-9A-Za-z.]*)?$")
+_ELF_MAGIC = b"\x7fELF"
+_DIGEST_FLAG = {
+    DigestAlgorithm.MD5: Digest.MD5,
+    DigestAlgorithm.SHA1: Digest.SHA1,
+    DigestAlgorithm.SHA256: Digest.SHA256,
+}
+
+
+def _path_says_binary(path: bytes) -> bool:
+    return path.startswith(_EXEC_DIRS) or _SHARED_OBJECT.search(path) is not None
+
+
+def is_binary(record: InstalledFile, physical: bytes, result: HashResult) -> bool:
+    """The default scope of check 448 (see the module docstring)."""
+    if record.mode is not None and record.mode & 0o111:
+        return True
+    if result.kind is FileKind.REGULAR and (
+        result.mode & 0o111 or (result.head or b"").startswith(_ELF_MAGIC)
+    ):
+        return True
+    return _path_says_binary(record.path) or _path_says_binary(physical)
+
+
+def _digest_of(result: HashResult, algorithm: DigestAlgorithm) -> bytes | None:
+    return {
+        DigestAlgorithm.MD5: result.md5,
+        DigestAlgorithm.SHA1: result.sha1,
+        DigestAlgorithm.SHA256: result.sha256,
+    }[algorithm]
+
+
+class PackageBinariesCheck:
+    """Hashes every package-owned file once and compares it with the manifest's digest."""
+
+    id = ID
+    title = TITLE
+
+    def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
+        pending: dict[bytes, list[InstalledFile]] = {}
+        flags: dict[bytes, int] = {}
+        for record in context.manifests.files:
+            try:
+                physical = context.root.resolve(record.path)
+            except OSError as error:
+                yield self._unverified(record, record.path, error.errno, os.strerror(error.errno or 0))
+                continue
+            if context.excluded(physical):
+                continue
+            if physical not in pending:
+                if len(pending) >= context.options.batch_size:
+                    yield from self._verify_batch(context, pending, flags)
+                    pending, flags = {}, {}
+                pending[physical] = []
+                flags[physical] = 0
+            pending[physical].append(record)
+            if record.algorithm is not None and record.digest is not None:
+                flags[physical] |= _DIGEST_FLAG[record.algorithm]
+        if pending:
+            yield from self._verify_batch(context, pending, flags)
+
+    def _verify_batch(
+        self,
+        context: ScanContext,
+        pending: dict[bytes, list[InstalledFile]],
+        flags: dict[bytes, int],
+    ) -> Iterator[Finding | Problem]:
+        paths = list(pending)
+        results = _native.hash_files(
+            context.root.fd, [(path, flags[path]) for path in paths], jobs=context.options.jobs
+        )
+        stats = context.stats
+        for path, result in zip(paths, results, strict=True):
+            if result.status is HashStatus.OK and flags[path]:
+                stats.files_hashed += 1
+                stats.bytes_hashed += result.size
+            for record in pending[path]:
+                stats.files_checked += 1
+                yield from self._judge(context, record, path, result)
+        context.progress(f"448: {stats.files_checked} package files checked")
+
+    def _judge(
+        self, context: ScanContext, record: InstalledFile, physical: bytes, result: HashResult
+    ) -> Iterator[Finding | Problem]:
+        binary = is_binary(record, physical, result)
+        status = result.status
+        if status is HashStatus.ERROR:
+            # Could not read it: never a pass, whatever the scope.
+            yield self._unverified(record, physical, result.errno, os.strerror(result.errno))
+            return
+        if not (binary or context.options.all_files):
+            return
+        severity = Severity.LOW if record.is_config else Severity.HIGH if binary else Severity.MEDIUM
+        if status is HashStatus.MISSING:
+            yield self._finding(record, physical, severity, "missing", actual=None)
+        elif status is HashStatus.SYMLINK:
+            target = (result.link_target or b"").decode("utf-8", "backslashreplace")
+            yield self._finding(
+                record, physical, severity, "replaced-by-symlink", actual=None, detail=f"symlink to {target}"
+            )
+        elif status is HashStatus.NOT_REGULAR:
+            kind = result.kind.name.lower().replace("_", "-") if result.kind else "unknown"
+            yield self._finding(record, physical, severity, "not-a-regular-file", actual=None, detail=kind)
+        elif record.digest is None or record.algorithm is None:
+            yield self._unverified(
+                record, physical, None, "the package manager records no digest for this file"
+            )
+        else:
+            actual = _digest_of(result, record.algorithm)
+            if actual is None:
+                yield self._unverified(record, physical, errno_codes.EIO, "digest not computed")
+            elif actual != record.digest:
+                kind = "config-modified" if record.is_config else "modified"
+                yield self._finding(record, physical, severity, kind, actual=actual.hex())
+
+    def _finding(
+        self,
+        record: InstalledFile,
+        physical: bytes,
+        severity: Severity,
+        kind: str,
+        *,
+        actual: str | None,
+        detail: str | None = None,
+    ) -> Finding:
+        return Finding(
+            check=ID,
+            title=TITLE,
+            severity=severity,
+            kind=kind,
+            path=physical,
+            package=PackageRef(record.package, record.version, record.manager),
+            expected=record.digest.hex() if record.digest is not None else None,
+            actual=actual,
+            algorithm=record.algorithm.value if record.algorithm else None,
+            detail=detail,
+            config=record.is_config,
+        )
+
+    @staticmethod
+    def _unverified(
+        record: InstalledFile, path: bytes, error: int | None, reason: str
+    ) -> Problem:
+        return Problem(
+            kind="could-not-verify",
+            message=f"could not verify: {reason}",
+            path=path,
+            check=ID,
+            package=PackageRef(record.package, record.version, record.manager),
+            errno=error,
+        )

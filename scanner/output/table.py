@@ -1,0 +1,58 @@
+"""A readable plain-text report, grouped by check; coloured only on a terminal."""
+
+from __future__ import annotations
+
+from itertools import groupby
+
+from ..report import Finding, Report, Severity, display_path
+
+_COLORS = {
+    Severity.CRITICAL: "\033[1;31m",
+    Severity.HIGH: "\033[31m",
+    Severity.MEDIUM: "\033[33m",
+    Severity.LOW: "\033[36m",
+}
+_RESET = "\033[0m"
+
+
+def _severity(finding: Finding, color: bool) -> str:
+    text = f"{str(finding.severity):<8}"
+    return f"{_COLORS[finding.severity]}{text}{_RESET}" if color else text
+
+
+def render(report: Report, color: bool = False) -> str:
+    lines = [f"scan-root {report.scanner_version} ({report.implementation}) — {report.root}"]
+    for summary in report.managers:
+        extra = f", {summary.filtered} excluded by path filters" if summary.filtered else ""
+        lines.append(
+            f"  {summary.manager}: {summary.packages} packages, {summary.files} files{extra}"
+        )
+    if not report.managers:
+        lines.append("  no package manager database found")
+    ordered = sorted(report.findings, key=lambda f: (f.check, -f.severity, f.path))
+    for check, group in groupby(ordered, key=lambda f: f.check):
+        findings = list(group)
+        lines.append("")
+        lines.append(f"[{check}] {findings[0].title}: {len(findings)} finding(s)")
+        for finding in findings:
+            package = f"  ({finding.package.manager} {finding.package.name} {finding.package.version})" if finding.package else ""
+            detail = f"  {finding.detail}" if finding.detail else ""
+            lines.append(
+                f"  {_severity(finding, color)} {finding.kind:<20} {display_path(finding.path)}{package}{detail}"
+            )
+    if report.problems:
+        lines.append("")
+        lines.append(f"Problems: {len(report.problems)}")
+        for problem in report.problems:
+            where = f" {display_path(problem.path)}" if problem.path is not None else ""
+            lines.append(f"  {problem.kind}{where}: {problem.message}")
+    stats = report.stats
+    lines.append("")
+    verdict = "no findings" if not report.findings else f"{len(report.findings)} finding(s)"
+    if not report.complete:
+        verdict += " — INCOMPLETE: some items could not be verified"
+    lines.append(
+        f"{verdict}; {stats.files_checked} files checked, {stats.files_hashed} hashed "
+        f"({stats.bytes_hashed / 1e6:.1f} MB) in {stats.seconds:.2f} s"
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,217 @@
+"""Finding, Problem and Report records, and the versioned JSON form of a report."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Finding",
+    "ManagerSummary",
+    "PackageRef",
+    "Problem",
+    "Report",
+    "Severity",
+    "Stats",
+    "display_path",
+]
+
+SCHEMA_VERSION = 1
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that `--fail-on` can compare; the JSON form is the lower-case name."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+def display_path(physical: bytes) -> str:
+    """`/usr/bin/ls` for a root-relative byte path; undecodable bytes shown as `\\xe9`."""
+    return "/" + physical.lstrip(b"/").decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRef:
+    """The package a finding is about, as its manager names it."""
+
+    name: str
+    version: str
+    manager: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One compliance finding. `path` is the raw root-relative path; JSON shows it as `/usr/bin/ls`."""
+
+    check: str
+    title: str
+    severity: Severity
+    kind: str
+    path: bytes
+    package: PackageRef | None = None
+    expected: str | None = None
+    actual: str | None = None
+    algorithm: str | None = None
+    detail: str | None = None
+    config: bool = False  # the file is a conffile: it may change legitimately
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "check": self.check,
+            "title": self.title,
+            "severity": str(self.severity),
+            "kind": self.kind,
+            "path": display_path(self.path),
+        }
+        if not _is_utf8(self.path):
+            out["path_hex"] = self.path.hex()
+        if self.package is not None:
+            out["package"] = {
+                "name": self.package.name,
+                "version": self.package.version,
+                "manager": self.package.manager,
+            }
+        for key in ("expected", "actual", "algorithm", "detail"):
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.config:
+            out["config"] = True
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something the scan could not do: a file it could not verify, a DB it could not read.
+
+    For a compliance tool "could not verify" is itself a result; a Problem is never a pass.
+    """
+
+    kind: str  # "could-not-verify", "package-db", "walk", ...
+    message: str
+    path: bytes | None = None
+    check: str | None = None
+    package: PackageRef | None = None
+    errno: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "message": self.message}
+        if self.path is not None:
+            out["path"] = display_path(self.path)
+            if not _is_utf8(self.path):
+                out["path_hex"] = self.path.hex()
+        if self.check is not None:
+            out["check"] = self.check
+        if self.package is not None:
+            out["package"] = {
+                "name": self.package.name,
+                "version": self.package.version,
+                "manager": self.package.manager,
+            }
+        if self.errno is not None:
+            out["errno"] = self.errno
+        return out
+
+    @property
+    def unverified(self) -> bool:
+        """True when this problem leaves a check's verdict on some item open."""
+        return self.kind in ("could-not-verify", "package-db")
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSummary:
+    """A package manager found in the root and how much it recorded."""
+
+    manager: str
+    packages: int
+    files: int
+    filtered: int = 0  # files the image deliberately dropped (dpkg path-exclude)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Work done by one scan."""
+
+    files_walked: int = 0
+    files_checked: int = 0
+    files_hashed: int = 0
+    bytes_hashed: int = 0
+    seconds: float = 0.0
+    implementation: str = ""
+    jobs: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "files_walked": self.files_walked,
+            "files_checked": self.files_checked,
+            "files_hashed": self.files_hashed,
+            "bytes_hashed": self.bytes_hashed,
+            "seconds": round(self.seconds, 6),
+            "implementation": self.implementation,
+            "jobs": self.jobs,
+        }
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything one scan found, could not do, and measured."""
+
+    root: str
+    scanner_version: str
+    implementation: str
+    checks: tuple[str, ...]
+    findings: list[Finding] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    managers: list[ManagerSummary] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+    target_kind: str = "rootfs"
+
+    @property
+    def complete(self) -> bool:
+        """False when some item could not be verified (the scan's verdict is partial)."""
+        return not any(problem.unverified for problem in self.problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "scanner": {
+                "name": "scan-root",
+                "version": self.scanner_version,
+                "implementation": self.implementation,
+            },
+            "target": {"kind": self.target_kind, "root": self.root},
+            "checks": list(self.checks),
+            "managers": [
+                {
+                    "manager": summary.manager,
+                    "packages": summary.packages,
+                    "files": summary.files,
+                    "filtered": summary.filtered,
+                }
+                for summary in self.managers
+            ],
+            "findings": [finding.to_dict() for finding in self.findings],
+            "problems": [problem.to_dict() for problem in self.problems],
+            "complete": self.complete,
+            "stats": self.stats.to_dict(),
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

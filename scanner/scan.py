@@ -1,0 +1,108 @@
+"""Orchestration: open the root, read the manifests once, run the checks, stream what they find."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import _native
+from pkgdb import RootFS
+
+from .checks import select_checks
+from .checks.base import ScanContext, ScanOptions
+from .errors import TargetError
+from .manifests import read_manifests
+from .report import Finding, Problem, Report, Stats
+from .version import __version__
+
+__all__ = ["iter_scan", "scan_root"]
+
+
+def _open_root(root: str | os.PathLike[str]) -> RootFS:
+    try:
+        return RootFS(os.fspath(root))
+    except FileNotFoundError as error:
+        raise TargetError(f"{root}: no such directory") from error
+    except NotADirectoryError as error:
+        raise TargetError(f"{root}: not a directory") from error
+    except OSError as error:
+        raise TargetError(f"{root}: cannot open: {error.strerror}") from error
+
+
+def iter_scan(
+    root: str | os.PathLike[str],
+    *,
+    checks: Iterable[str] | None = None,
+    jobs: int | None = None,
+    all_files: bool = False,
+    excludes: Iterable[str] = (),
+    report: Report | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[Finding | Problem]:
+    """Scan `root` and yield each finding and problem as soon as it is known.
+
+    Pass a `report` to have its managers and stats filled in as the scan goes (`scan_root` does).
+    Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks.
+    """
+    selected = select_checks(checks)
+    started = time.perf_counter()
+    stats = report.stats if report is not None else Stats()
+    stats.implementation = _native.IMPLEMENTATION
+    stats.jobs = jobs or 0
+    with _open_root(root) as rootfs:
+        manifests = read_manifests(rootfs)
+        if report is not None:
+            report.managers.extend(manifests.summaries)
+        yield from manifests.problems
+        context = ScanContext(
+            root=rootfs,
+            options=ScanOptions(all_files=all_files, jobs=jobs or 0, excludes=tuple(excludes)),
+            manifests=manifests,
+            stats=stats,
+            progress=progress or (lambda _message: None),
+        )
+        for check in selected:
+            yield from check.run(context)
+    stats.seconds = time.perf_counter() - started
+
+
+def scan_root(
+    root: str | os.PathLike[str] = "/",
+    *,
+    checks: Iterable[str] | None = None,
+    jobs: int | None = None,
+    all_files: bool = False,
+    excludes: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> Report:
+    """Scan a root filesystem and return the whole report.
+
+    `checks` is a list of check ids (default: every built-in check); `jobs` the number of hashing
+    threads (default: chosen by the native core); `all_files` verifies every package file, not
+    only binaries; `excludes` are globs on the path as seen in the container (`/usr/share/*`).
+    """
+    selected = select_checks(checks)
+    report = Report(
+        root=os.fspath(root),
+        scanner_version=__version__,
+        implementation=_native.IMPLEMENTATION,
+        checks=tuple(check.id for check in selected),
+    )
+    for item in iter_scan(
+        root,
+        checks=report.checks,
+        jobs=jobs,
+        all_files=all_files,
+        excludes=excludes,
+        report=report,
+        progress=progress,
+    ):
+        if isinstance(item, Finding):
+            report.findings.append(item)
+        else:
+            report.problems.append(item)
+    return report
+
+
+

@@ -1,0 +1,54 @@
+"""Build script: the Cython core in _native/ is compiled unless SCANNER_NO_EXTENSIONS=1."""
+
+import os
+import sys
+
+from setuptools import setup
+
+NO_EXTENSIONS = os.environ.get("SCANNER_NO_EXTENSIONS") == "1"
+
+
+def native_extensions() -> list:
+    # Imported here so that a pure-Python install does not need Cython at all.
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    common = dict(
+        extra_compile_args=["-O2", "-pthread"],
+        extra_link_args=["-pthread"],
+    )
+    extensions = [
+        Extension("_native._walker", ["_native/_walker.pyx"], **common),
+        # libcrypto (OpenSSL 3, Apache-2.0) gives md5/sha1/sha256 with the CPU's SHA extensions.
+        Extension("_native._hasher", ["_native/_hasher.pyx"], libraries=["crypto"], **common),
+    ]
+    return cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True})
+
+
+if NO_EXTENSIONS:
+    print("*** scan-root: Pure Python build (SCANNER_NO_EXTENSIONS=1) ***", file=sys.stderr)
+    ext_modules = []
+else:
+    print("*** scan-root: Accelerated build (Cython core in _native/) ***", file=sys.stderr)
+    ext_modules = native_extensions()
+
+setup(
+    name="scan-root",
+    version="0.1.0",
+    description="Compliance and integrity scanner for container root filesystems (AWS Fargate first)",
+    license="GPL-3.0-or-later",
+    classifiers=[
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Operating System :: POSIX :: Linux",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Cython",
+    ],
+    python_requires=">=3.11",
+    packages=["scanner", "scanner.checks", "scanner.output", "pkgdb", "_native"],
+    package_data={"scanner": ["py.typed"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd"]},
+    install_requires=["python-debian>=0.1.49", "xxhash>=3.0"],
+    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4"]},
+    entry_points={"console_scripts": ["scan-root = scanner.cli:main"]},
+    ext_modules=ext_modules,
+    zip_safe=False,
+)

@@ -1,0 +1,52 @@
+"""Shared fixtures: both native implementations, the ../shared fixtures, and CI's no-skip rule."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import _native
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SCANNER_SHARED", REPO.parent / "shared"))
+IMPLEMENTATIONS = _native.implementations()
+
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS), ids=lambda name: {"cython": "c", "python": "py"}[name])
+def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
+    """(walker, hasher) of each loaded implementation: every test using it runs on both."""
+    return IMPLEMENTATIONS[request.param]
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures() -> Path:
+    """`../shared/fixtures/pkgdb`, read in place; skipped (and so failed in CI) when absent."""
+    path = SHARED / "fixtures" / "pkgdb"
+    if not path.is_dir():
+        pytest.skip(f"../shared is absent ({path} not found): real package-DB fixtures unavailable")
+    return path
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # CI must not go green by skipping: a skip there means a missing fixture or tool.
+    if os.environ.get("CI") == "true" and _skipped and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get("CI") == "true" and _skipped:
+        terminalreporter.write_line(
+            f"CI=true: {len(_skipped)} skipped test(s) count as failures: " + ", ".join(_skipped[:10]),
+            red=True,
+        )

@@ -1,0 +1,247 @@
+"""The walker, on both implementations: order, kinds, symlinks, special files, errors, mounts."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import pickle
+import signal
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from _native import FileKind, WalkEntry, WalkError, implementations
+
+Impl = tuple[ModuleType, ModuleType]
+
+
+@pytest.fixture(autouse=True)
+def no_block() -> Iterator[None]:
+    """Fail instead of hanging if anything opens a FIFO or device node."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError("walk blocked (opened a FIFO or device?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def make_tree(root: Path) -> Path:
+    """Nested dirs, a non-UTF-8 name, special files, hard links and every kind of symlink."""
+    base = bytes(root)
+    os.makedirs(base + b"/a/b/c")
+    os.makedirs(base + b"/caf\xe9/d")
+    os.makedirs(base + b"/skipme/inner")
+    (root / "a/b/c/deep.txt").write_bytes(b"deep\n")
+    (root / "a/file").write_bytes(b"x" * 5000)
+    (root / "a/empty").write_bytes(b"")
+    (root / "skipme/inner/hidden").write_bytes(b"hidden")
+    with open(base + b"/caf\xe9/na\xefve \n name", "wb") as handle:
+        handle.write(b"latin-1 name")
+    os.link(root / "a/file", root / "a/file.hardlink")
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    os.symlink("does/not/exist", root / "dangling")
+    os.symlink("/etc", root / "outside")
+    os.symlink("../../a", root / "a/b/up")
+    return root
+
+
+def reference_walk(root: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, int, int, int]]:
+    """The expected sequence, from os.lstat on absolute paths (no dir_fd, no shared code)."""
+    for name in sorted(os.listdir(os.path.join(root, prefix) if prefix else root)):
+        rel = prefix + b"/" + name if prefix else name
+        st = os.lstat(os.path.join(root, rel))
+        yield rel, st.st_mode, st.st_ino, st.st_size
+        if stat.S_ISDIR(st.st_mode):
+            yield from reference_walk(root, rel)
+
+
+def summary(items: list[WalkEntry | WalkError]) -> list[tuple[bytes, int, int, int]]:
+    assert all(isinstance(item, WalkEntry) for item in items), items
+    return [(item.path, item.mode, item.ino, item.size) for item in items if isinstance(item, WalkEntry)]
+
+
+def test_walk_matches_lstat_reference(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    make_tree(tmp_path)
+    items = list(walker.walk(str(tmp_path)))
+    assert summary(items) == list(reference_walk(bytes(tmp_path)))
+    assert [item.path for item in items][:4] == [b"a", b"a/b", b"a/b/c", b"a/b/c/deep.txt"]
+
+
+def test_entry_fields_and_kinds(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    make_tree(tmp_path)
+    entries = {item.path: item for item in walker.walk(bytes(tmp_path))}
+    kinds = {
+        b"a": FileKind.DIRECTORY,
+        b"a/file": FileKind.REGULAR,
+        b"fifo": FileKind.FIFO,
+        b"null": FileKind.CHAR_DEVICE,
+        b"loop1": FileKind.SYMLINK,
+        b"dangling": FileKind.SYMLINK,
+        b"outside": FileKind.SYMLINK,
+        b"caf\xe9/na\xefve \n name": FileKind.REGULAR,
+    }
+    for path, kind in kinds.items():
+        entry = entries[path]
+        st = os.lstat(bytes(tmp_path) + b"/" + path)
+        assert entry == WalkEntry(
+            path, kind, st.st_mode, st.st_size, st.st_dev, st.st_ino, st.st_nlink,
+            st.st_mtime_ns, st.st_ctime_ns,
+        )
+    assert entries[b"a/file"].nlink == 2
+    assert entries[b"a/file"].ino == entries[b"a/file.hardlink"].ino
+
+
+def test_symlinks_are_never_followed(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    make_tree(tmp_path)
+    paths = [item.path for item in walker.walk(tmp_path.as_posix())]
+    assert b"outside" in paths and b"a/b/up" in paths
+    assert not [path for path in paths if path.startswith((b"outside/", b"a/b/up/", b"loop1/"))]
+    assert len(paths) == len(set(paths))
+
+
+def test_skip_is_neither_yielded_nor_descended(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    make_tree(tmp_path)
+    paths = [item.path for item in walker.walk(str(tmp_path), skip=[b"skipme", b"a/b"])]
+    assert b"a" in paths and b"a/file" in paths
+    assert not [path for path in paths if path.startswith((b"skipme", b"a/b"))]
+
+
+def test_root_errors_raise(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(NotADirectoryError):
+        list(walker.walk(str(tmp_path / "file")))
+    with pytest.raises(FileNotFoundError):
+        list(walker.walk(str(tmp_path / "absent")))
+
+
+def test_empty_root(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    assert list(walker.walk(str(tmp_path))) == []
+
+
+def test_open_fds_do_not_grow_with_depth(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    deep = tmp_path
+    for level in range(60):
+        deep = deep / f"d{level}"
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_bytes(b"")
+    before = len(os.listdir("/proc/self/fd"))
+    most = 0
+    count = 0
+    for _ in walker.walk(str(tmp_path)):
+        most = max(most, len(os.listdir("/proc/self/fd")))
+        count += 1
+    assert count == 61
+    assert most <= before + 2  # the root fd, plus the listdir above's own fd
+
+
+def test_mount_point_not_crossed(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    (tmp_path / "z").write_bytes(b"")
+    done = subprocess.run(["mount", "-t", "tmpfs", "scan-root-test", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        (mount / "inside").write_bytes(b"on another device")
+        paths = [item.path for item in walker.walk(str(tmp_path))]
+        assert paths == [b"mnt", b"z"]
+        crossing = [item.path for item in walker.walk(str(tmp_path), one_file_system=False)]
+        assert crossing == [b"mnt", b"mnt/inside", b"z"]
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def as_nobody(work: Callable[[], object]) -> object:
+    """work() in a forked child running as uid/gid 65534: root is never denied, nobody is."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            data = pickle.dumps(("ok", work()))
+        except BaseException as error:  # noqa: BLE001 - carried back to the parent
+            data = pickle.dumps(("error", repr(error)))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome, value = pickle.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert outcome == "ok", value
+    return value
+
+
+@pytest.fixture
+def world_tree() -> Iterator[Path]:
+    """A tree outside pytest's 0700 tmp dir, so an unprivileged child can reach it."""
+    root = Path(tempfile.mkdtemp(prefix="scan-root-walk-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        for path in (root / "locked", root / "noexec"):
+            if path.exists():
+                path.chmod(0o755)
+        shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("name", sorted(implementations()))
+def test_unreadable_directory_is_an_error_and_the_walk_goes_on(name: str, world_tree: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to uid 65534 (root itself is never denied)")
+    (world_tree / "a").mkdir()
+    (world_tree / "locked").mkdir()
+    (world_tree / "locked/secret").write_bytes(b"")
+    (world_tree / "noexec").mkdir()
+    (world_tree / "noexec/entry").write_bytes(b"")
+    (world_tree / "z").write_bytes(b"")
+    (world_tree / "locked").chmod(0o000)
+    (world_tree / "noexec").chmod(0o644)  # names readable, entries not stat-able
+    walker = implementations()[name][0]
+    found = as_nobody(
+        lambda: [[item.path.decode(), getattr(item, "errno", 0), type(item).__name__]
+                 for item in walker.walk(str(world_tree))]
+    )
+    assert found == [
+        ["a", 0, "WalkEntry"],
+        ["locked", 0, "WalkEntry"],
+        ["locked", errno.EACCES, "WalkError"],
+        ["noexec", 0, "WalkEntry"],
+        ["noexec/entry", errno.EACCES, "WalkError"],
+        ["z", 0, "WalkEntry"],
+    ]
+
+
+@pytest.mark.skipif(len(implementations()) < 2, reason="the Cython core is not built")
+@pytest.mark.parametrize("root", ["/usr/share", "/etc", "generated"])
+def test_implementations_agree(root: str, tmp_path: Path) -> None:
+    if root == "generated":
+        root = str(make_tree(tmp_path))
+    runs = [list(walker.walk(root)) for walker, _ in implementations().values()]
+    assert runs[0] == runs[1]
+    assert len(runs[0]) > 5
