@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .types import Digest, FileKind, HashResult, HashStatus
+from .types import Digest, HashResult, HashStatus
 from .walker_py import kind_of
 
 __all__ = ["BUFFER_SIZE", "default_jobs", "hash_files", "validate_request"]
@@ -58,6 +58,7 @@ class _Slot:
     st: os.stat_result | None = None
     link_target: bytes | None = None
     digests: dict[int, bytes] | None = None
+    head: bytes | None = None
 
 
 def _failed(slot: _Slot, code: int) -> None:
@@ -155,7 +156,11 @@ def _hash_one(parent_fd: int, slot: _Slot, want: int, buffer: bytearray) -> None
     fd = _open_file(parent_fd, name)
     try:
         st = os.fstat(fd)
-        if st.st_dev != slot.st.st_dev or st.st_ino != slot.st.st_ino or not stat.S_ISREG(st.st_mode):
+        if (
+            st.st_dev != slot.st.st_dev
+            or st.st_ino != slot.st.st_ino
+            or not stat.S_ISREG(st.st_mode)
+        ):
             # Replaced between lstat and open: not the file the caller was told about.
             raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
         hashers = [(bit, hashlib.new(algorithm)) for bit, algorithm in _ALGORITHMS if want & bit]
@@ -164,6 +169,8 @@ def _hash_one(parent_fd: int, slot: _Slot, want: int, buffer: bytearray) -> None
             count = os.readv(fd, [buffer])  # EINTR is retried by Python (PEP 475)
             if not count:
                 break
+            if slot.head is None:
+                slot.head = bytes(view[: min(count, 4)])
             chunk = view[:count]
             for _, hasher in hashers:
                 hasher.update(chunk)  # releases the GIL for >= 2 KiB
@@ -206,6 +213,7 @@ def _result(slot: _Slot, source: _Slot) -> HashResult:
         digests.get(Digest.SHA1) if flags & Digest.SHA1 else None,
         digests.get(Digest.SHA256) if flags & Digest.SHA256 else None,
         slot.link_target,
+        (source.head or b"") if flags and source.digests is not None else None,
     )
 
 

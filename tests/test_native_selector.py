@@ -28,8 +28,16 @@ def test_loaded_implementation_matches_the_environment() -> None:
 def test_no_extensions_forces_python() -> None:
     env = dict(os.environ, SCANNER_NO_EXTENSIONS="1", SCANNER_REQUIRE_EXTENSIONS="0")
     done = subprocess.run(
-        [sys.executable, "-c", "import _native; print(_native.IMPLEMENTATION, sorted(_native.implementations()))"],
-        cwd=REPO, env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import _native; print(_native.IMPLEMENTATION, sorted(_native.implementations()))",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stdout.split() == ["python", "['python']"]
 

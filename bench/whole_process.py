@@ -1,0 +1,336 @@
+"""Whole-process benchmark: scan-root vs `dpkg --verify` vs `debsums` on one root, warm and guest-cold.
+
+    python3 bench/whole_process.py [--root DIR] [--rounds N] [--json OUT]
+
+Each timed run is a child process started with posix_spawn and reaped with wait4, which gives
+its wall time, CPU time (user+sys, its reaped children included) and peak RSS. Rounds alternate
+the tools so that drift (thermal, noisy neighbours) falls on all of them alike. Timing never
+fails anything: the exit status is 0 unless a tool is missing (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shutil
+import stat
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(BENCH))
+
+import roots  # noqa: E402  (needs the path above)
+
+DEFAULT_JSON = BENCH / "results" / "whole_process.json"
+SKIP_TOP = (b"proc", b"sys", b"dev")  # never evict or read pseudo-filesystems
+READ_BUFFER = 128 * 1024
+# Tool rows in the order each round runs them; the ratios are against the first.
+SCAN = "scan-root"
+SCAN_PY = "scan-root-py"
+DPKG = "dpkg --verify"
+DEBSUMS = "debsums -s"
+CAT = "xargs cat"
+TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time, for an honest peak RSS (see timed)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One timed child process."""
+
+    wall: float  # seconds
+    cpu: float  # user + sys seconds, the child's reaped descendants included
+    rss_kib: int  # ru_maxrss: the largest of the child and its reaped descendants
+    exit_code: int
+
+
+def commands(root: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """{row: (argv, extra environment)} of every tool compared."""
+    scan = [sys.executable, "-m", "scanner.cli", str(root), "--all-files", "--checks", "448",
+            "--quiet", "--format", "json"]
+    return {
+        SCAN: (scan, {"SCANNER_REQUIRE_EXTENSIONS": "1"}),
+        SCAN_PY: (scan, {"SCANNER_NO_EXTENSIONS": "1"}),
+        DPKG: (["dpkg", f"--root={root}", "--verify"], {}),
+        # debsums skips conffiles without -a; dpkg --verify and scan-root check them (a few dozen).
+        DEBSUMS: (["debsums", "-s", f"--root={root}"], {}),
+    }
+
+
+def environment(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_")}
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+    env.update(extra)
+    return env
+
+
+def timed(argv: list[str], env: dict[str, str], stdin_path: str | None = None) -> Run:
+    """Run argv with output to /dev/null; wall and CPU from wait4, peak RSS from GNU time.
+
+    A child's ru_maxrss includes the memory of the process it was forked (or vforked) from,
+    as the kernel records the old mm's high-water mark at exec: a child of this Python process
+    would report at least this process's RSS. GNU time (~1 MiB) forks the tool instead and
+    reports the tool's own ru_maxrss; without it the RSS column is that inflated figure.
+    """
+    rss_file = None
+    if TIME is not None:
+        rss_file = f"/tmp/scan-root-bench-{os.getpid()}.rss"
+        argv = [TIME, "-f", "%M", "-o", rss_file, *argv]
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, stdin_path or os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+    ]
+    started = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, env, file_actions=actions)
+    _pid, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - started
+    rss = usage.ru_maxrss
+    if rss_file is not None:
+        with open(rss_file) as report:
+            rss = int(report.read().split()[-1])  # "Command exited with non-zero status N" first
+        os.unlink(rss_file)
+    return Run(wall, usage.ru_utime + usage.ru_stime, rss, os.waitstatus_to_exitcode(status))
+
+
+def regular_files(root: Path) -> list[bytes]:
+    """Every regular file under root on its filesystem, proc/sys/dev excluded (absolute, bytes)."""
+    top = os.fsencode(root)
+    device = os.lstat(top).st_dev
+    found: list[bytes] = []
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if directory == top and entry.name in SKIP_TOP:
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode) and st.st_dev == device:
+                    stack.append(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    found.append(entry.path)
+    return found
+
+
+def evict(files: list[bytes]) -> None:
+    """Drop the page cache of each file (guest-cold): fadvise DONTNEED, never drop_caches.
+
+    Only this root's file data leaves the cache; dentries, inodes and the tools' own binaries
+    and libraries stay warm, and a hypervisor's host cache may still hold the blocks.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    for path in files:
+        try:
+            fd = os.open(path, flags)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def md5_single_core() -> float:
+    """hashlib md5 throughput on one core in bytes/s (best of 3 over a 64 MiB buffer)."""
+    buffer = os.urandom(64 << 20)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        hashlib.md5(buffer).digest()
+        best = min(best, time.perf_counter() - started)
+    return len(buffer) / best
+
+
+def python_read(paths: list[bytes]) -> float:
+    """Seconds to read every file with os.readv into one reused 128 KiB buffer."""
+    buffer = bytearray(READ_BUFFER)
+    started = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            while os.readv(fd, [buffer]):
+                pass
+        finally:
+            os.close(fd)
+    return time.perf_counter() - started
+
+
+def machine() -> dict[str, object]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    native = sorted(REPO.glob("_native/_hasher*.so"))
+    return {
+        "cpu_model": model,
+        "nproc": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "hasher_so_md5": hashlib.md5(native[0].read_bytes()).hexdigest() if native else None,
+    }
+
+
+def summary(runs: list[Run]) -> dict[str, object]:
+    return {
+        "wall_median": statistics.median(run.wall for run in runs),
+        "cpu_median": statistics.median(run.cpu for run in runs),
+        "rss_median_kib": statistics.median(run.rss_kib for run in runs),
+        "exit_codes": sorted({run.exit_code for run in runs}),
+        "runs": [asdict(run) for run in runs],
+    }
+
+
+def ratios(rows: dict[str, dict[str, object]]) -> dict[str, float]:
+    """other / scan-root for wall and CPU: > 1 means scan-root is faster."""
+    base = rows[SCAN]
+    found = {}
+    for name, row in rows.items():
+        if name == SCAN:
+            continue
+        for measure in ("wall", "cpu"):
+            key = f"{measure}_median"
+            found[f"{name} / {SCAN} {measure}"] = row[key] / base[key]  # type: ignore[operator]
+    return found
+
+
+def sanity(root: Path, tools: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, object]:
+    """One untimed run of each tool: exit codes and what scan-root says it hashed."""
+    seen: dict[str, object] = {}
+    for name, (argv, extra) in tools.items():
+        result = subprocess.run(argv, env=environment(extra), capture_output=True)
+        seen[name] = {"exit_code": result.returncode, "output_lines": result.stdout.count(b"\n")}
+        if name in (SCAN, SCAN_PY) and result.stdout:
+            report = json.loads(result.stdout)
+            seen[name] |= {
+                "implementation": report["scanner"]["implementation"],
+                "findings": len(report["findings"]),
+                "problems": len(report["problems"]),
+                **{key: report["stats"][key]
+                   for key in ("files_checked", "files_hashed", "bytes_hashed", "jobs")},
+            }
+        elif result.returncode != 0:
+            seen[name]["stderr_tail"] = result.stderr[-500:].decode(errors="replace")  # type: ignore[index]
+    return seen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, help="root to scan (default: bookworm-apps, else -minbase)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per mode (default 5)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON})")
+    options = parser.parse_args(argv)
+
+    missing = [tool for tool in ("dpkg", "debsums", "xargs", "cat") if shutil.which(tool) is None]
+    if missing:
+        print(f"missing tools: {', '.join(missing)} (./install.sh --test installs them)", file=sys.stderr)
+        return 2
+    root = options.root or roots.bench_root()
+    if root is None:
+        print(f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py", file=sys.stderr)
+        return 2
+    root = root.resolve()
+
+    info = machine()
+    package = roots.package_files(root)
+    package_bytes = sum(size for _path, size in package)
+    absolute = [os.fsencode(root) + b"/" + path for path, _size in package]
+    everything = regular_files(root)
+    md5_rate = md5_single_core()
+    cores = int(info["nproc"])  # type: ignore[call-overload]
+    print(f"root {root}: {len(package)} package files, {package_bytes / 2**20:.1f} MiB "
+          f"({len(everything)} regular files in all)")
+    print(f"machine: {info['cpu_model']}, {cores} cores, kernel {info['kernel']}")
+    print(f"peak RSS from {TIME or 'wait4 (inflated: GNU time not found)'}")
+
+    # `cat` reads the package files through xargs (NUL-separated list on stdin); warm and cold.
+    list_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"scan-root-bench-{os.getpid()}.list"
+    list_path.write_bytes(b"\0".join(absolute) + b"\0")
+    cat_argv = ["xargs", "-0", "cat"]
+
+    tools = commands(root)
+    checked = sanity(root, tools)  # also the untimed prior run of the warm mode
+    for name, seen in checked.items():
+        print(f"  {name}: {seen}")
+
+    results: dict[str, dict[str, dict[str, object]]] = {}
+    floors: dict[str, dict[str, float]] = {}
+    try:
+        for mode in ("warm", "cold"):
+            runs: dict[str, list[Run]] = {name: [] for name in (*tools, CAT)}
+            python_reads = []
+            if mode == "warm":
+                timed(cat_argv, environment({}), str(list_path))
+            for round_number in range(options.rounds):
+                # Rotate the order each round: no tool always runs right after the eviction pass
+                # or right after another tool's burst of I/O.
+                names = list(runs)
+                names = names[round_number % len(names):] + names[:round_number % len(names)]
+                for name in names:
+                    if mode == "cold":
+                        evict(everything)
+                    if name == CAT:
+                        runs[name].append(timed(cat_argv, environment({}), str(list_path)))
+                    else:
+                        argv, extra = tools[name]
+                        runs[name].append(timed(argv, environment(extra)))
+                if mode == "cold":
+                    evict(everything)
+                python_reads.append(python_read(absolute))
+                print(f"  {mode} round {round_number + 1}/{options.rounds}: " + ", ".join(
+                    f"{name} {runs[name][-1].wall:.2f}s" for name in runs), flush=True)
+            results[mode] = {name: summary(found) for name, found in runs.items()}
+            floors[mode] = {"python_readv_median": statistics.median(python_reads)}
+    finally:
+        list_path.unlink(missing_ok=True)
+
+    limit = package_bytes / (cores * md5_rate)
+    report = {
+        "machine": info,
+        "root": str(root),
+        "package_files": len(package),
+        "package_bytes": package_bytes,
+        "regular_files": len(everything),
+        "rounds": options.rounds,
+        "sanity": checked,
+        "md5_single_core_bytes_per_s": md5_rate,
+        "limit_seconds": limit,
+        "limit_formula": "package_bytes / (nproc * md5 single-core rate, hashlib, 64 MiB buffer)",
+        "read_floor": floors,
+        "rss_source": "GNU time %M (the tool's own ru_maxrss)" if TIME else
+        "wait4 ru_maxrss (includes this script's RSS: install GNU time for the tool's own)",
+        "modes": {mode: {"rows": rows, "ratios": ratios(rows)} for mode, rows in results.items()},
+    }
+    options.json.parent.mkdir(parents=True, exist_ok=True)
+    options.json.write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"\nmd5 single core {md5_rate / 1e6:.0f} MB/s; machine limit "
+          f"{package_bytes / 1e6:.0f} MB / ({cores} x {md5_rate / 1e6:.0f} MB/s) = {limit:.3f} s")
+    for mode, rows in results.items():
+        print(f"\n{mode} (median of {options.rounds}):  {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}  exit")
+        for name, row in rows.items():
+            print(f"  {name:<14} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
+                  f"{row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}")
+        print(f"  {'python readv':<14} {floors[mode]['python_readv_median']:8.3f}   "
+              "(in-process read of the package files, 128 KiB reused buffer)")
+        for name, value in ratios(rows).items():
+            print(f"  {name}: {value:.2f}x")
+    print(f"\nwrote {options.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
