@@ -46,8 +46,10 @@ setup(
     python_requires=">=3.11",
     packages=["scanner", "scanner.checks", "scanner.output", "pkgdb", "_native"],
     package_data={"scanner": ["py.typed"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd"]},
-    install_requires=["python-debian>=0.1.49", "xxhash>=3.0"],
-    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4"]},
+    # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
+    # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
+    install_requires=[],
+    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4", "python-debian>=0.1.49"]},
     entry_points={"console_scripts": ["scan-root = scanner.cli:main"]},
     ext_modules=ext_modules,
     zip_safe=False,

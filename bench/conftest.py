@@ -13,8 +13,9 @@ if str(REPO) not in sys.path:
     # `pytest bench/` puts bench/ on sys.path, not the checkout that holds _native/ and pkgdb/.
     sys.path.insert(0, str(REPO))
 
-import _native  # noqa: E402  (needs the path above)
-import roots  # noqa: E402
+import roots  # after the path above: _native and pkgdb live in the checkout
+
+import _native
 
 IMPLEMENTATIONS = _native.implementations()
 

@@ -52,7 +52,7 @@ def ensure(name: str = "apps", include: tuple[str, ...] = APPS) -> Path:
         if include:
             command.append("--include=" + ",".join(include))
         command += [SUITE, str(building), MIRROR]
-        result = subprocess.run(command, capture_output=True, text=True)
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
         if result.returncode != 0:
             raise RuntimeError(
                 f"debootstrap failed ({result.returncode}):\n"
@@ -72,7 +72,7 @@ def package_paths(root: Path) -> list[bytes]:
     """
     from pkgdb import RootFS, dpkg
 
-    with RootFS(root) as rootfs:
+    with RootFS(os.fsencode(root)) as rootfs:
         return sorted({rootfs.resolve(item.path) for item in dpkg.read(rootfs).files})
 
 
@@ -94,9 +94,10 @@ def package_files(root: Path) -> list[tuple[bytes, int]]:
 
 
 def main() -> int:
-    """`python3 bench/roots.py [NAME]`: build the apps root (or NAME if cached) and print its size."""
+    """`python3 bench/roots.py [apps|minbase]`: build the root unless cached, print its size."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    root = ensure() if len(sys.argv) < 2 else CACHE / f"{SUITE}-{sys.argv[1]}"
+    name = sys.argv[1] if len(sys.argv) > 1 else "apps"
+    root = ensure(name, APPS if name == "apps" else ())
     files = package_files(root)
     size = sum(size for _path, size in files)
     print(f"{root}: {len(files)} package files, {size / 2**20:.1f} MiB")

@@ -78,7 +78,7 @@ def test_dpkg_reader(benchmark: Any, bench_root: Path) -> None:
     """
 
     def read() -> int:
-        with RootFS(bench_root) as rootfs:
+        with RootFS(os.fsencode(bench_root)) as rootfs:
             return len(dpkg.read(rootfs).files)
 
     files = _pedantic(benchmark, read)

@@ -24,13 +24,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(BENCH))
 
-import roots  # noqa: E402  (needs the path above)
+import roots
 
 DEFAULT_JSON = BENCH / "results" / "whole_process.json"
 SKIP_TOP = (b"proc", b"sys", b"dev")  # never evict or read pseudo-filesystems
@@ -166,7 +167,7 @@ def python_read(paths: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def machine() -> dict[str, object]:
+def machine() -> dict[str, Any]:
     model = "unknown"
     with open("/proc/cpuinfo") as cpuinfo:
         for line in cpuinfo:
@@ -179,12 +180,13 @@ def machine() -> dict[str, object]:
         "nproc": len(os.sched_getaffinity(0)),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "loadavg_at_start": os.getloadavg(),  # other work on the machine skews every figure
         "hasher_so_md5": hashlib.md5(native[0].read_bytes()).hexdigest() if native else None,
     }
 
 
-def summary(runs: list[Run]) -> dict[str, object]:
+def summary(runs: list[Run]) -> dict[str, Any]:
     return {
         "wall_median": statistics.median(run.wall for run in runs),
         "cpu_median": statistics.median(run.cpu for run in runs),
@@ -194,7 +196,7 @@ def summary(runs: list[Run]) -> dict[str, object]:
     }
 
 
-def ratios(rows: dict[str, dict[str, object]]) -> dict[str, float]:
+def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
     """other / scan-root for wall and CPU: > 1 means scan-root is faster."""
     base = rows[SCAN]
     found = {}
@@ -203,15 +205,15 @@ def ratios(rows: dict[str, dict[str, object]]) -> dict[str, float]:
             continue
         for measure in ("wall", "cpu"):
             key = f"{measure}_median"
-            found[f"{name} / {SCAN} {measure}"] = row[key] / base[key]  # type: ignore[operator]
+            found[f"{name} / {SCAN} {measure}"] = row[key] / base[key]
     return found
 
 
-def sanity(root: Path, tools: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, object]:
+def sanity(tools: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, Any]:
     """One untimed run of each tool: exit codes and what scan-root says it hashed."""
-    seen: dict[str, object] = {}
+    seen: dict[str, Any] = {}
     for name, (argv, extra) in tools.items():
-        result = subprocess.run(argv, env=environment(extra), capture_output=True)
+        result = subprocess.run(argv, check=False, env=environment(extra), capture_output=True)
         seen[name] = {"exit_code": result.returncode, "output_lines": result.stdout.count(b"\n")}
         if name in (SCAN, SCAN_PY) and result.stdout:
             report = json.loads(result.stdout)
@@ -223,7 +225,7 @@ def sanity(root: Path, tools: dict[str, tuple[list[str], dict[str, str]]]) -> di
                    for key in ("files_checked", "files_hashed", "bytes_hashed", "jobs")},
             }
         elif result.returncode != 0:
-            seen[name]["stderr_tail"] = result.stderr[-500:].decode(errors="replace")  # type: ignore[index]
+            seen[name]["stderr_tail"] = result.stderr[-500:].decode(errors="replace")
     return seen
 
 
@@ -250,10 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     absolute = [os.fsencode(root) + b"/" + path for path, _size in package]
     everything = regular_files(root)
     md5_rate = md5_single_core()
-    cores = int(info["nproc"])  # type: ignore[call-overload]
+    cores = int(info["nproc"])
     print(f"root {root}: {len(package)} package files, {package_bytes / 2**20:.1f} MiB "
           f"({len(everything)} regular files in all)")
     print(f"machine: {info['cpu_model']}, {cores} cores, kernel {info['kernel']}")
+    busy = os.getloadavg()[0]
+    if busy > cores / 2:
+        print(f"WARNING: load average {busy:.1f} on {cores} cores: other work will skew the figures")
     print(f"peak RSS from {TIME or 'wait4 (inflated: GNU time not found)'}")
 
     # `cat` reads the package files through xargs (NUL-separated list on stdin); warm and cold.
@@ -262,11 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     cat_argv = ["xargs", "-0", "cat"]
 
     tools = commands(root)
-    checked = sanity(root, tools)  # also the untimed prior run of the warm mode
+    checked = sanity(tools)  # also the untimed prior run of the warm mode
     for name, seen in checked.items():
         print(f"  {name}: {seen}")
 
-    results: dict[str, dict[str, dict[str, object]]] = {}
+    results: dict[str, dict[str, dict[str, Any]]] = {}
     floors: dict[str, dict[str, float]] = {}
     try:
         for mode in ("warm", "cold"):
@@ -314,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "wait4 ru_maxrss (includes this script's RSS: install GNU time for the tool's own)",
         "modes": {mode: {"rows": rows, "ratios": ratios(rows)} for mode, rows in results.items()},
     }
+    info["loadavg_at_end"] = os.getloadavg()
     options.json.parent.mkdir(parents=True, exist_ok=True)
     options.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from typing import Self
 
-__all__ = ["RootFS", "MAX_SYMLINK_HOPS"]
+__all__ = ["MAX_SYMLINK_HOPS", "RootFS"]
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS) before ELOOP
 
@@ -42,7 +43,7 @@ class RootFS:
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> RootFS:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

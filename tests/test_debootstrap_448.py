@@ -8,10 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
-
-import scanner
 from debroot import copy_root, debootstrap_root
 from dpkg_verify import dpkg_verify
+
+import scanner
 
 pytestmark = pytest.mark.debootstrap
 

@@ -6,9 +6,9 @@ import os
 import shutil
 
 import pytest
+from dpkg_verify import dpkg_verify
 
 import scanner
-from dpkg_verify import dpkg_verify
 
 
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="dpkg is not installed")

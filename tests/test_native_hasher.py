@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 
 # Shared tree builder, guard and privilege drop (pytest puts tests/ on sys.path).
-from test_native_walker import as_nobody, make_tree, no_block  # noqa: F401 - autouse fixture
+from trees import as_nobody, make_tree, no_block  # noqa: F401 - autouse fixture
 
 from _native import Digest, FileKind, HashResult, HashStatus, implementations
 

@@ -67,9 +67,8 @@ def test_read_bytes_does_not_follow_final_symlink(root: Path) -> None:
 
 def test_read_bytes_refuses_fifo_without_blocking(root: Path) -> None:
     os.mkfifo(root / "fifo")
-    with RootFS(root) as fs:
-        with pytest.raises(OSError):
-            fs.read_bytes(b"fifo")
+    with RootFS(root) as fs, pytest.raises(OSError):
+        fs.read_bytes(b"fifo")
 
 
 def test_listdir_through_symlinked_dir(root: Path) -> None:

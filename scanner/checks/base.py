@@ -9,8 +9,8 @@ from typing import Protocol
 
 from pkgdb import RootFS
 
-from ..report import Finding, Problem, Stats, display_path
 from ..manifests import Manifests
+from ..report import Finding, Problem, Stats, display_path
 
 __all__ = ["Check", "ScanContext", "ScanOptions"]
 

@@ -80,6 +80,13 @@ class PackageBinariesCheck:
     title = TITLE
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
+        if not context.manifests.summaries and not context.manifests.problems:
+            # A scratch or distroless-static image: said, not treated as a failure to verify.
+            yield Problem(
+                kind="no-package-db",
+                message="no package manager database (dpkg) found: no package files to verify",
+                check=ID,
+            )
         pending: dict[bytes, list[InstalledFile]] = {}
         flags: dict[bytes, int] = {}
         for record in context.manifests.files:

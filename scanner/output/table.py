@@ -16,7 +16,7 @@ _RESET = "\033[0m"
 
 
 def _severity(finding: Finding, color: bool) -> str:
-    text = f"{str(finding.severity):<8}"
+    text = f"{finding.severity!s:<8}"
     return f"{_COLORS[finding.severity]}{text}{_RESET}" if color else text
 
 

@@ -1,0 +1,73 @@
+"""Test trees and guards shared by the test modules: odd trees, an unprivileged child, no hangs."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_block() -> Iterator[None]:
+    """Fail instead of hanging if anything opens a FIFO or device node."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError("walk blocked (opened a FIFO or device?)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def make_tree(root: Path) -> Path:
+    """Nested dirs, a non-UTF-8 name, special files, hard links and every kind of symlink."""
+    base = bytes(root)
+    os.makedirs(base + b"/a/b/c")
+    os.makedirs(base + b"/caf\xe9/d")
+    os.makedirs(base + b"/skipme/inner")
+    (root / "a/b/c/deep.txt").write_bytes(b"deep\n")
+    (root / "a/file").write_bytes(b"x" * 5000)
+    (root / "a/empty").write_bytes(b"")
+    (root / "skipme/inner/hidden").write_bytes(b"hidden")
+    with open(base + b"/caf\xe9/na\xefve \n name", "wb") as handle:
+        handle.write(b"latin-1 name")
+    os.link(root / "a/file", root / "a/file.hardlink")
+    os.mkfifo(root / "fifo")
+    os.mknod(root / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    os.symlink("does/not/exist", root / "dangling")
+    os.symlink("/etc", root / "outside")
+    os.symlink("../../a", root / "a/b/up")
+    return root
+
+
+def as_nobody(work: Callable[[], object]) -> object:
+    """work() in a forked child running as uid/gid 65534: root is never denied, nobody is."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            data = pickle.dumps(("ok", work()))
+        except BaseException as error:  # noqa: BLE001 - carried back to the parent
+            data = pickle.dumps(("error", repr(error)))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(data)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome, value = pickle.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert outcome == "ok", value
+    return value
