@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ _PARENT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _ALGORITHMS = ((Digest.MD5, "md5"), (Digest.SHA1, "sha1"), (Digest.SHA256, "sha256"))
 _ALL = int(Digest.MD5 | Digest.SHA1 | Digest.SHA256)
+_DOT_COMPONENT = re.compile(rb"(?:^|/)\.\.?(?:/|$)")  # a "." or ".." component
 
 
 def default_jobs() -> int:
@@ -43,7 +45,14 @@ def validate_request(path: object, flags: object) -> None:
         raise TypeError(f"request path must be bytes, not {type(path).__name__}")
     if not isinstance(flags, int) or flags < 0 or flags & ~_ALL:
         raise ValueError(f"invalid digest flags {flags!r} for {path!r}")
-    if not path or b"\0" in path or any(part in (b"", b".", b"..") for part in path.split(b"/")):
+    if (
+        not path
+        or path.startswith(b"/")
+        or path.endswith(b"/")
+        or b"//" in path
+        or b"\0" in path
+        or _DOT_COMPONENT.search(path) is not None
+    ):
         raise ValueError(f"request path must be relative and normalised: {path!r}")
 
 

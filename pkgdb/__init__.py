@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import dpkg
-from .records import DigestAlgorithm, InstalledFile, Package, PkgDBError, PkgDBProblem
+from .records import DigestAlgorithm, InstalledFile, Package, PackageDB, PkgDBError, PkgDBProblem
 from .rootfs import RootFS
 
 # Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
@@ -14,6 +14,7 @@ __all__ = [
     "DigestAlgorithm",
     "InstalledFile",
     "Package",
+    "PackageDB",
     "PkgDBError",
     "PkgDBProblem",
     "RootFS",

@@ -36,7 +36,14 @@ from typing import TypeVar
 
 from .dpkg_files import Diversion, parse_conffiles, parse_diversions, parse_md5sums
 from .dpkg_filters import PathFilter, PathFilters, read_filters
-from .records import DigestAlgorithm, InstalledFile, Package, PkgDBError, PkgDBProblem
+from .records import (
+    DigestAlgorithm,
+    InstalledFile,
+    Package,
+    PackageDB,
+    PkgDBError,
+    PkgDBProblem,
+)
 from .rootfs import RootFS
 from .stanzas import MalformedLines, Stanza, parse_stanzas
 
@@ -86,13 +93,9 @@ class DpkgDBError(PkgDBError):
 
 
 @dataclass(frozen=True, slots=True)
-class DpkgDB:
+class DpkgDB(PackageDB):
     """Everything dpkg says is installed, and what could not be read."""
 
-    packages: tuple[Package, ...]
-    files: tuple[InstalledFile, ...]
-    problems: tuple[PkgDBProblem, ...]
-    filtered: int = 0  # md5sums/conffile entries dropped because dpkg's path filters exclude them
     filters: tuple[PathFilter, ...] = ()  # the filters applied, so a report can show them
 
 

@@ -9,6 +9,7 @@ __all__ = [
     "DigestAlgorithm",
     "InstalledFile",
     "Package",
+    "PackageDB",
     "PkgDBError",
     "PkgDBProblem",
 ]
@@ -42,6 +43,10 @@ class InstalledFile:
     `path` is bytes relative to the root with no leading slash, exactly as the manifest spells it
     (it may pass through symlinked directories such as `bin -> usr/bin`). `digest` is raw bytes,
     or None when the manifest records none (dpkg `newconffile`, a package without md5sums).
+    `mode` is the full st_mode *including the file-type bits* (S_IFREG, S_IFLNK) where the
+    manager records it, else None. For a symlink (mode S_IFLNK), `link_target` is the recorded
+    target where the manager stores it (rpm), and `digest`, if any, is a digest of the target
+    string (apk's `Z:` on a symlink), never of the file it points to.
     """
 
     path: bytes
@@ -53,6 +58,7 @@ class InstalledFile:
     is_config: bool = False
     mode: int | None = None  # None: this manager records no mode (dpkg)
     size: int | None = None  # None: this manager records no size (dpkg, apk)
+    link_target: bytes | None = None  # a symlink's recorded target (rpm FILELINKTOS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +72,17 @@ class PkgDBProblem:
 
 class PkgDBError(Exception):
     """A package database exists but cannot be read at all."""
+
+
+@dataclass(frozen=True, slots=True)
+class PackageDB:
+    """What one package manager's database says is installed, and what could not be read.
+
+    Every reader module (`pkgdb.dpkg`, ...) exposes `MANAGER`, `present(root) -> bool` and
+    `read(root) -> PackageDB` (or a subclass with format-specific extras).
+    """
+
+    packages: tuple[Package, ...]
+    files: tuple[InstalledFile, ...]
+    problems: tuple[PkgDBProblem, ...]
+    filtered: int = 0  # entries the image deliberately dropped (dpkg path-exclude), counted
