@@ -34,7 +34,9 @@ def _load_native() -> tuple[ModuleType, ModuleType] | None:
         from . import _hasher, _walker  # type: ignore[attr-defined]
     except ImportError as error:
         if os.environ.get("SCANNER_REQUIRE_EXTENSIONS") == "1":
-            raise NativeUnavailable(f"the Cython core is required but did not load: {error}") from error
+            raise NativeUnavailable(
+                f"the Cython core is required but did not load: {error}"
+            ) from error
         return None
     return _walker, _hasher
 

@@ -10,6 +10,7 @@ import _native
 from pkgdb import PkgDBError
 
 from .errors import ScannerError, TargetError, UsageError
+from .inventory import list_packages
 from .output import FORMATS
 from .scan import scan_root
 from .version import __version__
@@ -34,7 +35,8 @@ exit codes:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scan-root",
-        description="Compliance and integrity scanner for container root filesystems.",
+        description="Compliance and integrity scanner for container root filesystems.\n"
+        "`scan-root packages [ROOT]` lists the installed packages instead.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -70,6 +72,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _packages_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scan-root packages",
+        description="List what every package manager found in ROOT says is installed.",
+    )
+    parser.add_argument("root", nargs="?", default="/", help="root directory (default: /)")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--output", metavar="FILE", help="write the list to FILE, not stdout")
+    return parser
+
+
+def _write(text: str, output: str | None) -> int:
+    if output is None:
+        sys.stdout.write(text)
+        return EXIT_CLEAN
+    try:
+        with open(output, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        print(f"scan-root: cannot write {output}: {error.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_CLEAN
+
+
+def _packages(argv: Sequence[str]) -> int:
+    args = _packages_parser().parse_args(argv)
+    try:
+        inventory = list_packages(args.root)
+    except ScannerError as error:
+        print(f"scan-root: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    text = inventory.to_json() if args.format == "json" else inventory.to_table()
+    return _write(text, args.output)
+
+
 def _progress_printer(enabled: bool) -> Callable[[str], None]:
     def show(message: str) -> None:
         if enabled:
@@ -80,8 +117,11 @@ def _progress_printer(enabled: bool) -> Callable[[str], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["packages"]:
+        return _packages(arguments[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     checks = None
@@ -107,16 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if show_progress:
             sys.stderr.write("\r\033[K")
     color = args.output is None and args.format == "table" and sys.stdout.isatty()
-    text = FORMATS[args.format](report, color)
-    if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as handle:
-                handle.write(text)
-        except OSError as error:
-            print(f"scan-root: cannot write {args.output}: {error.strerror}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        sys.stdout.write(text)
+    if _write(FORMATS[args.format](report, color), args.output) != EXIT_CLEAN:
+        return EXIT_USAGE
     if report.findings:
         return EXIT_FINDINGS
     return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pkgdb import READERS, InstalledFile, PkgDBError, RootFS
+from pkgdb import READERS, InstalledFile, Package, PkgDBError, RootFS
 
 from .report import ManagerSummary, Problem
 
@@ -16,6 +16,7 @@ class Manifests:
     """Every installed file each detected manager records, with what could not be read."""
 
     files: list[InstalledFile] = field(default_factory=list)
+    packages: list[Package] = field(default_factory=list)
     summaries: list[ManagerSummary] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -30,10 +31,11 @@ def read_manifests(root: RootFS) -> Manifests:
             database = reader.read(root)
         except PkgDBError as error:
             manifests.problems.append(
-                Problem(kind="package-db", message=f"{reader.MANAGER}: {error}", check=None)
+                Problem(kind="package-db", message=f"{reader.MANAGER}: {error}")
             )
             continue
         manifests.files.extend(database.files)
+        manifests.packages.extend(database.packages)
         manifests.summaries.append(
             ManagerSummary(
                 manager=reader.MANAGER,
@@ -43,7 +45,11 @@ def read_manifests(root: RootFS) -> Manifests:
             )
         )
         manifests.problems.extend(
-            Problem(kind="package-db", message=f"{problem.manager}: {problem.message}", path=problem.source)
+            Problem(
+                kind="package-db",
+                message=f"{problem.manager}: {problem.message}",
+                path=problem.source,
+            )
             for problem in database.problems
         )
     return manifests

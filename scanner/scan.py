@@ -16,10 +16,10 @@ from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
 from .version import __version__
 
-__all__ = ["iter_scan", "scan_root"]
+__all__ = ["iter_scan", "open_root", "scan_root"]
 
 
-def _open_root(root: str | os.PathLike[str]) -> RootFS:
+def open_root(root: str | os.PathLike[str]) -> RootFS:
     try:
         return RootFS(os.fspath(root))
     except FileNotFoundError as error:
@@ -50,7 +50,7 @@ def iter_scan(
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
     stats.jobs = jobs or 0
-    with _open_root(root) as rootfs:
+    with open_root(root) as rootfs:
         manifests = read_manifests(rootfs)
         if report is not None:
             report.managers.extend(manifests.summaries)
@@ -103,6 +103,3 @@ def scan_root(
         else:
             report.problems.append(item)
     return report
-
-
-

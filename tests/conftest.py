@@ -15,7 +15,9 @@ SHARED = Path(os.environ.get("SCANNER_SHARED", REPO.parent / "shared"))
 IMPLEMENTATIONS = _native.implementations()
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS), ids=lambda name: {"cython": "c", "python": "py"}[name])
+@pytest.fixture(
+    params=sorted(IMPLEMENTATIONS), ids=lambda name: {"cython": "c", "python": "py"}[name]
+)
 def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
     """(walker, hasher) of each loaded implementation: every test using it runs on both."""
     return IMPLEMENTATIONS[request.param]
@@ -66,6 +68,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if os.environ.get("CI") == "true" and _skipped:
         terminalreporter.write_line(
-            f"CI=true: {len(_skipped)} skipped test(s) count as failures: " + ", ".join(_skipped[:10]),
+            f"CI=true: {len(_skipped)} skipped test(s) count as failures: "
+            + ", ".join(_skipped[:10]),
             red=True,
         )

@@ -38,7 +38,9 @@ def debootstrap_root(name: str = "minbase", include: tuple[str, ...] = ()) -> Pa
         command += [SUITE, str(building), MIRROR]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"debootstrap failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"debootstrap failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
         shutil.rmtree(target, ignore_errors=True)
         building.rename(target)
         complete.touch()

@@ -34,7 +34,9 @@ def _dpkg_root(tmp_path: Path, *, tamper: bool) -> Path:
         f"{hashlib.md5(binary).hexdigest()}  usr/bin/tool\n"
         f"{hashlib.md5(copyright_text).hexdigest()}  usr/share/doc/tool/copyright\n"
     )
-    (root / "var/lib/dpkg/info/tool.list").write_text("/usr\n/usr/bin\n/usr/bin/tool\n/usr/share/doc/tool/copyright\n")
+    (root / "var/lib/dpkg/info/tool.list").write_text(
+        "/usr\n/usr/bin\n/usr/bin/tool\n/usr/share/doc/tool/copyright\n"
+    )
     return root
 
 
@@ -49,7 +51,9 @@ def test_clean_root_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert report["stats"]["files_hashed"] == 2
 
 
-def test_findings_exit_1_with_json_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_findings_exit_1_with_json_fields(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _dpkg_root(tmp_path, tamper=True)
     assert cli.main([str(root), "--format", "json", "--checks", "448"]) == cli.EXIT_FINDINGS
     finding = json.loads(capsys.readouterr().out)["findings"][0]
@@ -70,7 +74,9 @@ def test_output_file_and_table(tmp_path: Path) -> None:
     assert "/usr/bin/tool" in text
 
 
-def test_path_loop_cannot_be_verified_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_path_loop_cannot_be_verified_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _dpkg_root(tmp_path, tamper=False)
     with open(root / "var/lib/dpkg/info/tool.md5sums", "a") as handle:
         handle.write("0123456789abcdef0123456789abcdef  loop/tool\n")
@@ -83,7 +89,9 @@ def test_path_loop_cannot_be_verified_exits_3(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize("argv", [["/nonexistent-root-for-scan-root"], ["--checks", "9999", "/"]])
-def test_target_and_check_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_target_and_check_errors_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(argv) == cli.EXIT_USAGE
     assert "scan-root: " in capsys.readouterr().err
 
@@ -117,5 +125,10 @@ def test_version_names_implementation(tmp_path: Path) -> None:
 
 def test_help_documents_exit_codes(tmp_path: Path) -> None:
     result = _run_cli(tmp_path, "--help")
-    for code in ("0  no findings", "1  at least one finding", "2  usage error", "3  no findings, but"):
+    for code in (
+        "0  no findings",
+        "1  at least one finding",
+        "2  usage error",
+        "3  no findings, but",
+    ):
         assert code in result.stdout

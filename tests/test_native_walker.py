@@ -20,9 +20,6 @@ from _native import FileKind, WalkEntry, WalkError, implementations
 Impl = tuple[ModuleType, ModuleType]
 
 
-
-
-
 def reference_walk(root: bytes, prefix: bytes = b"") -> Iterator[tuple[bytes, int, int, int]]:
     """The expected sequence, from os.lstat on absolute paths (no dir_fd, no shared code)."""
     for name in sorted(os.listdir(os.path.join(root, prefix) if prefix else root)):
@@ -146,9 +143,6 @@ def test_mount_point_not_crossed(impl: Impl, tmp_path: Path) -> None:
         assert crossing == [b"mnt", b"mnt/inside", b"z"]
     finally:
         subprocess.run(["umount", str(mount)], check=True)
-
-
-
 
 
 @pytest.fixture

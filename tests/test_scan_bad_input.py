@@ -29,7 +29,9 @@ def make_dpkg_root(root: Path, files: dict[bytes, bytes], *, package: str = "too
     (root / "var/lib/dpkg/status").write_text(
         f"Package: {package}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n\n"
     )
-    md5sums = b"".join(hashlib.md5(c).hexdigest().encode() + b"  " + p + b"\n" for p, c in files.items())
+    md5sums = b"".join(
+        hashlib.md5(c).hexdigest().encode() + b"  " + p + b"\n" for p, c in files.items()
+    )
     (root / f"var/lib/dpkg/info/{package}.md5sums").write_bytes(md5sums)
     return root
 
@@ -72,7 +74,11 @@ def test_unreadable_file_is_could_not_verify_never_clean(world_root: Path) -> No
 
     def scan() -> tuple[list[str], list[dict[str, object]], bool]:
         report = scanner.scan_root(root, checks=["448"])
-        return [f.kind for f in report.findings], [p.to_dict() for p in report.problems], report.complete
+        return (
+            [f.kind for f in report.findings],
+            [p.to_dict() for p in report.problems],
+            report.complete,
+        )
 
     kinds, problems, complete = as_nobody(scan)  # type: ignore[misc]
     assert kinds == []
@@ -82,7 +88,9 @@ def test_unreadable_file_is_could_not_verify_never_clean(world_root: Path) -> No
     assert problem["errno"] == 13 and "Permission denied" in problem["message"]
 
 
-def test_file_vanishing_before_hash_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_file_vanishing_before_hash_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_dpkg_root(tmp_path / "root", {b"usr/bin/gone": ELF, b"usr/bin/here": ELF})
     import _native
 

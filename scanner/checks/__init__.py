@@ -21,5 +21,7 @@ def select_checks(ids: Iterable[str] | None) -> tuple[Check, ...]:
     known = {check.id for check in BUILTIN_CHECKS}
     unknown = sorted(wanted - known)
     if unknown:
-        raise UsageError(f"unknown check id(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        raise UsageError(
+            f"unknown check id(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
     return tuple(check for check in BUILTIN_CHECKS if check.id in wanted)

@@ -15,8 +15,10 @@ conffile is then the lower-severity kind `config-modified`, since conffiles chan
 from __future__ import annotations
 
 import errno as errno_codes
+import hashlib
 import os
 import re
+import stat
 from collections.abc import Iterator
 
 import _native
@@ -71,6 +73,14 @@ def is_binary(record: InstalledFile, physical: bytes, result: HashResult) -> boo
     return _path_says_binary(record.path) or _path_says_binary(physical)
 
 
+def _permissions(mode: int) -> int:
+    return stat.S_IMODE(mode)
+
+
+def _kind_name(result: HashResult) -> str:
+    return result.kind.name.lower().replace("_", "-") if result.kind else "unknown"
+
+
 def _digest_of(result: HashResult, algorithm: DigestAlgorithm) -> bytes | None:
     digest: bytes | None = getattr(result, _RESULT_FIELD[algorithm])
     return digest
@@ -96,7 +106,9 @@ class PackageBinariesCheck:
             try:
                 physical = context.root.resolve(record.path)
             except OSError as error:
-                yield self._unverified(record, record.path, error.errno, os.strerror(error.errno or 0))
+                yield self._unverified(
+                    record, record.path, error.errno, os.strerror(error.errno or 0)
+                )
                 continue
             if context.excluded(physical):
                 continue
@@ -136,6 +148,10 @@ class PackageBinariesCheck:
                     and record.algorithm is not None
                     and record.digest is not None
                     and record.digest == _digest_of(result, record.algorithm)
+                    and (
+                        record.mode is None
+                        or _permissions(record.mode) == _permissions(result.mode)
+                    )
                 ):
                     continue
                 yield from self._judge(context, record, path, result)
@@ -144,25 +160,49 @@ class PackageBinariesCheck:
     def _judge(
         self, context: ScanContext, record: InstalledFile, physical: bytes, result: HashResult
     ) -> Iterator[Finding | Problem]:
-        binary = is_binary(record, physical, result)
         status = result.status
         if status is HashStatus.ERROR:
             # Could not read it: never a pass, whatever the scope.
             yield self._unverified(record, physical, result.errno, os.strerror(result.errno))
             return
+        binary = is_binary(record, physical, result)
         if not (binary or context.options.all_files):
             return
-        severity = Severity.LOW if record.is_config else Severity.HIGH if binary else Severity.MEDIUM
+        severity = (
+            Severity.LOW if record.is_config else Severity.HIGH if binary else Severity.MEDIUM
+        )
+        recorded_link = record.mode is not None and stat.S_ISLNK(record.mode)
         if status is HashStatus.MISSING:
-            yield self._finding(record, physical, severity, "missing", actual=None)
+            yield self._finding(record, physical, severity, "missing")
+        elif recorded_link:
+            yield from self._judge_symlink(record, physical, result, severity)
         elif status is HashStatus.SYMLINK:
             target = (result.link_target or b"").decode("utf-8", "backslashreplace")
             yield self._finding(
-                record, physical, severity, "replaced-by-symlink", actual=None, detail=f"symlink to {target}"
+                record, physical, severity, "replaced-by-symlink", detail=f"symlink to {target}"
             )
         elif status is HashStatus.NOT_REGULAR:
-            kind = result.kind.name.lower().replace("_", "-") if result.kind else "unknown"
-            yield self._finding(record, physical, severity, "not-a-regular-file", actual=None, detail=kind)
+            yield self._finding(
+                record, physical, severity, "not-a-regular-file", detail=_kind_name(result)
+            )
+        else:
+            yield from self._judge_regular(record, physical, result, severity)
+
+    def _judge_regular(
+        self, record: InstalledFile, physical: bytes, result: HashResult, severity: Severity
+    ) -> Iterator[Finding | Problem]:
+        changed = "config-modified" if record.is_config else "modified"
+        if record.size is not None and record.size != result.size:
+            # As rpm -V: a size mismatch is a modification, whatever the digest would say.
+            actual = _digest_of(result, record.algorithm) if record.algorithm else None
+            yield self._finding(
+                record,
+                physical,
+                severity,
+                changed,
+                actual=actual.hex() if actual else None,
+                detail=f"size {result.size}, recorded {record.size}",
+            )
         elif record.digest is None or record.algorithm is None:
             yield self._unverified(
                 record, physical, None, "the package manager records no digest for this file"
@@ -172,8 +212,55 @@ class PackageBinariesCheck:
             if actual is None:
                 yield self._unverified(record, physical, errno_codes.EIO, "digest not computed")
             elif actual != record.digest:
-                kind = "config-modified" if record.is_config else "modified"
-                yield self._finding(record, physical, severity, kind, actual=actual.hex())
+                yield self._finding(record, physical, severity, changed, actual=actual.hex())
+        if record.mode is not None and _permissions(record.mode) != _permissions(result.mode):
+            yield self._mode_finding(record, physical, result)
+
+    def _judge_symlink(
+        self, record: InstalledFile, physical: bytes, result: HashResult, severity: Severity
+    ) -> Iterator[Finding | Problem]:
+        if result.status is not HashStatus.SYMLINK:
+            yield self._finding(
+                record,
+                physical,
+                severity,
+                "not-a-symlink",
+                detail=f"a {_kind_name(result)} where a symlink was recorded",
+            )
+            return
+        target = result.link_target or b""
+        shown = target.decode("utf-8", "backslashreplace")
+        if record.link_target is not None:
+            if target != record.link_target:
+                yield self._finding(
+                    record,
+                    physical,
+                    severity,
+                    "link-changed",
+                    actual=shown,
+                    expected=record.link_target.decode("utf-8", "backslashreplace"),
+                )
+        elif record.digest is not None and record.algorithm is not None:
+            # apk records a digest of the target string (apk-tools apk_fileinfo_get), not a target.
+            if hashlib.new(record.algorithm.value, target).digest() != record.digest:
+                yield self._finding(
+                    record, physical, severity, "link-changed", detail=f"symlink to {shown}"
+                )
+        else:
+            yield self._unverified(record, physical, None, "no recorded target for this symlink")
+
+    def _mode_finding(self, record: InstalledFile, physical: bytes, result: HashResult) -> Finding:
+        recorded, actual = _permissions(record.mode or 0), _permissions(result.mode)
+        # Gaining setuid/setgid or world-write is an escalation path, not housekeeping.
+        risky = (actual & ~recorded) & (stat.S_ISUID | stat.S_ISGID | stat.S_IWOTH)
+        return self._finding(
+            record,
+            physical,
+            Severity.HIGH if risky else Severity.LOW,
+            "mode-changed",
+            expected=f"{recorded:04o}",
+            actual=f"{actual:04o}",
+        )
 
     def _finding(
         self,
@@ -182,9 +269,14 @@ class PackageBinariesCheck:
         severity: Severity,
         kind: str,
         *,
-        actual: str | None,
+        actual: str | None = None,
+        expected: str | None = None,
         detail: str | None = None,
     ) -> Finding:
+        """A finding; `expected` defaults to the recorded digest (then `algorithm` names it)."""
+        algorithm = None
+        if expected is None and record.digest is not None and record.algorithm is not None:
+            expected, algorithm = record.digest.hex(), record.algorithm.value
         return Finding(
             check=ID,
             title=TITLE,
@@ -192,17 +284,15 @@ class PackageBinariesCheck:
             kind=kind,
             path=physical,
             package=PackageRef(record.package, record.version, record.manager),
-            expected=record.digest.hex() if record.digest is not None else None,
+            expected=expected,
             actual=actual,
-            algorithm=record.algorithm.value if record.algorithm else None,
+            algorithm=algorithm,
             detail=detail,
             config=record.is_config,
         )
 
     @staticmethod
-    def _unverified(
-        record: InstalledFile, path: bytes, error: int | None, reason: str
-    ) -> Problem:
+    def _unverified(record: InstalledFile, path: bytes, error: int | None, reason: str) -> Problem:
         return Problem(
             kind="could-not-verify",
             message=f"could not verify: {reason}",

@@ -35,7 +35,11 @@ def render(report: Report, color: bool = False) -> str:
         lines.append("")
         lines.append(f"[{check}] {findings[0].title}: {len(findings)} finding(s)")
         for finding in findings:
-            package = f"  ({finding.package.manager} {finding.package.name} {finding.package.version})" if finding.package else ""
+            package = (
+                f"  ({finding.package.manager} {finding.package.name} {finding.package.version})"
+                if finding.package
+                else ""
+            )
             detail = f"  {finding.detail}" if finding.detail else ""
             lines.append(
                 f"  {_severity(finding, color)} {finding.kind:<20} {display_path(finding.path)}{package}{detail}"
