@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 import _native
 from _native import Digest, FileKind, HashResult, HashStatus
-from pkgdb import DigestAlgorithm, InstalledFile
+from pkgdb import READERS, DigestAlgorithm, InstalledFile
 
 from ..report import Finding, PackageRef, Problem, Severity
 from .base import ScanContext
@@ -31,6 +31,7 @@ from .base import ScanContext
 __all__ = ["PackageBinariesCheck", "is_binary"]
 
 ID = "448"
+MANAGERS = ", ".join(reader.MANAGER for reader in READERS)
 TITLE = "Package binaries should not be altered"
 
 _EXEC_DIRS = (
@@ -97,7 +98,7 @@ class PackageBinariesCheck:
             # A scratch or distroless-static image: said, not treated as a failure to verify.
             yield Problem(
                 kind="no-package-db",
-                message="no package manager database (dpkg) found: no package files to verify",
+                message=f"no package manager database ({MANAGERS}) found: no package files to verify",
                 check=ID,
             )
         pending: dict[bytes, list[InstalledFile]] = {}
