@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import stat
 import statistics
@@ -167,6 +168,21 @@ def python_read(paths: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def busy_seconds() -> float:
+    """CPU seconds every process on the machine has spent so far (/proc/stat, all but idle)."""
+    with open("/proc/stat") as proc_stat:
+        fields = [int(value) for value in proc_stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_seconds() -> float:
+    """CPU seconds this script and its reaped children have spent so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def machine() -> dict[str, Any]:
     model = "unknown"
     with open("/proc/cpuinfo") as cpuinfo:
@@ -256,9 +272,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"root {root}: {len(package)} package files, {package_bytes / 2**20:.1f} MiB "
           f"({len(everything)} regular files in all)")
     print(f"machine: {info['cpu_model']}, {cores} cores, kernel {info['kernel']}")
-    busy = os.getloadavg()[0]
-    if busy > cores / 2:
-        print(f"WARNING: load average {busy:.1f} on {cores} cores: other work will skew the figures")
     print(f"peak RSS from {TIME or 'wait4 (inflated: GNU time not found)'}")
 
     # `cat` reads the package files through xargs (NUL-separated list on stdin); warm and cold.
@@ -273,9 +286,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, dict[str, Any]]] = {}
     floors: dict[str, dict[str, float]] = {}
+    contention: dict[str, float] = {}
     try:
         for mode in ("warm", "cold"):
             runs: dict[str, list[Run]] = {name: [] for name in (*tools, CAT)}
+            busy, own, started = busy_seconds(), own_seconds(), time.perf_counter()
             python_reads = []
             if mode == "warm":
                 timed(cat_argv, environment({}), str(list_path))
@@ -299,6 +314,10 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name} {runs[name][-1].wall:.2f}s" for name in runs), flush=True)
             results[mode] = {name: summary(found) for name, found in runs.items()}
             floors[mode] = {"python_readv_median": statistics.median(python_reads)}
+            # Share of the machine's CPU that other processes took while this mode ran: the
+            # figures are only trustworthy when it is near 0 (a shared 2-core VM rarely is).
+            others = (busy_seconds() - busy) - (own_seconds() - own)
+            contention[mode] = max(0.0, others) / ((time.perf_counter() - started) * cores)
     finally:
         list_path.unlink(missing_ok=True)
 
@@ -317,7 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         "read_floor": floors,
         "rss_source": "GNU time %M (the tool's own ru_maxrss)" if TIME else
         "wait4 ru_maxrss (includes this script's RSS: install GNU time for the tool's own)",
-        "modes": {mode: {"rows": rows, "ratios": ratios(rows)} for mode, rows in results.items()},
+        "modes": {
+            mode: {"rows": rows, "ratios": ratios(rows), "others_cpu_share": contention[mode]}
+            for mode, rows in results.items()
+        },
     }
     info["loadavg_at_end"] = os.getloadavg()
     options.json.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmd5 single core {md5_rate / 1e6:.0f} MB/s; machine limit "
           f"{package_bytes / 1e6:.0f} MB / ({cores} x {md5_rate / 1e6:.0f} MB/s) = {limit:.3f} s")
     for mode, rows in results.items():
-        print(f"\n{mode} (median of {options.rounds}):  {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}  exit")
+        warning = "  WARNING: figures skewed" if contention[mode] > 0.1 else ""
+        print(f"\n{mode}: other processes used {contention[mode]:.0%} of the CPU meanwhile{warning}")
+        print(f"{mode} (median of {options.rounds}):  {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}  exit")
         for name, row in rows.items():
             print(f"  {name:<14} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
                   f"{row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import dpkg
+from . import apk, dpkg
 from .records import DigestAlgorithm, InstalledFile, Package, PackageDB, PkgDBError, PkgDBProblem
 from .rootfs import RootFS
 
 # Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
-READERS = (dpkg,)
+READERS = (dpkg, apk)
 
 __all__ = [
     "READERS",

@@ -16,11 +16,12 @@ __all__ = [
 
 
 class DigestAlgorithm(enum.Enum):
-    """What the manifest's digest is a digest of; values are hashlib names."""
+    """Which hash the manifest's digest is; values are hashlib names but for `sha256-160`."""
 
     MD5 = "md5"
     SHA1 = "sha1"
     SHA256 = "sha256"
+    SHA256_160 = "sha256-160"  # the first 20 bytes of SHA-256 (apk packages with `f:S`)
 
 
 @dataclass(frozen=True, slots=True)

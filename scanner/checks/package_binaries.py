@@ -51,11 +51,13 @@ _DIGEST_FLAG = {
     DigestAlgorithm.MD5: int(Digest.MD5),
     DigestAlgorithm.SHA1: int(Digest.SHA1),
     DigestAlgorithm.SHA256: int(Digest.SHA256),
+    DigestAlgorithm.SHA256_160: int(Digest.SHA256),
 }
 _RESULT_FIELD = {
     DigestAlgorithm.MD5: "md5",
     DigestAlgorithm.SHA1: "sha1",
     DigestAlgorithm.SHA256: "sha256",
+    DigestAlgorithm.SHA256_160: "sha256",
 }
 
 
@@ -84,7 +86,16 @@ def _kind_name(result: HashResult) -> str:
 
 def _digest_of(result: HashResult, algorithm: DigestAlgorithm) -> bytes | None:
     digest: bytes | None = getattr(result, _RESULT_FIELD[algorithm])
+    if digest is not None and algorithm is DigestAlgorithm.SHA256_160:
+        return digest[:20]
     return digest
+
+
+def _digest_of_bytes(data: bytes, algorithm: DigestAlgorithm) -> bytes:
+    """A digest of in-memory bytes (a symlink's target string), as the manifest records it."""
+    if algorithm is DigestAlgorithm.SHA256_160:
+        return hashlib.sha256(data).digest()[:20]
+    return hashlib.new(algorithm.value, data).digest()
 
 
 class PackageBinariesCheck:
@@ -243,7 +254,7 @@ class PackageBinariesCheck:
                 )
         elif record.digest is not None and record.algorithm is not None:
             # apk records a digest of the target string (apk-tools apk_fileinfo_get), not a target.
-            if hashlib.new(record.algorithm.value, target).digest() != record.digest:
+            if _digest_of_bytes(target, record.algorithm) != record.digest:
                 yield self._finding(
                     record, physical, severity, "link-changed", detail=f"symlink to {shown}"
                 )
