@@ -40,6 +40,7 @@ from _native.openssl cimport (
     EVP_MD_CTX_new, EVP_MD_fetch,
 )
 from _native.posix cimport (
+    file_kind,
     AT_SYMLINK_NOFOLLOW, EINTR, ENOENT, ENOMEM, ENOTDIR, EPERM, ESTALE, O_CLOEXEC, O_DIRECTORY,
     O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR,
     S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK, close, dev_t, errno, free, fstat, fstatat, ino_t, malloc,
@@ -127,24 +128,6 @@ cdef struct Parent:
     bint valid
 
 
-cdef inline int _kind(mode_t mode) noexcept nogil:
-    if S_ISREG(mode):
-        return 1
-    if S_ISDIR(mode):
-        return 2
-    if S_ISLNK(mode):
-        return 3
-    if S_ISFIFO(mode):
-        return 4
-    if S_ISSOCK(mode):
-        return 5
-    if S_ISCHR(mode):
-        return 6
-    if S_ISBLK(mode):
-        return 7
-    return 8
-
-
 cdef inline void _fail(Request* request, int err) noexcept nogil:
     request.err = err
     request.status = ST_MISSING if err == ENOENT or err == ENOTDIR else ST_ERROR
@@ -184,7 +167,7 @@ cdef void _lstat_one(Job* job, Parent* parent, Request* request) noexcept nogil:
     if fd < 0 or fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0:
         _fail(request, errno)
         return
-    request.kind = _kind(st.st_mode)
+    request.kind = file_kind(st.st_mode)
     request.mode = st.st_mode
     request.size = st.st_size
     request.dev = st.st_dev

@@ -20,6 +20,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport qsort
 
 from _native.posix cimport (
+    file_kind,
     AT_SYMLINK_NOFOLLOW, DIR, ENOMEM, O_DIRECTORY, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO,
     S_ISLNK, S_ISREG, S_ISSOCK, close, closedir, dev_t, dirent, dirfd, errno, fdopendir, free,
     fstatat, ino_t, malloc, memcpy, mode_t, nlink_t, off_t, open_beneath, readdir, realloc, set_errno,
@@ -30,7 +31,7 @@ from _native.types import FileKind, WalkEntry, WalkError
 
 __all__ = ["walk"]
 
-# FileKind by the small int _kind() returns; a tuple index is cheaper than FileKind(n).
+# FileKind by the small int file_kind() returns; a tuple index is cheaper than FileKind(n).
 cdef tuple _KINDS = (None,) + tuple(FileKind(n) for n in range(1, 9))
 
 # openat2 availability, probed on first use (see posix.open_beneath).
@@ -57,24 +58,6 @@ cdef struct Listing:
     RawEntry* entries
     size_t count
     size_t cap
-
-
-cdef inline int _kind(mode_t mode) noexcept nogil:
-    if S_ISREG(mode):
-        return 1
-    if S_ISDIR(mode):
-        return 2
-    if S_ISLNK(mode):
-        return 3
-    if S_ISFIFO(mode):
-        return 4
-    if S_ISSOCK(mode):
-        return 5
-    if S_ISCHR(mode):
-        return 6
-    if S_ISBLK(mode):
-        return 7
-    return 8
 
 
 cdef int _by_name(const void* a, const void* b) noexcept nogil:
@@ -203,7 +186,7 @@ cdef object _list_dir(int root_fd, bytes rel):
                 records.append(_error(path, entry.err))
             else:
                 records.append(WalkEntry(
-                    path, _KINDS[_kind(entry.mode)], entry.mode, entry.size, entry.dev,
+                    path, _KINDS[file_kind(entry.mode)], entry.mode, entry.size, entry.dev,
                     entry.ino, entry.nlink, entry.mtime_ns, entry.ctime_ns,
                 ))
         return records

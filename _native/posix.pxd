@@ -123,6 +123,25 @@ cdef extern from "<stdlib.h>" nogil:
     void free(void* ptr)
 
 
+cdef inline int file_kind(mode_t mode) noexcept nogil:
+    """The FileKind value (1 regular ... 8 other) of an st_mode; FileKind in types.py is the key."""
+    if S_ISREG(mode):
+        return 1
+    if S_ISDIR(mode):
+        return 2
+    if S_ISLNK(mode):
+        return 3
+    if S_ISFIFO(mode):
+        return 4
+    if S_ISSOCK(mode):
+        return 5
+    if S_ISCHR(mode):
+        return 6
+    if S_ISBLK(mode):
+        return 7
+    return 8
+
+
 cdef inline int _open_nointr(int dirfd, const char* path, int flags) noexcept nogil:
     cdef int fd
     while True:

@@ -1,0 +1,173 @@
+"""Fuzzing the rpm header parser and the Berkeley DB / ndb page readers with mutated real data.
+
+Property: on any input they return, or raise only their own error (HeaderError, StorageError),
+and yield only HeaderBlob / BlobProblem; never hang (signal.alarm), never another exception.
+A short seeded run is part of the suite; SCANROOT_FUZZ_EXAMPLES=N (and SCANROOT_FUZZ_RANDOM=1
+for fresh, non-derandomized inputs) runs a longer one locally.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pkgdb.rpm import _bdb, _header, _ndb
+from pkgdb.rpm._package import Skipped, convert
+from pkgdb.rpm._source import BlobProblem, HeaderBlob, StorageError
+
+EXAMPLES = int(os.environ.get("SCANROOT_FUZZ_EXAMPLES", "300"))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    derandomize=os.environ.get("SCANROOT_FUZZ_RANDOM") != "1",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    database=None,
+)
+SHARED = Path(os.environ.get("SCANNER_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
+RPM = SHARED / "fixtures" / "pkgdb" / "rpm"
+pytestmark = pytest.mark.skipif(not RPM.is_dir(), reason=f"{RPM} absent: no real rpmdbs to mutate")
+
+
+def _load(path: Path) -> bytes:
+    return path.read_bytes() if path.is_file() else b""
+
+
+def _blob() -> bytes:
+    path = RPM / "sqlite" / "rockylinux-9-htop-only.rpmdb.sqlite"
+    if not path.is_file():
+        return b""
+    connection = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        return bytes(connection.execute("SELECT blob FROM Packages").fetchone()[0])
+    finally:
+        connection.close()
+
+
+BLOB = _blob()
+BDB = _load(RPM / "bdb" / "centos-8-htop-only.Packages")  # 7 pages: meta, 2 hash, 4 overflow
+NDB = _load(RPM / "ndb" / "sle15-bci.Packages.db")[: 1 << 20]  # slot page + many blobs
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: FrameType | None) -> None:
+    raise Hang("no answer within 10 s")
+
+
+def guarded(call: Callable[[], object]) -> None:
+    """Run `call` with a 10 s alarm: a hang fails the example instead of the suite."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(10)
+    try:
+        call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def mutations(base: bytes, hot: list[int]) -> st.SearchStrategy[bytes]:
+    """Real data with bytes overwritten (often at structural offsets), cut short or extended."""
+    position = st.one_of(
+        st.integers(0, max(len(base) - 1, 0)),
+        st.sampled_from(hot).flatmap(lambda h: st.integers(max(h - 4, 0), h + 4)),
+    )
+    edit = st.tuples(position, st.binary(min_size=1, max_size=4))
+
+    def apply(args: tuple[list[tuple[int, bytes]], int | None, bytes]) -> bytes:
+        edits, cut, tail = args
+        data = bytearray(base)
+        for at, value in edits:
+            data[at : at + len(value)] = value
+        if cut is not None:
+            del data[cut:]
+        return bytes(data) + tail
+
+    return st.tuples(
+        st.lists(edit, min_size=1, max_size=8),
+        st.none() | st.integers(0, len(base)),
+        st.binary(max_size=8),
+    ).map(apply)
+
+
+def memfd(data: bytes) -> int:
+    """An anonymous file holding `data`: the page readers need an fd, nothing touches disk."""
+    fd = os.memfd_create("fuzz")
+    os.write(fd, data)
+    return fd
+
+
+def _drain(items: Iterator[HeaderBlob | BlobProblem]) -> None:
+    for item in items:
+        assert isinstance(item, HeaderBlob | BlobProblem)
+        if isinstance(item, HeaderBlob):
+            _parse_and_convert(item.data)
+
+
+def _parse_and_convert(data: bytes) -> None:
+    try:
+        convert(_header.parse(data), Skipped())
+    except _header.HeaderError:
+        pass
+
+
+def _index_offsets(blob: bytes) -> list[int]:
+    il = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else 0
+    return [0, 4] + [8 + 16 * i + f for i in range(min(il, 200)) for f in (4, 8, 12)]
+
+
+@pytest.mark.skipif(not BLOB, reason="fixture absent")
+@FUZZ
+@given(mutations(BLOB, _index_offsets(BLOB)))
+def test_fuzz_header_parse(data: bytes) -> None:
+    guarded(lambda: _parse_and_convert(data))
+
+
+def _read_all(reader: Callable[[int], Iterator[HeaderBlob | BlobProblem]], data: bytes) -> None:
+    fd = memfd(data)
+    try:
+        try:
+            items = reader(fd)
+        except StorageError:
+            return
+        _drain(items)
+    finally:
+        os.close(fd)
+
+
+def _bdb_hot() -> list[int]:
+    # the metadata fields, and each page's header (pgno, prev, next, entries, hf_offset, type)
+    meta = [12, 16, 20, 24, 25, 32, 72, 76, 80, 96, 100]
+    return meta + [p * 4096 + f for p in range(1, 7) for f in (8, 12, 16, 20, 22, 25, 26, 28, 30)]
+
+
+@pytest.mark.skipif(not BDB, reason="fixture absent")
+@FUZZ
+@given(mutations(BDB, _bdb_hot()))
+def test_fuzz_bdb_pages(data: bytes) -> None:
+    guarded(lambda: _read_all(_bdb.blobs, data))
+
+
+def _ndb_hot() -> list[int]:
+    slots = [0, 4, 8, 12] + [32 + 16 * i + f for i in range(40) for f in (0, 4, 8, 12)]
+    heads = []
+    for i in range(40):
+        offset = int.from_bytes(NDB[32 + 16 * i + 8 : 32 + 16 * i + 12], "little") * 16
+        heads += [offset, offset + 4, offset + 12, offset + 16, offset + 20]
+    return slots + [h for h in heads if h < len(NDB)]
+
+
+@pytest.mark.skipif(not NDB, reason="fixture absent")
+@FUZZ
+@given(mutations(NDB, _ndb_hot()))
+def test_fuzz_ndb_pages(data: bytes) -> None:
+    guarded(lambda: _read_all(_ndb.blobs, data))
