@@ -10,7 +10,8 @@ packages="python3 python3-venv python3-dev gcc libssl-dev"
 if [ "${1:-}" = "--test" ]; then
     extras="[test]"
     # Reference tools the tests compare with, and debootstrap for real Debian roots.
-    packages="$packages debootstrap debsums dpkg rpm"
+    # db5.3-util writes real Berkeley DB rpmdbs (Debian's rpm only reads them).
+    packages="$packages debootstrap debsums dpkg rpm db5.3-util"
 fi
 
 if [ "$(id -u)" = 0 ]; then

@@ -49,7 +49,16 @@ setup(
     # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
     # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
     install_requires=[],
-    extras_require={"test": ["pytest>=8", "pytest-benchmark>=4", "python-debian>=0.1.49"]},
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-benchmark>=4",
+            "hypothesis>=6",
+            # Referees: python-debian for deb822, rpmfile for .rpm package files.
+            "python-debian>=0.1.49",
+            "rpmfile>=2.2",
+        ]
+    },
     entry_points={"console_scripts": ["scan-root = scanner.cli:main"]},
     ext_modules=ext_modules,
     zip_safe=False,

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import apk, dpkg
+from . import apk, dpkg, rpm
 from .records import DigestAlgorithm, InstalledFile, Package, PackageDB, PkgDBError, PkgDBProblem
 from .rootfs import RootFS
 
 # Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
-READERS = (dpkg, apk)
+READERS = (dpkg, rpm, apk)
 
 __all__ = [
     "READERS",

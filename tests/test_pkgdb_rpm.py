@@ -74,7 +74,7 @@ def fixture_root(shared: Path, tmp_path: Path, kind: str, name: str) -> Path:
 
 
 def read_root(root: Path) -> RpmDB:
-    with RootFS(root) as fs:
+    with RootFS(str(root)) as fs:
         return read(fs)
 
 
@@ -121,7 +121,7 @@ def skipped_by_header(root: Path, db: RpmDB) -> set[tuple[str, bytes]]:
     try:
         for blob in backend.blobs(fd):
             assert not hasattr(blob, "message")
-            h = _header.parse(blob.data)  # type: ignore[union-attr]
+            h = _header.parse(blob.data)
             dirs, bases = h.strings(Tag.DIRNAMES) or (), h.strings(Tag.BASENAMES) or ()
             idx, flags = h.ints(Tag.DIRINDEXES) or (), h.ints(Tag.FILEFLAGS) or ()
             states = h.ints(Tag.FILESTATES) or (0,) * len(bases)
@@ -134,7 +134,9 @@ def skipped_by_header(root: Path, db: RpmDB) -> set[tuple[str, bytes]]:
     return out
 
 
-def check_against_dump(records: list[InstalledFile], lines: list[list[str]], skipped: set[bytes]) -> int:
+def check_against_dump(
+    records: list[InstalledFile], lines: list[list[str]], skipped: set[bytes]
+) -> int:
     """Every dump line agrees with our record for its path; returns how many records matched."""
     by_path = {f.path: f for f in records}
     matched = 0
@@ -152,14 +154,19 @@ def check_against_dump(records: list[InstalledFile], lines: list[list[str]], ski
         else:
             assert record.link_target is None
             assert record.digest is not None and record.digest.hex() == digest
-            assert record.algorithm is {32: DigestAlgorithm.MD5, 64: DigestAlgorithm.SHA256}[len(digest)]
+            assert (
+                record.algorithm
+                is {32: DigestAlgorithm.MD5, 64: DigestAlgorithm.SHA256}[len(digest)]
+            )
         matched += 1
     assert matched == len(records)
     return matched
 
 
 @pytest.mark.parametrize(("kind", "name"), FIXTURES, ids=_IDS)
-def test_fixture_files_match_rpm_dump(shared_fixtures: Path, tmp_path: Path, kind: str, name: str) -> None:
+def test_fixture_files_match_rpm_dump(
+    shared_fixtures: Path, tmp_path: Path, kind: str, name: str
+) -> None:
     root = fixture_root(shared_fixtures, tmp_path, kind, name)
     db = read_root(root)
     skipped = skipped_by_header(root, db)
@@ -192,7 +199,10 @@ def test_prefers_sqlite_and_names_the_other(shared_fixtures: Path, tmp_path: Pat
     root = fixture_root(shared_fixtures, tmp_path, "bdb", "centos-8-htop-only")
     sysimage = root / "usr/lib/sysimage/rpm"
     sysimage.mkdir(parents=True)
-    shutil.copyfile(shared_fixtures / "rpm/sqlite/rockylinux-9-htop-only.rpmdb.sqlite", sysimage / "rpmdb.sqlite")
+    shutil.copyfile(
+        shared_fixtures / "rpm/sqlite/rockylinux-9-htop-only.rpmdb.sqlite",
+        sysimage / "rpmdb.sqlite",
+    )
     db = read_root(root)
     assert (db.backend, db.database) == ("sqlite", b"usr/lib/sysimage/rpm/rpmdb.sqlite")
     assert evr_line(db) == ["htop 3.2.1-1.el9 x86_64"]
@@ -220,7 +230,7 @@ def test_unusable_preferred_db_falls_back(shared_fixtures: Path, tmp_path: Path)
 
 def test_no_database(tmp_path: Path) -> None:
     (tmp_path / "var/lib/rpm").mkdir(parents=True)
-    with RootFS(tmp_path) as fs:
+    with RootFS(str(tmp_path)) as fs:
         assert not present(fs)
         with pytest.raises(RpmDBError, match="no rpm database found"):
             read(fs)
@@ -232,13 +242,15 @@ def test_db_symlink_out_of_root_is_not_followed(shared_fixtures: Path, tmp_path:
     (tmp_path / "var/lib/rpm/rpmdb.sqlite").symlink_to(target)
     (tmp_path / "usr/lib/sysimage").mkdir(parents=True)
     (tmp_path / "usr/lib/sysimage/rpm").symlink_to(target.parent)  # absolute: means <root>/...
-    with RootFS(tmp_path) as fs:
+    with RootFS(str(tmp_path)) as fs:
         assert present(fs) is False
         with pytest.raises(RpmDBError):
             read(fs)
 
 
-def test_wal_beside_sqlite_is_reported_and_nothing_is_written(shared_fixtures: Path, tmp_path: Path) -> None:
+def test_wal_beside_sqlite_is_reported_and_nothing_is_written(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
     root = fixture_root(shared_fixtures, tmp_path, "sqlite", "fedora-38-two-pkgs")
     directory = root / "var/lib/rpm"
     (directory / "rpmdb.sqlite-wal").write_bytes(b"\0" * 100)
@@ -253,7 +265,9 @@ def test_wal_beside_sqlite_is_reported_and_nothing_is_written(shared_fixtures: P
 
 
 @pytest.mark.parametrize("kind", sorted(FORMATS))
-@pytest.mark.parametrize("content", [b"", b"\x00" * 4096, os.urandom(70000)], ids=["empty", "zeros", "random"])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x00" * 4096, os.urandom(70000)], ids=["empty", "zeros", "random"]
+)
 def test_garbage_database_is_an_error_naming_it(tmp_path: Path, kind: str, content: bytes) -> None:
     dest = FORMATS[kind][1]
     (tmp_path / dest).parent.mkdir(parents=True)
@@ -288,7 +302,7 @@ def test_truncated_bdb(shared_fixtures: Path, tmp_path: Path) -> None:
 
 
 def _bdb_page(data: bytearray, pgno: int) -> int:
-    return pgno * struct.unpack_from("<I", data, 20)[0]
+    return pgno * int(struct.unpack_from("<I", data, 20)[0])
 
 
 def test_bdb_bucket_page_loop(shared_fixtures: Path, tmp_path: Path) -> None:
@@ -306,7 +320,12 @@ def test_bdb_overflow_page_loop(shared_fixtures: Path, tmp_path: Path) -> None:
     root = fixture_root(shared_fixtures, tmp_path, "bdb", "ubi-8.0-full")
     path = root / "var/lib/rpm/Packages"
     data = bytearray(path.read_bytes())
-    pgno = next(n for n in range(1, 1117) if data[_bdb_page(data, n) + 25] == 7 and struct.unpack_from("<I", data, _bdb_page(data, n) + 16)[0])
+    pgno = next(
+        n
+        for n in range(1, 1117)
+        if data[_bdb_page(data, n) + 25] == 7
+        and struct.unpack_from("<I", data, _bdb_page(data, n) + 16)[0]
+    )
     struct.pack_into("<I", data, _bdb_page(data, pgno) + 16, pgno)
     path.write_bytes(data)
     db = read_root(root)
@@ -320,7 +339,9 @@ def test_bdb_hash_version_7_is_refused(shared_fixtures: Path, tmp_path: Path) ->
     data = bytearray(path.read_bytes())
     struct.pack_into("<I", data, 16, 7)
     path.write_bytes(data)
-    with pytest.raises(RpmDBError, match=r"var/lib/rpm/Packages: .*unsupported Berkeley DB hash version 7"):
+    with pytest.raises(
+        RpmDBError, match=r"var/lib/rpm/Packages: .*unsupported Berkeley DB hash version 7"
+    ):
         read_root(root)
 
 
@@ -330,7 +351,9 @@ def test_truncated_ndb_and_bad_blob(shared_fixtures: Path, tmp_path: Path) -> No
     data = bytearray(path.read_bytes())
     path.write_bytes(data[: len(data) * 2 // 3])
     db = read_root(root)
-    assert 0 < len(db.packages) < 36 and all(p.source == path.relative_to(root).as_posix().encode() for p in db.problems)
+    assert 0 < len(db.packages) < 36 and all(
+        p.source == path.relative_to(root).as_posix().encode() for p in db.problems
+    )
     assert any("beyond the end of file" in p.message for p in db.problems)
     # one blob's header data damaged: that header is a problem, the 35 others are read
     slot = struct.unpack_from("<4sIII", data, 32)
@@ -364,7 +387,9 @@ def make_blob(entries: list[tuple[int, int, int, int]], data: bytes) -> bytes:
         ([(1000, 7, 1, 4)], b"abcd", "overrun"),
     ],
 )
-def test_header_rejects_out_of_range(entries: list[tuple[int, int, int, int]], data: bytes, message: str) -> None:
+def test_header_rejects_out_of_range(
+    entries: list[tuple[int, int, int, int]], data: bytes, message: str
+) -> None:
     with pytest.raises(_header.HeaderError, match=message):
         _header.parse(make_blob(entries, data))
 
@@ -388,10 +413,18 @@ def test_header_unterminated_strings_raise_on_use() -> None:
 
 
 def test_header_types_and_last_entry_wins() -> None:
-    data = b"name\0" + b"\0\0\0" + struct.pack(">QQ", 1, 1 << 40) + b"x\0y\0" + b"\x00\x02" + b"\xff"
+    data = (
+        b"name\0" + b"\0\0\0" + struct.pack(">QQ", 1, 1 << 40) + b"x\0y\0" + b"\x00\x02" + b"\xff"
+    )
     header = _header.parse(
         make_blob(
-            [(1000, 6, 0, 1), (5008, 5, 8, 2), (1117, 8, 24, 2), (1029, 1, 28, 3), (1000, 9, 24, 1)],
+            [
+                (1000, 6, 0, 1),
+                (5008, 5, 8, 2),
+                (1117, 8, 24, 2),
+                (1029, 1, 28, 3),
+                (1000, 9, 24, 1),
+            ],
             data,
         )
     )
@@ -404,10 +437,11 @@ def test_header_types_and_last_entry_wins() -> None:
 
 def test_rpmfile_cannot_parse_rpmdb_blobs_safely(shared_fixtures: Path) -> None:
     """The measurement behind _header.py's docstring: rpmfile on real rpmdb blobs."""
-    import rpmfile.headers
+    import rpmfile.headers  # type: ignore[import-untyped]
 
     connection = sqlite3.connect(
-        f"file:{shared_fixtures}/rpm/sqlite/rockylinux-9-htop-only.rpmdb.sqlite?mode=ro&immutable=1", uri=True
+        f"file:{shared_fixtures}/rpm/sqlite/rockylinux-9-htop-only.rpmdb.sqlite?mode=ro&immutable=1",
+        uri=True,
     )
     [(blob,)] = connection.execute("SELECT blob FROM Packages").fetchall()
     connection.close()
@@ -415,7 +449,9 @@ def test_rpmfile_cannot_parse_rpmdb_blobs_safely(shared_fixtures: Path) -> None:
         rpmfile.headers._readheader(io.BytesIO(blob), False)
     magic = b"\x8e\xad\xe8\x01\0\0\0\0"
     parsed = rpmfile.headers._readheader(io.BytesIO(magic + blob), False)[1]
-    assert parsed["name"] == b"htop" and parsed["filestates"] == "could not extract 1"  # no CHAR type
+    assert (
+        parsed["name"] == b"htop" and parsed["filestates"] == "could not extract 1"
+    )  # no CHAR type
     il = struct.unpack_from(">I", blob)[0]
     entries = [struct.unpack_from(">IIII", blob, 8 + 16 * i) for i in range(il)]
     i = next(n for n, e in enumerate(entries) if e[0] == Tag.BASENAMES)
@@ -480,7 +516,9 @@ def built_rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def install(root: Path, rpm: Path, *options: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["rpm", "--root", str(root), *RPM_DB, "--initdb"], check=True, capture_output=True)
+    subprocess.run(
+        ["rpm", "--root", str(root), *RPM_DB, "--initdb"], check=True, capture_output=True
+    )
     subprocess.run(
         ["rpm", "--root", str(root), *RPM_DB, "-i", "--nodeps", "--noscripts", *options, str(rpm)],
         check=True, capture_output=True,
@@ -523,7 +561,8 @@ def test_rpmbuild_root_matches_rpm(built_rpm: Path, tmp_path: Path) -> None:
     assert elf.digest is not None and elf.size == os.path.getsize("/bin/true")
     assert elf.version == "2:1.2-3" and elf.algorithm is DigestAlgorithm.SHA256
     assert db.skipped.ghost == 1 and db.skipped.directory >= 2
-    assert present(RootFS(root))
+    with RootFS(str(root)) as fs:
+        assert present(fs)
 
 
 def test_rpmbuild_root_agrees_with_rpmfile(built_rpm: Path, tmp_path: Path) -> None:
@@ -534,7 +573,12 @@ def test_rpmbuild_root_agrees_with_rpmfile(built_rpm: Path, tmp_path: Path) -> N
     db = read_root(root)
     with rpmfile.open(str(built_rpm)) as package:
         headers = package.headers
-        names = [(d + b).lstrip(b"/") for d, b in zip((headers["dirnames"][i] for i in headers["dirindexes"]), headers["basenames"])]
+        names = [
+            (d + b).lstrip(b"/")
+            for d, b in zip(
+                (headers["dirnames"][i] for i in headers["dirindexes"]), headers["basenames"]
+            )
+        ]
         digests = dict(zip(names, headers["filemd5s"]))
         assert headers["name"].decode() == db.packages[0].name
         assert headers["serial"] == db.packages[0].epoch
@@ -566,12 +610,24 @@ def sqlite_to_bdb(sources: list[Path], packages: Path, big_endian: bool) -> None
         rows += [blob for (blob,) in connection.execute("SELECT blob FROM Packages ORDER BY hnum")]
         connection.close()
     order = ">" if big_endian else "<"
-    lines = ["VERSION=3", "format=bytevalue", "type=hash", f"db_lorder={4321 if big_endian else 1234}", "HEADER=END"]
+    lines = [
+        "VERSION=3",
+        "format=bytevalue",
+        "type=hash",
+        f"db_lorder={4321 if big_endian else 1234}",
+        "HEADER=END",
+    ]
     for number, blob in enumerate(rows, start=1):
         lines += [" " + struct.pack(order + "I", number).hex(), " " + blob.hex()]
     lines.append("DATA=END")
     packages.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["db5.3_load", str(packages)], input="\n".join(lines) + "\n", text=True, check=True, capture_output=True)
+    subprocess.run(
+        ["db5.3_load", str(packages)],
+        input="\n".join(lines) + "\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.mark.parametrize("big_endian", [False, True], ids=["le", "be"])
@@ -585,7 +641,10 @@ def test_libdb_written_bdb_both_byte_orders(
     # the realistic amazonlinux2023 headers (103, multi-page overflow items) plus our package
     root = tmp_path / "root"
     sqlite_to_bdb(
-        [shared_fixtures / "rpm/sqlite/amazonlinux2023.rpmdb.sqlite", built / "var/lib/rpm/rpmdb.sqlite"],
+        [
+            shared_fixtures / "rpm/sqlite/amazonlinux2023.rpmdb.sqlite",
+            built / "var/lib/rpm/rpmdb.sqlite",
+        ],
         root / "var/lib/rpm/Packages",
         big_endian,
     )

@@ -31,7 +31,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     database=None,
 )
-SHARED = Path(os.environ.get("SCANNER_SHARED", Path(__file__).resolve().parent.parent.parent / "shared"))
+SHARED = Path(
+    os.environ.get("SCANNER_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")
+)
 RPM = SHARED / "fixtures" / "pkgdb" / "rpm"
 pytestmark = pytest.mark.skipif(not RPM.is_dir(), reason=f"{RPM} absent: no real rpmdbs to mutate")
 

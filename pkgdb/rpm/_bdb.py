@@ -81,6 +81,9 @@ class _Pages:
         self.header = struct.Struct(order + "8xIIIHHBB")
         self.u16 = struct.Struct(order + "H")
         self.offpage = struct.Struct(order + "II")  # overflow page number, total length
+        # Overflow pages already used by an item: two items sharing one is damage, and
+        # refusing it keeps the total work linear in the file size.
+        self.used_overflow: set[int] = set()
 
     @classmethod
     def open(cls, fd: int) -> _Pages:
@@ -123,7 +126,15 @@ class _Pages:
                 f"bytes, the file holds {self.file_pages}; headers on missing pages are lost",
             )
         visited: set[int] = set()  # hash pages: a bucket chain that comes back ends there
-        for bucket in range(self.max_bucket + 1):
+        # A bucket's first page is at least its own number, so buckets from `file_pages` on lie
+        # beyond the end of the file: one problem for them all, not one loop turn each (a
+        # damaged max bucket may claim four billion).
+        buckets = min(self.max_bucket + 1, self.file_pages)
+        if buckets <= self.max_bucket:
+            yield BlobProblem(
+                None, f"buckets {buckets}..{self.max_bucket} lie beyond the end of the file"
+            )
+        for bucket in range(buckets):
             pgno = self.bucket_page(bucket)
             while pgno:
                 if pgno in visited:
@@ -214,6 +225,8 @@ class _Pages:
         while remaining:
             if pgno in visited:
                 raise ValueError(f"overflow chain reaches page {pgno} twice (loop)")
+            if pgno in self.used_overflow:
+                raise ValueError(f"overflow page {pgno} already belongs to another item")
             visited.add(pgno)
             page = self.page(pgno, (_P_OVERFLOW,))
             _, _, next_pgno, _, used, _, _ = self.header.unpack_from(page)
@@ -224,4 +237,5 @@ class _Pages:
             if remaining and not next_pgno:
                 raise ValueError(f"overflow chain ends with {remaining} of {length} bytes missing")
             pgno = next_pgno
+        self.used_overflow |= visited
         return b"".join(chunks)

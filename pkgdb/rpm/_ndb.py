@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Final
 
 from ._source import BlobProblem, HeaderBlob, StorageError
@@ -59,34 +59,51 @@ def blobs(fd: int) -> Iterator[HeaderBlob | BlobProblem]:
 
 
 def _walk(fd: int, slot_pages: int, file_blocks: int) -> Iterator[HeaderBlob | BlobProblem]:
+    slots: list[tuple[int, int, int]] = []  # (block offset, block count, package index)
+    bad_page = yield from _read_slots(fd, slot_pages, file_blocks, slots)
+    # Blobs must not overlap (rpm's rpmpkgFindEmptyOffset calls that "eek"); refusing overlaps
+    # also keeps the total bytes read within the file size, however many slots point at one blob.
+    end = 0
+    for offset, count, index in sorted(slots):
+        if offset < end:
+            yield BlobProblem(index, f"blob at block {offset} overlaps the previous blob")
+            continue
+        end = offset + count
+        try:
+            blob, checksum_ok = _blob(fd, index, offset, count)
+        except ValueError as error:
+            yield BlobProblem(index, str(error))
+            continue
+        if not checksum_ok:
+            yield BlobProblem(index, "blob adler32 mismatch: the stored header is damaged")
+        yield HeaderBlob(index, blob)
+    if bad_page is not None:
+        yield BlobProblem(None, bad_page)
+
+
+def _read_slots(
+    fd: int, slot_pages: int, file_blocks: int, slots: list[tuple[int, int, int]]
+) -> Generator[BlobProblem, None, str | None]:
+    """Collect the used slots; returns why the slot area ended early (None if it did not)."""
     first_blob_block = slot_pages * (_PAGE // _BLOCK)
     for page_number in range(slot_pages):
         page = os.pread(fd, _PAGE, page_number * _PAGE)
         if len(page) < _PAGE:
-            yield BlobProblem(None, f"slot page {page_number} is cut short (truncated)")
-            return
+            return f"slot page {page_number} is cut short (truncated)"
         first = _HEADER_SLOTS if page_number == 0 else 0
         for magic, index, offset, count in _SLOT.iter_unpack(page[first * _SLOT.size :]):
             if magic != _SLOT_MAGIC:
-                # rpm refuses the whole database here; we keep what was read so far
-                yield BlobProblem(None, f"slot page {page_number}: bad slot magic {magic!r}")
-                return
+                # rpm refuses the whole database here; we keep the slots read so far
+                return f"slot page {page_number}: bad slot magic {magic!r}"
             if offset == 0:
                 continue  # a free slot
             if index == 0 or count == 0 or offset < first_blob_block:
                 yield BlobProblem(index or None, f"bad slot: blocks {offset}+{count}")
-                continue
-            if offset + count > file_blocks:
+            elif offset + count > file_blocks:
                 yield BlobProblem(index, f"blob at block {offset}+{count} beyond the end of file")
-                continue
-            try:
-                blob, checksum_ok = _blob(fd, index, offset, count)
-            except ValueError as error:
-                yield BlobProblem(index, str(error))
-                continue
-            if not checksum_ok:
-                yield BlobProblem(index, "blob adler32 mismatch: the stored header is damaged")
-            yield HeaderBlob(index, blob)
+            else:
+                slots.append((offset, count, index))
+    return None
 
 
 def _blob(fd: int, index: int, offset: int, count: int) -> tuple[bytes, bool]:
