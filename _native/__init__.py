@@ -6,6 +6,7 @@ import os
 from types import ModuleType
 
 from . import hasher_py, walker_py
+from .hasher_py import default_jobs
 from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkError
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NativeUnavailable",
     "WalkEntry",
     "WalkError",
+    "default_jobs",
     "hash_files",
     "implementations",
     "walk",

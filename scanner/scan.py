@@ -49,7 +49,7 @@ def iter_scan(
     started = time.perf_counter()
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
-    stats.jobs = jobs or 0
+    stats.jobs = jobs or _native.default_jobs()
     with open_root(root) as rootfs:
         manifests = read_manifests(rootfs)
         if report is not None:
