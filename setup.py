@@ -3,7 +3,7 @@
 import os
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 NO_EXTENSIONS = os.environ.get("SCANNER_NO_EXTENSIONS") == "1"
 
@@ -20,7 +20,16 @@ def native_extensions() -> list:
     extensions = [
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
         # libcrypto (OpenSSL 3, Apache-2.0) gives md5/sha1/sha256 with the CPU's SHA extensions.
-        Extension("_native._hasher", ["_native/_hasher.pyx"], libraries=["crypto"], **common),
+        # md5_multi.c: multi-buffer MD5 (AVX2/AVX-512 kernels chosen at run time by CPUID; each
+        # kernel carries its own target attribute, so no -m flags and any x86-64/aarch64 builds).
+        Extension(
+            "_native._hasher",
+            ["_native/_hasher.pyx", "_native/md5_multi.c"],
+            include_dirs=["_native"],
+            depends=["_native/md5_multi.h", "_native/md5_multi.pxd"],
+            libraries=["crypto"],
+            **common,
+        ),
     ]
     return cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True})
 
@@ -38,14 +47,13 @@ setup(
     description="Compliance and integrity scanner for container root filesystems (AWS Fargate first)",
     license="GPL-3.0-or-later",
     classifiers=[
-        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
         "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Cython",
     ],
     python_requires=">=3.11",
-    packages=["scanner", "scanner.checks", "scanner.output", "pkgdb", "_native"],
-    package_data={"scanner": ["py.typed"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd"]},
+    packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
+    package_data={"scanner": ["py.typed"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
     # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
     # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
     install_requires=[],

@@ -31,9 +31,10 @@ on 2 CPUs, and on cold caches or network storage more threads than CPUs overlap 
 import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 from libc.stdlib cimport calloc, qsort
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memmove
+from posix.stdlib cimport posix_memalign
 
 from _native.openssl cimport (
     EVP_DigestFinal_ex, EVP_DigestInit_ex, EVP_DigestUpdate, EVP_MD, EVP_MD_CTX, EVP_MD_CTX_free,
@@ -46,17 +47,33 @@ from _native.posix cimport (
     S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK, close, dev_t, errno, free, fstat, fstatat, ino_t, malloc,
     memcpy, mode_t, off_t, open_beneath, openat, read, readlinkat, realloc, ssize_t, struct_stat,
 )
+from _native.md5_multi cimport (
+    MD5MB_KERNELS, MD5MB_MAX_LANES, MD5MB_NONE, md5mb_best, md5mb_digest, md5mb_get,
+    md5mb_init_lane, md5mb_kernel, md5mb_lanes, md5mb_name, md5mb_pad, md5mb_state,
+)
 from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
 
 from _native.hasher_py import default_jobs, validate_request
 from _native.types import FileKind, HashResult, HashStatus
 
-__all__ = ["BUFFER_SIZE", "hash_files"]
+__all__ = ["BUFFER_SIZE", "LANE_BUFFER_SIZE", "MD5_KERNEL", "hash_files"]
 
 BUFFER_SIZE = 128 * 1024
+LANE_BUFFER_SIZE = 64 * 1024
 cdef enum:
     _BUFFER = 128 * 1024
     _CHUNK = 16  # indices claimed at a time: consecutive paths share a parent fd
+    _LANE_SLACK = 192  # a lane buffer also holds < 64 carried bytes and <= 72 bytes of padding
+    _BIG = 1024 * 1024  # MD5-lane batches start with files this large, largest first
+
+cdef extern from *:
+    """
+    static inline size_t scanroot_peek(size_t *next) {
+        return __atomic_load_n(next, __ATOMIC_RELAXED);
+    }
+    """
+    # A hint only (how far the queue is): claim() alone hands out the indices.
+    size_t peek "scanroot_peek"(size_t* next) noexcept nogil
 
 cdef enum:
     MD5 = 1
@@ -73,6 +90,10 @@ cdef enum:
 cdef tuple _KINDS = (None,) + tuple(FileKind(n) for n in range(1, 9))
 cdef tuple _STATUSES = tuple(HashStatus(n) for n in range(5))
 cdef int _openat2_state = 0
+# The multi-buffer MD5 kernel used for MD5-only reads (MD5MB_NONE: OpenSSL, one file at a time),
+# and the bytes each lane reads at a time. Testing and benchmark hooks below change them.
+cdef int _kernel_id = md5mb_best()
+cdef size_t _lane_buffer = LANE_BUFFER_SIZE
 cdef const EVP_MD* _md5 = EVP_MD_fetch(NULL, b"MD5", NULL)
 cdef const EVP_MD* _sha1 = EVP_MD_fetch(NULL, b"SHA1", NULL)
 cdef const EVP_MD* _sha256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
@@ -118,6 +139,21 @@ cdef struct Job:
     size_t max_parent     # longest parent prefix, for the per-worker copy
     int root_fd
     int phase
+    md5mb_kernel kernel   # phase 3: MD5-only files go through SIMD lanes, unless NULL
+    int lanes
+    size_t lane_buffer
+    size_t big            # order[:big] are the large files, claimed one at a time
+
+
+cdef struct Lane:
+    # One MD5 stream of a multi-buffer worker: the file a SIMD lane is hashing.
+    Request* request      # NULL: idle
+    int fd
+    unsigned char* buffer # lane_buffer + _LANE_SLACK bytes
+    size_t offset         # bytes of buffer already compressed (a multiple of 64)
+    size_t length         # bytes in buffer; after EOF, padded to a multiple of 64
+    uint64_t total        # file bytes read so far
+    bint eof
 
 
 cdef struct Parent:
@@ -249,27 +285,171 @@ cdef int _digest_fd(int fd, Request* request, unsigned char* buffer, EVP_MD_CTX*
     return 0 if ok else 5
 
 
-cdef void _hash_one(Job* job, Parent* parent, Request* request, unsigned char* buffer,
-                    EVP_MD_CTX** contexts) noexcept nogil:
+cdef int _open_rep(Job* job, Parent* parent, Request* request) noexcept nogil:
+    """Open a representative for reading, still the file lstat saw; -1 with the failure recorded."""
     cdef struct_stat st
     cdef int dir_fd = _parent_fd(job, parent, request)
     cdef int fd, err
     if dir_fd < 0:
         _fail(request, errno)
-        return
+        return -1
     fd = _open_file(dir_fd, _name(request))
     if fd < 0:
         _fail(request, errno)
-        return
+        return -1
     if fstat(fd, &st) != 0:
         err = errno
     elif st.st_dev != request.dev or st.st_ino != request.ino or not S_ISREG(st.st_mode):
         err = ESTALE  # replaced between lstat and open: not the file the caller was told about
     else:
-        err = _digest_fd(fd, request, buffer, contexts)
+        return fd
+    close(fd)
+    _fail(request, err)
+    return -1
+
+
+cdef void _hash_one(Job* job, Parent* parent, Request* request, unsigned char* buffer,
+                    EVP_MD_CTX** contexts) noexcept nogil:
+    cdef int fd = _open_rep(job, parent, request)
+    cdef int err
+    if fd < 0:
+        return
+    err = _digest_fd(fd, request, buffer, contexts)
     close(fd)
     if err:
         _fail(request, err)
+
+
+cdef int _fill(Lane* lane, size_t capacity) noexcept nogil:
+    """Refill a lane whose buffer has < 64 bytes left: up to `capacity` more file bytes, or EOF.
+
+    The < 64 uncompressed bytes move to the front, then reads go on until `capacity` bytes came
+    in or read() says EOF; at EOF the MD5 padding goes after the data, so every byte left in the
+    buffer is a whole block. 0 or an errno. The head is the start of the file's first read, as
+    in _digest_fd.
+    """
+    cdef size_t carried = lane.length - lane.offset
+    cdef size_t limit = carried + capacity
+    cdef ssize_t count
+    if carried:
+        memmove(lane.buffer, lane.buffer + lane.offset, carried)
+    lane.offset = 0
+    lane.length = carried
+    while lane.length < limit:
+        count = read(lane.fd, lane.buffer + lane.length, limit - lane.length)
+        if count < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if count == 0:
+            lane.length = md5mb_pad(lane.buffer, lane.length, lane.total)
+            lane.eof = True
+            return 0
+        if lane.total == 0:
+            lane.request.head_len = 4 if count > 4 else <size_t>count
+            memcpy(lane.request.head, lane.buffer + lane.length, lane.request.head_len)
+        lane.length += count
+        lane.total += count
+    return 0
+
+
+cdef Request* _next_request(Job* job, size_t* k, size_t* stop) noexcept nogil:
+    """The next representative of this worker's claimed run [k, stop), claiming more when empty."""
+    cdef size_t start, step
+    if k[0] >= stop[0]:
+        # Large files one at a time, so that they spread over every thread's lanes.
+        step = 1 if peek(&job.next) < job.big else _CHUNK
+        start = claim(&job.next, step)
+        if start >= job.count:
+            return NULL
+        k[0] = start
+        stop[0] = start + step if start + step < job.count else job.count
+    k[0] += 1
+    return &job.requests[job.order[k[0] - 1]]
+
+
+cdef void _md5_lanes(Job* job, Parent* parent, unsigned char* buffer, EVP_MD_CTX** contexts,
+                     bint ready) noexcept nogil:
+    """Phase 3 with a multi-buffer MD5 kernel: job.lanes files hashed side by side.
+
+    Each lane owns one MD5-only file at a time; a round compresses, in every lane, the number of
+    whole blocks the emptiest busy lane holds, then lanes left with < 64 bytes refill (read on,
+    or finalise and take the next file). Idle lanes point at a busy lane's blocks and their
+    state is discarded. Files that want SHA1/SHA256 too take the one-pass OpenSSL path inline.
+    Memory: lanes * (lane_buffer + _LANE_SLACK) bytes per worker.
+    """
+    cdef Lane lanes[MD5MB_MAX_LANES]
+    cdef const uint8_t* blocks[MD5MB_MAX_LANES]
+    cdef md5mb_state state
+    cdef void* arena = NULL
+    cdef size_t count = <size_t>job.lanes
+    cdef size_t stride = job.lane_buffer + _LANE_SLACK
+    cdef size_t k = 0, stop = 0, rounds = 0, available, l
+    cdef int busy, first, err
+    cdef bint exhausted = False
+    cdef Request* request
+    cdef Lane* lane
+    if ready and posix_memalign(&arena, 64, count * stride) != 0:
+        arena = NULL
+        ready = False
+    for l in range(count):
+        lanes[l].request = NULL
+        lanes[l].buffer = <unsigned char*>arena + l * stride
+    while True:
+        busy = 0
+        first = -1
+        for l in range(count):
+            lane = &lanes[l]
+            while True:
+                if lane.request == NULL:
+                    if exhausted:
+                        break
+                    request = _next_request(job, &k, &stop)
+                    if request == NULL:
+                        exhausted = True
+                        break
+                    if not ready:
+                        _fail(request, ENOMEM)
+                    elif request.want != MD5:
+                        _hash_one(job, parent, request, buffer, contexts)
+                    else:
+                        lane.fd = _open_rep(job, parent, request)
+                        if lane.fd >= 0:
+                            lane.request = request
+                            lane.offset = lane.length = 0
+                            lane.total = 0
+                            lane.eof = False
+                            md5mb_init_lane(&state, <int>l)
+                    continue
+                if lane.length - lane.offset >= 64:
+                    break
+                if lane.eof:
+                    md5mb_digest(&state, <int>l, lane.request.md5)
+                    close(lane.fd)
+                    lane.request = NULL
+                    continue
+                err = _fill(lane, job.lane_buffer)
+                if err:
+                    _fail(lane.request, err)
+                    close(lane.fd)
+                    lane.request = NULL
+            if lane.request != NULL:
+                available = (lane.length - lane.offset) >> 6
+                if first < 0 or available < rounds:
+                    rounds = available
+                if first < 0:
+                    first = <int>l
+                busy += 1
+        if busy == 0:
+            break
+        for l in range(count):
+            lane = &lanes[l] if lanes[l].request != NULL else &lanes[first]
+            blocks[l] = lane.buffer + lane.offset
+        job.kernel(&state, blocks, rounds)
+        for l in range(count):
+            if lanes[l].request != NULL:
+                lanes[l].offset += rounds << 6
+    free(arena)
 
 
 cdef void* _worker(void* arg) noexcept nogil:
@@ -290,19 +470,22 @@ cdef void* _worker(void* arg) noexcept nogil:
         contexts[1] = EVP_MD_CTX_new()
         contexts[2] = EVP_MD_CTX_new()
         ready = ready and buffer != NULL and contexts[0] != NULL and contexts[1] != NULL and contexts[2] != NULL
-    while True:
-        start = claim(&job.next, _CHUNK)
-        if start >= job.count:
-            break
-        stop = start + _CHUNK if start + _CHUNK < job.count else job.count
-        for k in range(start, stop):
-            index = job.order[k] if job.order != NULL else k
-            if not ready:
-                _fail(&job.requests[index], ENOMEM)
-            elif job.phase == 1:
-                _lstat_one(job, &parent, &job.requests[index])
-            else:
-                _hash_one(job, &parent, &job.requests[index], buffer, contexts)
+    if job.phase == 3 and job.kernel != NULL:
+        _md5_lanes(job, &parent, buffer, contexts, ready)
+    else:
+        while True:
+            start = claim(&job.next, _CHUNK)
+            if start >= job.count:
+                break
+            stop = start + _CHUNK if start + _CHUNK < job.count else job.count
+            for k in range(start, stop):
+                index = job.order[k] if job.order != NULL else k
+                if not ready:
+                    _fail(&job.requests[index], ENOMEM)
+                elif job.phase == 1:
+                    _lstat_one(job, &parent, &job.requests[index])
+                else:
+                    _hash_one(job, &parent, &job.requests[index], buffer, contexts)
     if parent.valid:
         close(parent.fd)
     free(parent.path)
@@ -377,6 +560,41 @@ cdef size_t _group(Request* requests, size_t count, Inode* inodes, size_t* reps)
     return found
 
 
+cdef struct Sized:
+    off_t size
+    size_t index
+
+
+cdef int _by_size_descending(const void* a, const void* b) noexcept nogil:
+    cdef const Sized* x = <const Sized*>a
+    cdef const Sized* y = <const Sized*>b
+    if x.size != y.size:
+        return -1 if x.size > y.size else 1
+    return -1 if x.index < y.index else (1 if x.index > y.index else 0)
+
+
+cdef size_t _big_first(Request* requests, size_t* reps, size_t count, Sized* scratch) noexcept nogil:
+    """Move representatives of >= _BIG bytes to the front, largest first; return how many.
+
+    For the MD5 lanes: a lane hashes one file at 1/lanes of the kernel's rate, so the largest
+    files must start first (longest job first) or they would finish alone, at the end.
+    """
+    cdef size_t big = 0, small = 0, i
+    for i in range(count):
+        if requests[reps[i]].size >= _BIG:
+            scratch[big].size = requests[reps[i]].size
+            scratch[big].index = reps[i]
+            big += 1
+        else:
+            reps[small] = reps[i]  # small <= i: compacts in place, order kept
+            small += 1
+    memmove(reps + big, reps, small * sizeof(size_t))
+    qsort(scratch, big, sizeof(Sized), _by_size_descending)
+    for i in range(big):
+        reps[i] = scratch[i].index
+    return big
+
+
 cdef object _result(Request* requests, size_t i, object path):
     cdef Request* request = &requests[i]
     cdef Request* source = request
@@ -418,6 +636,7 @@ def hash_files(int root_fd, requests, *, int jobs=0):
     cdef Request* table = NULL
     cdef Inode* inodes = NULL
     cdef size_t* reps = NULL
+    cdef Sized* scratch = NULL
     cdef Job job
     cdef const char* slash
     cdef size_t length
@@ -434,8 +653,9 @@ def hash_files(int root_fd, requests, *, int jobs=0):
     table = <Request*>calloc(count, sizeof(Request))
     inodes = <Inode*>malloc(count * sizeof(Inode))
     reps = <size_t*>malloc(count * sizeof(size_t))
+    scratch = <Sized*>malloc(count * sizeof(Sized))
     try:
-        if table == NULL or inodes == NULL or reps == NULL:
+        if table == NULL or inodes == NULL or reps == NULL or scratch == NULL:
             raise MemoryError()
         job.max_parent = 0
         for i in range(count):
@@ -454,6 +674,10 @@ def hash_files(int root_fd, requests, *, int jobs=0):
         job.order = NULL
         job.root_fd = root_fd
         job.phase = 1
+        job.kernel = md5mb_get(_kernel_id)
+        job.lanes = md5mb_lanes(_kernel_id)
+        job.lane_buffer = _lane_buffer
+        job.big = 0
         # GIL released for the whole batch: only syscalls and OpenSSL run below, on C structs
         # whose path buffers are owned by `keep`; Python threads (the scan's producers) go on.
         with nogil:
@@ -461,6 +685,8 @@ def hash_files(int root_fd, requests, *, int jobs=0):
             job.order = reps
             job.count = _group(table, count, inodes, reps)
             job.phase = 3
+            if job.kernel != NULL:
+                job.big = _big_first(table, reps, job.count, scratch)
             if job.count:
                 _run(&job, workers)
         return [_result(table, i, keep[i][0]) for i in range(count)]
@@ -471,9 +697,54 @@ def hash_files(int root_fd, requests, *, int jobs=0):
         free(table)
         free(inodes)
         free(reps)
+        free(scratch)
 
 
 def _use_openat2(bint enabled):
     """Testing hook: False forces the component-wise fallback used on kernels without openat2."""
     global _openat2_state
     _openat2_state = 0 if enabled else -1
+
+
+def _use_simd(bint enabled):
+    """Testing hook: False hashes MD5-only files one at a time with OpenSSL, True with the best
+    multi-buffer kernel this CPU runs (if any). Returns whether SIMD was in use before."""
+    global _kernel_id
+    previous = _kernel_id != MD5MB_NONE
+    _kernel_id = md5mb_best() if enabled else MD5MB_NONE
+    return previous
+
+
+def _md5_kernel(name=None):
+    """Benchmark/testing hook: the MD5-only kernel's name ("none" = OpenSSL, "avx2x8", "avx2x16",
+    "avx512x16", "avx512x32"); with a name, switch to it (ValueError if this CPU cannot run it)
+    and return the previous one."""
+    global _kernel_id
+    previous = md5mb_name(_kernel_id).decode()
+    if name is not None:
+        for id in range(MD5MB_KERNELS):
+            if md5mb_name(id).decode() == name:
+                if id != MD5MB_NONE and md5mb_lanes(id) == 0:
+                    raise ValueError(f"this CPU or build cannot run the {name} MD5 kernel")
+                _kernel_id = id
+                break
+        else:
+            raise ValueError(f"unknown MD5 kernel {name!r}")
+    return previous
+
+
+def _md5_kernels():
+    """Names of the multi-buffer MD5 kernels this CPU and build can run, best first is not implied."""
+    return [md5mb_name(id).decode() for id in range(1, MD5MB_KERNELS) if md5mb_lanes(id)]
+
+
+def _lane_buffer_size(size_t size=0):
+    """Testing/benchmark hook: bytes a lane reads at a time (a multiple of 64, >= 64); 0 only
+    asks. Returns the previous size."""
+    global _lane_buffer
+    previous = _lane_buffer
+    if size:
+        if size % 64:
+            raise ValueError(f"lane buffer size must be a multiple of 64, not {size}")
+        _lane_buffer = size
+    return previous

@@ -1,6 +1,11 @@
-"""Whole-process benchmark: scan-root vs `dpkg --verify` vs `debsums` on one root, warm and guest-cold.
+"""Whole-process benchmark: scan-root vs the package manager's own verifier on one root, warm and guest-cold.
 
-    python3 bench/whole_process.py [--root DIR] [--rounds N] [--json OUT]
+    python3 bench/whole_process.py [--manager dpkg|rpm] [--root DIR] [--rounds N] [--json OUT]
+
+`--manager dpkg` (default) compares with `dpkg --verify` and `debsums` on bookworm-apps;
+`--manager rpm` with `rpm -Va` on rpm-apps (`python3 bench/roots.py rpm-apps` builds it).
+The main scan-root row is the installed `.venv/bin/scan-root` when ./install.sh made one (what a
+user runs: compiled .pyc, no checkout on PYTHONPATH), else `python -m scanner.cli` from the checkout.
 
 Each timed run is a child process started with posix_spawn and reaped with wait4, which gives
 its wall time, CPU time (user+sys, its reaped children included) and peak RSS. Rounds alternate
@@ -39,10 +44,17 @@ SKIP_TOP = (b"proc", b"sys", b"dev")  # never evict or read pseudo-filesystems
 READ_BUFFER = 128 * 1024
 # Tool rows in the order each round runs them; the ratios are against the first.
 SCAN = "scan-root"
+SCAN_CHECKOUT = "scan-root-checkout"  # python -m scanner.cli from the checkout, when SCAN is the venv's
 SCAN_PY = "scan-root-py"
+SCANS = (SCAN, SCAN_CHECKOUT, SCAN_PY)
 DPKG = "dpkg --verify"
 DEBSUMS = "debsums -s"
+RPM_VA = "rpm -Va"
 CAT = "xargs cat"
+VENV_SCAN = REPO / ".venv" / "bin" / "scan-root"  # made by ./install.sh
+MANAGER_TOOLS = {"dpkg": ("dpkg", "debsums"), "rpm": ("rpm",)}
+DEFAULT_JSONS = {"dpkg": DEFAULT_JSON, "rpm": BENCH / "results" / "whole_process_rpm.json"}
+QUIET_SHARE = 0.1  # other processes' share of the CPU above which a mode's figures are skewed
 TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time, for an honest peak RSS (see timed)
 
 
@@ -56,24 +68,74 @@ class Run:
     exit_code: int
 
 
-def commands(root: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """{row: (argv, extra environment)} of every tool compared."""
-    scan = [sys.executable, "-m", "scanner.cli", str(root), "--all-files", "--checks", "448",
-            "--quiet", "--format", "json"]
-    return {
-        SCAN: (scan, {"SCANNER_REQUIRE_EXTENSIONS": "1"}),
-        SCAN_PY: (scan, {"SCANNER_NO_EXTENSIONS": "1"}),
-        DPKG: (["dpkg", f"--root={root}", "--verify"], {}),
+Tools = dict[str, tuple[list[str], dict[str, str]]]
+
+
+def commands(root: Path, manager: str, venv: bool) -> Tools:
+    """{row: (argv, extra environment)} of every tool compared.
+
+    With `venv`, SCAN is the installed entry point and SCAN_CHECKOUT the checkout's module;
+    an extra environment holding PYTHONPATH marks a row that runs from the checkout.
+    """
+    options = [str(root), "--all-files", "--checks", "448", "--quiet", "--format", "json"]
+    checkout = ([sys.executable, "-m", "scanner.cli", *options], {"PYTHONPATH": str(REPO)})
+    main = ([str(VENV_SCAN), *options], {}) if venv else checkout
+    tools: Tools = {SCAN: (main[0], main[1] | {"SCANNER_REQUIRE_EXTENSIONS": "1"})}
+    if venv:
+        tools[SCAN_CHECKOUT] = (checkout[0], checkout[1] | {"SCANNER_REQUIRE_EXTENSIONS": "1"})
+    tools[SCAN_PY] = (main[0], main[1] | {"SCANNER_NO_EXTENSIONS": "1"})
+    if manager == "rpm":
+        # --nodeps: scan-root checks files, not dependencies (and the root has none to satisfy).
+        tools[RPM_VA] = (["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-Va", "--nodeps"], {})
+    else:
+        tools[DPKG] = (["dpkg", f"--root={root}", "--verify"], {})
         # debsums skips conffiles without -a; dpkg --verify and scan-root check them (a few dozen).
-        DEBSUMS: (["debsums", "-s", f"--root={root}"], {}),
-    }
+        tools[DEBSUMS] = (["debsums", "-s", f"--root={root}"], {})
+    return tools
 
 
 def environment(extra: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_")}
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+    """This process's environment without SCANNER_* and PYTHONPATH, plus `extra`.
+
+    PYTHONPATH is dropped so that the installed entry point imports its own package, never the
+    checkout's; the checkout rows set it in `extra`.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k != "PYTHONPATH"}
     env.update(extra)
     return env
+
+
+def entry_point(venv: bool) -> dict[str, Any]:
+    """Which scan-root the main row runs, and whether the venv's native build is older than the checkout's.
+
+    ./install.sh builds the venv's copy once; the checkout's `_native/*.pyx` (and the in-place
+    `.so` that `python -m scanner.cli` loads) may have changed since.
+    """
+    found: dict[str, Any] = {"main_row": "venv" if venv else "checkout", "argv0": str(VENV_SCAN) if venv
+                             else f"{sys.executable} -m scanner.cli", "stale": False, "warnings": []}
+    if not venv:
+        return found
+    site = sorted((REPO / ".venv" / "lib").glob("python3*/site-packages/_native"))
+    venv_so = sorted(site[0].glob("_hasher*.so")) if site else []
+    checkout_so = sorted(REPO.glob("_native/_hasher*.so"))
+    pyx = REPO / "_native" / "_hasher.pyx"
+    if not venv_so:
+        found["warnings"].append("the venv has no _native/_hasher*.so: a pure-Python install")
+        found["stale"] = True
+        return found
+    venv_mtime = venv_so[0].stat().st_mtime
+    found["venv_hasher_so"] = {"path": str(venv_so[0]), "mtime": venv_mtime,
+                               "md5": hashlib.md5(venv_so[0].read_bytes()).hexdigest()}
+    for label, path in (("checkout _hasher.pyx", pyx), ("checkout _hasher .so", checkout_so[0] if checkout_so else None)):
+        if path is None or not path.exists():
+            continue
+        mtime = path.stat().st_mtime
+        found[label.replace(" ", "_").replace(".", "")] = {"path": str(path), "mtime": mtime}
+        if mtime > venv_mtime:
+            found["stale"] = True
+            found["warnings"].append(f"{label} ({path}) is newer than the venv's build "
+                                     f"({venv_so[0].name}): rerun ./install.sh")
+    return found
 
 
 def timed(argv: list[str], env: dict[str, str], stdin_path: str | None = None) -> Run:
@@ -143,13 +205,13 @@ def evict(files: list[bytes]) -> None:
             os.close(fd)
 
 
-def md5_single_core() -> float:
-    """hashlib md5 throughput on one core in bytes/s (best of 3 over a 64 MiB buffer)."""
+def digest_single_core(algorithm: str) -> float:
+    """hashlib throughput of `algorithm` on one core in bytes/s (best of 3 over a 64 MiB buffer)."""
     buffer = os.urandom(64 << 20)
     best = float("inf")
     for _ in range(3):
         started = time.perf_counter()
-        hashlib.md5(buffer).digest()
+        hashlib.new(algorithm, buffer).digest()
         best = min(best, time.perf_counter() - started)
     return len(buffer) / best
 
@@ -225,13 +287,13 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, float]:
     return found
 
 
-def sanity(tools: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, Any]:
+def sanity(tools: Tools) -> dict[str, Any]:
     """One untimed run of each tool: exit codes and what scan-root says it hashed."""
     seen: dict[str, Any] = {}
     for name, (argv, extra) in tools.items():
         result = subprocess.run(argv, check=False, env=environment(extra), capture_output=True)
         seen[name] = {"exit_code": result.returncode, "output_lines": result.stdout.count(b"\n")}
-        if name in (SCAN, SCAN_PY) and result.stdout:
+        if name in SCANS and result.stdout:
             report = json.loads(result.stdout)
             seen[name] |= {
                 "implementation": report["scanner"]["implementation"],
@@ -245,29 +307,107 @@ def sanity(tools: dict[str, tuple[list[str], dict[str, str]]]) -> dict[str, Any]
     return seen
 
 
+def measure(
+    mode: str, tools: Tools, rounds: int, cores: int, everything: list[bytes], absolute: list[bytes],
+    cat_argv: list[str], list_path: Path,
+) -> tuple[dict[str, list[Run]], list[float], float]:
+    """One mode's timed rounds: (runs per row, in-process read times, others' CPU share)."""
+    runs: dict[str, list[Run]] = {name: [] for name in (*tools, CAT)}
+    busy, own, started = busy_seconds(), own_seconds(), time.perf_counter()
+    python_reads = []
+    if mode == "warm":
+        timed(cat_argv, environment({}), str(list_path))
+    for round_number in range(rounds):
+        # Rotate the order each round: no tool always runs right after the eviction pass
+        # or right after another tool's burst of I/O.
+        names = list(runs)
+        names = names[round_number % len(names):] + names[:round_number % len(names)]
+        for name in names:
+            if mode == "cold":
+                evict(everything)
+            if name == CAT:
+                runs[name].append(timed(cat_argv, environment({}), str(list_path)))
+            else:
+                argv, extra = tools[name]
+                runs[name].append(timed(argv, environment(extra)))
+        if mode == "cold":
+            evict(everything)
+        python_reads.append(python_read(absolute))
+        print(f"  {mode} round {round_number + 1}/{rounds}: " + ", ".join(
+            f"{name} {runs[name][-1].wall:.2f}s" for name in runs), flush=True)
+    # Share of the machine's CPU that other processes took while this mode ran: the
+    # figures are only trustworthy when it is near 0 (a shared 2-core VM rarely is).
+    others = (busy_seconds() - busy) - (own_seconds() - own)
+    return runs, python_reads, max(0.0, others) / ((time.perf_counter() - started) * cores)
+
+
+def wait_quiet(max_load: float | None, wait: float) -> dict[str, Any]:
+    """Wait (at most `wait` s) until others use at most 10% of the CPU over 5 s, and the load is low.
+
+    The load average counts this script's own children, so it is only a gate before the first
+    run (`max_load`; None skips it); between modes only other processes' CPU share counts.
+    """
+    deadline = time.monotonic() + wait
+    cores = len(os.sched_getaffinity(0))
+    while True:
+        busy, own, started = busy_seconds(), own_seconds(), time.perf_counter()
+        time.sleep(5)
+        share = max(0.0, (busy_seconds() - busy) - (own_seconds() - own)) / ((time.perf_counter() - started) * cores)
+        load = os.getloadavg()[0]
+        quiet = share <= QUIET_SHARE and (max_load is None or load <= max_load)
+        if quiet or time.monotonic() > deadline:
+            if not quiet:
+                print(f"WARNING: machine still busy after {wait:.0f} s (load {load:.2f}, others "
+                      f"{share:.0%} of the CPU): measuring anyway", file=sys.stderr)
+            return {"quiet": quiet, "loadavg_1m": load, "others_cpu_share_5s": share}
+        print(f"  waiting for a quiet machine: load {load:.2f}, others {share:.0%} of the CPU", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, help="root to scan (default: bookworm-apps, else -minbase)")
+    parser.add_argument("--manager", choices=sorted(MANAGER_TOOLS), default="dpkg",
+                        help="whose verifier to compare with (default dpkg)")
+    parser.add_argument("--root", type=Path,
+                        help="root to scan (default: dpkg bookworm-apps, else -minbase; rpm rpm-apps)")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per mode (default 5)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON})")
+    parser.add_argument("--json", type=Path, help=f"results file (default {DEFAULT_JSON} for dpkg, "
+                        f"{DEFAULT_JSONS['rpm']} for rpm)")
+    parser.add_argument("--max-load", type=float, default=1.0,
+                        help="wait until the 1-minute load average is at most this before starting (1.0)")
+    parser.add_argument("--wait", type=float, default=900,
+                        help="seconds to wait for a quiet machine before measuring anyway (900)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="times a mode is measured again when others took over 10%% of the CPU (2)")
     options = parser.parse_args(argv)
+    json_path = options.json or DEFAULT_JSONS[options.manager]
 
-    missing = [tool for tool in ("dpkg", "debsums", "xargs", "cat") if shutil.which(tool) is None]
+    missing = [tool for tool in (*MANAGER_TOOLS[options.manager], "xargs", "cat") if shutil.which(tool) is None]
     if missing:
         print(f"missing tools: {', '.join(missing)} (./install.sh --test installs them)", file=sys.stderr)
         return 2
-    root = options.root or roots.bench_root()
+    root = options.root or (roots.rpm_bench_root() if options.manager == "rpm" else roots.bench_root())
     if root is None:
-        print(f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py", file=sys.stderr)
+        build = "python3 bench/roots.py" + (" rpm-apps" if options.manager == "rpm" else "")
+        print(f"no root given and none cached in {roots.CACHE}: run {build}", file=sys.stderr)
         return 2
     root = root.resolve()
+    venv = VENV_SCAN.exists()
+    entry = entry_point(venv)
+    for warning in entry["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    print(f"main scan-root row: {entry['argv0']}" + (f" (secondary row {SCAN_CHECKOUT}: "
+          f"{sys.executable} -m scanner.cli)" if venv else " (no .venv/bin/scan-root: run ./install.sh)"))
+    quiet_at_start = wait_quiet(options.max_load, options.wait)
 
     info = machine()
     package = roots.package_files(root)
     package_bytes = sum(size for _path, size in package)
     absolute = [os.fsencode(root) + b"/" + path for path, _size in package]
     everything = regular_files(root)
-    md5_rate = md5_single_core()
+    # The digest the manager records: dpkg md5sums; rpm's file digests (SHA-256 since rpm 4.14's
+    # default, and what this rpmbuild writes).
+    algorithm = "sha256" if options.manager == "rpm" else "md5"
+    rate = digest_single_core(algorithm)
     cores = int(info["nproc"])
     print(f"root {root}: {len(package)} package files, {package_bytes / 2**20:.1f} MiB "
           f"({len(everything)} regular files in all)")
@@ -279,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     list_path.write_bytes(b"\0".join(absolute) + b"\0")
     cat_argv = ["xargs", "-0", "cat"]
 
-    tools = commands(root)
+    tools = commands(root, options.manager, venv)
     checked = sanity(tools)  # also the untimed prior run of the warm mode
     for name, seen in checked.items():
         print(f"  {name}: {seen}")
@@ -287,78 +427,69 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     floors: dict[str, dict[str, float]] = {}
     contention: dict[str, float] = {}
+    attempts: dict[str, int] = {}
     try:
         for mode in ("warm", "cold"):
-            runs: dict[str, list[Run]] = {name: [] for name in (*tools, CAT)}
-            busy, own, started = busy_seconds(), own_seconds(), time.perf_counter()
-            python_reads = []
-            if mode == "warm":
-                timed(cat_argv, environment({}), str(list_path))
-            for round_number in range(options.rounds):
-                # Rotate the order each round: no tool always runs right after the eviction pass
-                # or right after another tool's burst of I/O.
-                names = list(runs)
-                names = names[round_number % len(names):] + names[:round_number % len(names)]
-                for name in names:
-                    if mode == "cold":
-                        evict(everything)
-                    if name == CAT:
-                        runs[name].append(timed(cat_argv, environment({}), str(list_path)))
-                    else:
-                        argv, extra = tools[name]
-                        runs[name].append(timed(argv, environment(extra)))
-                if mode == "cold":
-                    evict(everything)
-                python_reads.append(python_read(absolute))
-                print(f"  {mode} round {round_number + 1}/{options.rounds}: " + ", ".join(
-                    f"{name} {runs[name][-1].wall:.2f}s" for name in runs), flush=True)
+            for attempt in range(options.retries + 1):
+                if attempt:
+                    print(f"  {mode}: other processes took {contention[mode]:.0%} of the CPU; waiting "
+                          f"for a quiet machine, then attempt {attempt + 1}", flush=True)
+                    wait_quiet(None, options.wait)
+                runs, python_reads, contention[mode] = measure(
+                    mode, tools, options.rounds, cores, everything, absolute, cat_argv, list_path)
+                attempts[mode] = attempt + 1
+                if contention[mode] <= QUIET_SHARE:
+                    break
             results[mode] = {name: summary(found) for name, found in runs.items()}
             floors[mode] = {"python_readv_median": statistics.median(python_reads)}
-            # Share of the machine's CPU that other processes took while this mode ran: the
-            # figures are only trustworthy when it is near 0 (a shared 2-core VM rarely is).
-            others = (busy_seconds() - busy) - (own_seconds() - own)
-            contention[mode] = max(0.0, others) / ((time.perf_counter() - started) * cores)
     finally:
         list_path.unlink(missing_ok=True)
 
-    limit = package_bytes / (cores * md5_rate)
+    limit = package_bytes / (cores * rate)
     report = {
         "machine": info,
+        "manager": options.manager,
+        "scan_root_entry": entry,
+        "quiet_at_start": quiet_at_start,
         "root": str(root),
         "package_files": len(package),
         "package_bytes": package_bytes,
         "regular_files": len(everything),
         "rounds": options.rounds,
         "sanity": checked,
-        "md5_single_core_bytes_per_s": md5_rate,
+        "digest": algorithm,
+        f"{algorithm}_single_core_bytes_per_s": rate,
         "limit_seconds": limit,
-        "limit_formula": "package_bytes / (nproc * md5 single-core rate, hashlib, 64 MiB buffer)",
+        "limit_formula": f"package_bytes / (nproc * {algorithm} single-core rate, hashlib, 64 MiB buffer)",
         "read_floor": floors,
         "rss_source": "GNU time %M (the tool's own ru_maxrss)" if TIME else
         "wait4 ru_maxrss (includes this script's RSS: install GNU time for the tool's own)",
         "modes": {
-            mode: {"rows": rows, "ratios": ratios(rows), "others_cpu_share": contention[mode]}
+            mode: {"rows": rows, "ratios": ratios(rows), "others_cpu_share": contention[mode],
+                   "attempts": attempts[mode]}
             for mode, rows in results.items()
         },
     }
     info["loadavg_at_end"] = os.getloadavg()
-    options.json.parent.mkdir(parents=True, exist_ok=True)
-    options.json.write_text(json.dumps(report, indent=2) + "\n")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"\nmd5 single core {md5_rate / 1e6:.0f} MB/s; machine limit "
-          f"{package_bytes / 1e6:.0f} MB / ({cores} x {md5_rate / 1e6:.0f} MB/s) = {limit:.3f} s")
+    print(f"\n{algorithm} single core {rate / 1e6:.0f} MB/s; machine limit "
+          f"{package_bytes / 1e6:.0f} MB / ({cores} x {rate / 1e6:.0f} MB/s) = {limit:.3f} s")
     for mode, rows in results.items():
-        warning = "  WARNING: figures skewed" if contention[mode] > 0.1 else ""
+        warning = "  WARNING: figures skewed" if contention[mode] > QUIET_SHARE else ""
         print(f"\n{mode}: other processes used {contention[mode]:.0%} of the CPU meanwhile{warning}")
         print(f"{mode} (median of {options.rounds}):  {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}  exit")
         for name, row in rows.items():
-            print(f"  {name:<14} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
+            print(f"  {name:<18} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
                   f"{row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}")
-        print(f"  {'python readv':<14} {floors[mode]['python_readv_median']:8.3f}   "
+        print(f"  {'python readv':<18} {floors[mode]['python_readv_median']:8.3f}   "
               "(in-process read of the package files, 128 KiB reused buffer)")
         for name, value in ratios(rows).items():
             print(f"  {name}: {value:.2f}x")
-    print(f"\nwrote {options.json}")
+    for warning in entry["warnings"]:
+        print(f"WARNING: {warning}")
+    print(f"\nwrote {json_path}")
     return 0
 
 
