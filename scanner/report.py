@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +72,9 @@ class Finding:
     algorithm: str | None = None
     detail: str | None = None
     config: bool = False  # the file is a conffile: it may change legitimately
+    # Check-specific facts (425: key_type, encrypted, line, fingerprint, vendored; 426: signals;
+    # 424: variables, source). JSON-ready values only; never secret material.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -94,6 +98,7 @@ class Finding:
                 out[key] = value
         if self.config:
             out["config"] = True
+        out.update(self.extra)
         return out
 
 
