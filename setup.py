@@ -19,6 +19,14 @@ def native_extensions() -> list:
     )
     extensions = [
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
+        # ac.h: the Aho-Corasick DFA the content checks' markers are found with.
+        Extension(
+            "_native._matcher",
+            ["_native/_matcher.pyx"],
+            include_dirs=["_native"],
+            depends=["_native/ac.h", "_native/ac.pxd"],
+            **common,
+        ),
         # libcrypto (OpenSSL 3, Apache-2.0) gives md5/sha1/sha256 with the CPU's SHA extensions.
         # md5_multi.c: multi-buffer MD5 (AVX2/AVX-512 kernels chosen at run time by CPUID; each
         # kernel carries its own target attribute, so no -m flags and any x86-64/aarch64 builds).

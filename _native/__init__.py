@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from . import hasher_py, walker_py
+from . import hasher_py, matcher_py, walker_py
 from .hasher_py import default_jobs
 from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkError
 
 __all__ = [
     "IMPLEMENTATION",
+    "Matcher",
     "Digest",
     "FileKind",
     "HashResult",
@@ -21,6 +22,7 @@ __all__ = [
     "default_jobs",
     "hash_files",
     "implementations",
+    "matchers",
     "walk",
 ]
 
@@ -55,6 +57,26 @@ else:
 
 walk = walker.walk
 hash_files = hasher.hash_files
+
+
+def _load_native_matcher() -> type | None:
+    if _native is None:
+        return None
+    from ._matcher import Matcher as NativeMatcher  # type: ignore[import-not-found]
+
+    return NativeMatcher  # type: ignore[no-any-return]
+
+
+_native_matcher = _load_native_matcher()
+Matcher: type = _native_matcher or matcher_py.Matcher
+
+
+def matchers() -> dict[str, type]:
+    """Every loadable multi-pattern matcher class as {name: class}, for tests and benchmarks."""
+    found: dict[str, type] = {"python": matcher_py.Matcher}
+    if _native_matcher is not None:
+        found["cython"] = _native_matcher
+    return found
 
 
 def implementations() -> dict[str, tuple[ModuleType, ModuleType]]:
