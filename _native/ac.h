@@ -26,6 +26,11 @@ typedef struct {
     uint32_t *out_pattern; /* pattern ids, ascending within a state */
     uint32_t *lengths;     /* per pattern */
     uint32_t max_length;
+    /* Prefilter: bit (a << 8 | b) is set when some pattern starts with the bytes a, b (or with a,
+     * for a one-byte pattern). From the root state, positions whose pair is clear cannot start a
+     * match, so they are skipped with one independent L1 lookup each instead of a dependent DFA
+     * step: most bytes of most files never leave the root. */
+    uint64_t pairs[1024];
 } ac_automaton;
 
 static void ac_free(ac_automaton *a) {
@@ -69,6 +74,15 @@ static int ac_build(ac_automaton *a, const uint8_t *const *patterns, const size_
             uint32_t *edge = &trie[(size_t)s * 256 + patterns[i][j]];
             if (*edge == 0xffffffffu) *edge = states++;
             s = *edge;
+        }
+        if (lengths[i] == 1) {
+            for (j = 0; j < 256; j++) {
+                size_t pair = (size_t)patterns[i][0] << 8 | j;
+                a->pairs[pair >> 6] |= (uint64_t)1 << (pair & 63);
+            }
+        } else {
+            size_t pair = (size_t)patterns[i][0] << 8 | patterns[i][1];
+            a->pairs[pair >> 6] |= (uint64_t)1 << (pair & 63);
         }
         own[i] = (uint32_t)i;                             /* pattern i ends at state s */
         own_next[i] = own_head[s];
@@ -157,8 +171,18 @@ static inline void ac_feed(const ac_automaton *a, uint32_t *state, const uint8_t
     uint32_t s = *state;
     const uint32_t *delta = a->delta;
     const uint32_t *count = a->out_count;
+    const uint64_t *pairs = a->pairs;
     size_t i;
     for (i = 0; i < n; i++) {
+        if (s == 0) {
+            /* Skip what cannot start a match; the last byte of a buffer goes to the DFA, whose
+             * state carries it into the next buffer. */
+            while (i + 1 < n) {
+                size_t pair = (size_t)buf[i] << 8 | buf[i + 1];
+                if (pairs[pair >> 6] >> (pair & 63) & 1) break;
+                i++;
+            }
+        }
         s = delta[(size_t)s * 256 + buf[i]];
         if (count[s]) {
             uint32_t k, first = a->out_start[s];
