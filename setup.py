@@ -61,7 +61,7 @@ setup(
     ],
     python_requires=">=3.11",
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
-    package_data={"scanner": ["py.typed"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
+    package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
     # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
     # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
     install_requires=[],

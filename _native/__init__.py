@@ -6,7 +6,6 @@ import os
 from types import ModuleType
 
 from . import hasher_py, matcher_py, walker_py
-from .hasher_py import default_jobs
 from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkError
 
 __all__ = [
@@ -57,6 +56,7 @@ else:
 
 walk = walker.walk
 hash_files = hasher.hash_files
+default_jobs = hasher.default_jobs  # the native hasher uses fewer threads when SIMD MD5 is active
 
 
 def _load_native_matcher() -> type | None:

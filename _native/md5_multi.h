@@ -46,6 +46,9 @@ int md5mb_lanes(int id);
 /* The kernel of an id this CPU can run, else NULL. */
 md5mb_kernel md5mb_get(int id);
 
+/* Compress n blocks at p into one lane, in portable C (about as fast per stream as OpenSSL). */
+void md5mb_scalar(md5mb_state *state, int lane, const uint8_t *p, size_t n);
+
 /* The fastest kernel id this build and CPU can run (MD5MB_NONE if none). */
 int md5mb_best(void);
 

@@ -17,6 +17,7 @@ cdef extern from "md5_multi.h" nogil:
     int md5mb_lanes(int id)
     md5mb_kernel md5mb_get(int id)
     int md5mb_best()
+    void md5mb_scalar(md5mb_state* state, int lane, const uint8_t* p, size_t n)
     void md5mb_init_lane(md5mb_state* state, int lane)
     void md5mb_digest(const md5mb_state* state, int lane, unsigned char* out)
     size_t md5mb_pad(unsigned char* tail, size_t length, uint64_t total)

@@ -63,6 +63,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="GLOB",
         help="skip paths matching GLOB as seen in the container, e.g. '/usr/share/*' (repeatable)",
     )
+    parser.add_argument(
+        "--task-definition",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="424: check the environment of an ECS task definition (register-task-definition "
+        "JSON or describe-task-definition output; repeatable)",
+    )
+    parser.add_argument(
+        "--env-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="424: check a `docker run --env-file` file (repeatable)",
+    )
+    parser.add_argument(
+        "--no-process-env",
+        action="store_true",
+        help="424: do not read PID 1's environment (/proc/1/environ) when scanning the live /",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--version",
@@ -135,6 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             jobs=args.jobs,
             all_files=args.all_files,
             excludes=args.exclude,
+            task_definitions=args.task_definition,
+            env_files=args.env_file,
+            process_env=not args.no_process_env,
             progress=_progress_printer(show_progress),
         )
     except (UsageError, TargetError) as error:

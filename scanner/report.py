@@ -82,8 +82,9 @@ class Finding:
             "title": self.title,
             "severity": str(self.severity),
             "kind": self.kind,
-            "path": display_path(self.path),
         }
+        if self.path:  # an empty path: the finding is not about a file (424's environment)
+            out["path"] = display_path(self.path)
         if not _is_utf8(self.path):
             out["path_hex"] = self.path.hex()
         if self.package is not None:
@@ -137,7 +138,7 @@ class Problem:
     @property
     def unverified(self) -> bool:
         """True when this problem leaves a check's verdict on some item open."""
-        return self.kind in ("could-not-verify", "package-db")
+        return self.kind in ("could-not-verify", "package-db", "walk")
 
 
 @dataclass(frozen=True, slots=True)

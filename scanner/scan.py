@@ -11,6 +11,7 @@ from pkgdb import RootFS
 
 from .checks import select_checks
 from .checks.base import ScanContext, ScanOptions
+from .environment import check_sources
 from .errors import TargetError
 from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
@@ -37,6 +38,9 @@ def iter_scan(
     jobs: int | None = None,
     all_files: bool = False,
     excludes: Iterable[str] = (),
+    task_definitions: Iterable[str] = (),
+    env_files: Iterable[str] = (),
+    process_env: bool = True,
     report: Report | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[Finding | Problem]:
@@ -46,6 +50,15 @@ def iter_scan(
     Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks.
     """
     selected = select_checks(checks)
+    options = ScanOptions(
+        all_files=all_files,
+        jobs=jobs or 0,
+        excludes=tuple(excludes),
+        task_definitions=tuple(task_definitions),
+        env_files=tuple(env_files),
+        process_env=process_env,
+    )
+    check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
@@ -57,7 +70,7 @@ def iter_scan(
         yield from manifests.problems
         context = ScanContext(
             root=rootfs,
-            options=ScanOptions(all_files=all_files, jobs=jobs or 0, excludes=tuple(excludes)),
+            options=options,
             manifests=manifests,
             stats=stats,
             progress=progress or (lambda _message: None),
@@ -74,6 +87,9 @@ def scan_root(
     jobs: int | None = None,
     all_files: bool = False,
     excludes: Iterable[str] = (),
+    task_definitions: Iterable[str] = (),
+    env_files: Iterable[str] = (),
+    process_env: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Scan a root filesystem and return the whole report.
@@ -81,6 +97,8 @@ def scan_root(
     `checks` is a list of check ids (default: every built-in check); `jobs` the number of hashing
     threads (default: chosen by the native core); `all_files` verifies every package file, not
     only binaries; `excludes` are globs on the path as seen in the container (`/usr/share/*`).
+    `task_definitions`, `env_files` and `process_env` (PID 1's environment, read only when
+    `root` is the live "/") are the environment sources of check 424.
     """
     selected = select_checks(checks)
     report = Report(
@@ -95,6 +113,9 @@ def scan_root(
         jobs=jobs,
         all_files=all_files,
         excludes=excludes,
+        task_definitions=task_definitions,
+        env_files=env_files,
+        process_env=process_env,
         report=report,
         progress=progress,
     ):

@@ -23,7 +23,7 @@ referee for the `.rpm` files the tests build.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from bisect import bisect_right
 from typing import Final
 
 __all__ = [
@@ -68,71 +68,89 @@ _FIXED = {
     RpmType.INT64: (8, "Q"),
 }
 _STRINGS = frozenset({RpmType.STRING, RpmType.STRING_ARRAY, RpmType.I18NSTRING})
+# Bytes per item, by type, for the bounds check in parse(): the fixed sizes, 1 for BIN, 0 for
+# the types whose extent is only known by their NULs (NULL and the strings).
+_ITEM_BYTES = (0, 1, 1, 2, 4, 8, 0, 1, 0, 0)
 
 
 class HeaderError(ValueError):
     """A header blob is malformed; the message says where."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Entry:
-    type: int
-    offset: int
-    count: int
-
-
-@dataclass(frozen=True, slots=True)
 class Header:
-    """The index of one header blob; values are decoded (and checked) only when asked for."""
+    """The index of one header blob; values are decoded (and checked) only when asked for.
 
-    entries: dict[int, _Entry]
-    data: bytes  # the data store only
+    A plain slotted class, not a dataclass: it is internal, and each dataclass costs about a
+    millisecond of import time at every start of the scanner (measured with -X importtime).
+    The blob is kept whole, not copied: entry offsets are relative to `base`, where the data
+    store begins, and the store ends where the blob does (parse() checked the length).
+    """
+
+    __slots__ = ("_blob", "_base", "_entries", "_ends")
+
+    def __init__(self, blob: bytes, base: int, entries: dict[int, tuple[int, int, int]]) -> None:
+        self._blob = blob
+        self._base = base
+        self._entries = entries  # tag -> (type, offset into the data store, count)
+        self._ends: list[int] | None = None  # sorted entry offsets, made on first string read
 
     def __contains__(self, tag: int) -> bool:
-        return tag in self.entries
+        return tag in self._entries
 
     def string(self, tag: int) -> bytes | None:
         """A STRING (or the first string of an array / I18NSTRING); None if the tag is absent."""
-        values = self._strings(tag, first_only=True)
-        return None if values is None else values[0]
+        entry = self._entries.get(tag)
+        return None if entry is None else self._split(tag, entry, 1)[0]
 
     def strings(self, tag: int) -> tuple[bytes, ...] | None:
         """A STRING_ARRAY / I18NSTRING / STRING as a tuple; None if the tag is absent."""
-        return self._strings(tag, first_only=False)
+        entry = self._entries.get(tag)
+        return None if entry is None else tuple(self._split(tag, entry, entry[2]))
 
     def ints(self, tag: int) -> tuple[int, ...] | None:
         """An integer array (CHAR, INT8, INT16, INT32, INT64, unsigned); None if absent."""
-        entry = self.entries.get(tag)
+        entry = self._entries.get(tag)
         if entry is None:
             return None
-        fixed = _FIXED.get(entry.type)
+        type_, offset, count = entry
+        fixed = _FIXED.get(type_)
         if fixed is None:
-            raise HeaderError(f"tag {tag}: type {entry.type} is not an integer type")
+            raise HeaderError(f"tag {tag}: type {type_} is not an integer type")
         # parse() checked offset + count * size against the data store
-        return struct.unpack_from(f">{entry.count}{fixed[1]}", self.data, entry.offset)
+        return struct.unpack_from(f">{count}{fixed[1]}", self._blob, self._base + offset)
 
     def integer(self, tag: int) -> int | None:
         """The first value of an integer tag; None if absent."""
         values = self.ints(tag)
         return None if values is None else values[0]
 
-    def _strings(self, tag: int, first_only: bool) -> tuple[bytes, ...] | None:
-        entry = self.entries.get(tag)
-        if entry is None:
-            return None
-        if entry.type not in _STRINGS:
-            raise HeaderError(f"tag {tag}: type {entry.type} is not a string type")
-        wanted = 1 if first_only else entry.count
+    def _split(self, tag: int, entry: tuple[int, int, int], wanted: int) -> list[bytes]:
+        """The first `wanted` NUL-terminated strings of `entry`, as a list."""
+        type_, offset, count = entry
+        if type_ not in _STRINGS:
+            raise HeaderError(f"tag {tag}: type {type_} is not a string type")
+        blob, start = self._blob, self._base + offset
+        # rpm lays the entries' data out one after another, so the strings normally end where
+        # the next entry's data begins: split only up to there (the rest of the store can be
+        # megabytes), and up to the end of the store only if that did not hold `wanted` NULs.
         # `wanted` NULs must lie inside the data store; split(maxsplit) stops after them, so
-        # this costs at most the size of the store, whatever the count claims.
-        parts = self.data[entry.offset :].split(b"\0", wanted)
+        # this costs at most twice the size of the store, whatever the count claims.
+        ends = self._ends
+        if ends is None:
+            ends = self._ends = sorted({o for _, o, _ in self._entries.values()})
+        after = bisect_right(ends, offset)
+        parts = None
+        if after < len(ends):
+            parts = blob[start : self._base + ends[after]].split(b"\0", wanted)
+        if parts is None or len(parts) <= wanted:
+            parts = blob[start:].split(b"\0", wanted)
         if len(parts) <= wanted:
             raise HeaderError(
-                f"tag {tag}: {entry.count} strings at offset {entry.offset}, but only "
+                f"tag {tag}: {count} strings at offset {offset}, but only "
                 f"{len(parts) - 1} terminated strings before the end of the data store"
             )
         del parts[wanted]
-        return tuple(parts)
+        return parts
 
 
 def parse(blob: bytes) -> Header:
@@ -150,14 +168,26 @@ def parse(blob: bytes) -> Header:
             f"blob is {len(blob)} bytes, but 8 + 16 * {il} entries + {dl} data bytes "
             f"= {data_start + dl}"
         )
-    data = blob[data_start:]
-    entries: dict[int, _Entry] = {}
-    for tag, type_, offset, count in struct.iter_unpack(">IIII", blob[_PREAMBLE.size : data_start]):
-        _check_entry(tag, type_, offset, count, dl)
+    entries: dict[int, tuple[int, int, int]] = {}
+    item_bytes = _ITEM_BYTES
+    index = memoryview(blob)[_PREAMBLE.size : data_start]
+    for tag, type_, offset, count in struct.iter_unpack(">IIII", index):
+        # The common case inline; anything doubtful goes to _check_entry, which raises with
+        # the message for the first rule broken (an entry it accepts is kept).
+        size = item_bytes[type_] if type_ <= RpmType.I18NSTRING else -1
+        if (
+            size < 0
+            or count == 0
+            or count > dl
+            or offset >= dl
+            or (size and (offset % size or offset + count * size > dl))
+            or (type_ == RpmType.STRING and count != 1)
+        ):
+            _check_entry(tag, type_, offset, count, dl)
         # Entries added after install ("dribbles", e.g. FILESTATES) follow the immutable region
         # and replace a duplicate inside it, as in rpm's headerImport: the last one wins.
-        entries[tag] = _Entry(type_, offset, count)
-    return Header(entries, data)
+        entries[tag] = (type_, offset, count)
+    return Header(blob, data_start, entries)
 
 
 def _check_entry(tag: int, type_: int, offset: int, count: int, dl: int) -> None:

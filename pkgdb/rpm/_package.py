@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import binascii
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import fields
+from itertools import repeat
+from types import MemberDescriptorType
 
 from ..records import DigestAlgorithm, InstalledFile, Package
 from ._header import Header, HeaderError
@@ -53,27 +56,86 @@ RPMFILE_CONFIG = 1 << 0
 RPMFILE_GHOST = 1 << 6
 RPMFILE_STATE_NORMAL = 0
 
+_S_IFMT = 0o170000  # stat.S_IFMT() as a mask, so the hot loop makes no call per file
+_S_IFREG = stat.S_IFREG
+_S_IFLNK = stat.S_IFLNK
+_S_IFDIR = stat.S_IFDIR
+
 # PGPHASHALGO values (rpmpgp.h) that our records can name; others (SHA-384 = 9, SHA-512 = 10,
 # SHA-224 = 11, ...) give digest None and a problem.
 _ALGORITHMS = {1: DigestAlgorithm.MD5, 2: DigestAlgorithm.SHA1, 8: DigestAlgorithm.SHA256}
 _DIGEST_BYTES = {DigestAlgorithm.MD5: 16, DigestAlgorithm.SHA1: 20, DigestAlgorithm.SHA256: 32}
 
 
-@dataclass(slots=True)
+# Plain slotted classes, not dataclasses: each dataclass costs about a millisecond of import time
+# at every start of the scanner, and these never leave pkgdb.rpm.
 class Skipped:
     """Files a header lists that give no InstalledFile, by reason (rpm -V skips them too)."""
 
-    ghost: int = 0
-    not_normal_state: int = 0  # FILESTATES replaced / not installed / net-shared / wrong color
-    directory: int = 0
-    other_type: int = 0  # devices, fifos, sockets: no content to digest
+    __slots__ = ("ghost", "not_normal_state", "directory", "other_type")
+
+    def __init__(self) -> None:
+        self.ghost = 0
+        self.not_normal_state = 0  # FILESTATES replaced / not installed / net-shared / wrong color
+        self.directory = 0
+        self.other_type = 0  # devices, fifos, sockets: no content to digest
 
 
-@dataclass(slots=True)
 class ConvertedHeader:
-    package: Package
-    files: list[InstalledFile]
-    problems: list[str] = field(default_factory=list)
+    __slots__ = ("package", "files", "problems")
+
+    def __init__(self, package: Package, files: list[InstalledFile], problems: list[str]) -> None:
+        self.package = package
+        self.files = files
+        self.problems = problems
+
+
+def _file_maker() -> Callable[..., InstalledFile]:
+    """A constructor taking InstalledFile's fields positionally, in declaration order.
+
+    A frozen dataclass's __init__ sets each field through object.__setattr__ (about 1 us per
+    record here); setting the slots through their descriptors is half that, and an rpmdb
+    lists tens of thousands of files. It relies on what the generated __init__ would do being
+    nothing more than storing the fields: if InstalledFile ever gains a __post_init__, loses
+    its slots, or its fields change, this returns the class itself.
+    """
+    names = (
+        "path", "package", "version", "manager", "digest", "algorithm", "is_config", "mode",
+        "size", "link_target",
+    )  # fmt: skip
+    slots = [InstalledFile.__dict__.get(name) for name in names]
+    if (
+        tuple(f.name for f in fields(InstalledFile)) != names
+        or hasattr(InstalledFile, "__post_init__")
+        or not all(isinstance(slot, MemberDescriptorType) for slot in slots)
+    ):
+        return InstalledFile
+    (path_, package_, version_, manager_, digest_, algorithm_, is_config_, mode_, size_,
+     link_target_) = (slot.__set__ for slot in slots)  # type: ignore[union-attr]  # fmt: skip
+    new = object.__new__
+
+    def make(
+        path: bytes, package: str, version: str, manager: str, digest: bytes | None,
+        algorithm: DigestAlgorithm | None, is_config: bool, mode: int | None,
+        size: int | None, link_target: bytes | None,
+    ) -> InstalledFile:  # fmt: skip
+        record = new(InstalledFile)
+        path_(record, path)
+        package_(record, package)
+        version_(record, version)
+        manager_(record, manager)
+        digest_(record, digest)
+        algorithm_(record, algorithm)
+        is_config_(record, is_config)
+        mode_(record, mode)
+        size_(record, size)
+        link_target_(record, link_target)
+        return record
+
+    return make
+
+
+_new_file = _file_maker()
 
 
 def _text(value: bytes) -> str:
@@ -118,6 +180,12 @@ def _paths(header: Header) -> list[bytes] | None:
         raise HeaderError(f"{len(indexes)} DIRINDEXES for {len(basenames)} BASENAMES")
     if indexes and max(indexes) >= len(dirnames):
         raise HeaderError(f"a DIRINDEXES entry points past the {len(dirnames)} DIRNAMES")
+    # (dirname + basename).lstrip("/"), with the strip done once per directory: the same
+    # unless a directory is only slashes (or empty), when the basename's own leading slashes
+    # would go too; such a header takes the per-file way.
+    stripped = [dirname.lstrip(b"/") for dirname in dirnames]
+    if all(stripped):
+        return list(map(bytes.__add__, map(stripped.__getitem__, indexes), basenames))
     return [(dirnames[i] + base).lstrip(b"/") for i, base in zip(indexes, basenames)]
 
 
@@ -143,51 +211,62 @@ def _files(
         if values is not None and len(values) != count:
             raise HeaderError(f"{tag} has {len(values)} entries for {count} files")
     algorithm, digest_size = _algorithm(header, problems)
-    bad_digests = 0
+    # A regular file's digest is decoded only if there is an algorithm to name it by.
+    hex_size = 2 * digest_size if algorithm is not None else -1
+    ghost = not_normal = directories = others = bad_digests = 0
     files: list[InstalledFile] = []
+    append = files.append
+    new_file = _new_file
     unhex = binascii.a2b_hex
-    for i, path in enumerate(paths):
-        if flags is not None and flags[i] & RPMFILE_GHOST:
-            skipped.ghost += 1
+    # One pass, no per-file calls but the record's: an absent tag reads as its default value
+    # (no flags, state normal, no size, no digest, no link target).
+    for path, mode, flag, state, size, hexdigest, link in zip(
+        paths,
+        modes,
+        repeat(0) if flags is None else flags,
+        repeat(RPMFILE_STATE_NORMAL) if states is None else states,
+        repeat(None) if sizes is None else sizes,
+        repeat(b"") if digests is None else digests,
+        repeat(None) if links is None else links,
+    ):
+        if flag & RPMFILE_GHOST:
+            ghost += 1
             continue
-        if states is not None and states[i] != RPMFILE_STATE_NORMAL:
-            skipped.not_normal_state += 1
+        if state != RPMFILE_STATE_NORMAL:
+            not_normal += 1
             continue
-        mode = modes[i]
-        link_target = None
-        digest = None
-        if stat.S_ISLNK(mode):
-            link_target = links[i] if links is not None else None
-        elif stat.S_ISREG(mode):
-            hexdigest = digests[i] if digests is not None else b""
-            if hexdigest and algorithm is not None:
-                if len(hexdigest) == 2 * digest_size:
+        kind = mode & _S_IFMT
+        if kind == _S_IFREG:
+            digest = None
+            if hexdigest and hex_size > 0:
+                if len(hexdigest) == hex_size:
                     try:
                         digest = unhex(hexdigest)
                     except binascii.Error:
                         bad_digests += 1
                 else:
                     bad_digests += 1
-        elif stat.S_ISDIR(mode):
-            skipped.directory += 1
-            continue
-        else:
-            skipped.other_type += 1
-            continue
-        files.append(
-            InstalledFile(
-                path=path,
-                package=name,
-                version=evr,
-                manager=MANAGER,
-                digest=digest,
-                algorithm=algorithm if digest is not None else None,
-                is_config=bool(flags is not None and flags[i] & RPMFILE_CONFIG),
-                mode=mode,
-                size=None if sizes is None else sizes[i],
-                link_target=link_target,
+            append(
+                new_file(
+                    path, name, evr, MANAGER, digest, None if digest is None else algorithm,
+                    bool(flag & RPMFILE_CONFIG), mode, size, None,
+                )  # fmt: skip
             )
-        )
+        elif kind == _S_IFLNK:
+            append(
+                new_file(
+                    path, name, evr, MANAGER, None, None, bool(flag & RPMFILE_CONFIG), mode,
+                    size, link,
+                )  # fmt: skip
+            )
+        elif kind == _S_IFDIR:
+            directories += 1
+        else:
+            others += 1
+    skipped.ghost += ghost
+    skipped.not_normal_state += not_normal
+    skipped.directory += directories
+    skipped.other_type += others
     if bad_digests:
         problems.append(
             f"{bad_digests} FILEDIGESTS entries are not {digest_size}-byte hex digests: "

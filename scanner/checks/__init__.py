@@ -6,11 +6,12 @@ from collections.abc import Iterable
 
 from ..errors import UsageError
 from .base import Check
+from .env_secrets import EnvSecretsCheck
 from .package_binaries import PackageBinariesCheck
 
 __all__ = ["BUILTIN_CHECKS", "Check", "select_checks"]
 
-BUILTIN_CHECKS: tuple[Check, ...] = (PackageBinariesCheck(),)
+BUILTIN_CHECKS: tuple[Check, ...] = (PackageBinariesCheck(), EnvSecretsCheck())
 
 
 def select_checks(ids: Iterable[str] | None) -> tuple[Check, ...]:

@@ -22,7 +22,12 @@ class ScanOptions:
     all_files: bool = False
     jobs: int = 0
     excludes: tuple[str, ...] = ()
-    batch_size: int = 4096
+    # Paths per hash_files call: large, since each call ends with its slowest file alone.
+    batch_size: int = 32768
+    # 424's environment sources: task-definition and env-file paths; PID 1 when the root is "/".
+    task_definitions: tuple[str, ...] = ()
+    env_files: tuple[str, ...] = ()
+    process_env: bool = True
 
 
 @dataclass(slots=True)

@@ -42,7 +42,8 @@ def render(report: Report, color: bool = False) -> str:
             )
             detail = f"  {finding.detail}" if finding.detail else ""
             lines.append(
-                f"  {_severity(finding, color)} {finding.kind:<20} {display_path(finding.path)}{package}{detail}"
+                f"  {_severity(finding, color)} {finding.kind:<20} "
+                f"{display_path(finding.path) if finding.path else ''}{package}{detail}"
             )
     if report.problems:
         lines.append("")
