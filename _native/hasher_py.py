@@ -7,15 +7,25 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from . import matcher_py
 from .types import Digest, HashResult, HashStatus
 from .walker_py import kind_of
 
-__all__ = ["BUFFER_SIZE", "default_jobs", "hash_files", "validate_request"]
+__all__ = [
+    "BUFFER_SIZE",
+    "MAX_WINDOWS",
+    "ContentOptions",
+    "content_options",
+    "content_windows",
+    "default_jobs",
+    "hash_files",
+    "validate_request",
+]
 
 # Same read size as the native hasher (see _hasher.pyx for the measurement).
 BUFFER_SIZE = 128 * 1024
@@ -26,7 +36,10 @@ CHUNK = 16
 _PARENT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _ALGORITHMS = ((Digest.MD5, "md5"), (Digest.SHA1, "sha1"), (Digest.SHA256, "sha256"))
-_ALL = int(Digest.MD5 | Digest.SHA1 | Digest.SHA256)
+_ALL = int(Digest.MD5 | Digest.SHA1 | Digest.SHA256 | Digest.CONTENT)
+_CONTENT = int(Digest.CONTENT)
+# Windows cut per file around captured hits: enough context for a check, bounded output.
+MAX_WINDOWS = 8
 _DOT_COMPONENT = re.compile(rb"(?:^|/)\.\.?(?:/|$)")  # a "." or ".." component
 
 
@@ -36,7 +49,8 @@ def default_jobs() -> int:
 
 
 def validate_request(path: object, flags: object) -> None:
-    """Raise TypeError/ValueError unless `path` is a clean relative path and `flags` Digest bits.
+    """Raise TypeError/ValueError unless `path` is a clean relative path and `flags` Digest bits
+    (Digest.CONTENT included).
 
     Both implementations reject the same requests before doing any I/O: "", "/abs", b"a//b",
     "." or ".." components, and NUL bytes never reach a syscall.
@@ -56,6 +70,85 @@ def validate_request(path: object, flags: object) -> None:
         raise ValueError(f"request path must be relative and normalised: {path!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class ContentOptions:
+    """hash_files' content-matching arguments, checked once (both implementations use this)."""
+
+    matcher: Any
+    capture: frozenset[int]
+    max_hits: int
+    window_before: int
+    window_after: int
+    window_file_limit: int
+    content_limit: int
+
+
+def content_options(
+    matcher_class: type,
+    any_content: bool,
+    matcher: object,
+    capture: Iterable[int],
+    max_hits: int,
+    window_before: int,
+    window_after: int,
+    window_file_limit: int,
+    content_limit: int,
+) -> ContentOptions | None:
+    """Validate the content arguments before any I/O; None when no request wants CONTENT.
+
+    A matcher of the other implementation is a TypeError (the native hasher walks the native
+    DFA with the GIL released, the twin needs matcher_py's find-based Stream); a CONTENT request
+    without a matcher, a negative limit or a capture index that names no pattern is a ValueError.
+    """
+    if matcher is not None and not isinstance(matcher, matcher_class):
+        raise TypeError(
+            f"matcher must be a {matcher_class.__module__}.{matcher_class.__qualname__}, "
+            f"not {type(matcher).__module__}.{type(matcher).__qualname__}"
+        )
+    captured = frozenset(capture)
+    for name, value in (
+        ("max_hits", max_hits),
+        ("window_before", window_before),
+        ("window_after", window_after),
+        ("window_file_limit", window_file_limit),
+        ("content_limit", content_limit),
+    ):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0, not {value!r}")
+    if not any_content:
+        return None
+    if matcher is None:
+        raise ValueError("a request has Digest.CONTENT but no matcher was given")
+    count = len(matcher.patterns)  # type: ignore[attr-defined]
+    for index in captured:
+        if not isinstance(index, int) or not 0 <= index < count:
+            raise ValueError(f"capture index {index!r} names none of the {count} patterns")
+    return ContentOptions(
+        matcher, captured, max_hits, window_before, window_after, window_file_limit, content_limit
+    )
+
+
+def content_windows(
+    hits: Iterable[tuple[int, int]], capture: frozenset[int], data: bytes, before: int, after: int
+) -> tuple[tuple[int, bytes], ...]:
+    """(offset, bytes) around every hit of a captured pattern, overlapping/adjacent ones merged,
+    the first MAX_WINDOWS by offset."""
+    spans = sorted(
+        (max(0, start - before), min(len(data), start + after))
+        for index, start in hits
+        if index in capture
+    )
+    merged: list[list[int]] = []
+    for low, high in spans:
+        if merged and low <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], high)
+        elif len(merged) == MAX_WINDOWS:
+            break  # sorted: every later span starts past the last window too
+        else:
+            merged.append([low, high])
+    return tuple((low, bytes(data[low:high])) for low, high in merged)
+
+
 @dataclass(slots=True)
 class _Slot:
     """Mutable per-request state; frozen into a HashResult at the end."""
@@ -68,6 +161,10 @@ class _Slot:
     link_target: bytes | None = None
     digests: dict[int, bytes] | None = None
     head: bytes | None = None
+    scanned: bool = False
+    hits: tuple[tuple[int, int], ...] = ()
+    hit_total: int = 0
+    windows: tuple[tuple[int, bytes], ...] = ()
 
 
 def _failed(slot: _Slot, code: int) -> None:
@@ -159,7 +256,9 @@ def _open_file(parent_fd: int, name: bytes) -> int:
         return os.open(name, _OPEN_FLAGS, dir_fd=parent_fd)
 
 
-def _hash_one(parent_fd: int, slot: _Slot, want: int, buffer: bytearray) -> None:
+def _hash_one(
+    parent_fd: int, slot: _Slot, want: int, buffer: bytearray, content: ContentOptions | None
+) -> None:
     assert slot.st is not None
     name = slot.path.rpartition(b"/")[2]
     fd = _open_file(parent_fd, name)
@@ -173,6 +272,15 @@ def _hash_one(parent_fd: int, slot: _Slot, want: int, buffer: bytearray) -> None
             # Replaced between lstat and open: not the file the caller was told about.
             raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
         hashers = [(bit, hashlib.new(algorithm)) for bit, algorithm in _ALGORITHMS if want & bit]
+        # Content: matched chunk by chunk as read (as the native DFA is fed), unless the file
+        # (lstat size, as the native hasher decides) is over content_limit. Files up to
+        # window_file_limit are also kept whole, to cut windows around captured hits.
+        stream = None
+        whole: bytearray | None = None
+        if content is not None and want & _CONTENT and slot.st.st_size <= content.content_limit:
+            stream = matcher_py.Stream(content.matcher, content.max_hits)
+            if content.capture and slot.st.st_size <= content.window_file_limit:
+                whole = bytearray()
         view = memoryview(buffer)
         while True:
             count = os.readv(fd, [buffer])  # EINTR is retried by Python (PEP 475)
@@ -183,18 +291,37 @@ def _hash_one(parent_fd: int, slot: _Slot, want: int, buffer: bytearray) -> None
             chunk = view[:count]
             for _, hasher in hashers:
                 hasher.update(chunk)  # releases the GIL for >= 2 KiB
+            if stream is not None:
+                stream.feed(chunk)
+                if whole is not None:
+                    assert content is not None
+                    if len(whole) + count <= content.window_file_limit:
+                        whole += chunk
+                    else:
+                        whole = None  # grew past the limit since lstat: hits, no windows
         slot.digests = {int(bit): hasher.digest() for bit, hasher in hashers}
+        if stream is not None:
+            assert content is not None
+            slot.scanned = True
+            slot.hits = tuple(stream.hits)
+            slot.hit_total = stream.total
+            if whole is not None:
+                slot.windows = content_windows(
+                    slot.hits, content.capture, whole, content.window_before, content.window_after
+                )
     finally:
         os.close(fd)
 
 
-def _hash_chunk(root_fd: int, reps: Sequence[tuple[_Slot, int]]) -> None:
+def _hash_chunk(
+    root_fd: int, reps: Sequence[tuple[_Slot, int]], content: ContentOptions | None
+) -> None:
     parents = _Parents(root_fd)
     buffer = bytearray(BUFFER_SIZE)
     try:
         for slot, want in reps:
             try:
-                _hash_one(parents.open(slot.path.rpartition(b"/")[0]), slot, want, buffer)
+                _hash_one(parents.open(slot.path.rpartition(b"/")[0]), slot, want, buffer, content)
             except OSError as error:
                 _failed(slot, error.errno or errno.EIO)
     finally:
@@ -207,6 +334,7 @@ def _result(slot: _Slot, source: _Slot) -> HashResult:
         return HashResult(slot.path, slot.status, slot.errno)
     digests = source.digests or {}
     flags = slot.flags
+    content = bool(flags & _CONTENT) and source.digests is not None
     return HashResult(
         slot.path,
         source.status,
@@ -223,6 +351,10 @@ def _result(slot: _Slot, source: _Slot) -> HashResult:
         digests.get(Digest.SHA256) if flags & Digest.SHA256 else None,
         slot.link_target,
         (source.head or b"") if flags and source.digests is not None else None,
+        source.scanned if content else False,
+        source.hits if content else (),
+        source.hit_total if content else 0,
+        source.windows if content else (),
     )
 
 
@@ -231,12 +363,20 @@ def hash_files(
     requests: Sequence[tuple[bytes, int]],
     *,
     jobs: int = 0,
+    matcher: matcher_py.Matcher | None = None,
+    capture: Iterable[int] = frozenset(),
+    max_hits: int = 64,
+    window_before: int = 256,
+    window_after: int = 65536,
+    window_file_limit: int = 8 << 20,
+    content_limit: int = 256 << 20,
 ) -> list[HashResult]:
     """One HashResult per (relative path, Digest flags) request, in request order.
 
     Phase 1 lstats every path; phase 2 groups regular files by (dev, ino) so a hard-linked
     inode is read once, with the union of the digests its paths asked for; phase 3 reads each
-    such inode once, updating every wanted digest from the same buffer.
+    such inode once, updating every wanted digest from the same buffer and, for Digest.CONTENT,
+    feeding `matcher` (a matcher_py.Matcher) from it too: see HashResult for what comes back.
     """
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0, not {jobs}")
@@ -244,16 +384,27 @@ def hash_files(
     for path, flags in requests:
         validate_request(path, flags)
         slots.append(_Slot(path, int(flags)))
+    content = content_options(
+        matcher_py.Matcher,
+        any(slot.flags & _CONTENT for slot in slots),
+        matcher,
+        capture,
+        max_hits,
+        window_before,
+        window_after,
+        window_file_limit,
+        content_limit,
+    )
     workers = jobs or default_jobs()
 
-    def run(work: Callable[[int, Any], None], items: Sequence[Any]) -> None:
+    def run(work: Callable[..., None], items: Sequence[Any], *extra: Any) -> None:
         chunks = [items[start : start + CHUNK] for start in range(0, len(items), CHUNK)]
         if len(chunks) <= 1 or workers == 1:
             for chunk in chunks:
-                work(root_fd, chunk)
+                work(root_fd, chunk, *extra)
             return
         with ThreadPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
-            for _ in pool.map(lambda chunk: work(root_fd, chunk), chunks):
+            for _ in pool.map(lambda chunk: work(root_fd, chunk, *extra), chunks):
                 pass
 
     run(_lstat_chunk, slots)
@@ -268,7 +419,7 @@ def hash_files(
             else:
                 groups[key] = (slot, [slot.flags])
     reps = [(rep, want[0]) for rep, want in groups.values()]
-    run(_hash_chunk, reps)
+    run(_hash_chunk, reps, content)
 
     results = []
     for slot in slots:

@@ -16,12 +16,17 @@ __all__ = [
 
 
 class Digest(enum.IntFlag):
-    """Digests the hasher can compute; a request ORs the ones it needs (the file is read once)."""
+    """What the hasher computes for a file; a request ORs the ones it needs (the file is read once).
+
+    CONTENT is a request flag, not a digest: run the content matcher (hash_files(matcher=...))
+    over the file's bytes in the same read that computes its digests.
+    """
 
     NONE = 0
     MD5 = 1
     SHA1 = 2
     SHA256 = 4
+    CONTENT = 8
 
 
 class FileKind(enum.IntEnum):
@@ -90,3 +95,11 @@ class HashResult:
     sha256: bytes | None = None
     link_target: bytes | None = None
     head: bytes | None = None  # the first bytes read (up to 4: enough for the ELF magic)
+    # Digest.CONTENT only. scanned: the matcher ran over the whole file (False when the file was
+    # larger than content_limit, or unreadable). hits: (pattern index, start offset) in (end
+    # offset, pattern index) order, at most max_hits; hit_total counts them all. windows: (file
+    # offset, bytes) around the stored hits of captured patterns, merged, at most 8, by offset.
+    scanned: bool = False
+    hits: tuple[tuple[int, int], ...] = ()
+    hit_total: int = 0
+    windows: tuple[tuple[int, bytes], ...] = ()

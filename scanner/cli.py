@@ -83,6 +83,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="424: do not read PID 1's environment (/proc/1/environ) when scanning the live /",
     )
+    parser.add_argument(
+        "--miner-digests",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="426: more known-miner SHA-256 digests, `<hex>  <label>` per line (repeatable)",
+    )
+    parser.add_argument(
+        "--max-content-size",
+        type=int,
+        metavar="BYTES",
+        help="425/426: files larger than this are not searched, and are reported as skipped "
+        "(default: 256 MiB)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--version",
@@ -158,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             task_definitions=args.task_definition,
             env_files=args.env_file,
             process_env=not args.no_process_env,
+            miner_digests=args.miner_digests,
+            content_limit=args.max_content_size,
             progress=_progress_printer(show_progress),
         )
     except (UsageError, TargetError) as error:

@@ -138,7 +138,7 @@ class Problem:
     @property
     def unverified(self) -> bool:
         """True when this problem leaves a check's verdict on some item open."""
-        return self.kind in ("could-not-verify", "package-db", "walk")
+        return self.kind in ("could-not-verify", "package-db", "walk", "content-skipped")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterable, Iterator
 import _native
 from pkgdb import RootFS
 
-from .checks import select_checks
+from .checks import ContentCheck, select_checks
 from .checks.base import ScanContext, ScanOptions
+from .checks.package_binaries import PackageBinariesCheck
+from .content import content_pass
 from .environment import check_sources
 from .errors import TargetError
 from .manifests import read_manifests
@@ -41,6 +43,8 @@ def iter_scan(
     task_definitions: Iterable[str] = (),
     env_files: Iterable[str] = (),
     process_env: bool = True,
+    miner_digests: Iterable[str] = (),
+    content_limit: int | None = None,
     report: Report | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Iterator[Finding | Problem]:
@@ -57,6 +61,8 @@ def iter_scan(
         task_definitions=tuple(task_definitions),
         env_files=tuple(env_files),
         process_env=process_env,
+        miner_digests=tuple(miner_digests),
+        **({"content_limit": content_limit} if content_limit is not None else {}),
     )
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
@@ -75,8 +81,15 @@ def iter_scan(
             stats=stats,
             progress=progress or (lambda _message: None),
         )
+        content_checks = [check for check in selected if isinstance(check, ContentCheck)]
+        binaries = next((c for c in selected if isinstance(c, PackageBinariesCheck)), None)
+        if content_checks:
+            # One walk and one read per file for the content checks and 448 together.
+            yield from content_pass(context, content_checks, binaries)
         for check in selected:
-            yield from check.run(context)
+            if check in content_checks or (content_checks and check is binaries):
+                continue
+            yield from check.run(context)  # type: ignore[union-attr]
     stats.seconds = time.perf_counter() - started
 
 
@@ -90,6 +103,8 @@ def scan_root(
     task_definitions: Iterable[str] = (),
     env_files: Iterable[str] = (),
     process_env: bool = True,
+    miner_digests: Iterable[str] = (),
+    content_limit: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Report:
     """Scan a root filesystem and return the whole report.
@@ -98,7 +113,8 @@ def scan_root(
     threads (default: chosen by the native core); `all_files` verifies every package file, not
     only binaries; `excludes` are globs on the path as seen in the container (`/usr/share/*`).
     `task_definitions`, `env_files` and `process_env` (PID 1's environment, read only when
-    `root` is the live "/") are the environment sources of check 424.
+    `root` is the live "/") are the environment sources of check 424. `miner_digests` are extra
+    known-miner digest lists (426); `content_limit` the largest file 425/426 search (bytes).
     """
     selected = select_checks(checks)
     report = Report(
@@ -116,6 +132,8 @@ def scan_root(
         task_definitions=task_definitions,
         env_files=env_files,
         process_env=process_env,
+        miner_digests=miner_digests,
+        content_limit=content_limit,
         report=report,
         progress=progress,
     ):

@@ -122,7 +122,10 @@ class Material:
         return self.file(name, lambda p: run("puttygen", src, "-o", str(p), *options))
 
     # --- gpg -----------------------------------------------------------------------------
-    def gpg(self, name: str, algorithm: str, passphrase: str) -> bytes:
+    def gpg(
+        self, name: str, algorithm: str, passphrase: str, export: str = "--export-secret-keys"
+    ) -> bytes:
+        """A fresh key in its own GNUPGHOME; `--export-secret-subkeys` keys get a subkey first."""
         home = self.root / f"gnupg-{name}"
         home.mkdir(mode=0o700)
         env = {**os.environ, "GNUPGHOME": str(home)}
@@ -130,9 +133,13 @@ class Material:
         secret = ["--batch", "--pinentry-mode", "loopback", "--passphrase", passphrase]
         try:
             run("gpg", *secret, "--quick-gen-key", uid, algorithm, "default", "never", env=env)
-            if name == "gpg-public":
-                return run("gpg", "--armor", "--export", uid, env=env)
-            return run("gpg", *secret, "--armor", "--export-secret-keys", uid, env=env)
+            if name == "gpg-subkeys-only":
+                listing = run("gpg", "--with-colons", "--list-keys", uid, env=env)
+                fpr = re.search(rb"^fpr:+([0-9A-F]{40}):", listing, re.MULTILINE)
+                assert fpr is not None
+                subkey = ["--quick-add-key", fpr.group(1).decode(), "cv25519", "encr", "never"]
+                run("gpg", *secret, *subkey, env=env)
+            return run("gpg", *secret, "--armor", export, uid, env=env)
         finally:
             subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)
 
@@ -239,6 +246,10 @@ RECIPES: dict[str, Callable[[Material], bytes]] = {
     "gpg-rsa": lambda m: m.gpg("gpg-rsa", "rsa2048", ""),
     "gpg-ed25519": lambda m: m.gpg("gpg-ed25519", "ed25519", ""),
     "gpg-ed25519-enc": lambda m: m.gpg("gpg-ed25519-enc", "ed25519", "correct-horse"),
+    # A laptop-style export: primary key stubbed, the secret subkey present.
+    "gpg-subkeys-only": lambda m: m.gpg(
+        "gpg-subkeys-only", "ed25519", "", "--export-secret-subkeys"
+    ),
     # puttygen (Debian: putty-tools)
     "putty-v3": lambda m: m.putty("putty-v3", "openssh-ed25519", "-O", "private"),
     "putty-v2": lambda m: m.putty(
@@ -299,7 +310,9 @@ RECIPES: dict[str, Callable[[Material], bytes]] = {
     ),
     "ssh-pub": lambda m: (m("openssh-ed25519"), m.path("openssh-ed25519.pub").read_bytes())[1],
     "ssh-rsa-pub": lambda m: (m("openssh-rsa"), m.path("openssh-rsa.pub").read_bytes())[1],
-    "gpg-public": lambda m: m.gpg("gpg-public", "ed25519", ""),
+    "gpg-public": lambda m: m.gpg("gpg-public", "ed25519", "", "--export"),
+    # Only stubs ("gnu-dummy") for the primary: the secret lives elsewhere, e.g. on a card.
+    "gpg-stub-only": lambda m: m.gpg("gpg-stub-only", "ed25519", "", "--export-secret-subkeys"),
     "doc-header": lambda m: (
         b".SH DESCRIPTION\nA key file starts with the line\n-----BEGIN RSA PRIVATE KEY-----\n"
         b"followed by the base64 encoded key and ends with\n-----END RSA PRIVATE KEY-----\n"
@@ -397,6 +410,7 @@ CASES: list[tuple[str, bool, str | None, bool | None]] = [
     ("gpg-rsa", True, "pgp", False),
     ("gpg-ed25519", True, "pgp", False),
     ("gpg-ed25519-enc", True, "pgp", True),
+    ("gpg-subkeys-only", True, "pgp", False),
     ("putty-v3", True, "putty", False),
     ("putty-v2", True, "putty", False),
     ("putty-v3-enc", True, "putty", True),
@@ -418,6 +432,7 @@ CASES: list[tuple[str, bool, str | None, bool | None]] = [
     ("ssh-pub", False, None, None),
     ("ssh-rsa-pub", False, None, None),
     ("gpg-public", False, None, None),
+    ("gpg-stub-only", False, None, None),
     ("doc-header", False, None, None),
     ("doc-prose-pgp", False, None, None),
     ("doc-putty", False, None, None),
@@ -631,3 +646,27 @@ def test_binary_candidates() -> None:
     assert not is_binary_candidate(b"\x30\x82\x03\x00\x30\x82\x02\x00")  # a certificate
     assert not is_binary_candidate(b"0\x82")
     assert not is_binary_candidate(b"")
+
+
+def test_gpg_stub_export_is_an_armored_secret_block(material: Material) -> None:
+    # Guards the decoy above: it must be a real secret-key block, not an empty export.
+    assert material("gpg-stub-only").startswith(b"-----BEGIN PGP PRIVATE KEY BLOCK-----")
+
+
+def test_pgp_block_longer_than_the_window(material: Material) -> None:
+    """A keyring export past WINDOW_AFTER is judged on the packets the window holds."""
+    armored = material("gpg-rsa")
+    lines = armored.splitlines()
+    body = b"".join(line for line in lines[1:-2] if line)
+    packets = base64.b64decode(body)
+    big = packets * (WINDOW_AFTER // len(packets) + 2)
+    block = (
+        b"-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n"
+        + base64.encodebytes(big)
+        + b"=AAAA\n-----END PGP PRIVATE KEY BLOCK-----\n"
+    )
+    (key,) = scan_text(block)
+    (small,) = scan_text(armored)
+    assert (key.key_type, key.encrypted, key.fingerprint) == ("pgp", False, small.fingerprint)
+    # The same block cut short of the window (a truncated file) is not a finding.
+    assert list(scan_text(block[: WINDOW_AFTER // 2])) == []

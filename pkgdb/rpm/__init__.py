@@ -21,6 +21,7 @@ is described in `_package.py`; the counts of skipped files are in `RpmDB.skipped
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import stat
 from collections.abc import Iterable
@@ -141,7 +142,16 @@ def _read_one(root: RootFS, path: bytes, backend: Backend, problems: list[PkgDBP
             raise StorageError("not a regular file")
         if backend is _sqlite:
             _check_wal(root, path, problems)
-        return _collect(path, backend, backend.blobs(fd), problems)
+        # Tens of thousands of records, none in a reference cycle: the cyclic collector would
+        # only rescan the growing list at every 700 allocations (~20% of the read, measured).
+        # The same pause as Mercurial's util.nogc; restored even if it was off before.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return _collect(path, backend, backend.blobs(fd), problems)
+        finally:
+            if collecting:
+                gc.enable()
     except OSError as error:
         if error.errno == errno.EISDIR:
             raise StorageError("a directory") from error

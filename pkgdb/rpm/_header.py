@@ -86,7 +86,7 @@ class Header:
     store begins, and the store ends where the blob does (parse() checked the length).
     """
 
-    __slots__ = ("_blob", "_base", "_entries", "_ends")
+    __slots__ = ("_base", "_blob", "_ends", "_entries")
 
     def __init__(self, blob: bytes, base: int, entries: dict[int, tuple[int, int, int]]) -> None:
         self._blob = blob

@@ -72,7 +72,7 @@ _DIGEST_BYTES = {DigestAlgorithm.MD5: 16, DigestAlgorithm.SHA1: 20, DigestAlgori
 class Skipped:
     """Files a header lists that give no InstalledFile, by reason (rpm -V skips them too)."""
 
-    __slots__ = ("ghost", "not_normal_state", "directory", "other_type")
+    __slots__ = ("directory", "ghost", "not_normal_state", "other_type")
 
     def __init__(self) -> None:
         self.ghost = 0
@@ -82,7 +82,7 @@ class Skipped:
 
 
 class ConvertedHeader:
-    __slots__ = ("package", "files", "problems")
+    __slots__ = ("files", "package", "problems")
 
     def __init__(self, package: Package, files: list[InstalledFile], problems: list[str]) -> None:
         self.package = package
@@ -181,12 +181,14 @@ def _paths(header: Header) -> list[bytes] | None:
     if indexes and max(indexes) >= len(dirnames):
         raise HeaderError(f"a DIRINDEXES entry points past the {len(dirnames)} DIRNAMES")
     # (dirname + basename).lstrip("/"), with the strip done once per directory: the same
-    # unless a directory is only slashes (or empty), when the basename's own leading slashes
-    # would go too; such a header takes the per-file way.
+    # unless a directory is only slashes (as "/" is) and a basename starts with "/", whose
+    # slashes would go too; rpm never writes such a basename, so that header takes the slow way.
     stripped = [dirname.lstrip(b"/") for dirname in dirnames]
-    if all(stripped):
-        return list(map(bytes.__add__, map(stripped.__getitem__, indexes), basenames))
-    return [(dirnames[i] + base).lstrip(b"/") for i, base in zip(indexes, basenames)]
+    if not all(stripped):
+        joined = b"\0".join(basenames)  # a basename holds no NUL: it was split on them
+        if joined.startswith(b"/") or b"\0/" in joined:
+            return [(dirnames[i] + base).lstrip(b"/") for i, base in zip(indexes, basenames)]
+    return [stripped[i] + base for i, base in zip(indexes, basenames)]
 
 
 def _files(
@@ -218,6 +220,7 @@ def _files(
     append = files.append
     new_file = _new_file
     unhex = binascii.a2b_hex
+    manager = MANAGER
     # One pass, no per-file calls but the record's: an absent tag reads as its default value
     # (no flags, state normal, no size, no digest, no link target).
     for path, mode, flag, state, size, hexdigest, link in zip(
@@ -236,8 +239,8 @@ def _files(
             not_normal += 1
             continue
         kind = mode & _S_IFMT
+        digest = link_target = None
         if kind == _S_IFREG:
-            digest = None
             if hexdigest and hex_size > 0:
                 if len(hexdigest) == hex_size:
                     try:
@@ -246,23 +249,28 @@ def _files(
                         bad_digests += 1
                 else:
                     bad_digests += 1
-            append(
-                new_file(
-                    path, name, evr, MANAGER, digest, None if digest is None else algorithm,
-                    bool(flag & RPMFILE_CONFIG), mode, size, None,
-                )  # fmt: skip
-            )
         elif kind == _S_IFLNK:
-            append(
-                new_file(
-                    path, name, evr, MANAGER, None, None, bool(flag & RPMFILE_CONFIG), mode,
-                    size, link,
-                )  # fmt: skip
-            )
+            link_target = link
         elif kind == _S_IFDIR:
             directories += 1
+            continue
         else:
             others += 1
+            continue
+        append(
+            new_file(
+                path,
+                name,
+                evr,
+                manager,
+                digest,
+                None if digest is None else algorithm,
+                (flag & RPMFILE_CONFIG) != 0,
+                mode,
+                size,
+                link_target,
+            )
+        )
     skipped.ghost += ghost
     skipped.not_normal_state += not_normal
     skipped.directory += directories

@@ -21,7 +21,7 @@ __all__ = ["Backend", "BlobProblem", "HeaderBlob", "StorageError"]
 class HeaderBlob:
     """One stored header, as rpm wrote it."""
 
-    __slots__ = ("number", "data")
+    __slots__ = ("data", "number")
 
     def __init__(self, number: int, data: bytes) -> None:
         self.number = number  # rpm's header number: sqlite `hnum`, Berkeley DB key, ndb `pkgidx`
@@ -34,7 +34,7 @@ class HeaderBlob:
 class BlobProblem:
     """A record (or a part of the file) that could not be read; reading goes on."""
 
-    __slots__ = ("number", "message")
+    __slots__ = ("message", "number")
 
     def __init__(self, number: int | None, message: str) -> None:
         self.number = number  # the header number concerned, when known

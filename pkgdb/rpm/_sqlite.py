@@ -16,11 +16,13 @@ reports a non-empty `-wal` beside the database.
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import Iterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ._source import BlobProblem, HeaderBlob, StorageError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = ["FILENAME", "MAX_DESERIALIZE_BYTES", "NAME", "blobs"]
 
@@ -36,6 +38,10 @@ def blobs(fd: int) -> Iterator[HeaderBlob | BlobProblem]:
     """Open the SQLite rpmdb at `fd` without writing anything; yield its header blobs."""
     if os.pread(fd, 16, 0) != _SQLITE_MAGIC:
         raise StorageError("no SQLite magic: not an SQLite database")
+    # Imported here, not at the top: sqlite3 (with datetime) costs ~2 ms at every start of the
+    # scanner, and only roots with an SQLite rpmdb need it.
+    import sqlite3
+
     try:
         connection = _connect(fd)
         cursor = connection.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
@@ -45,6 +51,8 @@ def blobs(fd: int) -> Iterator[HeaderBlob | BlobProblem]:
 
 
 def _connect(fd: int) -> sqlite3.Connection:
+    import sqlite3  # already loaded by blobs()
+
     link = f"/proc/self/fd/{fd}"
     try:
         same = _same_file(os.stat(os.readlink(link)), os.fstat(fd))
@@ -68,6 +76,8 @@ def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
 def _rows(
     connection: sqlite3.Connection, cursor: sqlite3.Cursor
 ) -> Iterator[HeaderBlob | BlobProblem]:
+    import sqlite3  # already loaded by blobs()
+
     try:
         while True:
             try:

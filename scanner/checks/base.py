@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from _native import HashResult, WalkEntry
 from pkgdb import RootFS
 
 from ..manifests import Manifests
-from ..report import Finding, Problem, Stats, display_path
+from ..report import Finding, PackageRef, Problem, Stats, display_path
 
-__all__ = ["Check", "ScanContext", "ScanOptions"]
+__all__ = ["Check", "ContentCheck", "Hit", "ScanContext", "ScanOptions"]
+
+# A marker found in a file: (the check's own marker index, the file offset where it starts).
+Hit = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,9 @@ class ScanOptions:
     task_definitions: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
     process_env: bool = True
+    # Content checks (425, 426): files larger than this are not searched, and are reported so.
+    content_limit: int = 256 << 20
+    miner_digests: tuple[str, ...] = ()  # extra digest lists for 426 (--miner-digests)
 
 
 @dataclass(slots=True)
@@ -39,6 +46,20 @@ class ScanContext:
     manifests: Manifests
     stats: Stats
     progress: Callable[[str], None] = field(default=lambda _message: None)
+    _owners: dict[bytes, PackageRef] | None = None
+
+    def owner(self, physical: bytes) -> PackageRef | None:
+        """The package that installed the file at this physical path, if any."""
+        if self._owners is None:
+            owners: dict[bytes, PackageRef] = {}
+            for record in self.manifests.files:
+                try:
+                    resolved = self.root.resolve(record.path)
+                except OSError:
+                    continue  # 448 reports the unresolvable path; ownership is only a label here
+                owners.setdefault(resolved, PackageRef(record.package, record.version, record.manager))
+            self._owners = owners
+        return self._owners.get(physical)
 
     def excluded(self, physical: bytes) -> bool:
         """True when `--exclude` globs match the path as seen inside the container."""
@@ -59,5 +80,33 @@ class Check(Protocol):
         ...
 
 
-def check_ids(checks: Sequence[Check]) -> tuple[str, ...]:
-    return tuple(check.id for check in checks)
+@runtime_checkable
+class ContentCheck(Protocol):
+    """A check that looks at every file of the walk; the scan reads each wanted file once.
+
+    `markers` are literals the one content pass searches for on the check's behalf; a hit of a
+    marker listed in `capture` comes with the bytes around it (`windows`).
+    """
+
+    id: str
+    title: str
+    markers: tuple[bytes, ...]
+    capture: frozenset[int]
+
+    def prepare(self, context: ScanContext) -> Iterator[Finding | Problem]:
+        """Once before the walk (load data files, say what is not possible)."""
+        ...
+
+    def wants(self, entry: WalkEntry) -> int:
+        """Digest flags (with Digest.CONTENT to be searched) this check needs; 0: not this file."""
+        ...
+
+    def judge(
+        self,
+        context: ScanContext,
+        entry: WalkEntry,
+        result: HashResult,
+        hits: list[Hit],
+    ) -> Iterator[Finding | Problem]:
+        """Verdicts for one file from its one read; `result.windows` holds captured bytes."""
+        ...

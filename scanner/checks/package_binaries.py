@@ -19,7 +19,8 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass, field
 
 import _native
 from _native import Digest, FileKind, HashResult, HashStatus
@@ -98,6 +99,14 @@ def _digest_of_bytes(data: bytes, algorithm: DigestAlgorithm) -> bytes:
     return hashlib.new(algorithm.value, data).digest()
 
 
+@dataclass(slots=True)
+class VerifyPlan:
+    """Every physical path to verify, the manifest records behind it, and the digests wanted."""
+
+    records: dict[bytes, list[InstalledFile]] = field(default_factory=dict)
+    flags: dict[bytes, int] = field(default_factory=dict)
+
+
 class PackageBinariesCheck:
     """Hashes every package-owned file once and compares it with the manifest's digest."""
 
@@ -105,6 +114,23 @@ class PackageBinariesCheck:
     title = TITLE
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
+        """Verify every package file on its own (when no other check reads the files)."""
+        plan = yield from self.plan(context)
+        paths = list(plan.flags)
+        size = context.options.batch_size
+        for first in range(0, len(paths), size):
+            batch = paths[first : first + size]
+            results = _native.hash_files(
+                context.root.fd,
+                [(path, plan.flags[path]) for path in batch],
+                jobs=context.options.jobs,
+            )
+            for path, result in zip(batch, results, strict=True):
+                yield from self.judge(context, plan, path, result)
+            context.progress(f"448: {context.stats.files_checked} package files checked")
+
+    def plan(self, context: ScanContext) -> Generator[Problem, None, VerifyPlan]:
+        """Resolve every manifest path inside the root; what cannot be resolved is a problem."""
         if not context.manifests.summaries and not context.manifests.problems:
             # A scratch or distroless-static image: said, not treated as a failure to verify.
             yield Problem(
@@ -112,8 +138,7 @@ class PackageBinariesCheck:
                 message=f"no package manager database ({MANAGERS}) found: no package files to verify",
                 check=ID,
             )
-        pending: dict[bytes, list[InstalledFile]] = {}
-        flags: dict[bytes, int] = {}
+        plan = VerifyPlan()
         for record in context.manifests.files:
             try:
                 physical = context.root.resolve(record.path)
@@ -124,50 +149,37 @@ class PackageBinariesCheck:
                 continue
             if context.excluded(physical):
                 continue
-            if physical not in pending:
-                if len(pending) >= context.options.batch_size:
-                    yield from self._verify_batch(context, pending, flags)
-                    pending, flags = {}, {}
-                pending[physical] = []
-                flags[physical] = 0
-            pending[physical].append(record)
+            records = plan.records.get(physical)
+            if records is None:
+                plan.records[physical] = [record]
+                plan.flags[physical] = 0
+            else:
+                records.append(record)
             if record.algorithm is not None and record.digest is not None:
-                flags[physical] |= _DIGEST_FLAG[record.algorithm]
-        if pending:
-            yield from self._verify_batch(context, pending, flags)
+                plan.flags[physical] |= _DIGEST_FLAG[record.algorithm]
+        return plan
 
-    def _verify_batch(
-        self,
-        context: ScanContext,
-        pending: dict[bytes, list[InstalledFile]],
-        flags: dict[bytes, int],
+    def judge(
+        self, context: ScanContext, plan: VerifyPlan, path: bytes, result: HashResult
     ) -> Iterator[Finding | Problem]:
-        paths = list(pending)
-        results = _native.hash_files(
-            context.root.fd, [(path, flags[path]) for path in paths], jobs=context.options.jobs
-        )
+        """Verdicts for every manifest record of one physical path, from one hash result."""
         stats = context.stats
-        for path, result in zip(paths, results, strict=True):
-            if result.status is HashStatus.OK and flags[path]:
-                stats.files_hashed += 1
-                stats.bytes_hashed += result.size
-            intact = result.status is HashStatus.OK
-            for record in pending[path]:
-                stats.files_checked += 1
-                # Fast path for the common case, an intact file: nothing to judge.
-                if (
-                    intact
-                    and record.algorithm is not None
-                    and record.digest is not None
-                    and record.digest == _digest_of(result, record.algorithm)
-                    and (
-                        record.mode is None
-                        or _permissions(record.mode) == _permissions(result.mode)
-                    )
-                ):
-                    continue
-                yield from self._judge(context, record, path, result)
-        context.progress(f"448: {stats.files_checked} package files checked")
+        if result.status is HashStatus.OK and plan.flags[path]:
+            stats.files_hashed += 1
+            stats.bytes_hashed += result.size
+        intact = result.status is HashStatus.OK
+        for record in plan.records[path]:
+            stats.files_checked += 1
+            # Fast path for the common case, an intact file: nothing to judge.
+            if (
+                intact
+                and record.algorithm is not None
+                and record.digest is not None
+                and record.digest == _digest_of(result, record.algorithm)
+                and (record.mode is None or _permissions(record.mode) == _permissions(result.mode))
+            ):
+                continue
+            yield from self._judge(context, record, path, result)
 
     def _judge(
         self, context: ScanContext, record: InstalledFile, physical: bytes, result: HashResult

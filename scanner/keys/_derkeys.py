@@ -40,6 +40,13 @@ _EDWARDS = {
     _der.oid("1.3.101.113"): ("ed448", 456, 57),
     _der.oid("1.3.101.111"): ("x448", 448, 56),
 }
+# Algorithms judged on structure alone (no public part to derive cheaply); GnuTLS ships
+# self-test keys of all three GOST kinds inside libgnutls.so.30.
+_OTHER = {
+    _der.oid("1.2.643.2.2.19"): ("gost2001", 256),
+    _der.oid("1.2.643.7.1.1.1.1"): ("gost2012-256", 256),
+    _der.oid("1.2.643.7.1.1.1.2"): ("gost2012-512", 512),
+}
 _CURVES = {
     _der.oid("1.2.840.10045.3.1.1"): 192,  # prime192v1
     _der.oid("1.3.132.0.33"): 224,  # secp224r1
@@ -219,9 +226,12 @@ def parse_pkcs8(der: bytes) -> DerKey | None:
             return None
         mark = fingerprint(_spki(algid_der, public) if public is not None else der)
         return DerKey(kind, False, bits, mark, kind)
-    # An algorithm we do not know (GOST, post-quantum, ...): the structure alone must convince.
+    # Other algorithms (GOST, post-quantum, ...): the structure alone must convince.
     if len(inner) < 16:
         return None
+    if name in _OTHER:
+        kind, bits = _OTHER[name]
+        return DerKey(kind, False, bits, fingerprint(der), kind)
     return DerKey("pkcs8", False, None, fingerprint(der), None)
 
 
