@@ -11,7 +11,9 @@ if [ "${1:-}" = "--test" ]; then
     extras="[test]"
     # Reference tools the tests compare with, and debootstrap for real Debian roots.
     # db5.3-util writes real Berkeley DB rpmdbs (Debian's rpm only reads them).
+    # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.
     packages="$packages debootstrap debsums dpkg rpm db5.3-util"
+    packages="$packages openssl openssh-client gnupg putty-tools default-jre-headless"
 fi
 
 if [ "$(id -u)" = 0 ]; then

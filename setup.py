@@ -30,11 +30,18 @@ def native_extensions() -> list:
         # libcrypto (OpenSSL 3, Apache-2.0) gives md5/sha1/sha256 with the CPU's SHA extensions.
         # md5_multi.c: multi-buffer MD5 (AVX2/AVX-512 kernels chosen at run time by CPUID; each
         # kernel carries its own target attribute, so no -m flags and any x86-64/aarch64 builds).
+        # ac.h: Digest.CONTENT feeds the matcher's DFA from the hasher's read loop.
         Extension(
             "_native._hasher",
             ["_native/_hasher.pyx", "_native/md5_multi.c"],
             include_dirs=["_native"],
-            depends=["_native/md5_multi.h", "_native/md5_multi.pxd"],
+            depends=[
+                "_native/md5_multi.h",
+                "_native/md5_multi.pxd",
+                "_native/ac.h",
+                "_native/ac.pxd",
+                "_native/_matcher.pxd",
+            ],
             libraries=["crypto"],
             **common,
         ),

@@ -19,6 +19,16 @@ Design (the pure-Python twin `hasher_py` returns identical results):
   if pthread_create fails the remaining work simply runs on the threads that exist.
 * Errors are data: each request carries its status and errno back; only ENOMEM of the caller's
   own allocations raises.
+* Digest.CONTENT (the content checks' literal markers, ac.h's Aho-Corasick DFA): the matcher is
+  fed from the very buffer the digests are updated from, its state carried from read to read,
+  so each file is still read once for every check. A CONTENT file never takes the MD5 lanes
+  (its `want` is not MD5 alone). Files over content_limit (lstat size) are digested, not matched.
+  When the caller captures patterns, files of <= window_file_limit bytes are read into a
+  per-worker buffer (grown as needed, never past that limit) instead of the 128 KiB one, so the
+  windows around captured hits can be cut from memory afterwards; a file that grew past the
+  limit since lstat spills back into the 128 KiB buffer and gets hits but no windows. Hits go to
+  a per-worker array grown on demand up to max_hits (a feed that overflowed it is replayed from
+  the saved DFA state), then are copied into a per-file Content record.
 * MD5-only files (dpkg's case) go through a multi-buffer MD5 kernel (md5_multi.c) when the CPU
   has one: each worker keeps `lanes` files in flight, one per SIMD lane, each with its own
   LANE_BUFFER_SIZE buffer; a round compresses as many blocks in every lane as the emptiest busy
@@ -58,7 +68,7 @@ on 2 CPUs, and on cold caches or network storage more threads than CPUs overlap 
 import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, qsort
 from libc.string cimport memcmp, memmove
 from posix.stdlib cimport posix_memalign
@@ -79,8 +89,13 @@ from _native.md5_multi cimport (
     md5mb_init_lane, md5mb_kernel, md5mb_lanes, md5mb_name, md5mb_pad, md5mb_scalar, md5mb_state,
 )
 from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
+from _native.ac cimport ac_automaton, ac_feed, ac_hit
+from _native._matcher cimport Matcher
 
-from _native.hasher_py import default_jobs as _thread_pool_jobs, validate_request
+from _native.hasher_py import (
+    MAX_WINDOWS as _MAX_WINDOWS_PY, content_options, default_jobs as _thread_pool_jobs,
+    validate_request,
+)
 from _native.types import FileKind, HashResult, HashStatus
 
 __all__ = ["BUFFER_SIZE", "LANE_BUFFER_SIZE", "default_jobs", "hash_files"]
@@ -92,6 +107,8 @@ cdef enum:
     _CHUNK = 16  # indices claimed at a time: consecutive paths share a parent fd
     _LANE_SLACK = 192  # a lane buffer also holds < 64 carried bytes and <= 72 bytes of padding
     _BIG = 1024 * 1024  # MD5-lane batches start with files this large, largest first
+    _MAX_WINDOWS = 8  # hasher_py.MAX_WINDOWS
+    _FIRST_HITS = 64  # initial per-worker hit array; grown on demand up to max_hits
 
 cdef extern from *:
     """
@@ -106,6 +123,7 @@ cdef enum:
     MD5 = 1
     SHA1 = 2
     SHA256 = 4
+    CONTENT = 8
 
 cdef enum:
     ST_OK = 0
@@ -126,6 +144,35 @@ cdef const EVP_MD* _sha1 = EVP_MD_fetch(NULL, b"SHA1", NULL)
 cdef const EVP_MD* _sha256 = EVP_MD_fetch(NULL, b"SHA256", NULL)
 if _md5 == NULL or _sha1 == NULL or _sha256 == NULL:
     raise ImportError("libcrypto has no MD5/SHA1/SHA256 (FIPS-only provider?)")
+if _MAX_WINDOWS_PY != _MAX_WINDOWS:
+    raise ImportError("_hasher and hasher_py disagree on MAX_WINDOWS")
+
+
+cdef struct Content:
+    # Digest.CONTENT results of one representative (malloc'd; freed by hash_files).
+    bint scanned
+    ac_hit* hits          # `stored` hits, malloc'd
+    size_t stored
+    uint64_t total
+    int windows
+    uint64_t window_start[_MAX_WINDOWS]
+    size_t window_length[_MAX_WINDOWS]
+    unsigned char* window_data  # the windows' bytes, one after the other
+
+
+cdef struct Span:
+    uint64_t low
+    uint64_t high
+
+
+cdef struct Scratch:
+    # Per-worker buffers of phase 3.
+    unsigned char* buffer # _BUFFER bytes: every read unless a file is kept whole
+    unsigned char* whole  # CONTENT files <= window_file_limit with captures: the whole file
+    size_t whole_size
+    ac_hit* hits          # hits of the file being read
+    size_t hits_size
+    Span* spans           # hits_size spans: windows are computed here
 
 
 cdef struct Request:
@@ -150,6 +197,7 @@ cdef struct Request:
     unsigned char sha256[32]
     unsigned char head[4]  # the first bytes read: enough to recognise an ELF header
     size_t head_len
+    Content* content      # representative wanting CONTENT: its matcher results
 
 
 cdef struct Inode:
@@ -170,6 +218,14 @@ cdef struct Job:
     int lanes
     size_t lane_buffer
     size_t big            # order[:big] are the large files, claimed one at a time
+    # Digest.CONTENT (automaton NULL: no request wants it)
+    const ac_automaton* automaton
+    const unsigned char* capture  # per pattern: cut windows around its hits (NULL: none)
+    size_t max_hits
+    uint64_t window_before
+    uint64_t window_after
+    uint64_t window_file_limit
+    uint64_t content_limit
 
 
 cdef struct Lane:
@@ -270,12 +326,101 @@ cdef int _open_file(int dir_fd, const char* name) noexcept nogil:
             return fd
 
 
-cdef int _digest_fd(int fd, Request* request, unsigned char* buffer, EVP_MD_CTX** contexts) noexcept nogil:
-    """Read fd to EOF once, feeding every wanted digest; 0 or an errno (EIO for an EVP failure)."""
+cdef int _match(Job* job, Scratch* scratch, uint32_t* state, const unsigned char* data,
+                size_t count, uint64_t base, size_t* stored, uint64_t* total) noexcept nogil:
+    """Feed one read to the DFA; 0 or ENOMEM. Hits go to scratch.hits, grown up to max_hits: a
+    feed that filled it while hits were dropped is replayed from the saved state, larger."""
+    cdef uint32_t saved_state = state[0]
+    cdef size_t saved_stored = stored[0]
+    cdef uint64_t saved_total = total[0]
+    cdef size_t room, size
+    cdef void* grown
+    while True:
+        room = scratch.hits_size if scratch.hits_size < job.max_hits else job.max_hits
+        ac_feed(job.automaton, state, data, count, base, scratch.hits, room, stored, total)
+        if room == job.max_hits or total[0] - saved_total == stored[0] - saved_stored:
+            return 0
+        size = scratch.hits_size * 2 if scratch.hits_size else _FIRST_HITS
+        size = size if size < job.max_hits else job.max_hits
+        grown = realloc(scratch.hits, size * sizeof(ac_hit))
+        if grown == NULL:
+            return ENOMEM
+        scratch.hits = <ac_hit*>grown
+        grown = realloc(scratch.spans, size * sizeof(Span))
+        if grown == NULL:
+            return ENOMEM
+        scratch.spans = <Span*>grown
+        scratch.hits_size = size
+        state[0], stored[0], total[0] = saved_state, saved_stored, saved_total
+
+
+cdef int _by_span(const void* a, const void* b) noexcept nogil:
+    cdef const Span* x = <const Span*>a
+    cdef const Span* y = <const Span*>b
+    if x.low != y.low:
+        return -1 if x.low < y.low else 1
+    return -1 if x.high < y.high else (1 if x.high > y.high else 0)
+
+
+cdef int _cut_windows(Job* job, Scratch* scratch, Content* content, uint64_t size) noexcept nogil:
+    """Windows around the captured hits of a file held whole in scratch.whole; 0 or ENOMEM.
+    Same rule as hasher_py.content_windows: spans sorted by offset, overlapping or adjacent ones
+    merged, the first _MAX_WINDOWS kept."""
+    cdef size_t count = 0, i, total = 0
+    cdef int n = 0
+    cdef uint64_t start
+    cdef Span* spans = scratch.spans
+    for i in range(content.stored):
+        if job.capture[content.hits[i].pattern]:
+            start = content.hits[i].start
+            spans[count].low = start - job.window_before if start > job.window_before else 0
+            spans[count].high = start + job.window_after if size - start > job.window_after else size
+            count += 1
+    if count == 0:
+        return 0
+    qsort(spans, count, sizeof(Span), _by_span)
+    for i in range(count):
+        if n and spans[i].low <= content.window_start[n - 1] + content.window_length[n - 1]:
+            if spans[i].high > content.window_start[n - 1] + content.window_length[n - 1]:
+                content.window_length[n - 1] = spans[i].high - content.window_start[n - 1]
+        elif n == _MAX_WINDOWS:
+            break  # sorted: every later span starts past the last window too
+        else:
+            content.window_start[n] = spans[i].low
+            content.window_length[n] = spans[i].high - spans[i].low
+            n += 1
+    for i in range(<size_t>n):
+        total += content.window_length[i]
+    content.window_data = <unsigned char*>malloc(total + 1)
+    if content.window_data == NULL:
+        return ENOMEM
+    total = 0
+    for i in range(<size_t>n):
+        memcpy(content.window_data + total, scratch.whole + content.window_start[i],
+               content.window_length[i])
+        total += content.window_length[i]
+    content.windows = n
+    return 0
+
+
+cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
+                    EVP_MD_CTX** contexts) noexcept nogil:
+    """Read fd to EOF once, feeding every wanted digest (and the matcher, for CONTENT); 0 or an
+    errno (EIO for an EVP failure, ENOMEM when a content buffer could not grow)."""
     cdef int want = request.want
     cdef ssize_t count
     cdef unsigned int size
     cdef bint ok = True
+    cdef Content* content = request.content
+    cdef bint scan = content != NULL and <uint64_t>request.size <= job.content_limit
+    cdef bint whole = scan and job.capture != NULL and <uint64_t>request.size <= job.window_file_limit
+    cdef uint64_t offset = 0
+    cdef uint32_t state = 0
+    cdef size_t stored = 0, room, grow
+    cdef uint64_t total = 0
+    cdef unsigned char* data
+    cdef void* grown
+    cdef int err
     if want & MD5:
         ok = ok and EVP_DigestInit_ex(contexts[0], _md5, NULL) == 1
     if want & SHA1:
@@ -285,31 +430,72 @@ cdef int _digest_fd(int fd, Request* request, unsigned char* buffer, EVP_MD_CTX*
     if not ok:
         return 5  # EIO
     while True:
-        count = read(fd, buffer, _BUFFER)
+        data = scratch.buffer
+        room = _BUFFER
+        if whole and offset < job.window_file_limit:
+            # Kept whole: read into the whole-file buffer, grown (up to the limit) as needed.
+            room = _BUFFER if job.window_file_limit - offset > _BUFFER else <size_t>(job.window_file_limit - offset)
+            if offset + room > scratch.whole_size:
+                grow = scratch.whole_size * 2
+                if grow < offset + room:
+                    grow = offset + room
+                if grow < <size_t>request.size + _BUFFER:
+                    grow = <size_t>request.size + _BUFFER  # the lstat size and a read to spare
+                if grow > job.window_file_limit:
+                    grow = job.window_file_limit
+                grown = realloc(scratch.whole, grow)
+                if grown == NULL:
+                    return ENOMEM
+                scratch.whole = <unsigned char*>grown
+                scratch.whole_size = grow
+            data = scratch.whole + offset
+        count = read(fd, data, room)
         if count < 0:
             if errno == EINTR:
                 continue
             return errno
         if count == 0:
             break
+        if whole and data == scratch.buffer:
+            whole = False  # grew past window_file_limit since lstat: hits, but no windows
         if request.head_len == 0:
             request.head_len = 4 if count > 4 else <size_t>count
-            memcpy(request.head, buffer, request.head_len)
+            memcpy(request.head, data, request.head_len)
         if want & MD5:
-            ok = ok and EVP_DigestUpdate(contexts[0], buffer, count) == 1
+            ok = ok and EVP_DigestUpdate(contexts[0], data, count) == 1
         if want & SHA1:
-            ok = ok and EVP_DigestUpdate(contexts[1], buffer, count) == 1
+            ok = ok and EVP_DigestUpdate(contexts[1], data, count) == 1
         if want & SHA256:
-            ok = ok and EVP_DigestUpdate(contexts[2], buffer, count) == 1
+            ok = ok and EVP_DigestUpdate(contexts[2], data, count) == 1
         if not ok:
             return 5
+        if scan:
+            err = _match(job, scratch, &state, data, count, offset, &stored, &total)
+            if err:
+                return err
+        offset += count
     if want & MD5:
         ok = ok and EVP_DigestFinal_ex(contexts[0], request.md5, &size) == 1
     if want & SHA1:
         ok = ok and EVP_DigestFinal_ex(contexts[1], request.sha1, &size) == 1
     if want & SHA256:
         ok = ok and EVP_DigestFinal_ex(contexts[2], request.sha256, &size) == 1
-    return 0 if ok else 5
+    if not ok:
+        return 5
+    if scan:
+        content.hits = <ac_hit*>malloc(stored * sizeof(ac_hit) + 1)
+        if content.hits == NULL:
+            return ENOMEM
+        if stored:
+            memcpy(content.hits, scratch.hits, stored * sizeof(ac_hit))
+        content.stored = stored
+        content.total = total
+        if whole:
+            err = _cut_windows(job, scratch, content, offset)
+            if err:
+                return err
+        content.scanned = True
+    return 0
 
 
 cdef int _open_rep(Job* job, Parent* parent, Request* request) noexcept nogil:
@@ -335,13 +521,19 @@ cdef int _open_rep(Job* job, Parent* parent, Request* request) noexcept nogil:
     return -1
 
 
-cdef void _hash_one(Job* job, Parent* parent, Request* request, unsigned char* buffer,
+cdef void _hash_one(Job* job, Parent* parent, Request* request, Scratch* scratch,
                     EVP_MD_CTX** contexts) noexcept nogil:
-    cdef int fd = _open_rep(job, parent, request)
+    cdef int fd
     cdef int err
+    if request.want & CONTENT and job.automaton != NULL:
+        request.content = <Content*>calloc(1, sizeof(Content))
+        if request.content == NULL:
+            _fail(request, ENOMEM)
+            return
+    fd = _open_rep(job, parent, request)
     if fd < 0:
         return
-    err = _digest_fd(fd, request, buffer, contexts)
+    err = _digest_fd(job, fd, request, scratch, contexts)
     close(fd)
     if err:
         _fail(request, err)
@@ -395,7 +587,7 @@ cdef Request* _next_request(Job* job, size_t* k, size_t* stop) noexcept nogil:
     return &job.requests[job.order[k[0] - 1]]
 
 
-cdef void _md5_lanes(Job* job, Parent* parent, unsigned char* buffer, EVP_MD_CTX** contexts,
+cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** contexts,
                      bint ready) noexcept nogil:
     """Phase 3 with a multi-buffer MD5 kernel: job.lanes files hashed side by side.
 
@@ -438,7 +630,7 @@ cdef void _md5_lanes(Job* job, Parent* parent, unsigned char* buffer, EVP_MD_CTX
                     if not ready:
                         _fail(request, ENOMEM)
                     elif request.want != MD5:
-                        _hash_one(job, parent, request, buffer, contexts)
+                        _hash_one(job, parent, request, scratch, contexts)
                     else:
                         lane.fd = _open_rep(job, parent, request)
                         if lane.fd >= 0:
@@ -491,22 +683,26 @@ cdef void* _worker(void* arg) noexcept nogil:
     """Claim CHUNK indices at a time until the queue is empty; every outcome goes into Request."""
     cdef Job* job = <Job*>arg
     cdef Parent parent
-    cdef unsigned char* buffer = NULL
+    cdef Scratch scratch
     cdef EVP_MD_CTX* contexts[3]
     cdef size_t start, stop, k, index
     cdef bint ready
     parent.valid = False
     parent.path = <char*>malloc(job.max_parent + 1)
     contexts[0] = contexts[1] = contexts[2] = NULL
+    scratch.buffer = scratch.whole = NULL
+    scratch.hits = NULL
+    scratch.spans = NULL
+    scratch.whole_size = scratch.hits_size = 0
     ready = parent.path != NULL
     if job.phase == 3:
-        buffer = <unsigned char*>malloc(_BUFFER)
+        scratch.buffer = <unsigned char*>malloc(_BUFFER)
         contexts[0] = EVP_MD_CTX_new()
         contexts[1] = EVP_MD_CTX_new()
         contexts[2] = EVP_MD_CTX_new()
-        ready = ready and buffer != NULL and contexts[0] != NULL and contexts[1] != NULL and contexts[2] != NULL
+        ready = ready and scratch.buffer != NULL and contexts[0] != NULL and contexts[1] != NULL and contexts[2] != NULL
     if job.phase == 3 and job.kernel != NULL:
-        _md5_lanes(job, &parent, buffer, contexts, ready)
+        _md5_lanes(job, &parent, &scratch, contexts, ready)
     else:
         while True:
             start = claim(&job.next, _CHUNK)
@@ -520,11 +716,14 @@ cdef void* _worker(void* arg) noexcept nogil:
                 elif job.phase == 1:
                     _lstat_one(job, &parent, &job.requests[index])
                 else:
-                    _hash_one(job, &parent, &job.requests[index], buffer, contexts)
+                    _hash_one(job, &parent, &job.requests[index], &scratch, contexts)
     if parent.valid:
         close(parent.fd)
     free(parent.path)
-    free(buffer)
+    free(scratch.buffer)
+    free(scratch.whole)
+    free(scratch.hits)
+    free(scratch.spans)
     EVP_MD_CTX_free(contexts[0])
     EVP_MD_CTX_free(contexts[1])
     EVP_MD_CTX_free(contexts[2])
@@ -630,6 +829,20 @@ cdef size_t _big_first(Request* requests, size_t* reps, size_t count, Sized* scr
     return big
 
 
+cdef tuple _content(Content* content):
+    """(scanned, hits, hit_total, windows) for HashResult."""
+    cdef size_t i, at = 0
+    cdef list windows = []
+    if content == NULL or not content.scanned:
+        return False, (), 0, ()
+    hits = tuple([(content.hits[i].pattern, content.hits[i].start) for i in range(content.stored)])
+    for i in range(<size_t>content.windows):
+        windows.append((content.window_start[i], PyBytes_FromStringAndSize(
+            <char*>content.window_data + at, content.window_length[i])))
+        at += content.window_length[i]
+    return True, hits, content.total, tuple(windows)
+
+
 cdef object _result(Request* requests, size_t i, object path):
     cdef Request* request = &requests[i]
     cdef Request* source = request
@@ -638,6 +851,10 @@ cdef object _result(Request* requests, size_t i, object path):
     if request.rep >= 0:
         source = &requests[request.rep]
     ok = source.status == ST_OK
+    scanned, hits, hit_total, windows = (
+        _content(source.content) if ok and request.flags & CONTENT and request.rep >= 0
+        else (False, (), 0, ())
+    )
     return HashResult(
         path,
         _STATUSES[source.status],
@@ -654,6 +871,10 @@ cdef object _result(Request* requests, size_t i, object path):
         PyBytes_FromStringAndSize(<char*>source.sha256, 32) if ok and request.flags & SHA256 and request.rep >= 0 else None,
         PyBytes_FromStringAndSize(request.link, request.link_len) if request.status == ST_SYMLINK else None,
         PyBytes_FromStringAndSize(<char*>source.head, source.head_len) if ok and request.flags and request.rep >= 0 else None,
+        scanned,
+        hits,
+        hit_total,
+        windows,
     )
 
 
@@ -667,14 +888,20 @@ def default_jobs():
     return min(jobs, 2 * len(os.sched_getaffinity(0)))
 
 
-def hash_files(int root_fd, requests, *, int jobs=0):
+def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=frozenset(),
+               max_hits=64, window_before=256, window_after=65536, window_file_limit=8 << 20,
+               content_limit=256 << 20):
     """One HashResult per (relative path, Digest flags) request, in request order.
 
-    hash_files(root_fd: int, requests: Sequence[tuple[bytes, int]], *, jobs: int = 0)
+    hash_files(root_fd: int, requests: Sequence[tuple[bytes, int]], *, jobs: int = 0,
+               matcher: _native._matcher.Matcher | None = None, capture: Iterable[int] = (),
+               max_hits: int = 64, window_before: int = 256, window_after: int = 65536,
+               window_file_limit: int = 8 << 20, content_limit: int = 256 << 20)
         -> list[HashResult]
 
     A hard-linked inode is read once, with the union of the digests its paths asked for; every
-    file is read once whatever digests it needs. jobs=0 picks default_jobs().
+    file is read once whatever digests it needs, Digest.CONTENT (matching `matcher` over its
+    bytes, see HashResult) included. jobs=0 picks default_jobs().
     """
     cdef list keep = []
     cdef Py_ssize_t count, i
@@ -682,16 +909,22 @@ def hash_files(int root_fd, requests, *, int jobs=0):
     cdef Inode* inodes = NULL
     cdef size_t* reps = NULL
     cdef Sized* scratch = NULL
+    cdef unsigned char* captured = NULL
     cdef Job job
     cdef const char* slash
     cdef size_t length
     cdef int workers
+    cdef int any_content = 0
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0, not {jobs}")
     workers = jobs or default_jobs()
     for path, flags in requests:
         validate_request(path, flags)
         keep.append((path, int(flags)))
+        any_content |= int(flags) & CONTENT
+    # `options.matcher` (hence its automaton) stays referenced by this frame for the whole call.
+    options = content_options(Matcher, bool(any_content), matcher, capture, max_hits,
+                              window_before, window_after, window_file_limit, content_limit)
     count = len(keep)
     if count == 0:
         return []
@@ -702,6 +935,23 @@ def hash_files(int root_fd, requests, *, int jobs=0):
     try:
         if table == NULL or inodes == NULL or reps == NULL or scratch == NULL:
             raise MemoryError()
+        job.automaton = NULL
+        job.capture = NULL
+        if options is not None:
+            job.automaton = (<Matcher>options.matcher).c_automaton()
+            if options.capture:
+                captured = <unsigned char*>calloc(len(options.matcher.patterns), 1)
+                if captured == NULL:
+                    raise MemoryError()
+                for index in options.capture:
+                    captured[<size_t>index] = 1
+                job.capture = captured
+            # Python ints beyond the C types' range saturate: a limit no file can reach.
+            job.max_hits = min(options.max_hits, 1 << 40)
+            job.window_before = min(options.window_before, 1 << 62)
+            job.window_after = min(options.window_after, 1 << 62)
+            job.window_file_limit = min(options.window_file_limit, 1 << 62)
+            job.content_limit = min(options.content_limit, 1 << 62)
         job.max_parent = 0
         for i in range(count):
             path = keep[i][0]
@@ -723,8 +973,9 @@ def hash_files(int root_fd, requests, *, int jobs=0):
         job.lanes = md5mb_lanes(_kernel_id)
         job.lane_buffer = _lane_buffer
         job.big = 0
-        # GIL released for the whole batch: only syscalls and OpenSSL run below, on C structs
-        # whose path buffers are owned by `keep`; Python threads (the scan's producers) go on.
+        # GIL released for the whole batch: only syscalls, OpenSSL and the DFA run below, on C
+        # structs whose path buffers are owned by `keep` and whose automaton is owned by
+        # `options.matcher`; Python threads (the scan's producers) go on.
         with nogil:
             _run(&job, workers)
             job.order = reps
@@ -739,6 +990,11 @@ def hash_files(int root_fd, requests, *, int jobs=0):
         if table != NULL:
             for i in range(count):
                 free(table[i].link)
+                if table[i].content != NULL:
+                    free(table[i].content.hits)
+                    free(table[i].content.window_data)
+                    free(table[i].content)
+        free(captured)
         free(table)
         free(inodes)
         free(reps)
