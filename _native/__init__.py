@@ -10,11 +10,11 @@ from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkErro
 
 __all__ = [
     "IMPLEMENTATION",
-    "Matcher",
     "Digest",
     "FileKind",
     "HashResult",
     "HashStatus",
+    "Matcher",
     "NativeUnavailable",
     "WalkEntry",
     "WalkError",

@@ -33,7 +33,7 @@ typedef struct {
     uint64_t pairs[1024];
 } ac_automaton;
 
-static void ac_free(ac_automaton *a) {
+static inline void ac_free(ac_automaton *a) {
     free(a->delta);
     free(a->out_start);
     free(a->out_count);
@@ -42,13 +42,13 @@ static void ac_free(ac_automaton *a) {
     memset(a, 0, sizeof(*a));
 }
 
-static int ac_cmp_u32(const void *x, const void *y) {
+static inline int ac_cmp_u32(const void *x, const void *y) {
     uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
     return (a > b) - (a < b);
 }
 
 /* 0 on success, -1 when out of memory or a pattern is empty. */
-static int ac_build(ac_automaton *a, const uint8_t *const *patterns, const size_t *lengths,
+static inline int ac_build(ac_automaton *a, const uint8_t *const *patterns, const size_t *lengths,
                     uint32_t n) {
     size_t total = 1, i, j;
     uint32_t *trie = NULL, *fail = NULL, *queue = NULL, *own = NULL, *own_next = NULL;

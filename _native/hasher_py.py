@@ -129,7 +129,11 @@ def content_options(
 
 
 def content_windows(
-    hits: Iterable[tuple[int, int]], capture: frozenset[int], data: bytes, before: int, after: int
+    hits: Iterable[tuple[int, int]],
+    capture: frozenset[int],
+    data: bytes | bytearray,
+    before: int,
+    after: int,
 ) -> tuple[tuple[int, bytes], ...]:
     """(offset, bytes) around every hit of a captured pattern, overlapping/adjacent ones merged,
     the first MAX_WINDOWS by offset."""

@@ -49,7 +49,7 @@ class Stream:
         self._carry = b""  # the last max_length-1 bytes seen, where a straddling hit begins
         self._offset = 0
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
         data = self._carry + chunk
         base = self._offset - len(self._carry)
         for end, index, start in self.matcher.ends(data, base):

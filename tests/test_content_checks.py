@@ -8,9 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from debroot import copy_root, debootstrap_root
 
 import scanner
-from debroot import copy_root, debootstrap_root
 
 pytestmark = pytest.mark.debootstrap
 

@@ -7,8 +7,9 @@ import hashlib
 import os
 from pathlib import Path
 
-import scanner
 from test_scan_bad_input import ELF, make_dpkg_root
+
+import scanner
 
 
 def _add_apk(root: Path, path: bytes, content: bytes) -> None:

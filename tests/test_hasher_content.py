@@ -66,7 +66,7 @@ def expect(
 ) -> tuple[bool, tuple[tuple[int, int], ...], int, tuple[tuple[int, bytes], ...]]:
     """(scanned, hits, hit_total, windows) that a CONTENT request must give for `data`."""
     hits = reference_hits(data, patterns)
-    windows = ()
+    windows: tuple[tuple[int, bytes], ...] = ()
     if len(data) <= window_file_limit:
         windows = reference_windows(data, hits[:max_hits], set(capture), before, after)
     return True, tuple(hits[:max_hits]), len(hits), windows
@@ -118,7 +118,7 @@ def test_hits_and_windows_match_brute_force(
 ) -> None:
     _, hasher = impl
     path, fd = root
-    data = LAYOUTS[layout]()
+    data: bytes = LAYOUTS[layout]()  # type: ignore[no-untyped-call]
     (path / "f").write_bytes(data)
     flags = CONTENT | Digest.SHA256
     [result] = hasher.hash_files(
@@ -217,7 +217,9 @@ def test_at_most_eight_windows_first_by_offset(impl: Impl, root: tuple[Path, int
     _, hasher = impl
     path, fd = root
     # 20 captured hits far apart, plus uncaptured ones that must not make windows.
-    markers = [(1000 + 5000 * i, KEY) for i in range(20)] + [(500 + 5000 * i, b"xmrig") for i in range(20)]
+    markers = [(1000 + 5000 * i, KEY) for i in range(20)] + [
+        (500 + 5000 * i, b"xmrig") for i in range(20)
+    ]
     data = place(110_000, markers)
     (path / "f").write_bytes(data)
     [result] = hasher.hash_files(
@@ -272,7 +274,9 @@ def test_content_with_md5_among_md5_only_files(impl: Impl, root: tuple[Path, int
         data = place(1000 + 3000 * i, [(i * 7, KEY)], seed=i)
         (path / f"f{i}").write_bytes(data)
         made.append((f"f{i}".encode(), data))
-    requests = [(name, CONTENT | Digest.MD5 if i % 2 else Digest.MD5) for i, (name, _) in enumerate(made)]
+    requests = [
+        (name, CONTENT | Digest.MD5 if i % 2 else Digest.MD5) for i, (name, _) in enumerate(made)
+    ]
     matcher = matcher_for(hasher, PATTERNS)
     results = hasher.hash_files(fd, requests, jobs=2, matcher=matcher, capture={0})
     for (name, flags), (_, data), result in zip(requests, made, results, strict=True):
@@ -387,8 +391,11 @@ def test_bad_content_arguments_raise(impl: Impl, root: tuple[Path, int]) -> None
     path, fd = root
     (path / "f").write_bytes(b"x")
     own = matcher_for(hasher, PATTERNS)
-    other = next(cls for cls in _native.matchers().values() if not isinstance(own, cls))(PATTERNS) \
-        if len(_native.matchers()) == 2 else object()
+    other = (
+        next(cls for cls in _native.matchers().values() if not isinstance(own, cls))(PATTERNS)
+        if len(_native.matchers()) == 2
+        else object()
+    )
     with pytest.raises(TypeError):
         hasher.hash_files(fd, [(b"f", CONTENT)], matcher=other)
     with pytest.raises(ValueError):
@@ -422,7 +429,7 @@ def test_implementations_agree_on_a_real_tree() -> None:
                 fd,
                 requests,
                 matcher=matcher_for(hasher, patterns),
-                capture={0, 2},
+                capture={0, 1, 2},  # "ELF" at offset 1: early, so stored
                 max_hits=100,
                 window_before=32,
                 window_after=512,
