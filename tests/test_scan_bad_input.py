@@ -132,3 +132,16 @@ def test_no_package_manager_is_said(tmp_path: Path) -> None:
     report = scanner.scan_root(tmp_path / "empty", checks=["448"])
     assert report.managers == [] and report.findings == []
     assert any(p.kind == "no-package-db" for p in report.problems)
+
+
+def test_file_over_the_content_limit_is_reported_skipped_with_its_size(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    (root / "srv/big.bin").write_bytes(b"-----BEGIN RSA PRIVATE KEY-----\n" + bytes(5000))
+    (root / "srv/small.txt").write_bytes(b"hello\n")
+    report = scanner.scan_root(root, checks=["425", "426"], content_limit=1000)
+    skipped = [p for p in report.problems if p.kind == "content-skipped"]
+    size = (root / "srv/big.bin").stat().st_size
+    assert [(p.path, f"{size} bytes" in p.message) for p in skipped] == [(b"srv/big.bin", True)]
+    assert not report.complete  # not searched is not clean
+    assert report.stats.files_walked == 3  # srv, big.bin, small.txt
