@@ -124,6 +124,7 @@ cdef enum:
     SHA1 = 2
     SHA256 = 4
     CONTENT = 8
+    _ALL_FLAGS = 15
 
 cdef enum:
     ST_OK = 0
@@ -888,6 +889,25 @@ def default_jobs():
     return min(jobs, 2 * len(os.sched_getaffinity(0)))
 
 
+cdef inline bint _clean(bytes path, long flags):
+    """True when `path` is relative and normalised and `flags` are known bits (validate_request's
+    rule: no "", leading or trailing "/", "//", NUL, "." or ".." component)."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(path)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(path)
+    cdef Py_ssize_t i, start = 0, length
+    if flags < 0 or flags & ~_ALL_FLAGS or n == 0 or p[0] == 47 or p[n - 1] == 47:
+        return False
+    for i in range(n + 1):
+        if i == n or p[i] == 47:
+            length = i - start
+            if length == 0 or (p[start] == 46 and (length == 1 or (length == 2 and p[start + 1] == 46))):
+                return False
+            start = i + 1
+        elif p[i] == 0:
+            return False
+    return True
+
+
 def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=frozenset(),
                max_hits=64, window_before=256, window_after=65536, window_file_limit=8 << 20,
                content_limit=256 << 20):
@@ -919,7 +939,10 @@ def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=froze
         raise ValueError(f"jobs must be >= 0, not {jobs}")
     workers = jobs or default_jobs()
     for path, flags in requests:
-        validate_request(path, flags)
+        # The common case checked in C; anything doubtful goes to the shared Python rule, which
+        # raises with the same message the twin gives.
+        if not (type(path) is bytes and type(flags) is int and _clean(path, flags)):
+            validate_request(path, flags)
         keep.append((path, int(flags)))
         any_content |= int(flags) & CONTENT
     # `options.matcher` (hence its automaton) stays referenced by this frame for the whole call.

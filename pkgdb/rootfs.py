@@ -55,13 +55,16 @@ class RootFS:
         Every directory component of the result is a real directory (or does not exist); the
         final component is left as it is. Raises OSError(ELOOP) on a symlink loop.
         """
-        parent, name = _split(path.strip(b"/"))
-        physical_parent = self._resolve_dir(parent, 0)
+        parent, _, name = path.strip(b"/").rpartition(b"/")
+        # Hot path (a scan resolves every manifest path): the parent is usually cached already.
+        physical_parent = self._dirs.get(parent)
+        if type(physical_parent) is not bytes:
+            physical_parent = self._resolve_dir(parent, 0)
         if name in (b"", b"."):
             return physical_parent
         if name == b"..":
             return _split(physical_parent)[0]
-        return _join(physical_parent, name)
+        return physical_parent + b"/" + name if physical_parent else name
 
     def display(self, physical: bytes) -> str:
         """The path as the container sees it (`/usr/bin/ls`), for reports only."""
