@@ -57,7 +57,9 @@ class ScanContext:
                     resolved = self.root.resolve(record.path)
                 except OSError:
                     continue  # 448 reports the unresolvable path; ownership is only a label here
-                owners.setdefault(resolved, PackageRef(record.package, record.version, record.manager))
+                owners.setdefault(
+                    resolved, PackageRef(record.package, record.version, record.manager)
+                )
             self._owners = owners
         return self._owners.get(physical)
 
