@@ -139,6 +139,9 @@ def _process(
     for pending, result in zip(batch, results, strict=True):
         if pending.verify and binaries is not None:
             yield from binaries.judge(context, plan, pending.entry.path, result)
+        elif result.status is HashStatus.OK:  # 448's judge counts the files it verifies
+            context.stats.files_hashed += 1
+            context.stats.bytes_hashed += result.size
         if not pending.checks:
             continue
         if pending.flags & Digest.CONTENT and result.status is HashStatus.OK and not result.scanned:

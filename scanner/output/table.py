@@ -57,7 +57,8 @@ def render(report: Report, color: bool = False) -> str:
     if not report.complete:
         verdict += " — INCOMPLETE: some items could not be verified"
     lines.append(
-        f"{verdict}; {stats.files_checked} files checked, {stats.files_hashed} hashed "
-        f"({stats.bytes_hashed / 1e6:.1f} MB) in {stats.seconds:.2f} s"
+        f"{verdict}; {stats.files_walked} files walked, {stats.files_checked} package files "
+        f"checked, {stats.files_hashed} read"
+        f" ({stats.bytes_hashed / 1e6:.1f} MB) in {stats.seconds:.2f} s"
     )
     return "\n".join(lines) + "\n"
