@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -70,7 +69,9 @@ def rule_text() -> str:
         return "{ " + " ".join(f"{byte:02X}" for byte in marker) + " }"
 
     def rule(name: str, comment: str, markers: tuple[bytes, ...]) -> str:
-        strings = "\n".join(f"        $m{i} = {literal(marker)}" for i, marker in enumerate(markers))
+        strings = "\n".join(
+            f"        $m{i} = {literal(marker)}" for i, marker in enumerate(markers)
+        )
         return f"// {comment}\nrule {name}\n{{\n    strings:\n{strings}\n    condition:\n        any of them\n}}\n"
 
     return (
@@ -78,8 +79,11 @@ def rule_text() -> str:
         "// scanner.checks.private_keys.PrivateKeysCheck.markers and scanner.miners.MARKERS.\n"
         "// Each rule matches a file holding any one string, as scan-root's matcher does before\n"
         "// the checks validate (425: the key body; 426: two marker groups, executables only).\n\n"
-        + rule("private_key_425", "425: private-key BEGIN-line tails, JKS/JCEKS magics, PKCS#12 key-bag OIDs",
-               PrivateKeysCheck.markers)
+        + rule(
+            "private_key_425",
+            "425: private-key BEGIN-line tails, JKS/JCEKS magics, PKCS#12 key-bag OIDs",
+            PrivateKeysCheck.markers,
+        )
         + "\n"
         + rule("miner_marker_426", "426: crypto-miner content markers", miners.MARKERS)
     )
@@ -89,8 +93,9 @@ def detect_plugins(executable: str) -> list[str]:
     """Every detect-secrets plugin but the private-key one, as --disable-plugin arguments."""
     import subprocess
 
-    listed = subprocess.run([executable, "scan", "--list-all-plugins"], check=True,
-                            capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(
+        [executable, "scan", "--list-all-plugins"], check=True, capture_output=True, text=True
+    ).stdout.split()
     if DETECT_PLUGIN not in listed:
         raise SystemExit(f"{executable} has no {DETECT_PLUGIN}")
     return [arg for name in listed if name != DETECT_PLUGIN for arg in ("--disable-plugin", name)]
@@ -105,9 +110,23 @@ def commands(root: Path, venv: bool, detect_secrets: str, cores: int) -> wp.Tool
     return {
         SCAN: (scan[0], scan[1] | {"SCANNER_REQUIRE_EXTENSIONS": "1"}),
         # env -C execs detect-secrets in ROOT: one process, its own rusage.
-        DETECT: (["env", "-C", str(root), detect_secrets, "scan", "--all-files",
-                  *detect_plugins(detect_secrets), "."], {}),
-        YARA: (["yara", "-r", "-N", "-p", str(cores), "-z", str(CONTENT_LIMIT), str(RULES), str(root)], {}),
+        DETECT: (
+            [
+                "env",
+                "-C",
+                str(root),
+                detect_secrets,
+                "scan",
+                "--all-files",
+                *detect_plugins(detect_secrets),
+                ".",
+            ],
+            {},
+        ),
+        YARA: (
+            ["yara", "-r", "-N", "-p", str(cores), "-z", str(CONTENT_LIMIT), str(RULES), str(root)],
+            {},
+        ),
     }
 
 
@@ -124,8 +143,10 @@ def sanity(tools: wp.Tools) -> dict[str, Any]:
         elif name == SCAN:
             report = json.loads(result.stdout)
             found["implementation"] = report["scanner"]["implementation"]
-            found["findings"] = {check: sum(1 for f in report["findings"] if f["check"] == check)
-                                 for check in ("425", "426")}
+            found["findings"] = {
+                check: sum(1 for f in report["findings"] if f["check"] == check)
+                for check in ("425", "426")
+            }
             found["finding_files"] = sorted({f["path"] for f in report["findings"]})
             found["problems"] = len(report["problems"])
         elif name == DETECT:
@@ -134,8 +155,10 @@ def sanity(tools: wp.Tools) -> dict[str, Any]:
             found["secrets"] = sum(len(items) for items in results.values())
         else:
             lines = result.stdout.decode(errors="replace").splitlines()
-            found["matches"] = {rule: sum(1 for line in lines if line.startswith(rule + " "))
-                                for rule in ("private_key_425", "miner_marker_426")}
+            found["matches"] = {
+                rule: sum(1 for line in lines if line.startswith(rule + " "))
+                for rule in ("private_key_425", "miner_marker_426")
+            }
             found["warnings"] = result.stderr.decode(errors="replace").count("warning")
         seen[name] = found
     return seen
@@ -147,17 +170,22 @@ def rounds_of(tools: wp.Tools, rounds: int, cores: int) -> tuple[dict[str, list[
     busy, own, started = wp.busy_seconds(), wp.own_seconds(), time.perf_counter()
     for number in range(rounds):
         names = list(tools)
-        names = names[number % len(names):] + names[:number % len(names)]
+        names = names[number % len(names) :] + names[: number % len(names)]
         for name in names:
             argv, extra = tools[name]
             runs[name].append(wp.timed(argv, wp.environment(extra)))
-        print(f"  round {number + 1}/{rounds}: " + ", ".join(
-            f"{name} {runs[name][-1].wall:.2f}s" for name in tools), flush=True)
+        print(
+            f"  round {number + 1}/{rounds}: "
+            + ", ".join(f"{name} {runs[name][-1].wall:.2f}s" for name in tools),
+            flush=True,
+        )
     others = (wp.busy_seconds() - busy) - (wp.own_seconds() - own)
     return runs, max(0.0, others) / ((time.perf_counter() - started) * cores)
 
 
-def big_file(scan_argv: list[str], scan_env: dict[str, str], cores: int, rounds: int) -> dict[str, Any]:
+def big_file(
+    scan_argv: list[str], scan_env: dict[str, str], cores: int, rounds: int
+) -> dict[str, Any]:
     """Peak RSS of scan-root on a temporary root whose largest file is 1 GiB, at both limits."""
     import subprocess
 
@@ -165,8 +193,11 @@ def big_file(scan_argv: list[str], scan_env: dict[str, str], cores: int, rounds:
     try:
         (top / "usr" / "bin").mkdir(parents=True)
         (top / "etc").mkdir()
-        for source, target in (("/bin/sleep", "usr/bin/sleep"), ("/etc/os-release", "etc/os-release"),
-                               ("/etc/passwd", "etc/passwd")):
+        for source, target in (
+            ("/bin/sleep", "usr/bin/sleep"),
+            ("/etc/os-release", "etc/os-release"),
+            ("/etc/passwd", "etc/passwd"),
+        ):
             shutil.copy(source, top / target)
         big = top / "usr" / "bin" / "payload"
         with open(big, "wb") as out:  # real data, no holes
@@ -182,43 +213,79 @@ def big_file(scan_argv: list[str], scan_env: dict[str, str], cores: int, rounds:
         options = ["--checks", "425,426", "--format", "json", "--quiet"]
         tools: wp.Tools = {
             "scan-root (default limit: skipped)": ([*base, *options], scan_env),
-            f"scan-root --max-content-size {BIG_LIMIT}": ([*base, *options, "--max-content-size",
-                                                           str(BIG_LIMIT)], scan_env),
-            "yara (reference)": (["yara", "-r", "-N", "-p", str(cores), "-z", str(BIG_LIMIT), str(RULES),
-                                  str(top)], {}),
+            f"scan-root --max-content-size {BIG_LIMIT}": (
+                [*base, *options, "--max-content-size", str(BIG_LIMIT)],
+                scan_env,
+            ),
+            "yara (reference)": (
+                ["yara", "-r", "-N", "-p", str(cores), "-z", str(BIG_LIMIT), str(RULES), str(top)],
+                {},
+            ),
         }
         seen: dict[str, Any] = {}
         for name, (argv, extra) in tools.items():  # also the warm-up
-            result = subprocess.run(argv, check=False, env=wp.environment(extra), capture_output=True)
+            result = subprocess.run(
+                argv, check=False, env=wp.environment(extra), capture_output=True
+            )
             if name.startswith("scan-root"):
                 report = json.loads(result.stdout)
-                seen[name] = {"exit_code": result.returncode,
-                              "findings": [(f["check"], f["path"]) for f in report["findings"]],
-                              "problems": [p.get("message", p) for p in report["problems"]]}
+                seen[name] = {
+                    "exit_code": result.returncode,
+                    "findings": [(f["check"], f["path"]) for f in report["findings"]],
+                    "problems": [p.get("message", p) for p in report["problems"]],
+                }
             else:
-                seen[name] = {"exit_code": result.returncode, "matches": result.stdout.decode().split("\n")[:4]}
+                seen[name] = {
+                    "exit_code": result.returncode,
+                    "matches": result.stdout.decode().split("\n")[:4],
+                }
         runs, others = rounds_of(tools, rounds, cores)
         rows = {name: wp.summary(found) for name, found in runs.items()}
-        return {"root_files": 4, "largest_file_bytes": BIG_SIZE, "sanity": seen, "rows": rows,
-                "others_cpu_share": others,
-                "rss_under_target": {name: rows[name]["rss_median_kib"] < RSS_TARGET_KIB
-                                     for name in rows if name.startswith("scan-root")}}
+        return {
+            "root_files": 4,
+            "largest_file_bytes": BIG_SIZE,
+            "sanity": seen,
+            "rows": rows,
+            "others_cpu_share": others,
+            "rss_under_target": {
+                name: rows[name]["rss_median_kib"] < RSS_TARGET_KIB
+                for name in rows
+                if name.startswith("scan-root")
+            },
+        }
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", type=Path, help="root to scan (default bookworm-apps, else -minbase)")
+    parser.add_argument(
+        "--root", type=Path, help="root to scan (default bookworm-apps, else -minbase)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds (default 3)")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON})")
-    parser.add_argument("--detect-secrets", default=shutil.which("detect-secrets") or "/tmp/ds-venv/bin/detect-secrets",
-                        help="detect-secrets executable (default: on PATH, else /tmp/ds-venv/bin/detect-secrets)")
-    parser.add_argument("--max-load", type=float, default=1.2,
-                        help="wait until the 1-minute load average is at most this (1.2)")
-    parser.add_argument("--wait", type=float, default=900, help="seconds to wait for quiet, then measure anyway")
-    parser.add_argument("--retries", type=int, default=1,
-                        help="times the rounds are measured again when others took over 10%% of the CPU (1)")
+    parser.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"results file ({DEFAULT_JSON})"
+    )
+    parser.add_argument(
+        "--detect-secrets",
+        default=shutil.which("detect-secrets") or "/tmp/ds-venv/bin/detect-secrets",
+        help="detect-secrets executable (default: on PATH, else /tmp/ds-venv/bin/detect-secrets)",
+    )
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=1.2,
+        help="wait until the 1-minute load average is at most this (1.2)",
+    )
+    parser.add_argument(
+        "--wait", type=float, default=900, help="seconds to wait for quiet, then measure anyway"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="times the rounds are measured again when others took over 10%% of the CPU (1)",
+    )
     parser.add_argument("--no-big-file", action="store_true", help="skip the 1 GiB peak-RSS test")
     parser.add_argument("--write-rules", action="store_true", help=f"rewrite {RULES} and exit")
     options = parser.parse_args(argv)
@@ -229,16 +296,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {RULES}")
         return 0
     if not RULES.exists() or RULES.read_text() != rule_text():
-        print(f"{RULES} does not match the checkout's markers: run with --write-rules", file=sys.stderr)
+        print(
+            f"{RULES} does not match the checkout's markers: run with --write-rules",
+            file=sys.stderr,
+        )
         return 2
-    missing = [tool for tool in ("yara", "env", options.detect_secrets) if shutil.which(tool) is None]
+    missing = [
+        tool for tool in ("yara", "env", options.detect_secrets) if shutil.which(tool) is None
+    ]
     if missing:
-        print(f"missing tools: {', '.join(missing)} (apt-get install yara; pip install detect-secrets "
-              "into its own venv)", file=sys.stderr)
+        print(
+            f"missing tools: {', '.join(missing)} (apt-get install yara; pip install detect-secrets "
+            "into its own venv)",
+            file=sys.stderr,
+        )
         return 2
     root = options.root or roots.bench_root()
     if root is None:
-        print(f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py", file=sys.stderr)
+        print(
+            f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py",
+            file=sys.stderr,
+        )
         return 2
     root = root.resolve()
     venv = wp.VENV_SCAN.exists()
@@ -257,9 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     checked = sanity(tools)
     for name, seen in checked.items():
         print(f"  {name}: {seen}")
+    others = 0.0
     for attempt in range(options.retries + 1):
         if attempt:
-            print(f"  other processes took {others:.0%} of the CPU; waiting, then attempt {attempt + 1}")
+            print(
+                f"  other processes took {others:.0%} of the CPU; waiting, then attempt {attempt + 1}"
+            )
             wp.wait_quiet(None, options.wait)
         runs, others = rounds_of(tools, options.rounds, cores)
         if others <= wp.QUIET_SHARE:
@@ -269,8 +350,12 @@ def main(argv: list[str] | None = None) -> int:
         row["files_per_s"] = len(files) / row["wall_median"]
         row["mb_per_s"] = total / 1e6 / row["wall_median"]
     base = rows[SCAN]
-    ratios = {f"{name} / {SCAN} {measure}": row[f"{measure}_median"] / base[f"{measure}_median"]
-              for name, row in rows.items() if name != SCAN for measure in ("wall", "cpu")}
+    ratios = {
+        f"{name} / {SCAN} {measure}": row[f"{measure}_median"] / base[f"{measure}_median"]
+        for name, row in rows.items()
+        if name != SCAN
+        for measure in ("wall", "cpu")
+    }
     big = None
     if not options.no_big_file:
         wp.wait_quiet(None, options.wait)
@@ -281,7 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         "peak RSS < 200 MB on the root": base["rss_median_kib"] < RSS_TARGET_KIB,
     }
     if big is not None:
-        targets["peak RSS < 200 MB with a 1 GiB file, both limits"] = all(big["rss_under_target"].values())
+        targets["peak RSS < 200 MB with a 1 GiB file, both limits"] = all(
+            big["rss_under_target"].values()
+        )
     info["loadavg_at_end"] = os.getloadavg()
     report = {
         "machine": info,
@@ -296,7 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         "rules_file": str(RULES.relative_to(REPO)),
         "sanity": checked,
         "rss_source": "GNU time %M" if wp.TIME else "wait4 ru_maxrss (inflated)",
-        "warm": {"rows": rows, "ratios": ratios, "others_cpu_share": others, "attempts": attempt + 1},
+        "warm": {
+            "rows": rows,
+            "ratios": ratios,
+            "others_cpu_share": others,
+            "attempts": attempt + 1,
+        },
         "big_file": big,
         "targets": targets,
     }
@@ -304,17 +396,25 @@ def main(argv: list[str] | None = None) -> int:
     options.json.write_text(json.dumps(report, indent=2) + "\n")
 
     warning = "  WARNING: figures skewed" if others > wp.QUIET_SHARE else ""
-    print(f"\nwarm, median of {options.rounds}; other processes used {others:.0%} of the CPU{warning}")
-    print(f"  {'row':<16} {'wall s':>8} {'files/s':>9} {'MB/s':>8} {'cpu s':>8} {'rss MiB':>8}  exit")
+    print(
+        f"\nwarm, median of {options.rounds}; other processes used {others:.0%} of the CPU{warning}"
+    )
+    print(
+        f"  {'row':<16} {'wall s':>8} {'files/s':>9} {'MB/s':>8} {'cpu s':>8} {'rss MiB':>8}  exit"
+    )
     for name, row in rows.items():
-        print(f"  {name:<16} {row['wall_median']:8.3f} {row['files_per_s']:9.0f} {row['mb_per_s']:8.1f} "
-              f"{row['cpu_median']:8.3f} {row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}")
+        print(
+            f"  {name:<16} {row['wall_median']:8.3f} {row['files_per_s']:9.0f} {row['mb_per_s']:8.1f} "
+            f"{row['cpu_median']:8.3f} {row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}"
+        )
     for name, value in ratios.items():
         print(f"  {name}: {value:.2f}x")
     if big is not None:
         print(f"\npeak RSS, root whose largest file is 1 GiB (median of {options.rounds}):")
         for name, row in big["rows"].items():
-            print(f"  {name:<44} {row['rss_median_kib'] / 1024:8.1f} MiB  {row['wall_median']:6.2f} s")
+            print(
+                f"  {name:<44} {row['rss_median_kib'] / 1024:8.1f} MiB  {row['wall_median']:6.2f} s"
+            )
     for name, held in targets.items():
         print(f"  target {name}: {'holds' if held else 'MISSED'}")
     print(f"\nwrote {options.json}")

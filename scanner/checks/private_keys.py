@@ -36,6 +36,7 @@ _BINARY_MARKERS = (
     b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x0a\x01\x01",  # PKCS#12 keyBag OID
 )
 _TEXT_COUNT = len(keys.MARKERS)
+_MAGICS = 2  # the first two binary markers are file magics
 
 
 class PrivateKeysCheck:
@@ -59,8 +60,13 @@ class PrivateKeysCheck:
             return
         seen: set[str] = set()
         for marker, start in hits:
+            binary = marker >= _TEXT_COUNT
+            if binary and marker < _TEXT_COUNT + _MAGICS and start != 0:
+                continue  # a key-store magic means something only as the file's first bytes
             window = _window_of(result, start)
             if window is None:
+                if binary:
+                    continue  # key stores are small: a stray OID in a large file is not one
                 yield Problem(
                     kind="could-not-verify",
                     message="a private-key marker in a file too large to capture: not validated",
@@ -69,7 +75,7 @@ class PrivateKeysCheck:
                 )
                 return
             offset, data = window
-            if marker < _TEXT_COUNT:
+            if not binary:
                 key = keys.inspect_text(data, start - offset)
                 line = None if key is None or key.line is None else _line_of(data, offset, key)
             elif offset == 0 and len(data) == result.size:
