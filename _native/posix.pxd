@@ -41,6 +41,7 @@ cdef extern from "<time.h>" nogil:
     cdef struct timespec:
         time_t tv_sec
         long tv_nsec
+    int nanosleep(const timespec* request, timespec* remaining)
 
 
 cdef extern from "<sys/stat.h>" nogil:
@@ -74,7 +75,21 @@ cdef extern from "<fcntl.h>" nogil:
         O_NOATIME
         O_PATH
         AT_SYMLINK_NOFOLLOW
+        POSIX_FADV_WILLNEED
+        POSIX_FADV_DONTNEED
     int openat(int dirfd, const char* path, int flags, ...)
+    int posix_fadvise(int fd, off_t offset, off_t length, int advice)
+
+
+cdef extern from "<sys/uio.h>" nogil:
+    # preadv2 and RWF_NOWAIT (glibc >= 2.26, Linux >= 4.14; Python.h defines _GNU_SOURCE): a
+    # buffered read that fails with EAGAIN instead of waiting for the disk, i.e. "is it cached?".
+    cdef struct iovec:
+        void* iov_base
+        size_t iov_len
+    enum:
+        RWF_NOWAIT
+    ssize_t preadv2(int fd, const iovec* iov, int count, off_t offset, int flags)
 
 
 cdef extern from "<unistd.h>" nogil:

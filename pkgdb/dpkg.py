@@ -199,6 +199,8 @@ class _Reader:
         if info is None:
             info = set()
             self.problem(INFO_DIR, "no info directory: no package's files can be verified")
+        # Hundreds of small md5sums files: on a cold cache, queue them all before reading any.
+        self.root.prefetch([INFO_DIR + b"/" + name for name in info if name.endswith(b".md5sums")])
         stanzas = self.stanzas(data, STATUS)
         if data.strip() and not stanzas:
             raise DpkgDBError(

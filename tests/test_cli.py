@@ -42,7 +42,7 @@ def _dpkg_root(tmp_path: Path, *, tamper: bool) -> Path:
 
 def test_clean_root_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = _dpkg_root(tmp_path, tamper=False)
-    assert cli.main([str(root), "--format", "json", "--quiet"]) == cli.EXIT_CLEAN
+    assert cli.main([str(root), "--format", "json", "--quiet", "--checks", "448"]) == cli.EXIT_CLEAN
     report = json.loads(capsys.readouterr().out)
     assert report["schema"] == 1
     assert report["findings"] == []
