@@ -17,6 +17,12 @@ Design (the pure-Python twin `hasher_py` returns identical results):
   fd. A directory swapped for a symlink mid-scan therefore gives ELOOP, never a file outside root.
 * Workers claim CHUNK indices at a time from one atomic counter; the calling thread works too, and
   if pthread_create fails the remaining work simply runs on the threads that exist.
+* Read-ahead: one more thread walks phase 3's order ahead of the workers (at most 256 files and
+  64 MiB past the claim counter) and posix_fadvise(WILLNEED)s each file, so that on a cold page
+  cache many reads are queued at once instead of one per worker. It starts advising only when a
+  preadv2(RWF_NOWAIT) probe finds data uncached, so warm scans pay ~2-5%; guest-cold, the whole
+  process on a 433 MB root went from 0.775 s to 0.642 s (dpkg --verify 1.6 s). Its errors are
+  ignored: it is a hint, and the worker's own open reports the real error.
 * Errors are data: each request carries its status and errno back; only ENOMEM of the caller's
   own allocations raises.
 * Digest.CONTENT (the content checks' literal markers, ac.h's Aho-Corasick DFA): the matcher is
