@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rpmbuild import RPM_DB, build_rpm, install_rpm
 
 from pkgdb.records import DigestAlgorithm, InstalledFile
 from pkgdb.rootfs import RootFS
@@ -492,7 +493,6 @@ touch %{buildroot}/var/lib/scanroot/state
 %ghost /var/lib/scanroot/state
 %doc /usr/share/doc/scanroot-test/README
 """
-RPM_DB = ["--dbpath", "/var/lib/rpm"]  # Debian's rpm defaults to ~/.rpmdb
 
 
 def need(tool: str) -> None:
@@ -502,27 +502,10 @@ def need(tool: str) -> None:
 
 @pytest.fixture(scope="module")
 def built_rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    need("rpmbuild")
-    top = tmp_path_factory.mktemp("rpmbuild")
-    (top / "t.spec").write_text(SPEC)
-    subprocess.run(
-        ["rpmbuild", "-bb", "--define", f"_topdir {top}", "--define", "__strip /bin/true",
-         "--define", "debug_package %{nil}", str(top / "t.spec")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    [rpm] = (top / "RPMS/x86_64").glob("*.rpm")
-    return rpm
+    return build_rpm(SPEC, tmp_path_factory.mktemp("rpmbuild"))
 
 
-def install(root: Path, rpm: Path, *options: str) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["rpm", "--root", str(root), *RPM_DB, "--initdb"], check=True, capture_output=True
-    )
-    subprocess.run(
-        ["rpm", "--root", str(root), *RPM_DB, "-i", "--nodeps", "--noscripts", *options, str(rpm)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+install = install_rpm
 
 
 def referee_dump(root: Path, *options: str) -> dict[str, list[list[str]]]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from rpmbuild import RPM_DB, build_rpm, install_rpm
 
 import scanner
 
@@ -32,7 +32,7 @@ touch %{buildroot}/var/lib/sr/state
 %doc /usr/share/doc/srbin/README
 %ghost /var/lib/sr/state
 """
-RPM = ["rpm", "--dbpath", "/var/lib/rpm"]  # Debian's rpm defaults to ~/.rpmdb
+RPM = ["rpm", *RPM_DB]
 
 # rpm -V result letters (rpm(8), VERIFY OPTIONS) mapped to the classes 448 reports.
 RPM_CLASSES = {"5": "digest", "S": "digest", "M": "mode", "L": "link"}
@@ -48,28 +48,13 @@ OUR_CLASSES = {
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("rpmbuild") is None:
-        pytest.skip("rpmbuild is not installed (./install.sh --test installs rpm)")
-    top = tmp_path_factory.mktemp("rpmbuild")
-    (top / "srbin.spec").write_text(SPEC)
-    subprocess.run(
-        ["rpmbuild", "-bb", "--define", f"_topdir {top}", "--define", "__strip /bin/true",
-         "--define", "debug_package %{nil}", str(top / "srbin.spec")],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    [rpm] = (top / "RPMS/x86_64").glob("*.rpm")
-    return rpm
+    return build_rpm(SPEC, tmp_path_factory.mktemp("rpmbuild"))
 
 
 @pytest.fixture
 def root(package: Path, tmp_path: Path) -> Path:
     root = tmp_path / "root"
-    root.mkdir()
-    subprocess.run([*RPM, "--root", str(root), "--initdb"], check=True, capture_output=True)
-    subprocess.run(
-        [*RPM, "--root", str(root), "-i", "--nodeps", "--noscripts", str(package)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    install_rpm(root, package)
     return root
 
 
