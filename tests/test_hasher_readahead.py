@@ -105,7 +105,7 @@ def test_same_results_with_and_without_readahead(
 
 
 def test_cold_files_are_advised_and_warm_ones_only_probed(native: ModuleType, tree) -> None:
-    _root, fd, requests = tree
+    root, fd, requests = tree
     files = [
         root / os.fsdecode(path)
         for path, _ in requests
@@ -124,7 +124,7 @@ def test_cold_files_are_advised_and_warm_ones_only_probed(native: ModuleType, tr
 @pytest.mark.parametrize("simd", [True, False], ids=["lanes", "openssl"])
 def test_file_changed_between_prefetch_and_read(native: ModuleType, tree, simd: bool) -> None:
     """Removed after its prefetch: MISSING; replaced: ESTALE, as without read-ahead."""
-    _root, fd, requests = tree
+    root, fd, requests = tree
     native._use_simd(simd)
     native._readahead_probe(False)
     native._readahead_hold(1.5)  # the prefetch runs to completion, then 1.5 s before any read
