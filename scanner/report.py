@@ -187,7 +187,9 @@ class Report:
     problems: list[Problem] = field(default_factory=list)
     managers: list[ManagerSummary] = field(default_factory=list)
     stats: Stats = field(default_factory=Stats)
-    target_kind: str = "rootfs"
+    target_kind: str = "rootfs"  # "rootfs", "image" or "task"
+    # host (in a Fargate task: the task id), task, container, image — what the target is.
+    target_details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:
@@ -202,7 +204,7 @@ class Report:
                 "version": self.scanner_version,
                 "implementation": self.implementation,
             },
-            "target": {"kind": self.target_kind, "root": self.root},
+            "target": {"kind": self.target_kind, "root": self.root, **self.target_details},
             "checks": list(self.checks),
             "managers": [
                 {

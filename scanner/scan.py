@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypedDict, Unpack
 
 import _native
 from pkgdb import RootFS
@@ -19,7 +21,7 @@ from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
 from .version import __version__
 
-__all__ = ["iter_scan", "open_root", "scan_root"]
+__all__ = ["ScanArguments", "iter_scan", "open_root", "scan_root"]
 
 
 def open_root(root: str | os.PathLike[str]) -> RootFS:
@@ -33,53 +35,66 @@ def open_root(root: str | os.PathLike[str]) -> RootFS:
         raise TargetError(f"{root}: cannot open: {error.strerror}") from error
 
 
+class ScanArguments(TypedDict, total=False):
+    """The options of `scan_root` and `iter_scan`, all keyword-only and optional."""
+
+    checks: Iterable[str] | None  # check ids (default: every built-in check)
+    jobs: int | None  # hashing threads (default: chosen by the native core)
+    all_files: bool  # 448: every package file, not only binaries
+    excludes: Iterable[str]  # globs on the path as seen in the container (`/usr/share/*`)
+    task_definitions: Iterable[str]  # 424 sources: ECS task definition files
+    env_files: Iterable[str]  # 424 sources: docker env files
+    process_env: bool  # 424: PID 1's environment, read only when the root is the live "/"
+    miner_digests: Iterable[str]  # 426: extra known-miner digest lists
+    content_limit: int | None  # 425/426: the largest file searched, in bytes
+    image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
+    image_name: str | None  # how 424 names the image-config source
+    progress: Callable[[str], None] | None  # called with a short progress line
+
+
+def _options(arguments: ScanArguments) -> ScanOptions:
+    content_limit = arguments.get("content_limit")
+    return ScanOptions(
+        all_files=arguments.get("all_files", False),
+        jobs=arguments.get("jobs") or 0,
+        excludes=tuple(arguments.get("excludes", ())),
+        task_definitions=tuple(arguments.get("task_definitions", ())),
+        env_files=tuple(arguments.get("env_files", ())),
+        process_env=arguments.get("process_env", True),
+        miner_digests=tuple(arguments.get("miner_digests", ())),
+        image_env=tuple(arguments.get("image_env", ())),
+        image_name=arguments.get("image_name"),
+        **({"content_limit": content_limit} if content_limit is not None else {}),
+    )
+
+
 def iter_scan(
     root: str | os.PathLike[str],
     *,
-    checks: Iterable[str] | None = None,
-    jobs: int | None = None,
-    all_files: bool = False,
-    excludes: Iterable[str] = (),
-    task_definitions: Iterable[str] = (),
-    env_files: Iterable[str] = (),
-    process_env: bool = True,
-    miner_digests: Iterable[str] = (),
-    content_limit: int | None = None,
     report: Report | None = None,
-    progress: Callable[[str], None] | None = None,
+    **arguments: Unpack[ScanArguments],
 ) -> Iterator[Finding | Problem]:
     """Scan `root` and yield each finding and problem as soon as it is known.
 
     Pass a `report` to have its managers and stats filled in as the scan goes (`scan_root` does).
-    Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks.
+    Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks
+    or unreadable input files.
     """
-    selected = select_checks(checks)
-    options = ScanOptions(
-        all_files=all_files,
-        jobs=jobs or 0,
-        excludes=tuple(excludes),
-        task_definitions=tuple(task_definitions),
-        env_files=tuple(env_files),
-        process_env=process_env,
-        miner_digests=tuple(miner_digests),
-        **({"content_limit": content_limit} if content_limit is not None else {}),
-    )
+    selected = select_checks(arguments.get("checks"))
+    options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
-    stats.jobs = jobs or _native.default_jobs()
+    stats.jobs = options.jobs or _native.default_jobs()
+    progress = arguments.get("progress") or (lambda _message: None)
     with open_root(root) as rootfs:
         manifests = read_manifests(rootfs)
         if report is not None:
             report.managers.extend(manifests.summaries)
         yield from manifests.problems
         context = ScanContext(
-            root=rootfs,
-            options=options,
-            manifests=manifests,
-            stats=stats,
-            progress=progress or (lambda _message: None),
+            root=rootfs, options=options, manifests=manifests, stats=stats, progress=progress
         )
         content_checks = [check for check in selected if isinstance(check, ContentCheck)]
         binaries = next((c for c in selected if isinstance(c, PackageBinariesCheck)), None)
@@ -93,50 +108,18 @@ def iter_scan(
     stats.seconds = time.perf_counter() - started
 
 
-def scan_root(
-    root: str | os.PathLike[str] = "/",
-    *,
-    checks: Iterable[str] | None = None,
-    jobs: int | None = None,
-    all_files: bool = False,
-    excludes: Iterable[str] = (),
-    task_definitions: Iterable[str] = (),
-    env_files: Iterable[str] = (),
-    process_env: bool = True,
-    miner_digests: Iterable[str] = (),
-    content_limit: int | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Report:
-    """Scan a root filesystem and return the whole report.
-
-    `checks` is a list of check ids (default: every built-in check); `jobs` the number of hashing
-    threads (default: chosen by the native core); `all_files` verifies every package file, not
-    only binaries; `excludes` are globs on the path as seen in the container (`/usr/share/*`).
-    `task_definitions`, `env_files` and `process_env` (PID 1's environment, read only when
-    `root` is the live "/") are the environment sources of check 424. `miner_digests` are extra
-    known-miner digest lists (426); `content_limit` the largest file 425/426 search (bytes).
-    """
-    selected = select_checks(checks)
+def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
+    """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
+    selected = select_checks(arguments.get("checks"))
     report = Report(
         root=os.fspath(root),
         scanner_version=__version__,
         implementation=_native.IMPLEMENTATION,
         checks=tuple(check.id for check in selected),
     )
-    for item in iter_scan(
-        root,
-        checks=report.checks,
-        jobs=jobs,
-        all_files=all_files,
-        excludes=excludes,
-        task_definitions=task_definitions,
-        env_files=env_files,
-        process_env=process_env,
-        miner_digests=miner_digests,
-        content_limit=content_limit,
-        report=report,
-        progress=progress,
-    ):
+    report.target_details["host"] = socket.gethostname()
+    arguments["checks"] = report.checks  # resolved once: iter_scan runs the same checks
+    for item in iter_scan(root, report=report, **arguments):
         if isinstance(item, Finding):
             report.findings.append(item)
         else:

@@ -35,6 +35,9 @@ class ScanOptions:
     # Content checks (425, 426): files larger than this are not searched, and are reported so.
     content_limit: int = 256 << 20
     miner_digests: tuple[str, ...] = ()  # extra digest lists for 426 (--miner-digests)
+    # When the target is an image: its config's Env (a 424 source) and its name for reports.
+    image_env: tuple[tuple[str, str], ...] = ()
+    image_name: str | None = None
 
 
 @dataclass(slots=True)

@@ -316,6 +316,9 @@ class EnvSecretsCheck:
             loaded.append(environment.from_env_file(path))
         if options.process_env and _live_root(context):
             loaded.append(environment.from_process(environment.PROC_ENVIRON))
+        if options.image_env:
+            source = f"image-config:{options.image_name or 'image'}"
+            loaded.append(([EnvVar(name, value, source) for name, value in options.image_env], []))
         for variables, problems in loaded:
             for message in problems:
                 yield Problem(kind="could-not-verify", message=message, check=ID)
