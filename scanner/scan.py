@@ -19,6 +19,7 @@ from .environment import check_sources
 from .errors import TargetError
 from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
+from .targets.ecs import read_task_metadata
 from .version import __version__
 
 __all__ = ["ScanArguments", "iter_scan", "open_root", "scan_root"]
@@ -108,6 +109,21 @@ def iter_scan(
     stats.seconds = time.perf_counter() - started
 
 
+def _identify(report: Report, root: str | os.PathLike[str]) -> None:
+    """Who is scanned: in an ECS task every container reports the task id as its host."""
+    identity, problems = read_task_metadata()
+    report.problems.extend(Problem(kind="task-metadata", message=message) for message in problems)
+    if identity is None:
+        report.target_details["host"] = socket.gethostname()
+        return
+    report.target_details["host"] = identity.host
+    report.target_details["task"] = identity.task_dict()
+    if identity.container is not None:
+        report.target_details["container"] = identity.container.to_dict()
+    if os.path.realpath(os.fspath(root)) == "/":
+        report.target_kind = "task"  # the task's own live root, scanned from inside it
+
+
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
     """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
     selected = select_checks(arguments.get("checks"))
@@ -117,7 +133,7 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
         implementation=_native.IMPLEMENTATION,
         checks=tuple(check.id for check in selected),
     )
-    report.target_details["host"] = socket.gethostname()
+    _identify(report, root)
     arguments["checks"] = report.checks  # resolved once: iter_scan runs the same checks
     for item in iter_scan(root, report=report, **arguments):
         if isinstance(item, Finding):

@@ -1,0 +1,1 @@
+"""What is scanned: a root directory, an image, a Fargate task."""

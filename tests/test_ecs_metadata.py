@@ -1,0 +1,337 @@
+"""ECS task metadata v4: a local HTTP server plays the agent, well-formed and broken."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from scanner.targets.ecs import (
+    METADATA_ENV,
+    ContainerInfo,
+    host_identity,
+    read_task_metadata,
+    task_id,
+)
+
+TASK_ID = "8f03e41243824aea923aca126495f665"
+NEW_ARN = f"arn:aws:ecs:us-west-2:111122223333:task/default/{TASK_ID}"
+OLD_ARN = f"arn:aws:ecs:us-west-2:111122223333:task/{TASK_ID}"
+APP_IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/app:1.2"
+APP_IMAGE_ID = "sha256:d691691e9652791a60114e67b365688d20d19940dde7c4736ea30e660d8d3553"
+APP: dict[str, Any] = {
+    "DockerId": f"{TASK_ID}-1234567890",
+    "Name": "app",
+    "DockerName": "app",
+    "Image": APP_IMAGE,
+    "ImageID": APP_IMAGE_ID,
+    "Labels": {"com.amazonaws.ecs.task-arn": NEW_ARN},
+    "DesiredStatus": "RUNNING",
+    "KnownStatus": "RUNNING",
+    "Type": "NORMAL",
+    "Networks": [{"NetworkMode": "awsvpc", "IPv4Addresses": ["10.0.2.106"]}],
+}
+SIDECAR: dict[str, Any] = {
+    **APP,
+    "DockerId": f"{TASK_ID}-0987654321",
+    "Name": "scanner",
+    "Image": "scan-root:latest",
+    "ImageID": "sha256:" + "ab" * 32,
+}
+
+
+def task_document(arn: str = NEW_ARN, **changes: Any) -> dict[str, Any]:
+    """The documented `${ECS_CONTAINER_METADATA_URI_V4}/task` shape, on Fargate."""
+    document: dict[str, Any] = {
+        "Cluster": "arn:aws:ecs:us-west-2:111122223333:cluster/default",
+        "TaskARN": arn,
+        "Family": "curltest",
+        "Revision": "26",
+        "DesiredStatus": "RUNNING",
+        "KnownStatus": "RUNNING",
+        "Limits": {"CPU": 0.25, "Memory": 512},
+        "PullStartedAt": "2020-10-02T00:43:06.202617438Z",
+        "PullStoppedAt": "2020-10-02T00:43:06.31288465Z",
+        "AvailabilityZone": "us-west-2d",
+        "LaunchType": "FARGATE",
+        "Containers": [APP, SIDECAR],
+        "ClockDrift": {"ClockErrorBound": 0.5, "ReferenceTimestamp": "2021-09-07T16:57:44Z"},
+    }
+    document.update(changes)
+    return {key: value for key, value in document.items() if value is not None}
+
+
+class Agent:
+    """What each path answers: (status, body bytes) or "slow" (never answers in time)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[int, bytes] | str] = {}
+        self.release = threading.Event()
+        self.requests: list[str] = []
+        self.uri = ""
+
+    def serve(self, path: str, document: Any, status: int = 200) -> None:
+        body = document if isinstance(document, bytes) else json.dumps(document).encode()
+        self.routes[path] = (status, body)
+
+    def environ(self, container: str = "/v4/app") -> dict[str, str]:
+        return {METADATA_ENV: self.uri + container}
+
+
+@pytest.fixture
+def agent() -> Iterator[Agent]:
+    state = Agent()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            state.requests.append(self.path)
+            route = state.routes.get(self.path, (404, b"404 page not found\n"))
+            if route == "slow":
+                state.release.wait(30)  # far beyond any timeout used here
+                return
+            if route == "trickle":  # each byte well within a socket timeout; the whole, never
+                self.send_response(200)
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                while not state.release.wait(0.1):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                return
+            assert isinstance(route, tuple)
+            status, body = route
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    state.uri = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        state.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def serve_task(agent: Agent, arn: str = NEW_ARN, **changes: Any) -> None:
+    agent.serve("/v4/app/task", task_document(arn, **changes))
+    agent.serve("/v4/app", APP)
+    agent.serve("/v4/scanner/task", task_document(arn, **changes))
+    agent.serve("/v4/scanner", SIDECAR)
+
+
+@pytest.mark.parametrize(
+    ("arn", "cluster"),
+    [(NEW_ARN, "default"), (OLD_ARN, None)],
+    ids=["new-arn", "old-arn"],
+)
+def test_task_id_both_arn_formats(arn: str, cluster: str | None) -> None:
+    assert task_id(arn) == (TASK_ID, cluster)
+
+
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "",
+        TASK_ID,
+        "arn:aws:ecs:us-west-2:111122223333:cluster/default",
+        "arn:aws:s3:::bucket/task/x",
+        "arn:aws:ecs:us-west-2:111122223333:task/",
+        "arn:aws:ecs:us-west-2:111122223333:task/a/b/c",
+    ],
+)
+def test_task_id_rejects_other_arns(arn: str) -> None:
+    with pytest.raises(ValueError):
+        task_id(arn)
+
+
+@pytest.mark.parametrize("arn", [NEW_ARN, OLD_ARN], ids=["new-arn", "old-arn"])
+def test_task_and_container_fields(agent: Agent, arn: str) -> None:
+    serve_task(agent, arn)
+    identity, problems = read_task_metadata(agent.environ())
+    assert problems == []
+    assert identity is not None
+    assert identity.host == TASK_ID
+    assert identity.task_arn == arn
+    assert identity.cluster == "arn:aws:ecs:us-west-2:111122223333:cluster/default"
+    assert (identity.family, identity.revision) == ("curltest", "26")
+    assert (identity.launch_type, identity.availability_zone) == ("FARGATE", "us-west-2d")
+    assert [c.name for c in identity.containers] == ["app", "scanner"]
+    assert identity.container == ContainerInfo(
+        "app", APP_IMAGE, APP_IMAGE_ID, f"{TASK_ID}-1234567890"
+    )
+    assert identity.task_dict()["family"] == "curltest"
+    assert agent.requests == ["/v4/app/task", "/v4/app"]
+
+
+def test_cluster_from_new_arn_when_field_absent(agent: Agent) -> None:
+    serve_task(agent, NEW_ARN, Cluster=None)
+    identity, problems = read_task_metadata(agent.environ())
+    assert problems == []
+    assert identity is not None and identity.cluster == "default"
+
+
+def test_two_containers_of_one_task_share_the_host(agent: Agent) -> None:
+    serve_task(agent)
+    first, _ = read_task_metadata(agent.environ("/v4/app"))
+    second, _ = read_task_metadata(agent.environ("/v4/scanner"))
+    assert first is not None and second is not None
+    assert first.host == second.host == TASK_ID
+    assert first.container is not None and second.container is not None
+    assert (first.container.name, second.container.name) == ("app", "scanner")
+    assert host_identity(agent.environ("/v4/app")) == host_identity(agent.environ("/v4/scanner"))
+
+
+def test_outside_ecs_nothing_is_requested() -> None:
+    assert read_task_metadata({}) == (None, [])
+    assert host_identity({}) == socket.gethostname()
+
+
+def test_slow_endpoint_is_a_problem_not_a_hang(agent: Agent) -> None:
+    agent.routes["/v4/app/task"] = "slow"
+    started = time.monotonic()
+    identity, problems = read_task_metadata(agent.environ(), timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 1
+    assert identity is None
+    assert len(problems) == 1 and "within the timeout" in problems[0]
+
+
+def test_trickling_endpoint_hits_the_overall_deadline(agent: Agent) -> None:
+    agent.routes["/v4/app/task"] = "trickle"
+    started = time.monotonic()
+    identity, problems = read_task_metadata(agent.environ(), timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 1
+    assert identity is None and "within the timeout" in problems[0]
+
+
+def test_slow_container_endpoint_shares_the_deadline(agent: Agent) -> None:
+    serve_task(agent)
+    agent.routes["/v4/app"] = "slow"
+    started = time.monotonic()
+    identity, problems = read_task_metadata(agent.environ(), timeout=0.5)
+    assert time.monotonic() - started < 0.5 + 1
+    assert identity is not None and identity.host == TASK_ID and identity.container is None
+    assert len(problems) == 1 and "scanned container is unknown" in problems[0]
+
+
+def test_http_500(agent: Agent) -> None:
+    agent.serve("/v4/app/task", {"error": "internal"}, status=500)
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is None
+    assert len(problems) == 1 and "HTTP 500" in problems[0] and "/v4/app/task" in problems[0]
+    assert host_identity(agent.environ()) == socket.gethostname()
+
+
+def test_invalid_json(agent: Agent) -> None:
+    agent.serve("/v4/app/task", b'{"TaskARN": "arn:aws:ecs:')
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is None
+    assert len(problems) == 1 and "invalid JSON" in problems[0]
+
+
+@pytest.mark.parametrize("arn", [None, 42, "", "not-an-arn"], ids=["absent", "int", "empty", "bad"])
+def test_missing_or_bad_task_arn(agent: Agent, arn: Any) -> None:
+    serve_task(agent)
+    document = task_document()
+    if arn is None:
+        del document["TaskARN"]
+    else:
+        document["TaskARN"] = arn
+    agent.serve("/v4/app/task", document)
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is None
+    assert len(problems) == 1 and "TaskARN" in problems[0]
+
+
+def test_malformed_containers_are_problems_not_errors(agent: Agent) -> None:
+    serve_task(agent, Containers=[{"Name": "no-id"}, "junk", SIDECAR], Family=7.5)
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is not None and identity.host == TASK_ID
+    assert [c.name for c in identity.containers] == ["scanner"]
+    assert identity.family is None
+    assert any("Containers[0].DockerId" in p for p in problems)
+    assert any("Containers[1] is not a JSON object" in p for p in problems)
+    assert any("task.Family is not a string" in p for p in problems)
+    # The container asking (app) is not among the listed ones: said, not hidden.
+    assert any("not listed in the task document" in p for p in problems)
+
+
+def test_non_object_task_document(agent: Agent) -> None:
+    agent.serve("/v4/app/task", [1, 2])
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is None and "not a JSON object" in problems[0]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://127.0.0.1/v4/x", "http://metadata.invalid/v4/x", "file:///etc/passwd"],
+)
+def test_only_http_to_an_ip_literal(uri: str) -> None:
+    identity, problems = read_task_metadata({METADATA_ENV: uri}, timeout=0.5)
+    assert identity is None and len(problems) == 1
+
+
+def test_connection_refused_is_a_problem() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    identity, problems = read_task_metadata({METADATA_ENV: f"http://127.0.0.1:{port}/v4/x"})
+    assert identity is None and len(problems) == 1
+
+
+def test_proxy_settings_are_not_used(agent: Agent, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The endpoint is link-local: a proxy would be another address.
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    serve_task(agent)
+    identity, problems = read_task_metadata(agent.environ())
+    assert problems == [] and identity is not None
+
+
+def test_report_names_the_task_as_host(
+    agent: Agent, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two containers of one task scanning report the same host: the task id."""
+    import scanner
+
+    serve_task(agent)
+    hosts = []
+    for container in ("/v4/app", "/v4/scanner"):
+        monkeypatch.setenv(METADATA_ENV, agent.uri + container)
+        report = scanner.scan_root(tmp_path, checks=["448"]).to_dict()
+        assert report["target"]["task"]["id"] == TASK_ID
+        assert report["target"]["container"]["name"] == container.rsplit("/", 1)[1]
+        hosts.append(report["target"]["host"])
+        assert report["target"]["kind"] == "rootfs"  # a directory, not the task's own root
+    assert hosts == [TASK_ID, TASK_ID]
+
+
+def test_report_host_falls_back_to_hostname_on_a_broken_endpoint(
+    agent: Agent, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import scanner
+
+    agent.serve("/v4/app/task", b"not json")
+    monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
+    report = scanner.scan_root(tmp_path, checks=["448"])
+    assert report.to_dict()["target"]["host"] == socket.gethostname()
+    assert any(p.kind == "task-metadata" for p in report.problems)
