@@ -53,6 +53,8 @@ class TaskDefinition:
     variables: tuple[EnvVar, ...]
     references: tuple[SecretReference, ...]
     problems: tuple[str, ...]  # what could not be checked (S3 environmentFiles)
+    images: tuple[str | None, ...] = ()  # each container's image, parallel to `containers`
+    revision: int | None = None
 
 
 def _bad(path: str, what: str) -> UsageError:
@@ -111,6 +113,7 @@ def read_task_definition(path: str) -> TaskDefinition:
     revision = document.get("revision")
     task = f"{family}:{revision}" if isinstance(revision, int) else family
     names: list[str] = []
+    images: list[str | None] = []
     variables: list[EnvVar] = []
     references: list[SecretReference] = []
     problems: list[str] = []
@@ -118,6 +121,10 @@ def read_task_definition(path: str) -> TaskDefinition:
         where = f"containerDefinitions[{index}]"
         name = _string(path, where, container, "name", f"#{index}")
         names.append(name)
+        image = container.get("image")
+        if image is not None and not isinstance(image, str):
+            raise _bad(path, f"{where}.image is not a string")
+        images.append(image)
         source = f"task-definition:{task}/container:{name}"
         for number, entry in enumerate(
             _entries(path, f"{where}.environment", container.get("environment"))
@@ -149,7 +156,14 @@ def read_task_definition(path: str) -> TaskDefinition:
                 "download it and pass --env-file"
             )
     return TaskDefinition(
-        path, family, tuple(names), tuple(variables), tuple(references), tuple(problems)
+        path,
+        family,
+        tuple(names),
+        tuple(variables),
+        tuple(references),
+        tuple(problems),
+        tuple(images),
+        revision if isinstance(revision, int) else None,
     )
 
 

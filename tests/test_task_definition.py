@@ -43,9 +43,13 @@ def test_reference_describe_output(document: dict[str, Any], tmp_path: Path) -> 
     assert task.containers == ("Fargate-vul-comp-test",)
 
 
-def test_reference_images(document: dict[str, Any]) -> None:
-    # What the issue expects of the parser; read here from the JSON until TaskDefinition has it.
-    assert [c["image"] for c in document["containerDefinitions"]] == ["ubuntu:18.04"]
+def test_reference_images(reference: Path, document: dict[str, Any], tmp_path: Path) -> None:
+    assert read_task_definition(str(reference)).images == ("ubuntu:18.04",)
+    document["containerDefinitions"][0]["image"] = 18.04
+    broken = tmp_path / "image.json"
+    broken.write_text(json.dumps(document))
+    with pytest.raises(UsageError, match=r"containerDefinitions\[0\]\.image is not a string"):
+        read_task_definition(str(broken))
 
 
 def test_environment_of_a_reference_copy(document: dict[str, Any], tmp_path: Path) -> None:
