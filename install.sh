@@ -14,6 +14,8 @@ if [ "${1:-}" = "--test" ]; then
     # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.
     packages="$packages debootstrap debsums dpkg rpm db5.3-util"
     packages="$packages openssl openssh-client gnupg putty-tools default-jre-headless"
+    # skopeo checks that the test image builder writes layouts real tools accept.
+    packages="$packages skopeo"
 fi
 
 if [ "$(id -u)" = 0 ]; then

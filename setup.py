@@ -80,7 +80,10 @@ setup(
             # Referees: python-debian for deb822, rpmfile for .rpm package files.
             "python-debian>=0.1.49",
             "rpmfile>=2.2",
-        ]
+            "zstandard>=0.22",  # zstd-compressed image layers in the image tests
+        ],
+        # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
+        "zstd": ["zstandard>=0.22"],
     },
     entry_points={"console_scripts": ["scan-root = scanner.cli:main"]},
     ext_modules=ext_modules,

@@ -12,7 +12,7 @@ from pkgdb import PkgDBError
 from .errors import ScannerError, TargetError, UsageError
 from .inventory import list_packages
 from .output import FORMATS
-from .scan import scan_root
+from .scan import scan_image, scan_root
 from .version import __version__
 
 __all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
@@ -32,15 +32,25 @@ exit codes:
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(image: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="scan-root",
+        prog="scan-root image" if image else "scan-root",
         description="Compliance and integrity scanner for container root filesystems.\n"
+        "`scan-root image IMAGE` scans a container image with the same options;\n"
         "`scan-root packages [ROOT]` lists the installed packages instead.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("root", nargs="?", default="/", help="root directory to scan (default: /)")
+    if image:
+        parser.add_argument(
+            "root",
+            metavar="IMAGE",
+            help="an OCI image layout directory, an OCI archive or a `docker save` tarball",
+        )
+    else:
+        parser.add_argument(
+            "root", nargs="?", default="/", help="root directory to scan (default: /)"
+        )
     parser.add_argument(
         "--checks",
         metavar="IDS",
@@ -154,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["packages"]:
         return _packages(arguments[1:])
-    parser = _parser()
-    args = parser.parse_args(arguments)
+    image = arguments[:1] == ["image"]
+    parser = _parser(image)
+    args = parser.parse_args(arguments[1:] if image else arguments)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
     checks = None
@@ -163,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         checks = [part for part in args.checks.split(",") if part.strip()]
     show_progress = not args.quiet and sys.stderr.isatty()
     try:
-        report = scan_root(
+        report = (scan_image if image else scan_root)(
             args.root,
             checks=checks,
             jobs=args.jobs,

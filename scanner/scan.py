@@ -20,9 +20,10 @@ from .errors import TargetError
 from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
+from .targets.image import open_image
 from .version import __version__
 
-__all__ = ["ScanArguments", "iter_scan", "open_root", "scan_root"]
+__all__ = ["ScanArguments", "iter_scan", "open_root", "scan_image", "scan_root"]
 
 
 def open_root(root: str | os.PathLike[str]) -> RootFS:
@@ -140,4 +141,29 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
             report.findings.append(item)
         else:
             report.problems.append(item)
+    return report
+
+
+def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments]) -> Report:
+    """Scan a container image (OCI layout or archive, `docker save` tarball) like a root.
+
+    The layers are applied, whiteouts included, into a private temporary directory that is always
+    removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
+    """
+    with open_image(path) as image:
+        arguments.setdefault("image_env", image.env)
+        arguments.setdefault("image_name", image.name or image.image_id)
+        report = scan_root(image.root, **arguments)
+        report.root = os.fspath(path)
+        report.target_kind = "image"
+        report.target_details["image"] = {
+            "name": image.name,
+            "tags": list(image.tags),
+            "id": image.image_id,
+            "digest": image.digest,
+            "platform": image.platform,
+            "user": image.user,
+            "labels": dict(image.labels),
+        }
+        report.problems.extend(Problem(kind="image", message=message) for message in image.problems)
     return report

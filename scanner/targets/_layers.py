@@ -1,0 +1,454 @@
+"""Apply image layers (tar streams) into a private directory, refusing anything that escapes it.
+
+Every write goes through directory file descriptors opened with O_NOFOLLOW from the root down,
+so a member can never be written *through* a symlink, whatever a lower layer put in its path.
+Symlink members themselves are created as they are (they are data inside the root; the scanner
+never follows one out of it). Whiteouts follow the OCI image spec, layer.md "Whiteouts":
+https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import hashlib
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import zlib
+from dataclasses import dataclass
+from typing import IO, Any, Protocol, cast
+
+from ..errors import ScannerError
+
+__all__ = ["ImageError", "ImageLimits", "LayerApplier"]
+
+GiB = 1 << 30
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+_CHUNK = 1 << 20
+
+
+class ImageError(ScannerError):
+    """The image cannot be read, or it is hostile (traversal, bomb, corrupt or truncated layer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLimits:
+    """Decompression-bomb limits; exceeding any of them is an ImageError."""
+
+    max_total_bytes: int = 64 * GiB  # sum of the sizes of all regular files extracted
+    max_entries: int = 2_000_000  # tar members over all layers (whiteouts included)
+    max_member_bytes: int = 16 * GiB  # one regular file
+    max_ratio: int = 1000  # decompressed:compressed, checked once past ratio_floor bytes
+    ratio_floor: int = 1 * GiB
+
+
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Counting:
+    """Counts (and hashes) the compressed bytes a layer is read from."""
+
+    def __init__(self, raw: _Reader, hasher: Any) -> None:
+        self.raw = raw
+        self.hasher = hasher
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self.raw.read(size)
+        self.count += len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        return data
+
+
+class _Decompressed:
+    """The tar stream of one layer; decoder errors become ImageError naming the layer."""
+
+    def __init__(
+        self,
+        stream: _Reader,
+        compressed: _Counting,
+        kind: str,
+        label: str,
+        limits: ImageLimits,
+        errors: tuple[type[BaseException], ...],
+    ) -> None:
+        self.stream = stream
+        self.compressed = compressed
+        self.kind = kind
+        self.label = label
+        self.limits = limits
+        self.errors = errors
+        self.count = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            data = self.stream.read(size)
+        except self.errors as error:
+            raise ImageError(
+                f"{self.label}: corrupt or truncated {self.kind} data: {error}"
+            ) from error
+        self.count += len(data)
+        limits = self.limits
+        if (
+            self.kind != "tar"
+            and self.count > limits.ratio_floor
+            and self.count > limits.max_ratio * max(self.compressed.count, 1)
+        ):
+            raise ImageError(
+                f"{self.label}: decompression bomb: {self.count} bytes from "
+                f"{self.compressed.count} compressed (limit {limits.max_ratio}:1)"
+            )
+        return data
+
+
+def _decompress(raw: _Counting, label: str, limits: ImageLimits) -> _Decompressed:
+    """Pick the decoder by magic bytes (never by name or media type)."""
+    head = _peek(raw)
+    errors: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error)
+    stream: _Reader
+    if head.startswith(b"\x1f\x8b"):
+        import gzip
+
+        kind, stream = "gzip", gzip.GzipFile(fileobj=cast(Any, raw), mode="rb")
+    elif head.startswith(b"\x28\xb5\x2f\xfd"):
+        try:
+            import zstandard
+        except ImportError:
+            raise ImageError(
+                f"{label}: zstd layer: install zstandard (pip install zstandard)"
+            ) from None
+        kind = "zstd"
+        stream = zstandard.ZstdDecompressor().stream_reader(cast(Any, raw), read_across_frames=True)
+        errors += (zstandard.ZstdError,)
+    elif head.startswith(b"\xfd7zXZ\x00"):
+        kind, stream = "xz", lzma.LZMAFile(cast(Any, raw))  # noqa: SIM115 - read by tarfile
+        errors += (lzma.LZMAError,)
+    elif head.startswith(b"BZh"):
+        kind, stream = "bzip2", bz2.BZ2File(cast(Any, raw))
+    else:
+        kind, stream = "tar", raw
+    return _Decompressed(stream, raw, kind, label, limits, errors)
+
+
+def _peek(raw: _Counting) -> bytes:
+    """Read the first bytes and push them back in front of the stream."""
+    head = raw.raw.read(6)
+    rest = raw.raw
+
+    class _Prefixed:
+        def __init__(self) -> None:
+            self.head = head
+
+        def read(self, size: int = -1, /) -> bytes:
+            if self.head:
+                if size < 0:
+                    data, self.head = self.head + rest.read(), b""
+                    return data
+                data, self.head = self.head[:size], self.head[size:]
+                return data
+            return rest.read(size)
+
+    raw.raw = _Prefixed()
+    return head
+
+
+def _parts(name: str, label: str, what: str) -> tuple[tuple[str, ...], bool]:
+    """Split a member name into path components; any `..` is refused. Returns (parts, absolute)."""
+    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    if ".." in parts:
+        raise ImageError(f"{label}: {what} {name!r} has a '..' component (path traversal); refused")
+    return parts, name.startswith("/")
+
+
+class LayerApplier:
+    """Applies layers in order into `root`, which must be an empty private directory."""
+
+    def __init__(self, root: str, limits: ImageLimits) -> None:
+        self.limits = limits
+        self.problems: list[str] = []
+        self.entries = 0
+        self.total = 0
+        self._root_fd = os.open(root, _DIR_FLAGS)
+        self._owner = os.geteuid() == 0
+        self._dirs: dict[tuple[str, ...], tarfile.TarInfo] = {}  # metadata applied at the end
+
+    def close(self) -> None:
+        if self._root_fd >= 0:
+            os.close(self._root_fd)
+            self._root_fd = -1
+
+    # -- one layer ---------------------------------------------------------------------------
+
+    def apply(self, raw: IO[bytes], label: str, digest: str | None = None) -> None:
+        """Apply one layer blob (plain tar, gzip, zstd, xz or bzip2), checking `digest` if given."""
+        hasher = None
+        if digest is not None:
+            algorithm, _, _ = digest.partition(":")
+            hasher = hashlib.new(algorithm)
+        counting = _Counting(raw, hasher)
+        stream = _decompress(counting, label, self.limits)
+        layer: set[tuple[str, ...]] = set()
+        absolute = 0
+        try:
+            with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
+                for member in archive:
+                    absolute += self._member(archive, member, label, layer)
+            while stream.read(_CHUNK):  # the decoder's end: catches a truncated tail, ends the hash
+                pass
+            while counting.read(_CHUNK):
+                pass
+        except tarfile.TarError as error:
+            raise ImageError(f"{label}: not a valid tar stream: {error}") from error
+        if absolute:
+            self.problems.append(
+                f"{label}: {absolute} member name(s) were absolute; extracted relative to the root"
+            )
+        if (
+            hasher is not None
+            and digest is not None
+            and f"{digest.partition(':')[0]}:{hasher.hexdigest()}" != digest
+        ):
+            raise ImageError(f"{label}: digest mismatch: content is not {digest}")
+
+    def finish(self) -> None:
+        """Set directory modes, owners and times, deepest first (late, so writes below succeed)."""
+        for parts in sorted(self._dirs, key=len, reverse=True):
+            member = self._dirs[parts]
+            try:
+                fd = self._walk(parts, create=False, label="", name="")
+            except ImageError:
+                continue  # a later layer replaced it by a symlink or file: nothing to set
+            if fd is None:
+                continue
+            try:
+                self._metadata(fd, member)
+            finally:
+                os.close(fd)
+        self._dirs.clear()
+
+    # -- one member --------------------------------------------------------------------------
+
+    def _member(
+        self,
+        archive: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        label: str,
+        layer: set[tuple[str, ...]],
+    ) -> int:
+        self.entries += 1
+        if self.entries > self.limits.max_entries:
+            raise ImageError(f"{label}: more than {self.limits.max_entries} entries (limit)")
+        parts, absolute = _parts(member.name, label, "member")
+        if not parts:
+            return 0  # the root itself: it stays 0700, as private as the temp dir must be
+        base = parts[-1]
+        if base.startswith(_WHITEOUT):
+            self._whiteout(parts, member.name, label, layer)
+            return int(absolute)
+        if parts in layer:
+            self.problems.append(f"{label}: duplicate entry {member.name!r}; the last one wins")
+        parent = self._walk(parts[:-1], create=True, label=label, name=member.name, layer=layer)
+        assert parent is not None
+        try:
+            self._create(archive, member, parent, parts, label)
+        finally:
+            os.close(parent)
+        layer.add(parts)
+        return int(absolute)
+
+    def _create(
+        self,
+        archive: tarfile.TarFile,
+        member: tarfile.TarInfo,
+        parent: int,
+        parts: tuple[str, ...],
+        label: str,
+    ) -> None:
+        name = parts[-1]
+        try:
+            existing = os.lstat(name, dir_fd=parent)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not (member.isdir() and stat.S_ISDIR(existing.st_mode)):
+            self._remove(parent, name, parts)
+        if member.isreg():
+            self._file(archive, member, parent, name, label)
+        elif member.isdir():
+            if existing is None or not stat.S_ISDIR(existing.st_mode):
+                os.mkdir(name, 0o700, dir_fd=parent)
+            self._dirs[parts] = member
+        elif member.issym():
+            os.symlink(member.linkname, name, dir_fd=parent)
+            if self._owner:
+                os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        elif member.islnk():
+            self._hardlink(member, parent, name, label)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            kind = "FIFO" if member.isfifo() else "device node"
+            self.problems.append(f"{label}: {member.name!r}: {kind} not created")
+        else:
+            self.problems.append(
+                f"{label}: {member.name!r}: unsupported tar type {member.type!r}; skipped"
+            )
+
+    def _file(
+        self, archive: tarfile.TarFile, member: tarfile.TarInfo, parent: int, name: str, label: str
+    ) -> None:
+        limits = self.limits
+        if member.size > limits.max_member_bytes:
+            raise ImageError(
+                f"{label}: {member.name!r} is {member.size} bytes (limit {limits.max_member_bytes})"
+            )
+        self.total += member.size
+        if self.total > limits.max_total_bytes:
+            raise ImageError(
+                f"{label}: the image extracts to more than {limits.max_total_bytes} bytes (limit)"
+            )
+        source = archive.extractfile(member)
+        fd = os.open(
+            name,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=parent,
+        )
+        try:
+            if source is not None:
+                with open(fd, "wb", closefd=False) as out:
+                    shutil.copyfileobj(source, out, _CHUNK)
+            self._metadata(fd, member)
+        finally:
+            os.close(fd)
+
+    def _metadata(self, fd: int, member: tarfile.TarInfo) -> None:
+        # Owner first: chown clears setuid/setgid. Modes are kept as in the image (448 compares
+        # them); the root directory is 0700, so nobody else can reach a setuid file in it.
+        if self._owner:
+            os.fchown(fd, member.uid, member.gid)
+        os.fchmod(fd, member.mode & 0o7777)
+        os.utime(fd, (member.mtime, member.mtime))
+
+    def _hardlink(self, member: tarfile.TarInfo, parent: int, name: str, label: str) -> None:
+        target, _ = _parts(member.linkname, label, f"hard link {member.name!r} ->")
+        if not target:
+            raise ImageError(f"{label}: hard link {member.name!r} points at the root")
+        source_parent = self._walk(target[:-1], create=False, label=label, name=member.linkname)
+        if source_parent is None:
+            raise ImageError(
+                f"{label}: hard link {member.name!r} -> {member.linkname!r}: target not extracted"
+            )
+        try:
+            os.link(
+                target[-1], name, src_dir_fd=source_parent, dst_dir_fd=parent, follow_symlinks=False
+            )
+        except FileNotFoundError:
+            raise ImageError(
+                f"{label}: hard link {member.name!r} -> {member.linkname!r}: target not extracted"
+            ) from None
+        except OSError as error:
+            raise ImageError(
+                f"{label}: hard link {member.name!r} -> {member.linkname!r}: {error.strerror}"
+            ) from error
+        finally:
+            os.close(source_parent)
+
+    # -- whiteouts ---------------------------------------------------------------------------
+
+    def _whiteout(
+        self, parts: tuple[str, ...], raw: str, label: str, layer: set[tuple[str, ...]]
+    ) -> None:
+        directory = parts[:-1]
+        parent = self._walk(directory, create=False, label=label, name=raw)
+        if parent is None:
+            return  # nothing below to hide
+        try:
+            if parts[-1] == _OPAQUE:
+                self._clear(parent, directory, layer)
+                return
+            target = parts[-1][len(_WHITEOUT) :]
+            if target in ("", ".", ".."):
+                raise ImageError(f"{label}: invalid whiteout {raw!r}")
+            if directory + (target,) in layer:
+                return  # whiteouts hide lower layers only; this layer's own entry stays
+            try:
+                self._remove(parent, target, directory + (target,))
+            except FileNotFoundError:
+                pass
+        finally:
+            os.close(parent)
+
+    def _clear(self, fd: int, prefix: tuple[str, ...], layer: set[tuple[str, ...]]) -> None:
+        """Opaque directory: remove what lower layers put under it, keep this layer's entries."""
+        with os.scandir(fd) as entries:
+            names = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in entries]
+        for name, is_dir in names:
+            parts = prefix + (name,)
+            if parts not in layer:
+                self._remove(fd, name, parts)
+            elif is_dir:
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                try:
+                    self._clear(child, parts, layer)
+                finally:
+                    os.close(child)
+
+    def _remove(self, parent: int, name: str, parts: tuple[str, ...]) -> None:
+        if stat.S_ISDIR(os.lstat(name, dir_fd=parent).st_mode):
+            shutil.rmtree(name, dir_fd=parent)  # fd-based: never follows a symlink inside
+            depth = len(parts)
+            for key in [key for key in self._dirs if key[:depth] == parts]:
+                del self._dirs[key]
+        else:
+            os.unlink(name, dir_fd=parent)
+
+    # -- walking -----------------------------------------------------------------------------
+
+    def _walk(
+        self,
+        parts: tuple[str, ...],
+        *,
+        create: bool,
+        label: str,
+        name: str,
+        layer: set[tuple[str, ...]] | None = None,
+    ) -> int | None:
+        """An fd on root/parts, every component opened with O_NOFOLLOW; None if absent (create=False).
+
+        A component that is a symlink or a non-directory is refused: writing through it could
+        land outside the root (`a -> /etc` then `a/passwd`).
+        """
+        fd = os.dup(self._root_fd)
+        for index, part in enumerate(parts):
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                if layer is not None:
+                    layer.add(parts[: index + 1])
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as error:
+                where = "/".join(parts[: index + 1])
+                if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                    # O_NOFOLLOW|O_DIRECTORY on a symlink fails with ENOTDIR: lstat says which.
+                    link = stat.S_ISLNK(os.lstat(part, dir_fd=fd).st_mode)
+                    os.close(fd)
+                    what = "a symlink" if link else "not a directory"
+                    raise ImageError(
+                        f"{label}: {name!r}: parent {where!r} is {what} in the merged root; "
+                        "refusing to extract through it"
+                    ) from None
+                raise ImageError(
+                    f"{label}: {name!r}: cannot open {where!r}: {error.strerror}"
+                ) from error
+            os.close(fd)
+            fd = child
+        return fd

@@ -1,0 +1,152 @@
+"""Image input: a real debootstrap root in every image format scans like the same root unpacked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from debroot import copy_root, debootstrap_root
+from imagebuilder import (
+    Delete,
+    Opaque,
+    Put,
+    apply_ops,
+    build_layers,
+    image_config,
+    write_docker_save,
+    write_oci_archive,
+    write_oci_layout,
+)
+
+import scanner
+from scanner.targets.image import ImageError, open_image
+
+pytestmark = pytest.mark.debootstrap
+
+CHECKS = ["448", "425", "426"]
+TAGS = ["example.com/app:1.0", "example.com/app:latest"]
+ENV = ["PATH=/usr/local/bin:/usr/bin", "TOKEN=a=b=c", "EMPTY="]
+FORMATS = ["oci-dir", "oci-archive", "docker-gzip", "docker-none", "docker-zstd"]
+
+
+def _findings(root: str | Path) -> set[tuple[str, str, bytes]]:
+    report = scanner.scan_root(root, checks=CHECKS, all_files=True, process_env=False)
+    return {(f.check, f.kind, f.path) for f in report.findings}
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    source = debootstrap_root()
+    work = tmp_path_factory.mktemp("image")
+    key = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "ed25519"], check=True, capture_output=True
+    ).stdout
+    ops = [
+        Put("/usr/bin/ls", (source / "usr/bin/ls").read_bytes() + b"\0tampered"),
+        Delete("/usr/bin/head"),
+        Put("/tmp/xmrig", (source / "usr/bin/sleep").read_bytes()),
+        Put("/root/.ssh/id_ed25519", key, 0o600),
+        Opaque("/usr/share/doc/bash"),
+    ]
+    layers = build_layers(source, ops, work / "layers")
+    unpacked = copy_root(source, work / "unpacked")
+    apply_ops(unpacked, ops)
+    return {"work": work, "layers": layers, "expected": _findings(unpacked)}
+
+
+def _write(kind: str, fixture: dict[str, Any]) -> tuple[Path, str | None, str | None]:
+    """(path, image id or None, manifest digest or None) of the image in format `kind`."""
+    work, layers = fixture["work"], fixture["layers"]
+    config = image_config(env=ENV, user="app", labels={"org.example": "yes"})
+    if kind == "oci-dir":
+        digest = write_oci_layout(work / kind, layers, config, ref_name=TAGS[0])
+        return work / kind, None, digest
+    if kind == "oci-archive":
+        digest = write_oci_archive(work / f"{kind}.tar", layers, config, ref_name=TAGS[0])
+        return work / f"{kind}.tar", None, digest
+    compression = kind.split("-")[1]
+    if compression == "zstd":
+        pytest.importorskip("zstandard")
+    image_id = write_docker_save(work / f"{kind}.tar", layers, config, TAGS, compression)
+    return work / f"{kind}.tar", image_id, None
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_image_scans_like_unpacked_root(kind: str, fixture: dict[str, Any]) -> None:
+    path, image_id, digest = _write(kind, fixture)
+    try:
+        with open_image(path) as image:
+            root = image.root
+            assert (os.stat(root).st_mode & 0o777) == 0o700
+            found = _findings(root)
+    finally:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert not os.path.exists(root)
+    expected = fixture["expected"]
+    assert found == expected
+    # the layer-2 changes are really seen
+    assert ("448", "modified", b"usr/bin/ls") in found
+    assert any(c == "448" and p == b"usr/bin/head" for c, _k, p in found)
+    assert any(c == "425" and p == b"root/.ssh/id_ed25519" for c, _k, p in found)
+    assert any(c == "426" and p == b"tmp/xmrig" for c, _k, p in found)
+    assert image.env == (("PATH", "/usr/local/bin:/usr/bin"), ("TOKEN", "a=b=c"), ("EMPTY", ""))
+    assert image.user == "app"
+    assert dict(image.labels) == {"org.example": "yes"}
+    assert image.image_id.startswith("sha256:") and len(image.image_id) == 71
+    if kind.startswith("docker"):
+        assert image.image_id == image_id
+        assert image.name == TAGS[0] and image.tags == tuple(TAGS)
+        assert image.digest is None
+    else:
+        assert image.digest == digest
+        assert image.name == TAGS[0] and image.tags == (TAGS[0],)
+    assert any("device node" in problem for problem in image.problems)  # debootstrap's /dev
+
+
+def test_temp_dir_removed_after_exception(fixture: dict[str, Any]) -> None:
+    path, _, _ = _write("docker-none", fixture)
+    with pytest.raises(RuntimeError), open_image(path) as image:
+        root = image.root
+        assert os.path.isfile(os.path.join(root, "usr/bin/ls"))
+        raise RuntimeError("boom")
+    assert not os.path.exists(root)
+    path.unlink()
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
+def test_layouts_pass_skopeo_inspect(tmp_path: Path) -> None:
+    """The builder's layouts are real ones: skopeo reads them (a small root keeps this fast)."""
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("x\n")
+    layers = build_layers(root, [Delete("/etc/hostname")], tmp_path / "layers")
+    config = image_config(env=ENV)
+    digest = write_oci_layout(tmp_path / "oci", layers, config)
+    write_docker_save(tmp_path / "save.tar", layers, config, TAGS, "gzip")
+    for reference, want in (
+        (f"oci:{tmp_path / 'oci'}", digest),
+        (f"docker-archive:{tmp_path / 'save.tar'}", None),
+    ):
+        out = subprocess.run(
+            ["skopeo", "inspect", reference], check=True, capture_output=True, text=True
+        )
+        info = json.loads(out.stdout)
+        assert info["Env"] == ENV and len(info["Layers"]) == 2
+        if want is not None:
+            assert info["Digest"] == want
+
+
+def test_not_an_image(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "work").mkdir()
+    with (
+        pytest.raises(ImageError, match="not an image"),
+        open_image(tmp_path / "empty", workdir=str(tmp_path / "work")),
+    ):
+        pass
+    assert not list((tmp_path / "work").iterdir())

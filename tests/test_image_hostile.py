@@ -1,0 +1,247 @@
+"""Hostile image archives: each gives a clear ImageError or problem, nothing lands outside the temp dir."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from imagebuilder import image_config, write_docker_save, write_oci_layout
+
+from scanner.errors import ScannerError
+from scanner.targets.image import Image, ImageError, ImageLimits, open_image
+
+
+def member(name: str, data: bytes = b"x", **fields: object) -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.size = len(data) if fields.get("type", tarfile.REGTYPE) == tarfile.REGTYPE else 0
+    info.mode = 0o644
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info, data
+
+
+def layer(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return out.getvalue()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, Path]:
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "file").write_text("keep me\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    return {"tmp": tmp_path, "canary": canary, "work": work}
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() if p.is_file() else b"" for p in sorted(directory.rglob("*"))}
+
+
+def scan(
+    env: dict[str, Path],
+    blobs: list[bytes],
+    *,
+    limits: ImageLimits | None = None,
+    check: Callable[[Image], None] | None = None,
+) -> Image:
+    """Write `blobs` as the layers of a docker save tarball, open it, assert the invariants."""
+    paths = []
+    for number, blob in enumerate(blobs):
+        path = env["tmp"] / f"layer{number}"
+        path.write_bytes(blob)
+        paths.append(path)
+    archive = env["tmp"] / "image.tar"
+    write_docker_save(archive, paths, image_config(), ["hostile:1"], "none")
+    before = snapshot(env["canary"])
+    try:
+        with open_image(archive, limits=limits or ImageLimits(), workdir=str(env["work"])) as image:
+            if check is not None:
+                check(image)
+    finally:
+        assert snapshot(env["canary"]) == before
+        assert not (env["canary"] / "pwned").exists()
+        assert not list(env["work"].iterdir()), "the temp dir must always be removed"
+    return image
+
+
+def test_dotdot_refused(env: dict[str, Path]) -> None:
+    with pytest.raises(ImageError, match="path traversal"):
+        scan(env, [layer(member("../canary/pwned"))])
+    with pytest.raises(ImageError, match="path traversal"):
+        scan(env, [layer(member("usr/../../canary/pwned"))])
+
+
+def test_absolute_names_stay_inside(env: dict[str, Path]) -> None:
+    name = f"{env['canary']}/pwned"
+
+    def inside(image: Image) -> None:
+        assert Path(image.root, name.lstrip("/")).read_bytes() == b"x"
+
+    image = scan(env, [layer(member(name))], check=inside)
+    assert any("absolute" in problem for problem in image.problems)
+
+
+def test_never_extracts_through_a_symlink(env: dict[str, Path]) -> None:
+    link = member("a", type=tarfile.SYMTYPE, linkname=str(env["canary"]))
+    with pytest.raises(ImageError, match="'a' is a symlink.*refusing"):
+        scan(env, [layer(link), layer(member("a/pwned"))])
+    with pytest.raises(ImageError, match="refusing"):
+        scan(env, [layer(link, member("a/pwned"))])  # same layer
+    relative = member("b", type=tarfile.SYMTYPE, linkname="../canary")
+    with pytest.raises(ImageError, match="refusing"):
+        scan(env, [layer(relative), layer(member("b/pwned"))])
+
+
+def test_whiteouts_never_delete_through_a_symlink(env: dict[str, Path]) -> None:
+    link = member("a", type=tarfile.SYMTYPE, linkname=str(env["canary"]))
+    with pytest.raises(ImageError, match="refusing"):
+        scan(env, [layer(link), layer(member("a/.wh.file", b""))])
+    with pytest.raises(ImageError, match="refusing"):
+        scan(env, [layer(link), layer(member("a/.wh..wh..opq", b""))])
+
+
+def test_symlinks_out_of_the_root_are_data(env: dict[str, Path]) -> None:
+    def created(image: Image) -> None:
+        assert os.readlink(os.path.join(image.root, "etc-link")) == str(env["canary"])
+
+    image = scan(
+        env,
+        [layer(member("etc-link", type=tarfile.SYMTYPE, linkname=str(env["canary"])))],
+        check=created,
+    )
+    assert image.problems == ()
+
+
+def test_hard_links_outside_or_missing_refused(env: dict[str, Path]) -> None:
+    with pytest.raises(ImageError, match="path traversal"):
+        scan(env, [layer(member("h", type=tarfile.LNKTYPE, linkname="../canary/file"))])
+    with pytest.raises(ImageError, match="target not extracted"):
+        scan(env, [layer(member("h", type=tarfile.LNKTYPE, linkname=str(env["canary"] / "file")))])
+    with pytest.raises(ImageError, match="target not extracted"):
+        scan(env, [layer(member("h", type=tarfile.LNKTYPE, linkname="later"), member("later"))])
+    link = member("a", type=tarfile.SYMTYPE, linkname=str(env["canary"]))
+    with pytest.raises(ImageError, match="refusing"):
+        scan(env, [layer(link, member("h", type=tarfile.LNKTYPE, linkname="a/file"))])
+
+
+def test_hard_link_inside_works(env: dict[str, Path]) -> None:
+    def linked(image: Image) -> None:
+        assert os.stat(os.path.join(image.root, "f")).st_nlink == 2
+
+    scan(env, [layer(member("f"), member("g", type=tarfile.LNKTYPE, linkname="f"))], check=linked)
+
+
+def test_devices_and_fifos_not_created(env: dict[str, Path]) -> None:
+    def absent(image: Image) -> None:
+        assert os.listdir(image.root) == []
+
+    image = scan(
+        env,
+        [
+            layer(
+                member("null", type=tarfile.CHRTYPE, devmajor=1, devminor=3),
+                member("sda", type=tarfile.BLKTYPE, devmajor=8, devminor=0),
+                member("fifo", type=tarfile.FIFOTYPE),
+            )
+        ],
+        check=absent,
+    )
+    assert sum("device node not created" in p for p in image.problems) == 2
+    assert sum("FIFO not created" in p for p in image.problems) == 1
+
+
+def test_setuid_kept_in_a_private_root(env: dict[str, Path]) -> None:
+    def modes(image: Image) -> None:
+        assert os.stat(os.path.join(image.root, "su")).st_mode & 0o7777 == 0o4755
+        assert os.stat(image.root).st_mode & 0o777 == 0o700  # nobody else reaches it
+
+    scan(env, [layer(member("su", mode=0o4755))], check=modes)
+
+
+def test_duplicates_last_wins(env: dict[str, Path]) -> None:
+    def last(image: Image) -> None:
+        assert Path(image.root, "f").read_bytes() == b"second"
+
+    image = scan(env, [layer(member("f", b"first"), member("f", b"second"))], check=last)
+    assert any("duplicate entry 'f'" in problem for problem in image.problems)
+
+
+@pytest.mark.parametrize(
+    ("limits", "match"),
+    [
+        (ImageLimits(max_entries=10), "more than 10 entries"),
+        (ImageLimits(max_total_bytes=1000), "more than 1000 bytes"),
+        (ImageLimits(max_member_bytes=100), "limit 100"),
+    ],
+)
+def test_size_and_entry_limits(env: dict[str, Path], limits: ImageLimits, match: str) -> None:
+    blob = layer(*(member(f"f{i}", b"y" * 200) for i in range(20)))
+    with pytest.raises(ImageError, match=match):
+        scan(env, [blob], limits=limits)
+
+
+def test_compression_ratio_bomb(env: dict[str, Path]) -> None:
+    blob = gzip.compress(layer(member("zeros", bytes(16 << 20))), compresslevel=9)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        scan(env, [blob], limits=ImageLimits(max_ratio=100, ratio_floor=1 << 20))
+
+
+def test_truncated_and_corrupt_gzip(env: dict[str, Path]) -> None:
+    blob = gzip.compress(layer(*(member(f"f{i}", os.urandom(4096)) for i in range(20))))
+    with pytest.raises(ImageError, match=r"layer 1 .*corrupt or truncated gzip"):
+        scan(env, [blob[: len(blob) // 2]])
+    corrupt = bytearray(blob)
+    corrupt[len(blob) // 2 : len(blob) // 2 + 64] = bytes(64)
+    with pytest.raises(ImageError, match=r"layer 1 .*(corrupt or truncated gzip|not a valid tar)"):
+        scan(env, [bytes(corrupt)])
+
+
+def test_garbage_layer(env: dict[str, Path]) -> None:
+    with pytest.raises(ImageError, match="layer 1"):
+        scan(env, [b"this is not a tar" * 100])
+
+
+def test_image_error_is_a_scanner_error() -> None:
+    assert issubclass(ImageError, ScannerError)
+
+
+def test_oci_digest_cannot_traverse(env: dict[str, Path]) -> None:
+    layout = env["tmp"] / "oci"
+    (env["tmp"] / "l.tar").write_bytes(layer(member("f")))
+    write_oci_layout(layout, [env["tmp"] / "l.tar"], image_config())
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["digest"] = "sha256:../../../canary/file"
+    (layout / "index.json").write_text(json.dumps(index))
+    with (
+        pytest.raises(ImageError, match="invalid or missing digest"),
+        open_image(layout, workdir=str(env["work"])),
+    ):
+        pass
+    assert not list(env["work"].iterdir())
+
+
+def test_oci_layer_digest_verified(env: dict[str, Path]) -> None:
+    layout = env["tmp"] / "oci"
+    (env["tmp"] / "l.tar").write_bytes(layer(member("f")))
+    write_oci_layout(layout, [env["tmp"] / "l.tar"], image_config(), compression="none")
+    manifest_digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    manifest = json.loads((layout / "blobs/sha256" / manifest_digest[7:]).read_text())
+    blob = layout / "blobs/sha256" / manifest["layers"][0]["digest"][7:]
+    blob.write_bytes(layer(member("f", b"tampered")))
+    with (
+        pytest.raises(ImageError, match="digest mismatch"),
+        open_image(layout, workdir=str(env["work"])),
+    ):
+        pass
+    assert not list(env["work"].iterdir())
