@@ -379,7 +379,9 @@ class LayerApplier:
             try:
                 self._remove(parent, target, directory + (target,))
             except FileNotFoundError:
-                pass
+                # The OCI image spec allows a whiteout for a name no lower layer has: it hides
+                # nothing, so there is nothing to remove and nothing to report.
+                return
         finally:
             os.close(parent)
 
