@@ -75,6 +75,9 @@ class Finding:
     # Check-specific facts (425: key_type, encrypted, line, fingerprint, vendored; 426: signals;
     # 424: variables, source). JSON-ready values only; never secret material.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Set when a policy decided this finding: the rule's name and its effect ("alert", "block").
+    rule: str | None = None
+    effect: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -99,6 +102,10 @@ class Finding:
                 out[key] = value
         if self.config:
             out["config"] = True
+        if self.rule is not None:
+            out["rule"] = self.rule
+        if self.effect is not None:
+            out["effect"] = self.effect
         out.update(self.extra)
         return out
 
@@ -190,6 +197,9 @@ class Report:
     target_kind: str = "rootfs"  # "rootfs", "image" or "task"
     # host (in a Fargate task: the task id), task, container, image — what the target is.
     target_details: dict[str, Any] = field(default_factory=dict)
+    # Things the user should know that are neither findings nor problems (a block effect not
+    # applied to a Fargate task, a baseline written).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -217,6 +227,7 @@ class Report:
             ],
             "findings": [finding.to_dict() for finding in self.findings],
             "problems": [problem.to_dict() for problem in self.problems],
+            "notices": list(self.notices),
             "complete": self.complete,
             "stats": self.stats.to_dict(),
         }

@@ -1,0 +1,73 @@
+"""The records a policy file is read into: collections, rules, custom-check declarations."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..report import Severity
+
+__all__ = ["DEFAULT_RULE_NAME", "Collection", "CustomCheckSpec", "Effect", "Policy", "Rule"]
+
+DEFAULT_RULE_NAME = "default"  # the built-in last rule: alert on every check
+
+
+class Effect(enum.Enum):
+    """What a matching rule does with a check's findings."""
+
+    IGNORE = "ignore"  # dropped from the report's findings (counted as suppressed)
+    ALERT = "alert"  # reported
+    BLOCK = "block"  # reported, and the scan's exit says blocked (never applied to Fargate tasks)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """A named set of targets. Fields are ANDed, the values of one field ORed; an empty field
+    matches everything. Values are wildcard patterns (`abc*`, `*abc`, `*abc*`, exact), compared
+    case-insensitively; a leading `-` excludes."""
+
+    name: str
+    hosts: tuple[str, ...] = ()  # for Fargate: the task family (task name) or the task id
+    images: tuple[str, ...] = ()
+    containers: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()  # `key=value` patterns
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ordered rule: for targets in any of `collections`, each check id's effect."""
+
+    name: str
+    collections: tuple[str, ...]
+    effects: Mapping[str, Effect]  # check id -> effect; "*" for every check not named
+    severities: Mapping[str, Severity] = field(default_factory=dict)  # check id -> override
+    enabled: bool = True
+    line: int = 0  # where the rule starts in the policy file, for explanations
+
+
+@dataclass(frozen=True, slots=True)
+class CustomCheckSpec:
+    """A user script run against the scanned root. Exit 0 pass, 1 fail (output is the cause)."""
+
+    id: str  # "9000" and up
+    name: str
+    severity: Severity
+    description: str
+    script: bytes  # the script's text; its shebang (or the target's /bin/sh) runs it
+    timeout: float = 60.0  # seconds; a timeout is an error, never a pass
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A whole validated policy file."""
+
+    version: int
+    collections: Mapping[str, Collection]
+    rules: tuple[Rule, ...]  # in file order; the default rule is not listed here
+    custom_checks: tuple[CustomCheckSpec, ...] = ()
+    source: str = ""  # the file it was read from
