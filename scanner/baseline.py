@@ -172,7 +172,8 @@ def _entry(raw: object, path: str, index: int) -> Entry:
 
 
 def check_location(path: str, target: str) -> None:
-    """Refuse a baseline inside the scanned target: scan-root never writes into what it scans.
+    """Refuse a baseline inside the scanned target (scan-root never writes into what it scans),
+    a directory, or one in a directory that does not exist.
 
     The live root `/` is the exception: everything is inside it, and scanning from inside a task
     must still be able to keep a baseline (as it keeps `--output`).
@@ -186,6 +187,8 @@ def check_location(path: str, target: str) -> None:
         raise BaselineError(f"baseline {path} is inside the scanned target {target}: refused")
     if os.path.isdir(real):
         raise BaselineError(f"baseline {path} is a directory")
+    if not os.path.isdir(directory):  # said now, not after a long scan
+        raise BaselineError(f"cannot write baseline {path}: no directory {directory}")
 
 
 def _write_atomically(path: str, text: str) -> None:
