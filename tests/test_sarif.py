@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -246,3 +248,34 @@ def test_no_secret_material(report: Report) -> None:
 def test_to_sarif_is_plain_json_data(report: Report) -> None:
     assert json.loads(json.dumps(to_sarif(report))) == to_sarif(report)
     assert os.fspath(report.root) in json.dumps(to_sarif(report))
+
+
+def test_cli_sarif_file_validates(
+    tmp_path: Path, validator: jsonschema.protocols.Validator
+) -> None:
+    """`python -m scanner.cli --format sarif --output FILE` on every check, incomplete too."""
+    tree = findings_tree.build(tmp_path, tamper=findings_tree.OWNED, extras=True, unverifiable=True)
+    out = tmp_path / "report.sarif"
+    env = {**os.environ, "PYTHONPATH": str(Path(scanner.__file__).parent.parent)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scanner.cli",
+            str(tree.root),
+            *tree.options,
+            "--format",
+            "sarif",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    log = json.loads(out.read_text())
+    validator.validate(log)
+    assert {r["ruleId"] for r in log["runs"][0]["results"]} == {"448", "424", "425", "426"}
+    assert log["runs"][0]["invocations"][0]["executionSuccessful"] is False
