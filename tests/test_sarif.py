@@ -228,6 +228,8 @@ def test_problems_and_notices_are_notifications(report: Report) -> None:
         if n["descriptor"]["id"] == "could-not-verify"
     )
     assert problem["level"] == "error"
+    described = log["runs"][0]["tool"]["driver"]["notifications"][problem["descriptor"]["index"]]
+    assert described["id"] == "could-not-verify" and described["shortDescription"]["text"]
     assert problem["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "loop/tool"
     assert problem["associatedRule"]["id"] == "448"
     assert problem["properties"]["errno"] == 40

@@ -39,6 +39,17 @@ _WORST = {
     "426": Severity.CRITICAL,
 }
 _TITLES = {check.id: check.title for check in BUILTIN_CHECKS}
+# Problem kinds (Report.problems), described once in the driver's `notifications`.
+_PROBLEMS = {
+    "could-not-verify": "An item could not be verified (a result, never a pass)",
+    "package-db": "A package database could not be read",
+    "walk": "Part of the root could not be walked",
+    "content-skipped": "A file was not searched (too large or unreadable)",
+    "no-package-db": "No package database: nothing to verify package files against",
+    "input": "An input file had a line that could not be used",
+    "image": "Something in the image could not be applied",
+    "task-metadata": "The ECS task metadata endpoint could not be read",
+}
 
 
 def _level(finding: Finding) -> str:
@@ -138,11 +149,13 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     return result
 
 
-def _notification(problem: Problem, rule_index: dict[str, int]) -> dict[str, Any]:
+def _notification(
+    problem: Problem, rule_index: dict[str, int], kinds: dict[str, int]
+) -> dict[str, Any]:
     notification: dict[str, Any] = {
         "level": "error" if problem.unverified else "warning",
         "message": {"text": f"{problem.kind}: {problem.message}"},
-        "descriptor": {"id": problem.kind},
+        "descriptor": {"id": problem.kind, "index": kinds[problem.kind]},
         "properties": problem.to_dict(),
     }
     if problem.path is not None:
@@ -165,9 +178,14 @@ def to_sarif(report: Report) -> dict[str, Any]:
     """The SARIF log of one report, as JSON-ready data."""
     rules = _rules(report)
     rule_index = {rule["id"]: index for index, rule in enumerate(rules)}
+    kinds = {
+        kind: index for index, kind in enumerate(dict.fromkeys(p.kind for p in report.problems))
+    }
     invocation: dict[str, Any] = {
         "executionSuccessful": report.complete,
-        "toolExecutionNotifications": [_notification(p, rule_index) for p in report.problems],
+        "toolExecutionNotifications": [
+            _notification(problem, rule_index, kinds) for problem in report.problems
+        ],
     }
     if report.notices:
         invocation["toolConfigurationNotifications"] = [
@@ -180,6 +198,10 @@ def to_sarif(report: Report) -> dict[str, Any]:
                 "version": report.scanner_version,
                 "semanticVersion": report.scanner_version,
                 "rules": rules,
+                "notifications": [
+                    {"id": kind, "shortDescription": {"text": _PROBLEMS.get(kind, kind)}}
+                    for kind in kinds
+                ],
             }
         },
         "invocations": [invocation],
