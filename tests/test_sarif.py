@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import findings_tree
+import imagebuilder
 import jsonschema
 import pytest
 from jsonschema.validators import validator_for
@@ -22,6 +23,7 @@ from scanner.checks import BUILTIN_CHECKS
 from scanner.output import FORMATS
 from scanner.output.sarif import to_sarif
 from scanner.report import Finding, Report, Severity
+from scanner.scan import scan_image
 
 SHARED = Path(
     os.environ.get("SCANNER_SHARED", Path(__file__).resolve().parent.parent.parent / "shared")
@@ -281,3 +283,24 @@ def test_cli_sarif_file_validates(
     validator.validate(log)
     assert {r["ruleId"] for r in log["runs"][0]["results"]} == {"448", "424", "425", "426"}
     assert log["runs"][0]["invocations"][0]["executionSuccessful"] is False
+
+
+def test_image_target_validates_without_a_host_base(
+    tmp_path: Path, validator: jsonschema.protocols.Validator
+) -> None:
+    """An image's root was a temporary directory: no `originalUriBaseIds` pointing at it."""
+    tree = findings_tree.build(tmp_path / "tree", tamper=(findings_tree.SPACED,))
+    layer = imagebuilder.tar_tree(tree.root, tmp_path / "layer.tar")
+    config = imagebuilder.image_config(env=[f"GITHUB_TOKEN={findings_tree.TOKEN}"])
+    imagebuilder.write_oci_layout(tmp_path / "layout", [layer], config)
+    scanned = scan_image(tmp_path / "layout", process_env=False)
+    assert {f.check for f in scanned.findings} == {"448", "424"}
+    log = _sarif(scanned)
+    validator.validate(log)
+    run = log["runs"][0]
+    assert "originalUriBaseIds" not in run and run["properties"]["target"]["kind"] == "image"
+    spaced = _result(log, "448")
+    assert spaced["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == (
+        "usr/bin/my%20tool"
+    )
+    assert findings_tree.TOKEN not in json.dumps(log)

@@ -216,8 +216,9 @@ def to_sarif(report: Report) -> dict[str, Any]:
     }
     # Where `ROOT` is on this machine: known for a directory or the live root, not for an image
     # (its layers were unpacked into a temporary directory that no longer exists).
-    if report.target_kind in ("rootfs", "task") and os.path.isabs(report.root):
-        base = quote(os.fsencode(report.root).rstrip(b"/") + b"/", safe="/")
+    if report.target_kind in ("rootfs", "task"):
+        # A relative root is relative to this process's directory, the one it was scanned from.
+        base = quote(os.fsencode(os.path.abspath(report.root)).rstrip(b"/") + b"/", safe="/")
         run["originalUriBaseIds"] = {
             ROOT_BASE: {
                 "uri": f"file://{base}",
