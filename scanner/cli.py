@@ -19,14 +19,7 @@ from .report import Severity
 from .scan import scan_image, scan_root
 from .version import __version__
 
-__all__ = [
-    "EXIT_BLOCKED",
-    "EXIT_CLEAN",
-    "EXIT_FINDINGS",
-    "EXIT_INCOMPLETE",
-    "EXIT_USAGE",
-    "main",
-]
+__all__ = ["EXIT_BLOCKED", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
 
 EPILOG = """\
 exit codes:

@@ -238,3 +238,18 @@ def test_unwritable_baseline_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     directory.mkdir()
     assert cli.main([str(tree.root), *tree.options, "--baseline", str(directory)]) == 2
     assert "is a directory" in capsys.readouterr().err
+
+
+def test_update_baseline_replaces_a_corrupt_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A corrupt baseline stops the scan, and `--update-baseline` is the way out of it."""
+    tree = findings_tree.build(tmp_path, tamper=(findings_tree.BINARY,))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text("{corrupt")
+    assert _scan(tree, capsys, "--baseline", str(baseline))[0] == 2
+    code, report = _scan(tree, capsys, "--baseline", str(baseline), "--update-baseline")
+    assert code == cli.EXIT_CLEAN and report["findings"][0]["baselined"] is True
+    assert json.loads(baseline.read_text())["entries"] == [
+        {"check": "448", "path": "/usr/bin/tool", "package": "tool"}
+    ]
