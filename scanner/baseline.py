@@ -24,7 +24,15 @@ from .errors import UsageError
 from .report import Finding, Report, display_path
 from .version import __version__
 
-__all__ = ["BASELINE_SCHEMA", "Baseline", "BaselineError", "Entry", "check_location", "settle"]
+__all__ = [
+    "BASELINE_SCHEMA",
+    "Baseline",
+    "BaselineError",
+    "Entry",
+    "check_location",
+    "prepare",
+    "settle",
+]
 
 BASELINE_SCHEMA = 1
 
@@ -189,6 +197,15 @@ def check_location(path: str, target: str) -> None:
         raise BaselineError(f"baseline {path} is a directory")
     if not os.path.isdir(directory):  # said now, not after a long scan
         raise BaselineError(f"cannot write baseline {path}: no directory {directory}")
+
+
+def prepare(path: str, target: str, *, update: bool = False) -> Baseline | None:
+    """Before the scan: the accepted findings, or None when this scan is to write the file
+    (it does not exist, or `update`). BaselineError for a bad location or a bad file."""
+    check_location(path, target)
+    if update or not os.path.lexists(path):
+        return None
+    return Baseline.read(path)
 
 
 def _write_atomically(path: str, text: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -205,9 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     accepted = None
     try:
         if args.baseline is not None:  # read before the scan: a bad baseline fails fast
-            baselines.check_location(args.baseline, args.root)
-            if not args.update_baseline and os.path.lexists(args.baseline):
-                accepted = baselines.Baseline.read(args.baseline)
+            accepted = baselines.prepare(args.baseline, args.root, update=args.update_baseline)
         report = (scan_image if image else scan_root)(
             args.root,
             checks=checks,
