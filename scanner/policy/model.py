@@ -35,6 +35,7 @@ class Collection:
     images: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()  # `key=value` patterns
+    line: int = 0  # where the collection starts in the policy file, for explanations
 
 
 @dataclass(frozen=True, slots=True)
