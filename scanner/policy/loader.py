@@ -138,8 +138,13 @@ class _Reader:
         return list(node.value)
 
     def string(self, node: yaml.Node, field: str, *, empty: bool = False) -> str | None:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
-            self.error(node, field, "must be a string (quote it if it looks like a number)")
+        if not isinstance(node, yaml.ScalarNode):
+            self.error(node, field, "must be a string")
+            return None
+        if node.tag != _STR:
+            # YAML 1.1 reads `on`, `no`, `12`, `~` as bool, bool, int, null.
+            kind = node.tag.rsplit(":", 1)[-1]
+            self.error(node, field, f"must be a string; {node.value!r} reads as {kind}: quote it")
             return None
         if not node.value and not empty:
             self.error(node, field, "must not be empty")
