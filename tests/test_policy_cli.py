@@ -221,6 +221,6 @@ def test_policy_inside_a_fargate_task(
         (notice,) = report["notices"]
         assert notice == (
             f"rule '{blocked_rule}' ({policy_file}:12): block on check 448 not applied to "
-            f"Fargate task {family} ({TASK_ID}): a Fargate task cannot be blocked, so its "
-            "1 finding(s) are reported as alert"
+            f"Fargate task {family} ({TASK_ID}) (a Fargate task cannot be blocked); "
+            "1 finding(s) reported as alert"
         )

@@ -206,7 +206,9 @@ def test_block_on_fargate_task_becomes_alert_with_notice(kind: str) -> None:
     (notice,) = report.notices
     assert "rule 'block-web' (test.yaml:11)" in notice
     assert "block on check 425 not applied to Fargate task web-api" in notice
-    assert TASK_ID in notice and "2 finding(s) are reported as alert" in notice
+    assert (
+        f"({TASK_ID}) (a Fargate task cannot be blocked); 2 finding(s) reported as alert" in notice
+    )
     assert report.to_dict()["notices"] == [notice]
 
 
@@ -215,7 +217,7 @@ def test_block_on_fargate_task_without_findings_still_says_so() -> None:
     report = task_report()
     apply_policy(report, p)
     assert len(report.notices) == 4  # one per check the scan ran
-    assert all("block-all" in n and "0 finding(s)" in n for n in report.notices)
+    assert all("block-all" in n and "0 finding(s) reported as alert" in n for n in report.notices)
 
 
 def test_block_on_an_image_stays_block_even_when_scanned_inside_a_task() -> None:

@@ -199,6 +199,6 @@ def apply_policy(report: Report, policy: Policy) -> None:
         if decision.effect is Effect.BLOCK and decision.applied is not Effect.BLOCK:
             report.notices.append(
                 f"{_where(policy, decision)}: block on check {check} not applied to Fargate task "
-                f"{_task_name(report)}: a Fargate task cannot be blocked, so its "
-                f"{unblocked[check]} finding(s) are reported as alert"
+                f"{_task_name(report)} (a Fargate task cannot be blocked); "
+                f"{unblocked[check]} finding(s) reported as alert"
             )

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -380,8 +381,8 @@ class _Reader:
         return Rule(
             name=name,
             collections=tuple(scope),
-            effects=effects,
-            severities=severities,
+            effects=MappingProxyType(effects),  # the records are frozen: so are their mappings
+            severities=MappingProxyType(severities),
             enabled=enabled,
             line=_line(node),
         )
@@ -520,7 +521,7 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
         raise PolicyError(reader.issues)
     return Policy(
         version=VERSION,
-        collections=collections,
+        collections=MappingProxyType(collections),
         rules=tuple(rules),
         custom_checks=tuple(custom),
         source=source,

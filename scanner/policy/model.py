@@ -40,7 +40,8 @@ class Collection:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One ordered rule: for targets in any of `collections`, each check id's effect."""
+    """One ordered rule: for targets in any of `collections` (none: every target), each check
+    id's effect. It decides only the checks it names, or every check with "*"."""
 
     name: str
     collections: tuple[str, ...]

@@ -24,10 +24,12 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ..errors import UsageError
+
 __all__ = ["FieldMatcher", "Pattern", "PatternError", "Shape", "compile_field", "parse_pattern"]
 
 
-class PatternError(ValueError):
+class PatternError(UsageError):
     """A pattern of an unsupported shape, or a field that can never admit anything."""
 
 
