@@ -16,8 +16,10 @@ from .checks.base import ScanContext, ScanOptions
 from .checks.package_binaries import PackageBinariesCheck
 from .content import content_pass
 from .environment import check_sources
-from .errors import TargetError
+from .errors import TargetError, UsageError
 from .manifests import read_manifests
+from .policy.evaluate import apply_policy
+from .policy.model import Policy
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
 from .targets.image import open_image
@@ -52,6 +54,9 @@ class ScanArguments(TypedDict, total=False):
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
     image_name: str | None  # how 424 names the image-config source
     progress: Callable[[str], None] | None  # called with a short progress line
+    # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
+    # iter_scan streams undecided findings and refuses a policy rather than ignore it).
+    policy: Policy | None
 
 
 def _options(arguments: ScanArguments) -> ScanOptions:
@@ -82,6 +87,8 @@ def iter_scan(
     Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks
     or unreadable input files.
     """
+    if arguments.get("policy") is not None:
+        raise UsageError("iter_scan streams undecided findings: pass the policy to scan_root")
     selected = select_checks(arguments.get("checks"))
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
@@ -127,6 +134,7 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
 
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
     """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
+    policy = arguments.pop("policy", None)
     selected = select_checks(arguments.get("checks"))
     report = Report(
         root=os.fspath(root),
@@ -141,6 +149,8 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
             report.findings.append(item)
         else:
             report.problems.append(item)
+    if policy is not None:
+        apply_policy(report, policy)
     return report
 
 
@@ -150,6 +160,7 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     The layers are applied, whiteouts included, into a private temporary directory that is always
     removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
     """
+    policy = arguments.pop("policy", None)  # applied once the image's identity is known
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)
@@ -166,4 +177,6 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
             "labels": dict(image.labels),
         }
         report.problems.extend(Problem(kind="image", message=message) for message in image.problems)
+    if policy is not None:
+        apply_policy(report, policy)
     return report

@@ -98,9 +98,20 @@ SCENARIOS: dict[str, tuple[int, ...]] = {
     "every-check": (1, 1, 1, 1, 1, 0, 0),
     # one changed document (medium), and a listed file behind a symlink loop
     "medium-incomplete": (1, 1, 1, 3, 3, 0, 3),
+    # one changed document (medium) that a policy rule blocks: 4, a baseline notwithstanding
+    "blocked": (4, 4, 4, 4, 4, 0, 4),
     # the root does not exist: exit 2, whatever the gate (and no baseline is written)
     "no-target": (2, 2, 2, 2, 2, 2, 2),
 }
+# A policy with one rule for every target: block every check.
+BLOCK_ALL = 'version: 1\nrules:\n  - name: no-tampering\n    effects: {"*": block}\n'
+
+
+def _blocked_tree(base: Path) -> findings_tree.Tree:
+    tree = findings_tree.build(base, tamper=(findings_tree.DOCUMENT,))
+    policy = base / "policy.yaml"
+    policy.write_text(BLOCK_ALL)
+    return findings_tree.Tree(tree.root, (*tree.options, "--policy", str(policy)))
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +123,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, findings_tree.T
         "medium-incomplete": findings_tree.build(
             made / "medium", tamper=(findings_tree.DOCUMENT,), unverifiable=True
         ),
+        "blocked": _blocked_tree(made / "blocked"),
         "no-target": findings_tree.Tree(made / "absent", ("--no-process-env",)),
     }
 
@@ -178,43 +190,26 @@ def test_exit_code_matrix(
         assert (written["entries"] == []) is (scenario == "clean")
 
 
-# --- blocked: the policy sets effect "block"; here a wrapper plays the policy ----------------
-
-
-@pytest.fixture
-def blocking_scan(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = cli.scan_root
-
-    def scan_and_block(root: str, **arguments: Any) -> Report:
-        report = real(root, **arguments)
-        report.findings = [replace(f, rule="no-tampering", effect="block") for f in report.findings]
-        return report
-
-    monkeypatch.setattr(cli, "scan_root", scan_and_block)
-
-
-@pytest.mark.parametrize("gate", list(GATES))
 @pytest.mark.parametrize("output_format", FORMATS)
-def test_blocked_exits_4(
-    blocking_scan: None,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    output_format: str,
-    gate: str,
+def test_blocked_is_shown_in_every_format(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], output_format: str
 ) -> None:
-    """A blocked medium finding: 4 under every gate (a `--fail-on` above medium and a baseline
-    included: a baseline accepts alerts, not blocks), except `--exit-zero`."""
-    tree = findings_tree.build(tmp_path, tamper=(findings_tree.DOCUMENT,))
-    options = [part.format(baseline=tmp_path / "baseline.json") for part in GATES[gate]]
-    argv = [str(tree.root), *tree.options, "--format", output_format, *options]
-    assert cli.main(argv) == (EXIT_CLEAN if gate == "exit-zero" else EXIT_BLOCKED)
+    tree = _blocked_tree(tmp_path)
+    assert cli.main([str(tree.root), *tree.options, "--format", output_format]) == EXIT_BLOCKED
     out = capsys.readouterr().out
     if output_format == "table":
-        assert "[rule: no-tampering; BLOCK" in out and "BLOCKED by 1" in out
+        assert "[rule: no-tampering; BLOCK]" in out and "BLOCKED by 1" in out
     elif output_format == "json":
-        assert json.loads(out)["findings"][0]["effect"] == "block"
+        (finding,) = json.loads(out)["findings"]
+        assert (finding["rule"], finding["effect"], finding["severity"]) == (
+            "no-tampering",
+            "block",
+            "medium",
+        )
     else:
-        assert json.loads(out)["runs"][0]["results"][0]["level"] == "error"
+        (result,) = json.loads(out)["runs"][0]["results"]
+        assert result["level"] == "error"  # medium, but blocked
+        assert result["properties"]["effect"] == "block"
 
 
 @pytest.mark.parametrize(
