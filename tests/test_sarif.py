@@ -125,6 +125,7 @@ def test_empty_report_validates(validator: jsonschema.protocols.Validator) -> No
     run = log["runs"][0]
     assert run["results"] == [] and run["tool"]["driver"]["rules"] == []
     assert run["invocations"][0]["executionSuccessful"] is True
+    assert run["properties"]["suppressed"] == 0 and run["properties"]["notices"] == []
 
 
 def test_clean_scan_validates_with_every_builtin_rule(

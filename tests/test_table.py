@@ -46,6 +46,7 @@ def _report() -> Report:
         ],
         problems=[Problem("could-not-verify", "could not verify: loop", b"loop/x", "448")],
         notices=["block effect of rule prod not applied: the target is a Fargate task"],
+        suppressed=2,
     )
 
 
@@ -66,7 +67,7 @@ def test_rule_block_baseline_and_notices_shown() -> None:
         == "  block effect of rule prod not applied: the target is a Fargate task"
     )
     assert lines[-1].startswith(
-        "3 finding(s) (1 baselined) — BLOCKED by 1 — INCOMPLETE: some items could not be verified"
+        "3 finding(s) (1 baselined; 2 ignored by the policy) — BLOCKED by 1 — INCOMPLETE: some items could not be verified"
     )
     assert "\033[" not in text
 

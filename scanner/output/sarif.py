@@ -211,6 +211,7 @@ def to_sarif(report: Report) -> dict[str, Any]:
             "implementation": report.implementation,
             "complete": report.complete,
             "notices": list(report.notices),
+            "suppressed": report.suppressed,  # findings a policy rule ignored
             "stats": report.stats.to_dict(),
         },
     }

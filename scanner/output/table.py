@@ -73,8 +73,11 @@ def render(report: Report, color: bool = False) -> str:
     lines.append("")
     verdict = "no findings" if not report.findings else f"{len(report.findings)} finding(s)"
     baselined = sum(1 for finding in report.findings if finding.baselined)
-    if baselined:
-        verdict += f" ({baselined} baselined)"
+    aside = [f"{baselined} baselined"] if baselined else []
+    if report.suppressed:
+        aside.append(f"{report.suppressed} ignored by the policy")
+    if aside:
+        verdict += f" ({'; '.join(aside)})"
     blocked = sum(1 for finding in report.findings if finding.effect == "block")
     if blocked:
         verdict += f" — BLOCKED by {blocked}"
