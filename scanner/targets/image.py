@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
 
-from ._layers import ImageError, ImageLimits, LayerApplier
+from ._layers import Extent, ImageError, ImageLimits, LayerApplier
 
 __all__ = ["Image", "ImageError", "ImageLimits", "open_image"]
 
@@ -41,6 +41,7 @@ _INDEX_TYPES = {
 _REF_NAME = "org.opencontainers.image.ref.name"
 _CONTAINERD_NAME = "io.containerd.image.name"
 _WANTED_PLATFORM = ("linux", "amd64")
+_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 DEFAULT_LIMITS = ImageLimits()
 
 
@@ -104,6 +105,12 @@ class _Source:
     def close(self) -> None:
         pass
 
+    @contextlib.contextmanager
+    def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
+        """A layer blob: an Extent of a file when it is stored uncompressed-in-place, else a stream."""
+        with self.open(name) as stream:
+            yield stream
+
     def read_json(self, name: str, digest: str | None = None) -> tuple[Any, bytes]:
         with self.open(name) as stream:
             raw = stream.read(_JSON_LIMIT + 1)
@@ -141,6 +148,11 @@ class _DirSource(_Source):
         except OSError as error:
             raise ImageError(f"{self.path}: {name}: {error.strerror}") from error
 
+    @contextlib.contextmanager
+    def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
+        with self.open(name) as stream:
+            yield Extent(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
+
 
 class _TarSource(_Source):
     """An archive read in place: members are looked up by name, never extracted to disk."""
@@ -148,7 +160,11 @@ class _TarSource(_Source):
     def __init__(self, path: str, limits: ImageLimits) -> None:
         super().__init__(path)
         try:
-            self.archive = tarfile.open(path, "r:*")  # noqa: SIM115 - the caller closes it
+            with open(path, "rb") as head:
+                # A plain archive's members are extents of the file itself (sendfile from it).
+                self.plain = not head.read(6).startswith(_COMPRESSED)
+            mode = "r:" if self.plain else "r:*"
+            self.archive = tarfile.open(path, mode)  # noqa: SIM115 - the caller closes it
             self.members: dict[str, tarfile.TarInfo] = {}
             for count, member in enumerate(self.archive, 1):
                 if count > limits.max_entries:
@@ -173,6 +189,17 @@ class _TarSource(_Source):
         if stream is None:
             raise ImageError(f"{self.path}: {name} is not a regular file in the archive")
         return stream
+
+    @contextlib.contextmanager
+    def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
+        member = self.members.get(_clean(name))
+        fileobj = self.archive.fileobj
+        if self.plain and member is not None and member.isreg() and not member.issparse():
+            assert fileobj is not None
+            yield Extent(fileobj.fileno(), member.offset_data, member.size)
+        else:
+            with self.open(name) as stream:
+                yield stream
 
     def close(self) -> None:
         self.archive.close()
@@ -216,7 +243,7 @@ def _load(path: str, root: str, limits: ImageLimits) -> Image:
         try:
             for number, (name, digest) in enumerate(plan.layers, 1):
                 label = f"layer {number} ({name})"
-                with source.open(name) as blob:
+                with source.layer(name) as blob:
                     applier.apply(blob, label, digest)
             applier.finish()
         finally:
