@@ -20,6 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from _native import TarFormatError, untar
+
+parse_header = untar.parse_header  # the Cython parser when built, else its pure twin
+parse_pax = untar.parse_pax
+
 __all__ = [
     "BLOCK",
     "ExtentBlocks",
@@ -28,6 +33,7 @@ __all__ = [
     "TarFormatError",
     "members",
     "parse_header",
+    "fill",
     "parse_pax",
 ]
 
@@ -35,14 +41,10 @@ BLOCK = 512
 MAX_META = 1 << 20  # a pax or GNU long-name record: paths are kilobytes at most
 _WINDOW = 1 << 18  # read-ahead for headers and small files
 _SMALL = 1 << 16  # files up to this size are written from the read-ahead buffer
-_REGULAR = (b"0", b"\x00", b"7")  # '7' (contiguous) is a regular file to every reader
+_REGULAR = (b"0", b"\x00", b"7")  # after parse_header, a '\0' with a trailing '/' is a dir  # '7' (contiguous) is a regular file to every reader
 # Types whose size field never announces data (Go's archive/tar and tarfile agree).
 _HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")
 _ZERO = bytes(BLOCK)
-
-
-class TarFormatError(ValueError):
-    """The layer is not a well-formed tar stream; the message says where and why."""
 
 
 @dataclass(slots=True)
@@ -136,25 +138,37 @@ class ExtentBlocks:
             self._buffer, self._at = b"", 0
         self.offset += size
 
-    def copy(self, fd: int, size: int) -> None:
+    def claim(self, size: int) -> bytes | int:
+        """Consume `size` bytes of member data: the bytes themselves when small (they are in the
+        read-ahead window), else their absolute offset in `fd`, for `fill` to sendfile them."""
         if size <= _SMALL or size <= len(self._buffer) - self._at:
             data = self.read(size)
             if len(data) < size:
                 raise TarFormatError(f"member data truncated at {self.offset}")
-            _write_all(fd, data)
-            return
+            return data
         position = self.start + self.offset
         if position + size > self.end:
             raise TarFormatError(f"member data truncated at {self.offset}")
         self._buffer, self._at = b"", 0
-        done = 0
-        while done < size:
-            # sendfile leaves this fd's file position alone: pread-style, page cache to file.
-            sent = os.sendfile(fd, self.fd, position + done, size - done)
-            if sent == 0:
-                raise TarFormatError(f"the layer file shrank while it was read (at {self.offset})")
-            done += sent
         self.offset += size
+        return position
+
+    def copy(self, fd: int, size: int) -> None:
+        fill(fd, self.fd, self.claim(size), size)
+
+
+def fill(fd: int, source: int, claim: bytes | int, size: int) -> None:
+    """Write a claimed member's data into `fd`: bytes as they are, an offset of `source` with
+    sendfile (page cache to page cache; it leaves `source`'s file position alone)."""
+    if isinstance(claim, bytes):
+        _write_all(fd, claim)
+        return
+    done = 0
+    while done < size:
+        sent = os.sendfile(fd, source, claim + done, size - done)
+        if sent == 0:
+            raise TarFormatError("the layer file shrank while it was read")
+        done += sent
 
 
 class _Reader(Protocol):
@@ -208,82 +222,7 @@ class StreamBlocks:
 
 
 def _text(field: bytes) -> str:
-    # tarfile decodes names as UTF-8 with surrogateescape; so do we, so names round-trip as bytes.
     return field.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
-
-
-def _number(field: bytes, what: str, offset: int) -> int:
-    """An octal field (NUL/space padded), or GNU base-256 when the high bit of byte 0 is set."""
-    if field[0] & 0x80:
-        if field[0] == 0xFF:
-            raise TarFormatError(f"header at {offset}: negative {what}")
-        value = field[0] & 0x7F
-        for byte in field[1:]:
-            value = (value << 8) | byte
-        return value
-    text = field.split(b"\x00", 1)[0].strip(b" ")
-    if not text:
-        return 0
-    if text.strip(b"01234567"):
-        raise TarFormatError(f"header at {offset}: {what} field {field!r} is not octal")
-    return int(text, 8)
-
-
-def parse_header(block: bytes, offset: int) -> tuple[str, bytes, int, int, int, int, int, str]:
-    """(name, type, mode, uid, gid, size, mtime, linkname) of a 512-byte header; checks the sum."""
-    if len(block) != BLOCK:
-        raise TarFormatError(f"truncated header at {offset}")
-    stored = _number(block[148:156], "checksum", offset)
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 0x20
-    # Some old tars summed signed chars; tarfile accepts either, so do we.
-    if stored != unsigned and stored != unsigned - 256 * sum(
-        1 for index, byte in enumerate(block) if byte & 0x80 and not 148 <= index < 156
-    ):
-        raise TarFormatError(f"header at {offset}: bad checksum (not a tar stream, or corrupt)")
-    name = _text(block[0:100])
-    magic = block[257:265]
-    if magic[:6] == b"ustar\x00":  # POSIX ustar: a prefix extends the name
-        prefix = _text(block[345:500])
-        if prefix:
-            name = f"{prefix}/{name}"
-    type_ = block[156:157]
-    if type_ == b"0" and name.endswith("/"):
-        type_ = b"5"  # pre-POSIX tars mark directories with a trailing slash only
-    return (
-        name,
-        type_,
-        _number(block[100:108], "mode", offset),
-        _number(block[108:116], "uid", offset),
-        _number(block[116:124], "gid", offset),
-        _number(block[124:136], "size", offset),
-        _number(block[136:148], "mtime", offset),
-        _text(block[157:257]),
-    )
-
-
-def parse_pax(data: bytes, offset: int) -> dict[str, str]:
-    """The records of a pax extended header: `LEN KEY=VALUE\\n`, LEN counting the whole record."""
-    records: dict[str, str] = {}
-    at = 0
-    while at < len(data):
-        if data[at] == 0:  # NUL padding after the last record (seen in the wild)
-            if data[at:].strip(b"\x00"):
-                raise TarFormatError(f"pax header at {offset}: data after NUL padding")
-            break
-        space = data.find(b" ", at, at + 21)
-        length_text = data[at:space] if space > at else b""
-        if not length_text.isdigit():
-            raise TarFormatError(f"pax header at {offset}: malformed record length")
-        length = int(length_text)
-        end = at + length
-        if length <= space - at + 1 or end > len(data) or data[end - 1 : end] != b"\n":
-            raise TarFormatError(f"pax header at {offset}: record overflows its header")
-        key, equals, value = data[space + 1 : end - 1].partition(b"=")
-        if not equals or not key:
-            raise TarFormatError(f"pax header at {offset}: record without KEY=VALUE")
-        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
-        at = end
-    return records
 
 
 def _pax_number(records: dict[str, str], key: str, default: int, offset: int) -> int:
