@@ -20,7 +20,7 @@ import stat
 import threading
 import zlib
 from dataclasses import dataclass
-from typing import IO, Any, Protocol, cast
+from typing import Any, Protocol, cast
 
 from ..errors import ScannerError
 from . import _tar
@@ -304,7 +304,7 @@ class LayerApplier:
 
     # -- one layer ---------------------------------------------------------------------------
 
-    def apply(self, blob: IO[bytes] | Extent, label: str, digest: str | None = None) -> None:
+    def apply(self, blob: _Reader | Extent, label: str, digest: str | None = None) -> None:
         """Apply one layer blob (plain tar, gzip, zstd, xz or bzip2), checking `digest` if given.
 
         An `Extent` of an uncompressed layer is the fast path: headers come from a read-ahead
@@ -313,9 +313,7 @@ class LayerApplier:
         """
         layer: set[tuple[str, ...]] = set()
         hasher = hashlib.new(digest.partition(":")[0]) if digest is not None else None
-        if isinstance(blob, Extent) and os.pread(blob.fd, 6, blob.start)[:6].startswith(
-            _COMPRESSED
-        ):
+        if isinstance(blob, Extent) and os.pread(blob.fd, 6, blob.start).startswith(_COMPRESSED):
             blob = _ExtentReader(blob)  # a compressed layer in a file: decode it as a stream
         worker = None
         counting = stream = None
@@ -449,7 +447,9 @@ class LayerApplier:
                 f"{label}: {member.name!r}: unsupported tar type {member.type!r}; skipped"
             )
 
-    def _replacing(self, parent: int, parts: tuple[str, ...], create: Any, *args: Any, **kw: Any) -> Any:
+    def _replacing(
+        self, parent: int, parts: tuple[str, ...], create: Any, *args: Any, **kw: Any
+    ) -> Any:
         """create(*args) at parts[-1]; whatever a lower layer (or a duplicate) left there goes."""
         try:
             return create(*args, **kw)

@@ -31,9 +31,9 @@ __all__ = [
     "Member",
     "StreamBlocks",
     "TarFormatError",
+    "fill",
     "members",
     "parse_header",
-    "fill",
     "parse_pax",
 ]
 
@@ -41,7 +41,11 @@ BLOCK = 512
 MAX_META = 1 << 20  # a pax or GNU long-name record: paths are kilobytes at most
 _WINDOW = 1 << 18  # read-ahead for headers and small files
 _SMALL = 1 << 16  # files up to this size are written from the read-ahead buffer
-_REGULAR = (b"0", b"\x00", b"7")  # after parse_header, a '\0' with a trailing '/' is a dir  # '7' (contiguous) is a regular file to every reader
+_REGULAR = (
+    b"0",
+    b"\x00",
+    b"7",
+)  # after parse_header, a '\0' with a trailing '/' is a dir  # '7' (contiguous) is a regular file to every reader
 # Types whose size field never announces data (Go's archive/tar and tarfile agree).
 _HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")
 _ZERO = bytes(BLOCK)

@@ -247,19 +247,29 @@ class _TarSource(_Source):
     def __init__(self, path: str, limits: ImageLimits) -> None:
         super().__init__(path)
         try:
-            with open(path, "rb") as head:
-                # A plain archive's members are extents of the file itself (sendfile from it).
-                self.plain = not head.read(6).startswith(_COMPRESSED)
+            self.file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as error:
+            raise ImageError(f"{path}: not a readable image archive: {error}") from error
+        try:
+            # A plain archive's members are extents of this file (sendfile from it).
+            self.plain = not self.file.read(6).startswith(_COMPRESSED)
+            self.file.seek(0)
             self.compressed = not self.plain
-            mode = "r:" if self.plain else "r:*"
-            self.archive = tarfile.open(path, mode)  # noqa: SIM115 - the caller closes it
+            if self.plain:
+                self.archive = tarfile.open(fileobj=self.file, mode="r:")  # noqa: SIM115
+            else:
+                self.archive = tarfile.open(fileobj=self.file, mode="r:*")  # noqa: SIM115
             self.members: dict[str, tarfile.TarInfo] = {}
             for count, member in enumerate(self.archive, 1):
                 if count > limits.max_entries:
                     raise ImageError(f"{path}: more than {limits.max_entries} entries (limit)")
                 self.members[_clean(member.name)] = member
         except (tarfile.TarError, EOFError, OSError) as error:
+            self.file.close()
             raise ImageError(f"{path}: not a readable image archive: {error}") from error
+        except ImageError:
+            self.file.close()
+            raise
 
     def has(self, name: str) -> bool:
         return _clean(name) in self.members
@@ -285,16 +295,15 @@ class _TarSource(_Source):
     @contextlib.contextmanager
     def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
         member = self.members.get(_clean(name))
-        fileobj = self.archive.fileobj
         if self.plain and member is not None and member.isreg() and not member.issparse():
-            assert fileobj is not None
-            yield Extent(fileobj.fileno(), member.offset_data, member.size)
+            yield Extent(self.file.fileno(), member.offset_data, member.size)
         else:
             with self.open(name) as stream:
                 yield stream
 
     def close(self) -> None:
         self.archive.close()
+        self.file.close()
 
 
 def _open_source(path: str, limits: ImageLimits) -> _Source:
