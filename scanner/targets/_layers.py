@@ -14,7 +14,6 @@ import errno
 import hashlib
 import lzma
 import os
-import queue
 import shutil
 import stat
 import threading
@@ -96,48 +95,6 @@ class _ExtentHasher(threading.Thread):
                 self.hasher.update(chunk)
         except OSError as error:  # carried back as data, raised by the extracting thread
             self.error = error
-
-
-class _Writer(threading.Thread):
-    """Fills, stamps and closes the files the extracting thread created, on the other core.
-
-    The extracting thread keeps every decision (names, no-follow walks, replacements, limits);
-    this one only writes claimed bytes into fds it is handed, so it cannot write anywhere else.
-    Errors are carried back as data and raised by `finish`.
-    """
-
-    def __init__(self, source: int, owner: bool) -> None:
-        super().__init__(name="scan-root-layer-writer", daemon=True)
-        self.source = source
-        self.owner = owner
-        self.jobs: queue.Queue[tuple[int, bytes | int, _tar.Member] | None] = queue.Queue(1024)
-        self.error: BaseException | None = None
-        self.start()
-
-    def put(self, fd: int, claim: bytes | int, member: _tar.Member) -> None:
-        self.jobs.put((fd, claim, member))
-
-    def run(self) -> None:
-        while (job := self.jobs.get()) is not None:
-            fd, claim, member = job
-            try:
-                if self.error is None:
-                    _tar.fill(fd, self.source, claim, member.size)
-                    _stamp(fd, member, self.owner)
-            except (OSError, _tar.TarFormatError) as error:
-                self.error = error
-            finally:
-                os.close(fd)
-
-    def finish(self, label: str) -> None:
-        self.jobs.put(None)
-        self.join()
-        if isinstance(self.error, _tar.TarFormatError):
-            raise self.error
-        if self.error is not None:
-            raise ImageError(f"{label}: cannot write an extracted file: {self.error}") from (
-                self.error
-            )
 
 
 def _stamp(fd: int, member: _tar.Member, owner: bool) -> None:
@@ -279,17 +236,6 @@ class LayerApplier:
         # Directory fds opened (O_NOFOLLOW, component by component) for earlier members. Valid
         # until something is removed: only _remove can unlink or replace a directory.
         self._cache: dict[tuple[str, ...], int] = {}
-        self._writer: _Writer | None = None
-
-    def _flush(self, label: str, *, quiet: bool = False) -> None:
-        """Wait until every handed-out file is written; `quiet` when another error is on its way."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.finish(label)
-            except (ImageError, _tar.TarFormatError):
-                if not quiet:
-                    raise
 
     def close(self) -> None:
         self._forget()
@@ -322,7 +268,6 @@ class LayerApplier:
             blocks = _tar.ExtentBlocks(blob.fd, blob.start, blob.length)
             if hasher is not None:
                 worker = _ExtentHasher(blob, hasher)
-            self._writer = _Writer(blob.fd, self._owner)
         else:
             counting = _Counting(blob, hasher)
             stream = _decompress(counting, label, self.limits)
@@ -339,11 +284,9 @@ class LayerApplier:
                     pass
                 while counting.read(_CHUNK):
                     pass
-            self._flush(label)
         except _tar.TarFormatError as error:
             raise ImageError(f"{label}: not a valid tar stream: {error}") from error
         finally:
-            self._flush(label, quiet=True)
             if worker is not None:
                 worker.join()
         if absolute:
@@ -484,15 +427,6 @@ class LayerApplier:
             0o600,
             dir_fd=parent,
         )
-        writer = self._writer
-        if writer is not None and isinstance(blocks, _tar.ExtentBlocks):
-            try:
-                claim = blocks.claim(member.size) if member.size else b""
-            except BaseException:
-                os.close(fd)
-                raise
-            writer.put(fd, claim, member)  # the writer closes fd
-            return
         try:
             if member.size:
                 blocks.copy(fd, member.size)
