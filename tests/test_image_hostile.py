@@ -291,6 +291,8 @@ def _three_files() -> bytes:
         ("pax size", r"is 1000000000000000000000 bytes \(limit"),
         ("long name", r"GNU long name at 0: 2000000 bytes \(limit 1048576\)"),
         ("dangling pax", "extended header at .* is not followed by a member"),
+        ("pax mtime", "pax header at 2560: bad mtime"),
+        ("huge mtime", "mtime .* out of range"),
     ],
 )
 def test_malformed_headers_are_clear_errors(
@@ -310,12 +312,19 @@ def test_malformed_headers_are_clear_errors(
         blob = blob[: second + 512 + 300]
     elif damage == "truncated header":
         blob = blob[: second + 200]
-    elif damage in ("pax overflow", "pax size"):
+    elif damage in ("pax overflow", "pax size", "pax mtime"):
         pax = _PAX
-        record = b"99 path=b\n" if damage == "pax overflow" else b"31 size=1000000000000000000000\n"
+        record = {
+            "pax overflow": b"99 path=b\n",
+            "pax size": b"31 size=1000000000000000000000\n",
+            "pax mtime": b"13 mtime=inf\n",
+        }[damage]
         blob[pax + 512 : pax + 1024] = record.ljust(512, b"\x00")
         blob[pax + 124 : pax + 136] = b"%011o\x00" % len(record)
         _fix_sum(blob, pax)
+    elif damage == "huge mtime":
+        blob[second + 136 : second + 148] = b"\x80" + bytes(5) + b"\x01" + bytes(5)
+        _fix_sum(blob, second)
     elif damage == "long name":
         info = tarfile.TarInfo("././@LongLink")
         info.type, info.size = tarfile.GNUTYPE_LONGNAME, 2_000_000

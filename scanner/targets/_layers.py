@@ -5,6 +5,14 @@ so a member can never be written *through* a symlink, whatever a lower layer put
 Symlink members themselves are created as they are (they are data inside the root; the scanner
 never follows one out of it). Whiteouts follow the OCI image spec, layer.md "Whiteouts":
 https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts
+
+Tar members come from `_tar` (a strict reader; no `tarfile`: its per-member stream objects cost
+~10x a scan of the same root). Directory fds opened for one member are kept for the next ones
+(tar order groups siblings) and dropped whenever something is removed, the only way a directory
+can be replaced. An uncompressed layer that is an extent of a file is read in place: file data
+moves with sendfile, and its digest is computed over the same page-cached bytes by a second
+thread. A file-filling thread was tried and dropped: +0.1 CPU-s, no wall-clock gain on 2 cores
+that the scan keeps busy anyway.
 """
 
 from __future__ import annotations

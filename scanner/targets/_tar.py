@@ -41,11 +41,10 @@ BLOCK = 512
 MAX_META = 1 << 20  # a pax or GNU long-name record: paths are kilobytes at most
 _WINDOW = 1 << 18  # read-ahead for headers and small files
 _SMALL = 1 << 16  # files up to this size are written from the read-ahead buffer
-_REGULAR = (
-    b"0",
-    b"\x00",
-    b"7",
-)  # after parse_header, a '\0' with a trailing '/' is a dir  # '7' (contiguous) is a regular file to every reader
+# '7' (contiguous) is a regular file to every reader; parse_header already turned a '\0' member
+# whose name ends in '/' into a directory.
+_REGULAR = (b"0", b"\x00", b"7")
+_MTIME_LIMIT = 1 << 40  # about year 36,812: beyond it utime(2) fails; refuse it with the rest
 # Types whose size field never announces data (Go's archive/tar and tarfile agree).
 _HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")
 _ZERO = bytes(BLOCK)
@@ -294,9 +293,11 @@ def members(blocks: Blocks) -> Iterator[Member]:
             if "mtime" in records:
                 try:
                     mtime = int(float(records["mtime"]))
-                except ValueError:
+                except (ValueError, OverflowError):  # "nan", "inf", not a number
                     raise TarFormatError(f"pax header at {offset}: bad mtime") from None
             sparse = sparse or any(key.startswith("GNU.sparse.") for key in records)
+        if not -_MTIME_LIMIT < mtime < _MTIME_LIMIT:
+            raise TarFormatError(f"header at {offset}: mtime {mtime} out of range")
         pax, long_name, long_link = {}, None, None
         if type_ in _HEADER_ONLY:
             size_of_data = 0

@@ -5,8 +5,19 @@ streamed from the tar members. Why: every check reads a normal root — the walk
 directories, pkgdb opens rpm's sqlite/BDB files by path and 448 re-reads files by path — and a
 whiteout in layer N hides files of layers < N, so a single streaming pass would have to index
 every layer first and then serve reads out of compressed, non-seekable blobs. Extraction writes
-each byte once and the scan reads it back from the page cache; bench/image_input.py measures the
-cost against scanning the unpacked root.
+each byte once and the scan reads it back from the page cache.
+
+Measured (bench/image_input.py, bookworm-apps: 12,616 members, 627 MB, one uncompressed layer in
+a `docker save` tarball, 2 busy vCPUs): what costs is where the files are created, not reading
+the tar. Extracting to this VM's ext4 /tmp took 7-9 s of system time for GNU tar and for us
+alike (ext4's inode allocator scanning for recently deleted inodes, `recently_deleted` in perf,
+after the previous scan's removal), against 0.4-0.6 s on tmpfs. So the scratch dir is /dev/shm
+when it has room (`_scratch_dirs`), with a fall back to disk if it fills. On tmpfs our own
+extraction (strict header reader, Cython header parser, sendfile from the layer's extent of the
+archive) takes ~0.6 CPU-s and the removal ~0.17 CPU-s; the scan itself ~2 CPU-s, the same as
+on the unpacked root. The remaining overhead is the kernel copying 627 MB into tmpfs pages,
+creating 12,600 inodes and freeing them: the price of extracting at all. Only serving the
+hasher's reads straight from the layer extent (no copy, no removal) would go lower.
 
 Specs: OCI image layout https://github.com/opencontainers/image-spec/blob/main/image-layout.md,
 image index (platform selection) .../image-index.md, docker save: moby image/tarexport.
