@@ -125,7 +125,9 @@ class ExtentBlocks:
             self._buffer = os.pread(self.fd, want, position) if want > 0 else b""
             self._at = 0
             if len(self._buffer) < want:
-                raise TarFormatError(f"the layer file shrank while it was read (at {self.offset})")
+                raise TarFormatError(
+                    f"the layer ends early at {self.offset} (a truncated archive, or the file shrank)"
+                )
         data = self._buffer[self._at : self._at + size]
         self._at += len(data)
         self.offset += len(data)
@@ -170,7 +172,7 @@ def fill(fd: int, source: int, claim: bytes | int, size: int) -> None:
     while done < size:
         sent = os.sendfile(fd, source, claim + done, size - done)
         if sent == 0:
-            raise TarFormatError("the layer file shrank while it was read")
+            raise TarFormatError("the layer ends early (a truncated archive, or the file shrank)")
         done += sent
 
 

@@ -114,7 +114,7 @@ _COMPRESSION_GUESS = 5  # decompressed:compressed size assumed when choosing whe
 
 def _scratch_dirs(source: _Source, plan: _Plan) -> list[str | None]:
     """Where to extract, best first. A memory filesystem when it has room: this VM's ext4 spent
-    ~6 s of system time creating the 12,600 files of bookworm-apps (ext4's inode allocator scans
+    7-9 s of system time creating the 12,600 files of bookworm-apps (ext4's inode allocator scans
     for recently deleted inodes after the previous scan's removal), tmpfs ~0.4 s (README,
     Performance). It takes RAM for the scan's duration, so only when the layers' size (x5 for
     compressed ones) fits in a third of both the free tmpfs space and the memory available to us.
