@@ -5,8 +5,16 @@ from __future__ import annotations
 import os
 from types import ModuleType
 
-from . import hasher_py, matcher_py, walker_py
-from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkError
+from . import hasher_py, matcher_py, untar_py, walker_py
+from .types import (
+    Digest,
+    FileKind,
+    HashResult,
+    HashStatus,
+    TarFormatError,
+    WalkEntry,
+    WalkError,
+)
 
 __all__ = [
     "IMPLEMENTATION",
@@ -16,12 +24,15 @@ __all__ = [
     "HashStatus",
     "Matcher",
     "NativeUnavailable",
+    "TarFormatError",
     "WalkEntry",
     "WalkError",
     "default_jobs",
     "hash_files",
     "implementations",
     "matchers",
+    "untar",
+    "untars",
     "walk",
 ]
 
@@ -84,4 +95,24 @@ def implementations() -> dict[str, tuple[ModuleType, ModuleType]]:
     found = {"python": (walker_py, hasher_py)}
     if _native is not None:
         found["cython"] = _native
+    return found
+
+
+def _load_native_untar() -> ModuleType | None:
+    if _native is None:
+        return None
+    from . import _untar  # type: ignore[attr-defined]
+
+    return _untar  # type: ignore[no-any-return]
+
+
+_native_untar = _load_native_untar()
+untar: ModuleType = _native_untar or untar_py  # parse_header / parse_pax for image layers
+
+
+def untars() -> dict[str, ModuleType]:
+    """Every loadable tar-header parser module as {name: module}, for tests and benchmarks."""
+    found: dict[str, ModuleType] = {"python": untar_py}
+    if _native_untar is not None:
+        found["cython"] = _native_untar
     return found

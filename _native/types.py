@@ -10,6 +10,7 @@ __all__ = [
     "FileKind",
     "HashResult",
     "HashStatus",
+    "TarFormatError",
     "WalkEntry",
     "WalkError",
 ]
@@ -103,3 +104,7 @@ class HashResult:
     hits: tuple[tuple[int, int], ...] = ()
     hit_total: int = 0
     windows: tuple[tuple[int, bytes], ...] = ()
+
+
+class TarFormatError(ValueError):
+    """A tar header or pax record is malformed; the message says where (byte offset) and why."""

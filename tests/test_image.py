@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from imagebuilder import (
 )
 
 import scanner
+from scanner.targets import image as image_module
 from scanner.targets.image import ImageError, open_image
 
 pytestmark = pytest.mark.debootstrap
@@ -150,3 +154,56 @@ def test_not_an_image(tmp_path: Path) -> None:
     ):
         pass
     assert not list((tmp_path / "work").iterdir())
+
+
+# -- where the layers are extracted ----------------------------------------------------------
+
+
+def _small_image(tmp_path: Path, payload: bytes) -> Path:
+    layer_tar = tmp_path / "l.tar"
+    with tarfile.open(layer_tar, "w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("big")
+        info.size = len(payload)
+        archive.addfile(info, io.BytesIO(payload))
+    archive_path = tmp_path / "image.tar"
+    write_docker_save(archive_path, [layer_tar], image_config(), ["s:1"], compression="gzip")
+    return archive_path
+
+
+def test_scratch_is_memory_unless_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _small_image(tmp_path, b"x" * 1000)
+    monkeypatch.delenv("TMPDIR", raising=False)
+    seen = []
+    with open_image(path) as image:
+        seen.append(os.path.dirname(image.root))
+    if os.access("/dev/shm", os.W_OK):
+        assert seen == ["/dev/shm"]
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with open_image(path) as image:
+        assert os.path.dirname(image.root) == str(tmp_path)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("scan-root-image-")]
+
+
+@pytest.mark.root
+def test_full_memory_filesystem_falls_back_to_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small, disk = tmp_path / "small", tmp_path / "disk"
+    small.mkdir()
+    disk.mkdir()
+    # 2 MiB of zeros gzip to ~2 KiB: the size guess says it fits in 1 MiB; it does not.
+    path = _small_image(tmp_path, bytes(2 << 20))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        monkeypatch.delenv("TMPDIR", raising=False)
+        monkeypatch.setattr(image_module, "_MEMORY_DIR", str(small))
+        monkeypatch.setattr(tempfile, "tempdir", str(disk))
+        with open_image(path) as image:
+            assert os.path.dirname(image.root) == str(disk)
+            assert os.path.getsize(os.path.join(image.root, "big")) == 2 << 20
+        assert not list(small.iterdir()) and not list(disk.iterdir())
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

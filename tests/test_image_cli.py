@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -42,8 +42,15 @@ def image(tmp_path: Path) -> Path:
 
 
 def test_image_scan_reports_findings_and_the_image(
-    image: Path, capsys: pytest.CaptureFixture[str]
+    image: Path,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    scratch = tmp_path / "scratch"  # a private $TMPDIR: other processes share /tmp and /dev/shm
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # tempfile caches the directory it chose
     status = cli.main(["image", str(image), "--format", "json", "--quiet", "--no-process-env"])
     out = capsys.readouterr().out
     assert status == cli.EXIT_FINDINGS
@@ -59,7 +66,7 @@ def test_image_scan_reports_findings_and_the_image(
     assert not any(f.get("path") == "/usr/bin/tool" for f in report["findings"])  # whited out
     env = next(f for f in report["findings"] if f["check"] == "424")
     assert env["source"] == "image-config:example/app:1.0"
-    assert not [p for p in os.listdir("/tmp") if p.startswith("scan-root-image-")]
+    assert not list(scratch.iterdir()), "the image's temp dir must be removed"
 
 
 def test_not_an_image_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 from imagebuilder import image_config, write_docker_save, write_oci_layout
 
+import _native
 from scanner.errors import ScannerError
+from scanner.targets import _tar
 from scanner.targets.image import Image, ImageError, ImageLimits, open_image
 
 
@@ -245,3 +247,99 @@ def test_oci_layer_digest_verified(env: dict[str, Path]) -> None:
     ):
         pass
     assert not list(env["work"].iterdir())
+
+
+# -- malformed tar headers, through both header parsers and both read paths ------------------
+
+
+@pytest.fixture(params=sorted(_native.untars()), ids=lambda n: {"cython": "c", "python": "py"}[n])
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    module = _native.untars()[request.param]
+    monkeypatch.setattr(_tar, "parse_header", module.parse_header)
+    monkeypatch.setattr(_tar, "parse_pax", module.parse_pax)
+    return str(request.param)
+
+
+def _fix_sum(blob: bytearray, at: int) -> None:
+    blob[at + 148 : at + 156] = b" " * 8
+    blob[at + 148 : at + 156] = b"%06o\x00 " % sum(blob[at : at + 512])
+
+
+_PAX, _SECOND = 1536, 2560  # a: header + 2 data blocks; b: pax header + records, then header
+
+
+def _three_files() -> bytes:
+    blob = layer(
+        member("a", b"A" * 700),
+        member("b", b"B" * 700, pax_headers={"comment": "forces a pax header"}),
+        member("c", b"C" * 10),
+    )
+    assert blob[_PAX + 156 : _PAX + 157] == b"x" and blob[_SECOND : _SECOND + 1] == b"b"
+    return blob
+
+
+@pytest.mark.parametrize("packing", ["plain", "gzip"])
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        ("checksum", "not a valid tar stream: header at .*: bad checksum"),
+        ("negative size", "negative size"),
+        ("octal", "size field is not octal"),
+        ("truncated data", "truncated"),
+        ("truncated header", "truncated"),
+        ("pax overflow", "pax header at .*: record overflows"),
+        ("pax size", r"is 1000000000000000000000 bytes \(limit"),
+        ("long name", r"GNU long name at 0: 2000000 bytes \(limit 1048576\)"),
+        ("dangling pax", "extended header at .* is not followed by a member"),
+        ("pax mtime", "pax header at 2560: bad mtime"),
+        ("huge mtime", "mtime .* out of range"),
+    ],
+)
+def test_malformed_headers_are_clear_errors(
+    env: dict[str, Path], parser: str, packing: str, damage: str, match: str
+) -> None:
+    blob = bytearray(_three_files())
+    second = _SECOND
+    if damage == "checksum":
+        blob[second] ^= 0x20
+    elif damage == "negative size":
+        blob[second + 124 : second + 136] = b"\xff" * 12
+        _fix_sum(blob, second)
+    elif damage == "octal":
+        blob[second + 124 : second + 136] = b"00000001x34\x00"
+        _fix_sum(blob, second)
+    elif damage == "truncated data":
+        blob = blob[: second + 512 + 300]
+    elif damage == "truncated header":
+        blob = blob[: second + 200]
+    elif damage in ("pax overflow", "pax size", "pax mtime"):
+        pax = _PAX
+        record = {
+            "pax overflow": b"99 path=b\n",
+            "pax size": b"31 size=1000000000000000000000\n",
+            "pax mtime": b"13 mtime=inf\n",
+        }[damage]
+        blob[pax + 512 : pax + 1024] = record.ljust(512, b"\x00")
+        blob[pax + 124 : pax + 136] = b"%011o\x00" % len(record)
+        _fix_sum(blob, pax)
+    elif damage == "huge mtime":
+        blob[second + 136 : second + 148] = b"\x80" + bytes(5) + b"\x01" + bytes(5)
+        _fix_sum(blob, second)
+    elif damage == "long name":
+        info = tarfile.TarInfo("././@LongLink")
+        info.type, info.size = tarfile.GNUTYPE_LONGNAME, 2_000_000
+        blob = bytearray(info.tobuf(tarfile.GNU_FORMAT)) + bytes(2_000_128) + blob
+    elif damage == "dangling pax":
+        blob = blob[:_SECOND] + bytes(1024)  # b's pax header and records, then the end blocks
+    data = bytes(blob)
+    with pytest.raises(ImageError, match=f"layer 1 .*{match}"):
+        scan(env, [gzip.compress(data, 1) if packing == "gzip" else data])
+
+
+def test_sparse_and_unknown_members_are_problems(env: dict[str, Path], parser: str) -> None:
+    weird = member("odd", b"data", type=b"Z")[0]
+    weird.size = 4
+    blob = layer(member("a", b"A"))
+    raw = bytearray(weird.tobuf(tarfile.USTAR_FORMAT)) + b"data".ljust(512, b"\x00")
+    image = scan(env, [raw + blob])
+    assert any("unsupported tar type b'Z'" in problem for problem in image.problems)
