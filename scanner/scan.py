@@ -18,6 +18,7 @@ from .content import content_pass
 from .environment import check_sources
 from .errors import TargetError
 from .manifests import read_manifests
+from .policy.model import CustomCheckSpec, Policy
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
 from .targets.image import open_image
@@ -52,6 +53,12 @@ class ScanArguments(TypedDict, total=False):
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
     image_name: str | None  # how 424 names the image-config source
     progress: Callable[[str], None] | None  # called with a short progress line
+    policy: Policy | None  # its custom checks run after the built-in ones (ids 9000 and up)
+
+
+def _custom_checks(arguments: ScanArguments) -> tuple[CustomCheckSpec, ...]:
+    policy = arguments.get("policy")
+    return policy.custom_checks if policy is not None else ()
 
 
 def _options(arguments: ScanArguments) -> ScanOptions:
@@ -82,7 +89,7 @@ def iter_scan(
     Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks
     or unreadable input files.
     """
-    selected = select_checks(arguments.get("checks"))
+    selected = select_checks(arguments.get("checks"), _custom_checks(arguments))
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
@@ -127,7 +134,7 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
 
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
     """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
-    selected = select_checks(arguments.get("checks"))
+    selected = select_checks(arguments.get("checks"), _custom_checks(arguments))
     report = Report(
         root=os.fspath(root),
         scanner_version=__version__,

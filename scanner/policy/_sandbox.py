@@ -86,7 +86,9 @@ def _fail(call: str, path: bytes) -> SetupError:
     return SetupError(f"{call} {os.fsdecode(path)}: {os.strerror(number)}")
 
 
-def mount(source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes = b"") -> None:
+def mount(
+    source: bytes, target: bytes, fstype: bytes | None, flags: int, data: bytes = b""
+) -> None:
     if _libc.mount(source, target, fstype, ctypes.c_ulong(flags), data or None) != 0:
         raise _fail("mount", target)
 
@@ -104,7 +106,9 @@ def status(line: str) -> None:
 def build(base: bytes, overlay: bool) -> tuple[bytes, str]:
     """Mount the new root under `base`; return it and a description of the isolation used."""
     if any(char in base for char in b",:\\"):
-        raise SetupError(f"the work directory {os.fsdecode(base)} holds , : or \\ (overlay options)")
+        raise SetupError(
+            f"the work directory {os.fsdecode(base)} holds , : or \\ (overlay options)"
+        )
     mount(b"", b"/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates to the host
     mount(b"scan-root", base, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=0700," + UPPER_SIZE)
     for name in (b"lower", b"upper", b"work", b"merged"):

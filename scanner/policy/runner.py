@@ -115,7 +115,9 @@ def _clean(raw: bytes, dropped: int) -> str:
     """Output made safe for a report: undecodable bytes and control characters escaped."""
     text = raw.decode("utf-8", "backslashreplace")
     text = "".join(
-        char if char in "\n\t" or not (ord(char) < 32 or ord(char) == 127) else f"\\x{ord(char):02x}"
+        char
+        if char in "\n\t" or not (ord(char) < 32 or ord(char) == 127)
+        else f"\\x{ord(char):02x}"
         for char in text
     ).rstrip()
     if dropped:
@@ -244,7 +246,9 @@ def _collect(
     output = _clean(bytes(kept), dropped)
     if timed_out:
         _kill(process)
-        return Errored(f"timed out after {spec.timeout:g} s (the sandbox was killed)", output, seconds)
+        return Errored(
+            f"timed out after {spec.timeout:g} s (the sandbox was killed)", output, seconds
+        )
     process.wait()
     return _verdict(status.decode("utf-8", "backslashreplace"), output, seconds, process.returncode)
 
