@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from debroot import debootstrap_root
+from debroot import copy_root, debootstrap_root
 from trees import as_nobody
 
 from scanner import UsageError, scan_root
@@ -74,9 +75,16 @@ def root() -> Path:
     return debootstrap_root()
 
 
-@pytest.fixture
-def unchanged(root: Path) -> Iterator[None]:
-    """The shared cached root and the host's temp dir are exactly as before (nothing leaks)."""
+@pytest.fixture(scope="module")
+def scratch_root(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
+    """A private copy for the scripts that try to write: were the sandbox ever broken, they would
+    damage this copy, not the root every other test shares."""
+    return copy_root(root, tmp_path_factory.mktemp("custom") / "root")
+
+
+@contextlib.contextmanager
+def unchanged_root(root: Path) -> Iterator[None]:
+    """The root and the host's temp dir are exactly as before (nothing leaks, nothing is left)."""
     etc_before, top_before = tree_digest(root / "etc"), sorted(os.listdir(root))
     leftovers_before = sandbox_leftovers()
     yield
@@ -84,6 +92,12 @@ def unchanged(root: Path) -> Iterator[None]:
     assert sorted(os.listdir(root)) == top_before
     directories, mounts = sandbox_leftovers()
     assert directories <= leftovers_before[0] and not mounts, (directories, mounts)
+
+
+@pytest.fixture
+def unchanged(root: Path) -> Iterator[None]:
+    with unchanged_root(root):
+        yield
 
 
 def run(script: bytes, root: Path | str, **kwargs: float) -> CheckResult:
@@ -200,7 +214,8 @@ class TestInterpreter:
 @pytest.mark.debootstrap
 @pytest.mark.usefixtures("unchanged")
 class TestIsolation:
-    def test_writes_go_to_a_throw_away_layer(self, root: Path, tmp_path: Path) -> None:
+    def test_writes_go_to_a_throw_away_layer(self, scratch_root: Path, tmp_path: Path) -> None:
+        root = scratch_root
         canary_dir = tmp_path / "canary"
         canary_dir.mkdir()
         host_tmp = Path(tempfile.gettempdir()) / f"scan-root-canary-{uuid.uuid4().hex}"
@@ -213,7 +228,8 @@ class TestIsolation:
             f"echo pwned > /pwned || exit 3\n"
             "exit 0\n"
         ).encode()
-        result = run(script, root)
+        with unchanged_root(root):
+            result = run(script, root)
         assert isinstance(result, Passed), result
         assert list(canary_dir.iterdir()) == []
         assert not host_tmp.exists()
@@ -223,9 +239,10 @@ class TestIsolation:
         again = run(b"grep -q '^evil:' /etc/passwd && exit 1\nexit 0\n", root)
         assert isinstance(again, Passed), again
 
-    def test_read_only_fallback_refuses_writes(self, root: Path) -> None:
+    def test_read_only_fallback_refuses_writes(self, scratch_root: Path) -> None:
         script = b"echo x >> /etc/passwd && exit 1\necho ok > /tmp/scratch && cat /tmp/scratch\n"
-        result = run_custom_check(spec(script), os.fspath(root), overlay=False)
+        with unchanged_root(scratch_root):
+            result = run_custom_check(spec(script), os.fspath(scratch_root), overlay=False)
         assert isinstance(result, Passed), result
         assert "Read-only file system" in result.output and result.output.endswith("ok")
         assert result.isolation.startswith("read-only bind")
