@@ -159,6 +159,12 @@ class TestVerdicts:
         assert rest.endswith(f"[{1000000 + 14 - OUTPUT_LIMIT} more bytes of output not kept]")
         assert len(result.output) < OUTPUT_LIMIT + 100
 
+    def test_a_large_script_is_delivered_whole(self, root: Path) -> None:
+        script = b"#" * 300_000 + b"\necho end of a large script\nexit 1\n"
+        result = run(script, root)
+        assert isinstance(result, Failed), result
+        assert result.output == "end of a large script"
+
     def test_environment_is_fixed_never_the_scanners(
         self, root: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

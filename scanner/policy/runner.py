@@ -201,6 +201,8 @@ def _run(
     finally:
         if process.returncode is None:
             _kill(process)
+        if process.stdin is not None:
+            process.stdin.close()
         os.close(status_read)
         os.close(output_read)
 
@@ -213,16 +215,14 @@ def _collect(
     started: float,
 ) -> CheckResult:
     assert process.stdin is not None
-    try:
-        process.stdin.write(spec.script)
-        process.stdin.close()
-    except BrokenPipeError:
-        pass  # the sandbox died before reading: its status (or silence) says why below
+    script = memoryview(spec.script)
+    os.set_blocking(process.stdin.fileno(), False)  # nothing here may block past the deadline
     deadline = started + spec.timeout
     kept = bytearray()
     dropped = 0
     status = bytearray()
     selector = selectors.DefaultSelector()
+    selector.register(process.stdin, selectors.EVENT_WRITE, "script")
     selector.register(output_fd, selectors.EVENT_READ, "output")
     selector.register(status_fd, selectors.EVENT_READ, "status")
     timed_out = False
@@ -233,6 +233,15 @@ def _collect(
                 timed_out = True
                 break
             for key, _events in selector.select(remaining):
+                if key.data == "script":
+                    try:
+                        script = script[os.write(key.fd, script[: 1 << 16]) :]
+                    except BrokenPipeError:
+                        script = script[:0]  # the sandbox died: its status (or silence) says why
+                    if not script:
+                        selector.unregister(key.fileobj)
+                        process.stdin.close()
+                    continue
                 chunk = os.read(key.fd, 1 << 16)
                 if not chunk:
                     selector.unregister(key.fd)
@@ -249,7 +258,11 @@ def _collect(
         return Errored(
             f"timed out after {spec.timeout:g} s (the sandbox was killed)", output, seconds
         )
-    process.wait()
+    try:
+        # Both pipes are closed: PID 1 is gone, so unshare is only exiting.
+        process.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill(process)
     return _verdict(status.decode("utf-8", "backslashreplace"), output, seconds, process.returncode)
 
 
