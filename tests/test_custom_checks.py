@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import socket
 import tempfile
 import time
@@ -158,6 +159,12 @@ class TestVerdicts:
         assert first == "caf\\xe9 \\x1b[31mred"  # no raw escape sequence reaches a terminal
         assert rest.endswith(f"[{1000000 + 14 - OUTPUT_LIMIT} more bytes of output not kept]")
         assert len(result.output) < OUTPUT_LIMIT + 100
+
+    def test_signals_and_umask_are_reset(self, root: Path) -> None:
+        # An inherited SIG_IGN for SIGPIPE would make `yes` fail with EPIPE instead of dying quietly.
+        result = run(b"#!/bin/bash\nyes | head -n 2\necho ${PIPESTATUS[0]}\numask\nexit 1\n", root)
+        assert isinstance(result, Failed), result
+        assert result.output.splitlines() == ["y", "y", str(128 + signal.SIGPIPE), "0022"]
 
     def test_a_large_script_is_delivered_whole(self, root: Path) -> None:
         script = b"#" * 300_000 + b"\necho end of a large script\nexit 1\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
 
 ROOT_FD = -1  # set from the arguments by main()
@@ -223,6 +224,11 @@ def run(script: bytes) -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
+            # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across exec, and
+            # `yes | head` must behave in the script as it does anywhere else.
+            for number in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(number, signal.SIG_DFL)
+            os.umask(0o022)  # a fixed start, like the environment
             drop_privileges()
             os.execve(argv[0], argv, ENVIRONMENT)
         except (OSError, SetupError) as error:
