@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -31,6 +33,8 @@ from scanner.policy.runner import (
     run_custom_check,
 )
 from scanner.report import Severity
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def spec(script: bytes, timeout: float = 20.0, check_id: str = "9001") -> CustomCheckSpec:
@@ -302,6 +306,48 @@ class TestIsolation:
         assert isinstance(result, Passed), result
         assert result.output == "x" and result.isolation == "overlay"
         assert not os.path.lexists(name)
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+@pytest.mark.usefixtures("unchanged")
+def test_a_root_on_overlayfs_gets_its_own_overlay(root: Path, tmp_path: Path) -> None:
+    # As inside a container (the live root of a Fargate task is an overlay): overlay on overlay.
+    for name in ("upper", "work", "merged"):
+        (tmp_path / name).mkdir()
+    options = f"lowerdir={root},upperdir={tmp_path}/upper,workdir={tmp_path}/work"
+    subprocess.run(
+        ["mount", "-t", "overlay", "overlay", "-o", options, tmp_path / "merged"], check=True
+    )
+    try:
+        result = run(b"echo x >> /etc/passwd && tail -n 1 /etc/passwd\n", tmp_path / "merged")
+    finally:
+        subprocess.run(["umount", tmp_path / "merged"], check=True)
+    assert isinstance(result, Passed), result
+    assert result.output == "x" and result.isolation == "overlay"
+    assert list((tmp_path / "upper").iterdir()) == []  # not even the container's own layer
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+def test_without_cap_sys_admin_it_is_an_error_never_unisolated(root: Path) -> None:
+    # Root without CAP_SYS_ADMIN, as in an ECS/Fargate task: no sandbox, so the script never runs.
+    code = (
+        "import sys; from test_custom_checks import run; "
+        f"print(repr(run(b'echo ran; exit 0', {os.fspath(root)!r})))"
+    )
+    environment = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
+    shown = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_admin", "--", sys.executable, "-c", code],
+        env=environment,
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    assert shown.startswith(
+        "Errored(reason='the sandbox could not be built, the script did not run: "
+        "unshare: unshare failed: Operation not permitted'"
+    ), shown
 
 
 def _processes(argv: list[str]) -> list[int]:

@@ -286,9 +286,8 @@ def _verdict(status: str, output: str, seconds: float, returncode: int) -> Check
             if code == 1:
                 return Failed(output, isolation, seconds)
             return Errored(f"exited with status {code}", output, seconds)
-    # unshare's own complaint (no CAP_SYS_ADMIN, no user namespaces...) is in the output.
+    # unshare's own complaint (no CAP_SYS_ADMIN, no namespaces...) is the last line it wrote.
+    said = output.splitlines()[-1] if output else f"unshare exited with status {returncode}"
     return Errored(
-        f"the sandbox did not run the script (unshare exited with status {returncode})",
-        output,
-        seconds,
+        f"the sandbox could not be built, the script did not run: {said}", output, seconds
     )
