@@ -155,13 +155,14 @@ class TestVerdicts:
 
     def test_output_is_bounded_and_decoded_safely(self, root: Path) -> None:
         script = (
-            b"printf 'caf\\351 \\033[31mred\\n'\nhead -c 1000000 /dev/zero | tr '\\0' x\nexit 1\n"
+            b"printf 'caf\\351 \\033[31mred\\302\\233\\n'\n"  # C1 CSI is U+009B: \302\233
+            b"head -c 1000000 /dev/zero | tr '\\0' x\nexit 1\n"
         )
         result = run(script, root)
         assert isinstance(result, Failed), result
         first, _, rest = result.output.partition("\n")
-        assert first == "caf\\xe9 \\x1b[31mred"  # no raw escape sequence reaches a terminal
-        assert rest.endswith(f"[{1000000 + 14 - OUTPUT_LIMIT} more bytes of output not kept]")
+        assert first == "caf\\xe9 \\x1b[31mred\\x9b"  # no raw escape sequence reaches a terminal
+        assert rest.endswith(f"[{1000000 + 16 - OUTPUT_LIMIT} more bytes of output not kept]")
         assert len(result.output) < OUTPUT_LIMIT + 100
 
     def test_signals_and_umask_are_reset(self, root: Path) -> None:

@@ -116,7 +116,7 @@ def _clean(raw: bytes, dropped: int) -> str:
     text = raw.decode("utf-8", "backslashreplace")
     text = "".join(
         char
-        if char in "\n\t" or not (ord(char) < 32 or ord(char) == 127)
+        if char in "\n\t" or not (ord(char) < 32 or 127 <= ord(char) < 160)  # C0, DEL, C1
         else f"\\x{ord(char):02x}"
         for char in text
     ).rstrip()
@@ -153,7 +153,11 @@ def run_custom_check(
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
         return Errored(f"cannot open the root {os.fsdecode(root)}: {error.strerror}")
-    base = tempfile.mkdtemp(prefix="scan-root-check-")
+    try:
+        base = tempfile.mkdtemp(prefix="scan-root-check-")
+    except OSError as error:
+        os.close(root_fd)
+        return Errored(f"cannot make the sandbox's work directory: {error}")
     try:
         return _run(spec, unshare, root_fd, base, overlay)
     finally:
