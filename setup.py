@@ -69,9 +69,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
     package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
-    # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
-    # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
-    install_requires=[],
+    # PyYAML reads policy files (README: "Libraries used, and why"); python-debian is only the
+    # tests' referee for our deb822 reader; xxhash arrives with incremental rescans.
+    install_requires=["PyYAML>=6.0"],
     extras_require={
         "test": [
             "pytest>=8",

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 from debroot import copy_root, debootstrap_root
+from imagebuilder import Put, build_layers, image_config, write_docker_save
 from trees import as_nobody
 
-from scanner import UsageError, scan_root
+from scanner import UsageError, cli, scan_root
 from scanner.checks import select_checks
 from scanner.policy.model import CustomCheckSpec, Policy
 from scanner.policy.runner import (
@@ -33,6 +34,7 @@ from scanner.policy.runner import (
     run_custom_check,
 )
 from scanner.report import Severity
+from scanner.scan import scan_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -433,6 +435,8 @@ def test_scan_root_end_to_end(root: Path) -> None:
             "severity": "high",
             "kind": "custom-check-failed",
             "detail": "root can log in",
+            "rule": "default",  # the policy decided it: no rule names 9001, so the default alerts
+            "effect": "alert",
             "isolation": "overlay",
         }
     ]
@@ -457,3 +461,75 @@ def test_custom_checks_run_after_builtins(root: Path) -> None:
     assert report.checks == ("424", "9001")
     assert [f.check for f in report.findings][-1] == "9001"
     assert any(line.startswith("custom check 9001") for line in seen)
+
+
+POLICY = """\
+version: 1
+rules:
+  - name: custom-gate
+    effects: {"9001": block}
+custom_checks:
+  - id: 9001
+    name: root has no login shell
+    severity: critical
+    description: root must not log in interactively
+    script: |
+      #!/bin/bash
+      if grep -q '^root:.*:/bin/bash$' /etc/passwd; then echo "root logs in with bash"; exit 1; fi
+  - id: 9002
+    name: bookworm
+    severity: low
+    description: the target is Debian 12
+    script: |
+      grep -q '^12\\.' /etc/debian_version
+"""
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize(
+    ("checks", "status"),
+    [("9001,9002", cli.EXIT_FINDINGS), ("9002", cli.EXIT_CLEAN), ("9003", cli.EXIT_USAGE)],
+)
+def test_cli_policy_custom_checks(
+    root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    checks: str,
+    status: int,
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    argv = [str(root), "--policy", str(policy), "--checks", checks, "--format", "json", "--quiet"]
+    assert cli.main(argv) == status
+    if status == cli.EXIT_USAGE:
+        assert "unknown check id(s): 9003" in capsys.readouterr().err
+        return
+    document = json.loads(capsys.readouterr().out)
+    assert document["checks"] == checks.split(",")
+    assert document["complete"] is True
+    if status == cli.EXIT_FINDINGS:
+        (finding,) = document["findings"]
+        assert finding["check"] == "9001" and finding["detail"] == "root logs in with bash"
+        assert (finding["rule"], finding["effect"], finding["severity"]) == (
+            "custom-gate",
+            "block",
+            "critical",
+        )
+
+
+@pytest.mark.root
+def test_image_scan_runs_custom_checks_against_the_image(tmp_path: Path) -> None:
+    # The image has no shell: the host's /bin/sh must not run the script in its place.
+    root = tmp_path / "root"
+    (root / "tmp").mkdir(parents=True)
+    (root / "etc").mkdir()
+    layers = build_layers(root, [Put("etc/motd", b"hello\n", 0o644)], tmp_path / "layers")
+    tarball = tmp_path / "image.tar"
+    write_docker_save(tarball, layers, image_config(), ["example/empty:1"])
+    policy = Policy(version=1, collections={}, rules=(), custom_checks=(spec(b"exit 0\n"),))
+    report = scan_image(tarball, checks=["9001"], policy=policy)
+    (problem,) = [p for p in report.problems if p.check == "9001"]
+    assert problem.kind == "custom-check-error" and "cannot start the script" in problem.message
+    assert report.target_kind == "image" and not report.complete
