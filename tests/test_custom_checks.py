@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from debroot import copy_root, debootstrap_root
@@ -93,16 +94,21 @@ def scratch_root(tmp_path_factory: pytest.TempPathFactory, root: Path) -> Path:
 def unchanged_root(root: Path) -> Iterator[None]:
     """The root and the host's temp dir are exactly as before (nothing leaks, nothing is left)."""
     etc_before, top_before = tree_digest(root / "etc"), sorted(os.listdir(root))
-    leftovers_before = sandbox_leftovers()
-    yield
+    # A private temp dir for the runner's work directories: other test runs on the machine
+    # cannot make this look dirty.
+    private = tempfile.mkdtemp(prefix="custom-check-test-")
+    with mock.patch.object(tempfile, "tempdir", private):
+        yield
+        directories, mounts = sandbox_leftovers()
+    os.rmdir(private)  # fails if anything was left in it
     assert tree_digest(root / "etc") == etc_before
     assert sorted(os.listdir(root)) == top_before
-    directories, mounts = sandbox_leftovers()
-    assert directories <= leftovers_before[0] and not mounts, (directories, mounts)
+    assert not directories and not mounts, (directories, mounts)
 
 
 @pytest.fixture
-def unchanged(root: Path) -> Iterator[None]:
+def unchanged(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    tmp_path_factory.getbasetemp()  # made now, so not inside the private temp dir below
     with unchanged_root(root):
         yield
 
@@ -238,7 +244,7 @@ class TestIsolation:
         root = scratch_root
         canary_dir = tmp_path / "canary"
         canary_dir.mkdir()
-        host_tmp = Path(tempfile.gettempdir()) / f"scan-root-canary-{uuid.uuid4().hex}"
+        host_tmp = Path("/tmp") / f"scan-root-canary-{uuid.uuid4().hex}"
         script = (
             f"echo 'evil::0:0::/:/bin/sh' >> /etc/passwd || exit 3\n"
             f"grep -q '^evil:' /etc/passwd || exit 3\n"  # the write worked, inside

@@ -201,10 +201,14 @@ def enter(new_root: bytes) -> None:
     os.chdir(b"/")
 
 
-def drop_privileges() -> None:
-    """Shrink the bounding set: after exec the script keeps only KEPT_CAPABILITIES."""
+def last_capability() -> int:
+    """The kernel's highest capability number (read from the host's /proc, before pivoting)."""
     with open("/proc/sys/kernel/cap_last_cap", "rb") as handle:
-        last = int(handle.read())
+        return int(handle.read())
+
+
+def drop_privileges(last: int) -> None:
+    """Shrink the bounding set: after exec the script keeps only KEPT_CAPABILITIES."""
     for capability in range(last + 1):
         if capability not in KEPT_CAPABILITIES and _libc.prctl(PR_CAPBSET_DROP, capability) != 0:
             raise _fail("prctl(PR_CAPBSET_DROP)", str(capability).encode())
@@ -213,7 +217,7 @@ def drop_privileges() -> None:
         raise _fail("prctl(PR_SET_NO_NEW_PRIVS)", b"")
 
 
-def run(script: bytes) -> None:
+def run(script: bytes, last: int) -> None:
     """Start the script, wait for it as PID 1, say how it ended; our exit ends the namespace."""
     with open(SCRIPT, "wb") as handle:
         handle.write(script)
@@ -229,7 +233,7 @@ def run(script: bytes) -> None:
             for number in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(number, signal.SIG_DFL)
             os.umask(0o022)  # a fixed start, like the environment
-            drop_privileges()
+            drop_privileges(last)
             os.execve(argv[0], argv, ENVIRONMENT)
         except (OSError, SetupError) as error:
             status(f"error cannot start the script: {error}")
@@ -256,6 +260,7 @@ def main() -> int:
     os.dup2(null, 0)  # the script reads nothing
     os.close(null)
     try:
+        last = last_capability()
         new_root, isolation = build(os.fsencode(sys.argv[1]), sys.argv[4] == "overlay")
         os.close(ROOT_FD)  # a way back to the scanner's namespace: not kept while the script runs
         enter(new_root)
@@ -263,7 +268,7 @@ def main() -> int:
         status(f"error the sandbox could not be built: {error}")
         return 0
     status(f"ready {isolation}")
-    run(script)
+    run(script, last)
     return 0
 
 
