@@ -227,6 +227,19 @@ class TestInterpreter:
         assert isinstance(result, Errored), result
         assert "cannot start the script" in result.reason and "/bin/sh" in result.reason
 
+    def test_hostile_mount_points_are_replaced_not_followed(self, tmp_path: Path) -> None:
+        # /tmp, /dev and /proc as symlinks out of the root: the sandbox must mount its own
+        # directories (in the throw-away layer), never follow them. No shell: it stops at exec.
+        for name, target in (("tmp", "/etc"), ("dev", "/"), ("proc", "../../..")):
+            os.symlink(target, tmp_path / name)
+        result = run(b"exit 0\n", tmp_path)
+        assert isinstance(result, Errored), result
+        assert result.reason.startswith("cannot start the script"), result.reason
+        assert all(os.path.islink(tmp_path / name) for name in ("tmp", "dev", "proc"))
+        readonly = run_custom_check(spec(b"exit 0\n"), os.fspath(tmp_path), overlay=False)
+        assert isinstance(readonly, Errored), readonly
+        assert "no /tmp" in readonly.reason  # read-only: refuses rather than follow the link
+
     def test_a_missing_shebang_interpreter_is_an_error(self, root: Path) -> None:
         result = run(b"#!/usr/bin/python3\nraise SystemExit(0)\n", root)  # not in minbase
         assert isinstance(result, Errored), result
