@@ -81,6 +81,12 @@ setup(
             "python-debian>=0.1.49",
             "rpmfile>=2.2",
             "zstandard>=0.22",  # zstd-compressed image layers in the image tests
+            # SARIF output is validated against the official schema; the two validators make
+            # jsonschema check the schema's "uri"/"uri-reference"/"date-time" formats, which it
+            # otherwise skips silently.
+            "jsonschema>=4.18",
+            "rfc3986-validator>=0.1.1",
+            "rfc3339-validator>=0.1.4",
         ],
         # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
         "zstd": ["zstandard>=0.22"],

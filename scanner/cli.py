@@ -9,28 +9,30 @@ from collections.abc import Callable, Sequence
 import _native
 from pkgdb import PkgDBError
 
+from . import baseline as baselines
 from .errors import ScannerError, TargetError, UsageError
+from .gate import EXIT_BLOCKED, EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_USAGE, exit_code
 from .inventory import list_packages
 from .output import FORMATS
 from .policy import Policy, PolicyError, Target, load_policy
 from .policy.explain import explain
+from .report import Severity
 from .scan import scan_image, scan_root
 from .version import __version__
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
-
-EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3
+__all__ = ["EXIT_BLOCKED", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
 
 EPILOG = """\
 exit codes:
-  0  no findings, and every item was verified
-  1  at least one finding
-  2  usage error, or the target cannot be scanned at all
-  3  no findings, but some items could not be verified (see "problems"):
+  0  no findings, and every item was verified (with --exit-zero: whatever was found)
+  1  at least one finding that gates: not baselined, and at least --fail-on's severity
+     (any severity without --fail-on)
+  2  usage error, a bad or unwritable baseline, or the target cannot be scanned at all
+     (also with --exit-zero)
+  3  no gating finding, but some items could not be verified (see "problems"):
      "could not verify" is a result, never a pass
+  4  blocked: a policy rule's effect is "block" for a finding (never for a Fargate task);
+     wins over 1 and 3, and over --fail-on and --baseline
 """
 
 
@@ -115,6 +117,30 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         metavar="FILE",
         help="a policy file (YAML): collections and ordered rules decide each finding's effect "
         "(ignore, alert, block); see `scan-root policy check FILE`",
+    )
+    gate = parser.add_mutually_exclusive_group()
+    gate.add_argument(
+        "--fail-on",
+        choices=[str(severity) for severity in Severity],
+        metavar="SEVERITY",
+        help="exit 1 only for a finding of this severity or above: low, medium, high, critical "
+        "(default: any finding)",
+    )
+    gate.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 whatever was found or could not be verified (errors still exit 2)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="accept the findings listed in FILE (reported, marked baselined, not failing); "
+        "when FILE does not exist, write it from this scan's findings",
+    )
+    parser.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="rewrite the --baseline FILE from this scan's findings",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
@@ -238,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments[1:] if image else arguments)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.update_baseline and args.baseline is None:
+        parser.error("--update-baseline needs --baseline FILE")
     checks = None
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
@@ -249,7 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(error, file=sys.stderr)  # each line: FILE:LINE: field: message
             return EXIT_USAGE
     show_progress = not args.quiet and sys.stderr.isatty()
+    accepted = None
     try:
+        if args.baseline is not None:  # read before the scan: a bad baseline fails fast
+            accepted = baselines.prepare(args.baseline, args.root, update=args.update_baseline)
         report = (scan_image if image else scan_root)(
             args.root,
             checks=checks,
@@ -273,12 +304,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if show_progress:
             sys.stderr.write("\r\033[K")
+    if args.baseline is not None:
+        try:
+            baselines.settle(report, args.baseline, accepted)
+        except baselines.BaselineError as error:
+            print(f"scan-root: {error}", file=sys.stderr)
+            return EXIT_USAGE
     color = args.output is None and args.format == "table" and sys.stdout.isatty()
     if _write(FORMATS[args.format](report, color), args.output) != EXIT_CLEAN:
         return EXIT_USAGE
-    if report.findings:
-        return EXIT_FINDINGS
-    return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE
+    fail_on = None if args.fail_on is None else Severity[args.fail_on.upper()]
+    return exit_code(report, fail_on=fail_on, exit_zero=args.exit_zero)
 
 
 if __name__ == "__main__":  # pragma: no cover

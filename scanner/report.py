@@ -78,6 +78,7 @@ class Finding:
     # Set when a policy decided this finding: the rule's name and its effect ("alert", "block").
     rule: str | None = None
     effect: str | None = None
+    baselined: bool = False  # accepted by `--baseline`: reported, but does not fail the scan
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -106,6 +107,8 @@ class Finding:
             out["rule"] = self.rule
         if self.effect is not None:
             out["effect"] = self.effect
+        if self.baselined:
+            out["baselined"] = True
         out.update(self.extra)
         return out
 
