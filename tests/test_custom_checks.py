@@ -17,13 +17,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
+import jsonschema
 import pytest
 from debroot import copy_root, debootstrap_root
 from imagebuilder import Put, build_layers, image_config, write_docker_save
+from test_sarif import validator  # noqa: F401 - the fixture
 from trees import as_nobody
 
 from scanner import UsageError, cli, scan_root
 from scanner.checks import select_checks
+from scanner.output.sarif import to_sarif
 from scanner.policy.model import CustomCheckSpec, Policy
 from scanner.policy.runner import (
     OUTPUT_LIMIT,
@@ -433,7 +436,10 @@ def test_selection_by_id_and_order() -> None:
 @pytest.mark.root
 @pytest.mark.debootstrap
 @pytest.mark.usefixtures("unchanged")
-def test_scan_root_end_to_end(root: Path) -> None:
+def test_scan_root_end_to_end(
+    root: Path,
+    validator: jsonschema.protocols.Validator,  # noqa: F811 - the fixture imported above
+) -> None:
     policy = Policy(
         version=1,
         collections={},
@@ -469,6 +475,12 @@ def test_scan_root_end_to_end(root: Path) -> None:
         }
     ]
     assert document["complete"] is False  # an error is not a pass
+    # The SARIF log names the custom check as a rule and validates against the official schema.
+    log = to_sarif(report)
+    validator.validate(log)
+    (run_log,) = log["runs"]
+    assert [rule["id"] for rule in run_log["tool"]["driver"]["rules"]] == ["9001", "9002", "9003"]
+    assert [result["ruleId"] for result in run_log["results"]] == ["9001"]
 
 
 @pytest.mark.root
@@ -509,7 +521,7 @@ custom_checks:
 @pytest.mark.usefixtures("unchanged")
 @pytest.mark.parametrize(
     ("checks", "status"),
-    [("9001,9002", cli.EXIT_FINDINGS), ("9002", cli.EXIT_CLEAN), ("9003", cli.EXIT_USAGE)],
+    [("9001,9002", cli.EXIT_BLOCKED), ("9002", cli.EXIT_CLEAN), ("9003", cli.EXIT_USAGE)],
 )
 def test_cli_policy_custom_checks(
     root: Path,
@@ -528,7 +540,7 @@ def test_cli_policy_custom_checks(
     document = json.loads(capsys.readouterr().out)
     assert document["checks"] == checks.split(",")
     assert document["complete"] is True
-    if status == cli.EXIT_FINDINGS:
+    if status == cli.EXIT_BLOCKED:  # the rule blocks 9001
         (finding,) = document["findings"]
         assert finding["check"] == "9001" and finding["detail"] == "root logs in with bash"
         assert (finding["rule"], finding["effect"], finding["severity"]) == (
