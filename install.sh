@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 
 extras=""
 packages="python3 python3-venv python3-dev gcc libssl-dev"
+# util-linux's `unshare` isolates custom checks; Essential in Debian, listed to say we rely on it.
+packages="$packages util-linux"
 if [ "${1:-}" = "--test" ]; then
     extras="[test]"
     # Reference tools the tests compare with, and debootstrap for real Debian roots.

@@ -148,7 +148,14 @@ class Problem:
     @property
     def unverified(self) -> bool:
         """True when this problem leaves a check's verdict on some item open."""
-        return self.kind in ("could-not-verify", "package-db", "walk", "content-skipped")
+        return self.kind in (
+            "could-not-verify",
+            "package-db",
+            "walk",
+            "content-skipped",
+            "custom-check-error",
+            "custom-check-skipped",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import TypedDict, Unpack
 import _native
 from pkgdb import RootFS
 
-from .checks import ContentCheck, select_checks
+from .checks import Check, ContentCheck, select_checks
 from .checks.base import ScanContext, ScanOptions
 from .checks.package_binaries import PackageBinariesCheck
 from .content import content_pass
@@ -19,7 +19,7 @@ from .environment import check_sources
 from .errors import TargetError, UsageError
 from .manifests import read_manifests
 from .policy.evaluate import apply_policy
-from .policy.model import Policy
+from .policy.model import CustomCheckSpec, Policy
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
 from .targets.image import open_image
@@ -55,7 +55,8 @@ class ScanArguments(TypedDict, total=False):
     image_name: str | None  # how 424 names the image-config source
     progress: Callable[[str], None] | None  # called with a short progress line
     # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
-    # iter_scan streams undecided findings and refuses a policy rather than ignore it).
+    # iter_scan streams undecided findings and refuses a policy rather than ignore it). Its
+    # custom checks (ids 9000 and up) run after the built-in ones.
     policy: Policy | None
 
 
@@ -89,7 +90,16 @@ def iter_scan(
     """
     if arguments.get("policy") is not None:
         raise UsageError("iter_scan streams undecided findings: pass the policy to scan_root")
-    selected = select_checks(arguments.get("checks"))
+    yield from _stream(root, select_checks(arguments.get("checks")), report, arguments)
+
+
+def _stream(
+    root: str | os.PathLike[str],
+    selected: tuple[Check | ContentCheck, ...],
+    report: Report | None,
+    arguments: ScanArguments,
+) -> Iterator[Finding | Problem]:
+    """iter_scan's work, with the checks already chosen (built-in and custom)."""
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
@@ -135,7 +145,21 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
     """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
     policy = arguments.pop("policy", None)
-    selected = select_checks(arguments.get("checks"))
+    report = _scan(root, _custom_checks(policy), arguments)
+    if policy is not None:
+        apply_policy(report, policy)
+    return report
+
+
+def _custom_checks(policy: Policy | None) -> tuple[CustomCheckSpec, ...]:
+    return policy.custom_checks if policy is not None else ()
+
+
+def _scan(
+    root: str | os.PathLike[str], custom: tuple[CustomCheckSpec, ...], arguments: ScanArguments
+) -> Report:
+    """The whole report, its findings not yet decided by a policy."""
+    selected = select_checks(arguments.get("checks"), custom)
     report = Report(
         root=os.fspath(root),
         scanner_version=__version__,
@@ -143,14 +167,11 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
         checks=tuple(check.id for check in selected),
     )
     _identify(report, root)
-    arguments["checks"] = report.checks  # resolved once: iter_scan runs the same checks
-    for item in iter_scan(root, report=report, **arguments):
+    for item in _stream(root, selected, report, arguments):
         if isinstance(item, Finding):
             report.findings.append(item)
         else:
             report.problems.append(item)
-    if policy is not None:
-        apply_policy(report, policy)
     return report
 
 
@@ -164,7 +185,7 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)
-        report = scan_root(image.root, **arguments)
+        report = _scan(image.root, _custom_checks(policy), arguments)
         report.root = os.fspath(path)
         report.target_kind = "image"
         report.target_details["image"] = {

@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..errors import UsageError
+from ..policy.model import CustomCheckSpec
 from .base import Check, ContentCheck
 from .crypto_miners import CryptoMinersCheck
+from .custom import CustomCheck
 from .env_secrets import EnvSecretsCheck
 from .package_binaries import PackageBinariesCheck
 from .private_keys import PrivateKeysCheck
 
-__all__ = ["BUILTIN_CHECKS", "Check", "ContentCheck", "select_checks"]
+__all__ = ["BUILTIN_CHECKS", "Check", "ContentCheck", "CustomCheck", "select_checks"]
 
 # Classes, not instances: a check may keep per-scan state (426 its digest list), so every scan
 # gets fresh ones. Order is report order.
@@ -23,13 +25,26 @@ BUILTIN_CHECKS: tuple[type[Check | ContentCheck], ...] = (
 )
 
 
-def select_checks(ids: Iterable[str] | None) -> tuple[Check | ContentCheck, ...]:
-    """Fresh instances of the built-in checks named by `ids` (all for None), in registry order."""
-    known = {check.id for check in BUILTIN_CHECKS}
+def select_checks(
+    ids: Iterable[str] | None, custom: Iterable[CustomCheckSpec] = ()
+) -> tuple[Check | ContentCheck, ...]:
+    """Fresh instances of the checks named by `ids` (all for None): the built-in ones in registry
+    order, then a policy's `custom` checks in policy order."""
+    specs = tuple(custom)
+    builtin = {check.id for check in BUILTIN_CHECKS}
+    custom_ids = [spec.id for spec in specs]
+    clashes = sorted({i for i in custom_ids if i in builtin or custom_ids.count(i) > 1})
+    if clashes:
+        raise UsageError(
+            f"custom check id(s) used twice or by a built-in check: {', '.join(clashes)}"
+        )
+    known = builtin | set(custom_ids)
     wanted = known if ids is None else {str(check_id).strip() for check_id in ids}
     unknown = sorted(wanted - known)
     if unknown:
         raise UsageError(
             f"unknown check id(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
-    return tuple(check() for check in BUILTIN_CHECKS if check.id in wanted)
+    return tuple(check() for check in BUILTIN_CHECKS if check.id in wanted) + tuple(
+        CustomCheck(spec) for spec in specs if spec.id in wanted
+    )
