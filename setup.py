@@ -41,7 +41,10 @@ def native_extensions() -> list:
                 "_native/ac.h",
                 "_native/ac.pxd",
                 "_native/_matcher.pxd",
+                "_native/xxh_inline.h",
+                "_native/xxh.pxd",
             ],
+            # xxh_inline.h: xxHash (libxxhash-dev's header, BSD-2-Clause) inlined, no link.
             libraries=["crypto"],
             **common,
         ),
@@ -69,9 +72,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
     package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
-    # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
-    # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
-    install_requires=[],
+    # python-debian is the tests' referee for our deb822 reader (README: "Libraries used, and
+    # why"). xxhash: Digest.XXH3 in the pure-Python hasher (incremental rescans).
+    install_requires=["xxhash>=3.0"],
     extras_require={
         "test": [
             "pytest>=8",
