@@ -5,6 +5,10 @@ digests, a search for their markers — and what check 448 wants for the same pa
 into one request, so a file wanted by several checks is opened and read a single time. Package
 files the walk did not meet (missing, replaced by a symlink, on another mount) are verified
 afterwards by 448 alone.
+
+With a state (`--state`, scanner/state.py) a file whose clean verdict still holds is not read
+(`stat`) or is read for its xxh3-128 alone (`content`); every other file goes through the same
+read and judges as in a full scan, and its outcome is recorded for the next scan.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .report import Finding, Problem
+from .state import NO_KEY, Rescan, StateSession, manifest_key
 from .walking import walk_root
 
 __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
@@ -34,6 +39,8 @@ class _Pending:
     flags: int
     checks: list[int]  # indices of the content checks that want this file
     verify: bool  # 448 judges this path too
+    key: bytes = NO_KEY  # the manifest key the verdict is recorded under (state only)
+    probe: bool = False  # content rescan: read for xxh3 only first
 
 
 @dataclass(slots=True)
@@ -60,6 +67,7 @@ def content_pass(
     context: ScanContext,
     checks: Sequence[ContentCheck],
     binaries: PackageBinariesCheck | None,
+    state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:
     """Run the content checks (and 448, when given) over one walk and one read per file."""
     for check in checks:
@@ -76,6 +84,8 @@ def content_pass(
         context.stats.files_walked += 1
         if item.kind is not FileKind.REGULAR or context.excluded(item.path):
             continue
+        if state is not None and state.skip is not None and _is_state_file(item.path, state.skip):
+            continue  # the state file itself (allowed inside the root): changes every scan
         flags, wanting = 0, []
         for index, check in enumerate(checks):
             wanted = check.wants(item)
@@ -86,19 +96,68 @@ def content_pass(
         if verify:
             flags |= plan.flags[item.path]
             seen.add(item.path)
-        if wanting or verify:
+        if not (wanting or verify):
+            pass
+        elif state is None:
             batch.append(_Pending(item, flags, wanting, verify))
+        else:
+            key = manifest_key(plan.records[item.path]) if verify else NO_KEY
+            if state.level is Rescan.STAT and state.reuse_stat(item, key):
+                _reused(context, plan, item.path, verify)
+                continue
+            probe = state.level is Rescan.CONTENT and state.content_candidate(item, key)
+            batch.append(_Pending(item, flags | Digest.XXH3, wanting, verify, key, probe))
         if len(batch) >= context.options.batch_size:
-            yield from _process(context, checks, binaries, plan, markers, matcher, batch)
+            yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
             batch = []
     if batch:
-        yield from _process(context, checks, binaries, plan, markers, matcher, batch)
+        yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
     if binaries is not None:
         unseen = [path for path in plan.flags if path not in seen]
         for path, result in zip(
             unseen, _hash(context, [(p, plan.flags[p]) for p in unseen], None, markers), strict=True
         ):
             yield from binaries.judge(context, plan, path, result)
+
+
+def _is_state_file(path: bytes, state_path: bytes) -> bool:
+    """The state file or one of its temporary files (StateSession.save's naming)."""
+    if path == state_path:
+        return True
+    parent, _, name = state_path.rpartition(b"/")
+    prefix = (parent + b"/." if parent else b".") + name + b"."
+    return path.startswith(prefix) and path.endswith(b".tmp")
+
+
+def _reused(context: ScanContext, plan: VerifyPlan, path: bytes, verify: bool) -> None:
+    """Count a file whose recorded clean verdict stands, as 448's judge would have."""
+    context.stats.files_reused += 1
+    if verify:
+        context.stats.files_checked += len(plan.records[path])
+
+
+def _probe(
+    context: ScanContext, plan: VerifyPlan, batch: list[_Pending], state: StateSession
+) -> list[_Pending]:
+    """Content rescan: read the candidates for xxh3 only; those unchanged keep their verdict,
+    the rest (and every non-candidate) are returned for the full read."""
+    probes = [pending for pending in batch if pending.probe]
+    if not probes:
+        return batch
+    results = _native.hash_files(
+        context.root.fd,
+        [(pending.entry.path, int(Digest.XXH3)) for pending in probes],
+        jobs=context.options.jobs,
+    )
+    changed = {
+        id(pending)
+        for pending, result in zip(probes, results, strict=True)
+        if not state.same_content(pending.entry.path, result, pending.key)
+    }
+    for pending, result in zip(probes, results, strict=True):
+        if id(pending) not in changed:
+            _reused(context, plan, pending.entry.path, pending.verify)
+    return [pending for pending in batch if not pending.probe or id(pending) in changed]
 
 
 def _hash(
@@ -134,16 +193,37 @@ def _process(
     markers: _Markers,
     matcher: object | None,
     batch: list[_Pending],
+    state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:
+    if state is not None:
+        batch = _probe(context, plan, batch, state)
     results = _hash(context, [(p.entry.path, p.flags) for p in batch], matcher, markers)
     for pending, result in zip(batch, results, strict=True):
-        if pending.verify and binaries is not None:
-            yield from binaries.judge(context, plan, pending.entry.path, result)
-        elif result.status is HashStatus.OK:  # 448's judge counts the files it verifies
-            context.stats.files_hashed += 1
-            context.stats.bytes_hashed += result.size
-        if not pending.checks:
+        if state is None:
+            yield from _judge(context, checks, binaries, plan, markers, pending, result)
             continue
+        verdicts = list(_judge(context, checks, binaries, plan, markers, pending, result))
+        state.record(pending.entry.path, result, pending.key, clean=not verdicts)
+        yield from verdicts
+    context.progress(f"{context.stats.files_walked} files walked")
+
+
+def _judge(
+    context: ScanContext,
+    checks: Sequence[ContentCheck],
+    binaries: PackageBinariesCheck | None,
+    plan: VerifyPlan,
+    markers: _Markers,
+    pending: _Pending,
+    result: HashResult,
+) -> Iterator[Finding | Problem]:
+    """Every check's verdicts on one file from its one read."""
+    if pending.verify and binaries is not None:
+        yield from binaries.judge(context, plan, pending.entry.path, result)
+    elif result.status is HashStatus.OK:  # 448's judge counts the files it verifies
+        context.stats.files_hashed += 1
+        context.stats.bytes_hashed += result.size
+    if pending.checks:
         if pending.flags & Digest.CONTENT and result.status is HashStatus.OK and not result.scanned:
             yield Problem(
                 kind="content-skipped",
@@ -160,4 +240,3 @@ def _process(
                 per_check[check_index].append((local, start))
         for index in pending.checks:
             yield from checks[index].judge(context, pending.entry, result, per_check[index])
-    context.progress(f"{context.stats.files_walked} files walked")
