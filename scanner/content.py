@@ -86,25 +86,30 @@ def content_pass(
             continue
         if state is not None and state.skip is not None and _is_state_file(item.path, state.skip):
             continue  # the state file itself (allowed inside the root): changes every scan
+        verify = item.path in plan.flags
+        if verify:
+            seen.add(item.path)
+        key = NO_KEY
+        if state is not None:
+            key = manifest_key(plan.records[item.path]) if verify else NO_KEY
+            # Before wants(): what the checks want depends on the path, mode and size alone,
+            # which an unchanged identity keeps.
+            if state.level is Rescan.STAT and state.reuse_stat(item, key):
+                _reused(context, plan, item.path, verify)
+                continue
         flags, wanting = 0, []
         for index, check in enumerate(checks):
             wanted = check.wants(item)
             if wanted:
                 flags |= wanted
                 wanting.append(index)
-        verify = item.path in plan.flags
         if verify:
             flags |= plan.flags[item.path]
-            seen.add(item.path)
         if not (wanting or verify):
-            pass
-        elif state is None:
+            continue
+        if state is None:
             batch.append(_Pending(item, flags, wanting, verify))
         else:
-            key = manifest_key(plan.records[item.path]) if verify else NO_KEY
-            if state.level is Rescan.STAT and state.reuse_stat(item, key):
-                _reused(context, plan, item.path, verify)
-                continue
             probe = state.level is Rescan.CONTENT and state.content_candidate(item, key)
             batch.append(_Pending(item, flags | Digest.XXH3, wanting, verify, key, probe))
         if len(batch) >= context.options.batch_size:
