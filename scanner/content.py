@@ -22,7 +22,7 @@ from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .report import Finding, Problem
-from .state import NO_KEY, Rescan, StateSession, manifest_key
+from .state import NO_KEY, Rescan, StateSession
 from .walking import walk_root
 
 __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
@@ -75,6 +75,8 @@ def content_pass(
     markers = _Markers.of(checks)
     matcher = _native.Matcher(markers.patterns) if markers.patterns else None
     plan = (yield from binaries.plan(context)) if binaries is not None else VerifyPlan()
+    if state is not None:
+        state.use_plan(plan.records)
     seen: set[bytes] = set()
     batch: list[_Pending] = []
     for item in walk_root(context.root):
@@ -91,7 +93,7 @@ def content_pass(
             seen.add(item.path)
         key = NO_KEY
         if state is not None:
-            key = manifest_key(plan.records[item.path]) if verify else NO_KEY
+            key = state.key(item.path, plan.records[item.path] if verify else None)
             # Before wants(): what the checks want depends on the path, mode and size alone,
             # which an unchanged identity keeps.
             if state.level is Rescan.STAT and state.reuse_stat(item, key):
