@@ -21,7 +21,6 @@ from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
 from .targets.ecs import read_task_metadata
-from .targets.image import open_image
 from .version import __version__
 
 __all__ = ["ScanArguments", "iter_scan", "open_root", "scan_image", "scan_root"]
@@ -200,6 +199,9 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     The layers are applied, whiteouts included, into a private temporary directory that is always
     removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
     """
+    # Imported here: tarfile, zipfile and the layer code cost every root scan ~15 ms otherwise.
+    from .targets.image import open_image
+
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)
