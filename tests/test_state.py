@@ -18,6 +18,7 @@ import _native
 import scanner
 from scanner import cli, state
 from scanner.errors import UsageError
+from scanner.scan import scan_image
 
 BINARY = b"\x7fELF\x02\x01\x01" + b"\0" * 4000 + b"tool"
 SCRIPT = b"#!/bin/sh\necho helper\n"
@@ -355,3 +356,26 @@ def test_debootstrap_rescan_finds_the_same_findings(tmp_path: Path, level: str) 
     full = scanner.scan_root(root, all_files=True)
     assert _view(third) == _view(full)
     assert b"usr/bin/ls" in {f.path for f in third.findings}
+
+
+def test_image_state_is_keyed_to_the_image_id(tmp_path: Path) -> None:
+    """Each image scan unpacks into a new directory: the state names the image, not the
+    directory; content rescans reuse verdicts, stat rescans find every inode new."""
+    from imagebuilder import Put, build_layers, image_config, write_docker_save
+
+    root = _dpkg_root(tmp_path)
+    layers = build_layers(root, [Put("tmp/xmrig", SCRIPT, 0o755)], tmp_path / "layers")
+    tarball = tmp_path / "image.tar"
+    write_docker_save(tarball, layers, image_config(env=[]), ["example/app:1.0"], compression="gzip")
+    state_file = tmp_path / "image.state"
+    first_report = scan_image(tarball, state=state_file)
+    assert [(f.check, f.path) for f in first_report.findings] == [("426", b"tmp/xmrig")]
+    assert state.decode(state_file.read_bytes())[0]["identity"]["target"].startswith("image sha256:")
+    by_content = scan_image(tarball, state=state_file, rescan="content")
+    assert _state_problems(by_content) == [] and _view(by_content) == _view(first_report)
+    # The files were just unpacked: their verdicts were recorded as racy, so stat never reuses
+    # them, but content does (the xxh3 of the bytes judged).
+    assert by_content.stats.files_reused == first_report.stats.files_hashed - 1
+    by_stat = scan_image(tarball, state=state_file, rescan="stat")
+    assert _state_problems(by_stat) == [] and _view(by_stat) == _view(first_report)
+    assert by_stat.stats.files_reused == 0
