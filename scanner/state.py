@@ -127,7 +127,15 @@ def decode(data: bytes) -> tuple[dict[str, Any], dict[bytes, Entry]]:
 
 # Every field of a package record that 448's verdict depends on.
 _RECORD_FIELDS = attrgetter(
-    "manager", "package", "version", "path", "algorithm", "digest", "mode", "size", "is_config",
+    "manager",
+    "package",
+    "version",
+    "path",
+    "algorithm",
+    "digest",
+    "mode",
+    "size",
+    "is_config",
     "link_target",
 )
 
@@ -296,7 +304,10 @@ class StateSession:
 
 
 def _fingerprint(
-    checks: dict[str, int], all_files: bool, excludes: Iterable[str], content_limit: int,
+    checks: dict[str, int],
+    all_files: bool,
+    excludes: Iterable[str],
+    content_limit: int,
     miner_digests: Iterable[str],
 ) -> str:
     """What shapes a verdict besides the file: the checks and the options that change them."""
@@ -379,10 +390,14 @@ def open_state(
         ("options", "verdict-shaping options (--all-files, --exclude, content limit, digests)"),
     ):
         if old_header.get(key) != header[key]:
-            return session, (
-                f"state {name}: written for another {what} "
-                f"({old_header.get(key)!r}, now {header[key]!r}): full scan"
-            ), None
+            return (
+                session,
+                (
+                    f"state {name}: written for another {what} "
+                    f"({old_header.get(key)!r}, now {header[key]!r}): full scan"
+                ),
+                None,
+            )
     session.previous = entries
     session.previous_plan = old_header.get("plan")
     session.loaded = True

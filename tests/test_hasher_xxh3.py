@@ -38,7 +38,9 @@ def files(tmp_path: Path) -> Iterator[tuple[Path, int, dict[bytes, bytes]]]:
 
 
 @pytest.mark.parametrize("name", list(SIZES))
-def test_xxh3_equals_xxhash(impl: Impl, files: tuple[Path, int, dict[bytes, bytes]], name: str) -> None:
+def test_xxh3_equals_xxhash(
+    impl: Impl, files: tuple[Path, int, dict[bytes, bytes]], name: str
+) -> None:
     _, hasher = impl
     _, fd, contents = files
     [result] = hasher.hash_files(fd, [(name.encode(), XXH3)])
@@ -68,9 +70,7 @@ def test_xxh3_only_for_the_paths_that_ask(
     _, hasher = impl
     root, fd, contents = files
     os.link(root / "small", root / "small-link")
-    with_xxh3, without = hasher.hash_files(
-        fd, [(b"small", XXH3), (b"small-link", int(Digest.MD5))]
-    )
+    with_xxh3, without = hasher.hash_files(fd, [(b"small", XXH3), (b"small-link", int(Digest.MD5))])
     assert with_xxh3.xxh3 == xxhash.xxh3_128(contents[b"small"]).digest()
     assert with_xxh3.md5 is None
     assert without.xxh3 is None and without.md5 == hashlib.md5(contents[b"small"]).digest()

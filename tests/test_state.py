@@ -9,7 +9,6 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 from debroot import copy_root, debootstrap_root
@@ -24,7 +23,9 @@ BINARY = b"\x7fELF\x02\x01\x01" + b"\0" * 4000 + b"tool"
 SCRIPT = b"#!/bin/sh\necho helper\n"
 
 
-@pytest.fixture(params=sorted(_native.implementations()), ids=lambda n: {"cython": "c", "python": "py"}[n])
+@pytest.fixture(
+    params=sorted(_native.implementations()), ids=lambda n: {"cython": "c", "python": "py"}[n]
+)
 def scan_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Whole scans on each implementation: the selector's walk, hasher and matcher swapped."""
     walker, hasher = _native.implementations()[request.param]
@@ -109,7 +110,9 @@ def first(tmp_path: Path, scan_impl: str) -> tuple[Path, Path, scanner.Report]:
     return root, state_file, report
 
 
-def test_unchanged_rescan_reuses_every_clean_verdict(first: tuple[Path, Path, scanner.Report]) -> None:
+def test_unchanged_rescan_reuses_every_clean_verdict(
+    first: tuple[Path, Path, scanner.Report],
+) -> None:
     root, state_file, report = first
     for level in ("stat", "content"):
         again = scanner.scan_root(root, state=state_file, rescan=level)
@@ -227,7 +230,7 @@ def _other_check_version(data: bytes) -> bytes:
 def test_bad_state_means_a_full_scan_and_a_problem(
     first: tuple[Path, Path, scanner.Report], damage: object, says: str
 ) -> None:
-    root, state_file, report = first
+    root, state_file, _report = first
     (root / "usr/bin/tool").write_bytes(BINARY + b"!")  # so that a wrong reuse would show
     state_file.write_bytes(damage(state_file.read_bytes()))  # type: ignore[operator]
     again = scanner.scan_root(root, state=state_file, rescan="stat")
@@ -263,7 +266,9 @@ def test_other_options_drop_the_state(first: tuple[Path, Path, scanner.Report]) 
     assert "check versions or selection" in _state_problems(again)[0]
 
 
-def test_full_rescan_ignores_but_rewrites_the_state(first: tuple[Path, Path, scanner.Report]) -> None:
+def test_full_rescan_ignores_but_rewrites_the_state(
+    first: tuple[Path, Path, scanner.Report],
+) -> None:
     root, state_file, report = first
     state_file.write_bytes(b"garbage")
     again = scanner.scan_root(root, state=state_file, rescan="full")
@@ -346,7 +351,9 @@ def test_debootstrap_rescan_finds_the_same_findings(tmp_path: Path, level: str) 
     state_file = tmp_path / "deb.state"
     first_report = scanner.scan_root(root, state=state_file, all_files=True)
     assert {f.path for f in first_report.findings} >= {
-        b"usr/bin/cat", b"usr/bin/head", b"tmp/xmrig"
+        b"usr/bin/cat",
+        b"usr/bin/head",
+        b"tmp/xmrig",
     }
     second = scanner.scan_root(root, state=state_file, rescan=level, all_files=True)
     assert _view(second) == _view(first_report) and _state_problems(second) == []
@@ -366,11 +373,15 @@ def test_image_state_is_keyed_to_the_image_id(tmp_path: Path) -> None:
     root = _dpkg_root(tmp_path)
     layers = build_layers(root, [Put("tmp/xmrig", SCRIPT, 0o755)], tmp_path / "layers")
     tarball = tmp_path / "image.tar"
-    write_docker_save(tarball, layers, image_config(env=[]), ["example/app:1.0"], compression="gzip")
+    write_docker_save(
+        tarball, layers, image_config(env=[]), ["example/app:1.0"], compression="gzip"
+    )
     state_file = tmp_path / "image.state"
     first_report = scan_image(tarball, state=state_file)
     assert [(f.check, f.path) for f in first_report.findings] == [("426", b"tmp/xmrig")]
-    assert state.decode(state_file.read_bytes())[0]["identity"]["target"].startswith("image sha256:")
+    assert state.decode(state_file.read_bytes())[0]["identity"]["target"].startswith(
+        "image sha256:"
+    )
     by_content = scan_image(tarball, state=state_file, rescan="content")
     assert _state_problems(by_content) == [] and _view(by_content) == _view(first_report)
     # The files were just unpacked: their verdicts were recorded as racy, so stat never reuses
