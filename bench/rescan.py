@@ -10,6 +10,10 @@ the scanner's imports, a cost no rescan can go under. Before timing, one run of 
 that both rescans report exactly the first scan's findings and problems. Timing never fails
 anything. The machine is shared: CPU seconds are the figure to decide on, wall is shown too.
 Acceptance (issue 7): stat wall >= 20x faster than the first scan; content CPU <= 1/3 of it.
+
+A second table runs the same three scans inside one long-lived process (a defender that rescans
+periodically pays the interpreter and imports once): wall from perf_counter, CPU from
+getrusage(RUSAGE_SELF) (every thread of the process), rounds rotated, medians.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ DEFAULT_JSON = BENCH / "results" / "rescan.json"
 FIRST, STAT, CONTENT, FLOOR = "first scan", "rescan stat", "rescan content", "floor (--version)"
 
 
-def commands(root: Path, state_dir: Path, checks: str | None, all_files: bool) -> dict[str, list[str]]:
+def commands(
+    root: Path, state_dir: Path, checks: str | None, all_files: bool
+) -> dict[str, list[str]]:
     """{row: argv}. The first scan writes a fresh state each time (its file is removed before);
     the rescans read (and rewrite) a state made once before the timed rounds."""
     base = [sys.executable, "-m", "scanner.cli", str(root), "--quiet", "--format", "json"]
@@ -81,12 +87,62 @@ def sanity(tools: dict[str, list[str]], state_dir: Path) -> dict[str, Any]:
             "exit_code": result.returncode,
             "findings": len(report["findings"]),
             "problems": len(report["problems"]),
-            **{k: report["stats"][k] for k in ("files_walked", "files_hashed", "bytes_hashed",
-                                               "files_reused")},
+            **{
+                k: report["stats"][k]
+                for k in ("files_walked", "files_hashed", "bytes_hashed", "files_reused")
+            },
         }
     seen["same_findings_stat"] = views[STAT] == views[FIRST]
     seen["same_findings_content"] = views[CONTENT] == views[FIRST]
     return seen
+
+
+IN_PROCESS = r"""
+import json, os, resource, statistics, sys, time
+import scanner
+root, state_dir, rounds, checks, all_files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+options = {"all_files": all_files, **({"checks": checks.split(",")} if checks else {})}
+kept, fresh = os.path.join(state_dir, "kept.state"), os.path.join(state_dir, "fresh.state")
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+rows = {"first scan": (fresh, None), "rescan stat": (kept, "stat"), "rescan content": (kept, "content")}
+times = {name: [] for name in rows}
+for round_number in range(rounds):
+    names = list(rows)
+    names = names[round_number % 3:] + names[:round_number % 3]
+    for name in names:
+        path, level = rows[name]
+        if level is None and os.path.exists(fresh):
+            os.unlink(fresh)
+        started, used = time.perf_counter(), cpu()
+        report = scanner.scan_root(root, state=path, rescan=level, **options)
+        times[name].append((time.perf_counter() - started, cpu() - used, report.stats.files_reused))
+print(json.dumps({name: {"wall_median": statistics.median(t[0] for t in runs),
+                         "cpu_median": statistics.median(t[1] for t in runs),
+                         "files_reused": runs[-1][2], "runs": runs} for name, runs in times.items()}))
+"""
+
+
+def in_process(
+    root: Path, state_dir: Path, rounds: int, checks: str | None, all_files: bool
+) -> dict[str, Any]:
+    """The three scans in one process (the kept state exists already: sanity() made it)."""
+    import subprocess
+
+    argv = [
+        sys.executable,
+        "-c",
+        IN_PROCESS,
+        str(root),
+        str(state_dir),
+        str(rounds),
+        checks or "",
+        "1" if all_files else "0",
+    ]
+    result = subprocess.run(argv, check=True, env=_env(), capture_output=True)
+    rows: dict[str, Any] = json.loads(result.stdout)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,8 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     root = options.root or roots.bench_root()
     if root is None:
-        print(f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py",
-              file=sys.stderr)
+        print(
+            f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py",
+            file=sys.stderr,
+        )
         return 2
     root = root.resolve()
     info = whole_process.machine()
@@ -108,26 +166,40 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tools = commands(root, state_dir, options.checks, options.all_files)
         checked = sanity(tools, state_dir)
-        print(f"root {root}; {info['cpu_model']}, {info['nproc']} cores; load {info['loadavg_at_start']}")
+        print(
+            f"root {root}; {info['cpu_model']}, {info['nproc']} cores; load {info['loadavg_at_start']}"
+        )
         for name, seen in checked.items():
             print(f"  {name}: {seen}")
         runs: dict[str, list[Run]] = {name: [] for name in tools}
         for round_number in range(options.rounds):
             names = list(tools)
-            names = names[round_number % len(names):] + names[:round_number % len(names)]
+            names = names[round_number % len(names) :] + names[: round_number % len(names)]
             for name in names:
                 if name == FIRST:
                     (state_dir / "fresh.state").unlink(missing_ok=True)
                 runs[name].append(timed(tools[name], _env()))
-            print(f"  round {round_number + 1}/{options.rounds}: " + ", ".join(
-                f"{name} {runs[name][-1].wall:.3f}s/{runs[name][-1].cpu:.3f}cpu" for name in tools),
-                flush=True)
+            print(
+                f"  round {round_number + 1}/{options.rounds}: "
+                + ", ".join(
+                    f"{name} {runs[name][-1].wall:.3f}s/{runs[name][-1].cpu:.3f}cpu"
+                    for name in tools
+                ),
+                flush=True,
+            )
+        inside = in_process(root, state_dir, options.rounds, options.checks, options.all_files)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     rows = {name: summary(found) for name, found in runs.items()}
     first = rows[FIRST]
     ratios = {
         f"{FIRST} / {name} {measure}": first[f"{measure}_median"] / rows[name][f"{measure}_median"]
+        for name in (STAT, CONTENT)
+        for measure in ("wall", "cpu")
+    }
+    inside_ratios = {
+        f"{FIRST} / {name} {measure}": inside[FIRST][f"{measure}_median"]
+        / inside[name][f"{measure}_median"]
         for name in (STAT, CONTENT)
         for measure in ("wall", "cpu")
     }
@@ -141,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "sanity": checked,
         "rows": rows,
         "ratios": ratios,
+        "in_process": {"rows": inside, "ratios": inside_ratios},
         "acceptance": {
             "stat_wall_20x": ratios[f"{FIRST} / {STAT} wall"] >= 20,
             "stat_cpu_20x": ratios[f"{FIRST} / {STAT} cpu"] >= 20,
@@ -152,11 +225,18 @@ def main(argv: list[str] | None = None) -> int:
     options.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nmedian of {options.rounds}:      {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}")
     for name, row in rows.items():
-        print(f"  {name:<18} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
-              f"{row['rss_median_kib'] / 1024:8.1f}")
+        print(
+            f"  {name:<18} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
+            f"{row['rss_median_kib'] / 1024:8.1f}"
+        )
     for name, value in ratios.items():
         print(f"  {name}: {value:.1f}x")
     print(f"  acceptance: {result['acceptance']}")
+    print(f"\nin one process, median of {options.rounds}:  {'wall s':>8} {'cpu s':>8}")
+    for name, row in inside.items():
+        print(f"  {name:<18} {row['wall_median']:8.3f} {row['cpu_median']:8.3f}")
+    for name, value in inside_ratios.items():
+        print(f"  {name}: {value:.1f}x")
     print(f"\nwrote {options.json}")
     return 0
 

@@ -77,7 +77,7 @@ def content_pass(
     matcher = _native.Matcher(markers.patterns) if markers.patterns else None
     plan = (yield from binaries.plan(context)) if binaries is not None else VerifyPlan()
     if state is not None:
-        state.use_plan(plan.records)
+        state.use_plan(plan.records, complete=binaries is not None)
     seen: set[bytes] = set()
     batch: list[_Pending] = []
     for item in walk_root(context.root):
@@ -97,8 +97,10 @@ def content_pass(
             key = state.key(item.path, plan.records[item.path] if verify else None)
             # Before wants(): what the checks want depends on the path, mode and size alone,
             # which an unchanged identity keeps.
-            if state.level is Rescan.STAT and state.reuse_stat(item, key):
+            replay = state.reuse_stat(item, key) if state.level is Rescan.STAT else None
+            if replay is not None:
                 _reused(context, plan, item.path, verify)
+                yield from replay
                 continue
         flags, wanting = 0, []
         for index, check in enumerate(checks):
@@ -146,26 +148,24 @@ def _reused(context: ScanContext, plan: VerifyPlan, path: bytes, verify: bool) -
 
 def _probe(
     context: ScanContext, plan: VerifyPlan, batch: list[_Pending], state: StateSession
-) -> list[_Pending]:
-    """Content rescan: read the candidates for xxh3 only; those unchanged keep their verdict,
-    the rest (and every non-candidate) are returned for the full read."""
+) -> dict[int, list[Finding | Problem]]:
+    """Content rescan: read the candidates for xxh3 only; {id(pending): its stored verdict}
+    for those unchanged. The others are read in full with the rest of the batch."""
     probes = [pending for pending in batch if pending.probe]
     if not probes:
-        return batch
+        return {}
     results = _native.hash_files(
         context.root.fd,
         [(pending.entry.path, _XXH3) for pending in probes],
         jobs=context.options.jobs,
     )
-    changed = {
-        id(pending)
-        for pending, result in zip(probes, results, strict=True)
-        if not state.same_content(pending.entry.path, result, pending.key)
-    }
+    replays = {}
     for pending, result in zip(probes, results, strict=True):
-        if id(pending) not in changed:
+        items = state.same_content(pending.entry.path, result, pending.key)
+        if items is not None:
             _reused(context, plan, pending.entry.path, pending.verify)
-    return [pending for pending in batch if not pending.probe or id(pending) in changed]
+            replays[id(pending)] = items
+    return replays
 
 
 def _hash(
@@ -203,15 +203,23 @@ def _process(
     batch: list[_Pending],
     state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:
-    if state is not None:
-        batch = _probe(context, plan, batch, state)
-    results = _hash(context, [(p.entry.path, p.flags) for p in batch], matcher, markers)
-    for pending, result in zip(batch, results, strict=True):
+    replays = _probe(context, plan, batch, state) if state is not None else {}
+    todo = [pending for pending in batch if id(pending) not in replays]
+    results = dict(
+        zip(
+            map(id, todo), _hash(context, [(p.entry.path, p.flags) for p in todo], matcher, markers)
+        )
+    )
+    for pending in batch:  # in walk order, replayed or judged, as a full scan yields them
+        if id(pending) in replays:
+            yield from replays[id(pending)]
+            continue
+        result = results[id(pending)]
         if state is None:
             yield from _judge(context, checks, binaries, plan, markers, pending, result)
             continue
         verdicts = list(_judge(context, checks, binaries, plan, markers, pending, result))
-        state.record(pending.entry.path, result, pending.key, clean=not verdicts)
+        state.record(pending.entry.path, result, pending.key, verdicts)
         yield from verdicts
     context.progress(f"{context.stats.files_walked} files walked")
 

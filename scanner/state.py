@@ -4,7 +4,9 @@ Layout (all integers little-endian), sealed by a trailing SHA-256 of everything 
 
     MAGIC                      b"SCANROOT-STATE\\n"
     u32 + JSON header          format, scanner version, check versions, target identity,
-                               options fingerprint, entry count, length of the path blob
+                               options fingerprint, 448's plan fingerprint, entry count, length
+                               of the path blob, and the findings/problems of each file that
+                               gave any ("verdicts", by hex path)
     count x RECORD             st_dev, st_ino, size, mtime_ns, ctime_ns, mode, verdict,
                                manifest key (16 bytes), xxh3-128 (16 bytes)
     path blob                  the entries' root-relative paths joined by NUL (never in a name)
@@ -13,14 +15,16 @@ Layout (all integers little-endian), sealed by a trailing SHA-256 of everything 
 Fixed-size records and one path blob load in a few milliseconds for ~20k files (struct's
 iter_unpack and one split), and a flipped or missing byte anywhere fails the seal.
 
-What is reused, and when (see README "Incremental rescans"): only a *clean* verdict — the file
-gave no finding and no problem to any check. A file that gave anything is judged again on every
-scan, so a rescan reports exactly what a full scan would. An entry is reused when its manifest
-key (the package records 448 judged it against) is unchanged and, for `stat`, its identity
-(device, inode, size, mtime_ns, ctime_ns, mode) is unchanged and its ctime lies over a second
-before the scan that recorded it (else a change in the same timestamp tick could go unseen: git's
-"racily clean" problem); for `content`, its mode and xxh3-128 are unchanged. The whole state is
-dropped when the scanner, a check's VERSION, the target or the options that shape verdicts differ.
+What is reused, and when (see README "Incremental rescans"): a file's verdict — nothing (clean),
+or the findings and problems every check gave it, replayed as they were — when its manifest key
+(the package records 448 judged it against) is unchanged and, for `stat`, its identity (device,
+inode, size, mtime_ns, ctime_ns, mode) is unchanged and its ctime lies over a second before the
+scan that recorded it (else a change in the same timestamp tick could go unseen: git's "racily
+clean" problem); for `content`, its mode and xxh3-128 are unchanged. Findings and problems are
+replayed only while 448's whole plan (every physical path and its package records) is the one
+they were recorded under, since a finding names the package that owns its file. A file that
+could not be read is never recorded. The whole state is dropped when the scanner, a check's
+VERSION, the target or the options that shape verdicts differ.
 The state is integrity-checked, not authenticated: whoever can write it can forge verdicts, so it
 is created 0600 and kept outside the scanned root unless the caller explicitly allows otherwise.
 """
@@ -43,6 +47,7 @@ from _native import HashResult, HashStatus, WalkEntry
 from pkgdb import InstalledFile
 
 from .errors import UsageError
+from .report import Finding, PackageRef, Problem, Severity
 from .version import __version__
 
 __all__ = [
@@ -64,9 +69,10 @@ RECORD = struct.Struct("<QQqqqIB16s16s")
 _LENGTH = struct.Struct("<I")
 _SEAL = 32  # SHA-256
 NO_KEY = bytes(16)  # a file no package records (425/426 only)
-# verdict byte
-CLEAN = 0  # no finding, no problem: reusable
-RACY = 1  # clean, but ctime too close to the scan to trust an unchanged stat (content only)
+# verdict byte: bits
+CLEAN = 0  # no finding, no problem
+RACY = 1  # ctime too close to the scan to trust an unchanged stat (content rescans only)
+ITEMS = 2  # the file gave findings or problems: header["verdicts"][path.hex()]
 # A timestamp tick is at most this long on the filesystems a root lives on (ext4/xfs/btrfs/
 # overlayfs: the kernel's coarse clock, a few ms; ext3 and 128-byte ext4 inodes: 1 s).
 RACY_NS = 1_000_000_000
@@ -80,6 +86,51 @@ class Rescan(enum.Enum):
     STAT = "stat"  # unchanged identity and manifest entry: the verdict stands, the file unread
     CONTENT = "content"  # every file read, only xxh3-128 computed; a mismatch is verified fully
     FULL = "full"  # the state is ignored, then rewritten
+
+
+Item = Finding | Problem
+
+
+def item_to_json(item: Item) -> dict[str, Any]:
+    """A finding or problem as plain JSON, every field kept (paths as hex: they are bytes)."""
+    package = None if item.package is None else list(_package_fields(item.package))
+    if isinstance(item, Problem):
+        return {
+            "problem": True, "kind": item.kind, "message": item.message,
+            "path": None if item.path is None else item.path.hex(), "check": item.check,
+            "package": package, "errno": item.errno,
+        }  # fmt: skip
+    return {
+        "check": item.check, "title": item.title, "severity": int(item.severity),
+        "kind": item.kind, "path": item.path.hex(), "package": package,
+        "expected": item.expected, "actual": item.actual, "algorithm": item.algorithm,
+        "detail": item.detail, "config": item.config, "extra": dict(item.extra),
+        "rule": item.rule, "effect": item.effect,
+    }  # fmt: skip
+
+
+def _package_fields(package: PackageRef) -> tuple[str, str, str]:
+    return package.name, package.version, package.manager
+
+
+def item_from_json(data: dict[str, Any]) -> Item:
+    """The record item_to_json was given (StateError if it is not such a dict)."""
+    try:
+        package = None if data["package"] is None else PackageRef(*data["package"])
+        if data.get("problem"):
+            path = None if data["path"] is None else bytes.fromhex(data["path"])
+            return Problem(
+                data["kind"], data["message"], path, data["check"], package, data["errno"]
+            )
+        return Finding(
+            check=data["check"], title=data["title"], severity=Severity(data["severity"]),
+            kind=data["kind"], path=bytes.fromhex(data["path"]), package=package,
+            expected=data["expected"], actual=data["actual"], algorithm=data["algorithm"],
+            detail=data["detail"], config=data["config"], extra=data["extra"],
+            rule=data["rule"], effect=data["effect"],
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as error:
+        raise StateError(f"corrupt verdict: {error!r}") from error
 
 
 class StateError(ValueError):
@@ -188,12 +239,32 @@ class StateSession:
     skip: bytes | None = None  # the state file's own root-relative path, when inside the root
     same_plan: bool = False  # 448's plan is the one the previous state was written under
     unchanged: bool = True  # nothing recorded differs from the previous state (no rewrite)
+    previous_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    current_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def use_plan(self, records: Mapping[bytes, Sequence[InstalledFile]]) -> None:
-        """Fingerprint 448's plan: when it is the previous scan's, stored manifest keys hold."""
-        fingerprint = plan_fingerprint(records)
-        self.same_plan = self.previous_plan == fingerprint
+    def use_plan(self, records: Mapping[bytes, Sequence[InstalledFile]], complete: bool) -> None:
+        """Fingerprint 448's plan: when it is the previous scan's, stored manifest keys hold and
+        stored findings may be replayed. Without 448 (`complete` false) the plan is empty and
+        says nothing of the packages that own files: findings are then judged again."""
+        fingerprint = plan_fingerprint(records) if complete else None
+        self.same_plan = fingerprint is not None and self.previous_plan == fingerprint
         self.header["plan"] = fingerprint
+
+    def _replay(self, path: bytes, old: Entry) -> list[Item] | None:
+        """The stored verdict of `path` (carried into the new state), None when not replayable."""
+        if not old[6] & ITEMS:
+            self.current[path] = old
+            return []
+        stored = self.previous_items.get(path.hex())
+        if not self.same_plan or stored is None:
+            return None
+        try:
+            items = [item_from_json(data) for data in stored]
+        except StateError:
+            return None  # sealed, so only a scanner bug could get here: judge again
+        self.current[path] = old
+        self.current_items[path.hex()] = stored
+        return items
 
     def key(self, path: bytes, records: Sequence[InstalledFile] | None) -> bytes:
         """The manifest key of a path (NO_KEY when 448 does not verify it)."""
@@ -205,12 +276,13 @@ class StateSession:
                 return old[7]
         return manifest_key(records)
 
-    def reuse_stat(self, entry: WalkEntry, key: bytes) -> bool:
-        """STAT level: the stored clean verdict holds for this unchanged file (and is kept)."""
+    def reuse_stat(self, entry: WalkEntry, key: bytes) -> list[Item] | None:
+        """STAT level: the stored verdict of this unchanged file (kept for the next scan): its
+        findings and problems, [] when clean; None when the file must be judged again."""
         old = self.previous.get(entry.path)
         if (
             old is None
-            or old[6] != CLEAN
+            or old[6] & RACY
             or old[7] != key
             or old[0] != entry.dev
             or old[1] != entry.ino
@@ -219,18 +291,23 @@ class StateSession:
             or old[4] != entry.ctime_ns
             or old[5] != entry.mode
         ):
-            return False
-        self.current[entry.path] = old
-        return True
+            return None
+        return self._replay(entry.path, old)
 
     def content_candidate(self, entry: WalkEntry, key: bytes) -> bool:
-        """CONTENT level: a clean verdict exists for this path, mode and manifest key; its xxh3
-        decides (same_content)."""
+        """CONTENT level: a verdict exists for this path, mode and manifest key (and may be
+        replayed); its xxh3 decides (same_content)."""
         old = self.previous.get(entry.path)
-        return old is not None and old[6] <= RACY and old[7] == key and old[5] == entry.mode
+        return (
+            old is not None
+            and old[7] == key
+            and old[5] == entry.mode
+            and (not old[6] & ITEMS or self.same_plan)
+        )
 
-    def same_content(self, path: bytes, result: HashResult, key: bytes) -> bool:
-        """CONTENT level: the file still hashes to the xxh3 its clean verdict was judged on."""
+    def same_content(self, path: bytes, result: HashResult, key: bytes) -> list[Item] | None:
+        """CONTENT level: the stored verdict when the file still hashes to the xxh3 it was judged
+        on (recorded with the identity just seen); None when it must be judged again."""
         old = self.previous.get(path)
         if (
             old is None
@@ -239,16 +316,26 @@ class StateSession:
             or result.xxh3 != old[8]
             or result.mode != old[5]
         ):
-            return False
-        self.record(path, result, key, clean=True)
-        return True
+            return None
+        items = self._replay(path, old)
+        if items is not None:
+            self.record(path, result, key, items)
+        return items
 
-    def record(self, path: bytes, result: HashResult, key: bytes, clean: bool) -> None:
-        """Remember a file just judged (identity from the hasher's lstat, before its read)."""
+    def record(self, path: bytes, result: HashResult, key: bytes, items: Sequence[Item]) -> None:
+        """Remember a file just judged and what it gave (identity from the hasher's lstat,
+        taken before its read)."""
         if result.status is not HashStatus.OK or result.xxh3 is None:
             return  # nothing verified to remember: judged again next time
         racy = result.ctime_ns > self.started_ns - RACY_NS
-        verdict = 2 if not clean else RACY if racy else CLEAN
+        verdict = (RACY if racy else CLEAN) | (ITEMS if items else CLEAN)
+        if items:
+            stored = [item_to_json(item) for item in items]
+            self.current_items[path.hex()] = stored
+            if self.previous_items.get(path.hex()) != stored:
+                self.unchanged = False
+        else:
+            self.current_items.pop(path.hex(), None)
         entry: Entry = (
             result.dev,
             result.ino,
@@ -276,7 +363,7 @@ class StateSession:
         ):
             return None
         directory = os.path.dirname(os.path.abspath(self.path))
-        data = encode(self.header, self.current)
+        data = encode(dict(self.header, verdicts=self.current_items), self.current)
         try:
             fd, temporary = tempfile.mkstemp(
                 prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=directory
@@ -400,5 +487,7 @@ def open_state(
             )
     session.previous = entries
     session.previous_plan = old_header.get("plan")
+    verdicts = old_header.get("verdicts", {})
+    session.previous_items = verdicts if isinstance(verdicts, dict) else {}
     session.loaded = True
     return session, None, None

@@ -385,8 +385,39 @@ def test_image_state_is_keyed_to_the_image_id(tmp_path: Path) -> None:
     by_content = scan_image(tarball, state=state_file, rescan="content")
     assert _state_problems(by_content) == [] and _view(by_content) == _view(first_report)
     # The files were just unpacked: their verdicts were recorded as racy, so stat never reuses
-    # them, but content does (the xxh3 of the bytes judged).
-    assert by_content.stats.files_reused == first_report.stats.files_hashed - 1
+    # them, but content does (the xxh3 of the bytes judged), the miner's finding replayed.
+    assert by_content.stats.files_reused == first_report.stats.files_hashed
+    assert by_content.stats.files_hashed == 0
     by_stat = scan_image(tarball, state=state_file, rescan="stat")
     assert _state_problems(by_stat) == [] and _view(by_stat) == _view(first_report)
     assert by_stat.stats.files_reused == 0
+
+
+def test_findings_are_replayed_while_the_plan_holds(tmp_path: Path, scan_impl: str) -> None:
+    """A file with a finding is not read again while it and 448's plan are unchanged; once a
+    package record changes anywhere, its finding is judged again (it names the owning package)."""
+    root = _dpkg_root(tmp_path)
+    shutil.copy(root / "usr/bin/helper", root / "opt/app/xmrig")
+    (root / "usr/bin/tool").write_bytes(BINARY + b"!")
+    _settle()
+    state_file = tmp_path / "scan.state"
+    first_report = scanner.scan_root(root, state=state_file)
+    expected = [("426", b"opt/app/xmrig"), ("448", b"usr/bin/tool")]
+    assert sorted((f.check, f.path) for f in first_report.findings) == expected
+    for level in ("stat", "content"):
+        again = scanner.scan_root(root, state=state_file, rescan=level)
+        assert _view(again) == _view(first_report) and _state_problems(again) == []
+        assert again.stats.files_hashed == 0
+        assert again.stats.files_reused == first_report.stats.files_hashed
+    with open(root / "var/lib/dpkg/status", "a") as handle:  # another package: a new plan
+        handle.write(
+            "Package: other\nStatus: install ok installed\nVersion: 2\nArchitecture: all\n"
+            "Description: other\n\n"
+        )
+    (root / "var/lib/dpkg/info/other.md5sums").write_text(
+        f"{hashlib.md5(b'x').hexdigest()}  opt/app/other\n"
+    )
+    again = scanner.scan_root(root, state=state_file, rescan="stat")
+    assert _view(again) == _view(scanner.scan_root(root))
+    hashed = again.stats.files_hashed
+    assert hashed >= 2  # the two findings' files (and the DB files that changed)
