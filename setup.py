@@ -72,9 +72,10 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
     package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
-    # python-debian is the tests' referee for our deb822 reader (README: "Libraries used, and
-    # why"). xxhash: Digest.XXH3 in the pure-Python hasher (incremental rescans).
-    install_requires=["xxhash>=3.0"],
+    # PyYAML reads policy files (README: "Libraries used, and why"); python-debian is only the
+    # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
+    # (incremental rescans).
+    install_requires=["PyYAML>=6.0", "xxhash>=3.0"],
     extras_require={
         "test": [
             "pytest>=8",

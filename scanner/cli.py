@@ -12,6 +12,8 @@ from pkgdb import PkgDBError
 from .errors import ScannerError, TargetError, UsageError
 from .inventory import list_packages
 from .output import FORMATS
+from .policy import Policy, PolicyError, Target, load_policy
+from .policy.explain import explain
 from .scan import scan_image, scan_root
 from .version import __version__
 
@@ -37,7 +39,8 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         prog="scan-root image" if image else "scan-root",
         description="Compliance and integrity scanner for container root filesystems.\n"
         "`scan-root image IMAGE` scans a container image with the same options;\n"
-        "`scan-root packages [ROOT]` lists the installed packages instead.",
+        "`scan-root packages [ROOT]` lists the installed packages instead;\n"
+        "`scan-root policy check FILE` validates and explains a policy file.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -108,6 +111,12 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         "(default: 256 MiB)",
     )
     parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a policy file (YAML): collections and ordered rules decide each finding's effect "
+        "(ignore, alert, block); see `scan-root policy check FILE`",
+    )
+    parser.add_argument(
         "--state",
         metavar="FILE",
         help="incremental rescans: reuse the verdicts FILE recorded for unchanged files, then "
@@ -142,6 +151,64 @@ def _packages_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--output", metavar="FILE", help="write the list to FILE, not stdout")
     return parser
+
+
+def _policy_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scan-root policy check",
+        description="Validate a policy file and explain it: its collections, its rules in the "
+        "order they are evaluated, its custom checks; with target fields, which rule decides "
+        "each check for that target.",
+        epilog="exit codes:\n  0  the policy is valid\n  2  it is not (each error names its "
+        "line and field)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="the policy file")
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="H",
+        help="the target's host; for a Fargate task its family and/or task id (repeatable)",
+    )
+    parser.add_argument(
+        "--image", action="append", default=[], metavar="I", help="image name (repeatable)"
+    )
+    parser.add_argument("--container", metavar="C", help="container name")
+    parser.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="a label (repeatable)"
+    )
+    parser.add_argument(
+        "--fargate", action="store_true", help="the target is a Fargate task (block is not applied)"
+    )
+    return parser
+
+
+def _policy(argv: Sequence[str]) -> int:
+    if argv[:1] != ["check"]:
+        print("usage: scan-root policy check FILE [options] (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    parser = _policy_parser()
+    args = parser.parse_args(argv[1:])
+    for label in args.label:
+        if "=" not in label:
+            parser.error(f"--label {label!r}: expected key=value")
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    target = None
+    if args.host or args.image or args.container or args.label or args.fargate:
+        target = Target(
+            hosts=tuple(args.host),
+            images=tuple(args.image),
+            containers=(args.container,) if args.container else (),
+            labels=tuple(args.label),
+            fargate=args.fargate,
+        )
+    sys.stdout.write(explain(policy, target))
+    return EXIT_CLEAN
 
 
 def _write(text: str, output: str | None) -> int:
@@ -181,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["packages"]:
         return _packages(arguments[1:])
+    if arguments[:1] == ["policy"]:
+        return _policy(arguments[1:])
     image = arguments[:1] == ["image"]
     parser = _parser(image)
     args = parser.parse_args(arguments[1:] if image else arguments)
@@ -191,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks = None
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
+    policy: Policy | None = None
+    if args.policy is not None:
+        try:
+            policy = load_policy(args.policy)
+        except PolicyError as error:
+            print(error, file=sys.stderr)  # each line: FILE:LINE: field: message
+            return EXIT_USAGE
     show_progress = not args.quiet and sys.stderr.isatty()
     try:
         report = (scan_image if image else scan_root)(
@@ -208,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rescan=args.rescan,
             state_in_root=args.state_in_root,
             progress=_progress_printer(show_progress),
+            policy=policy,
         )
     except (UsageError, TargetError) as error:
         print(f"scan-root: {error}", file=sys.stderr)

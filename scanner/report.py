@@ -202,6 +202,7 @@ class Report:
     # Things the user should know that are neither findings nor problems (a block effect not
     # applied to a Fargate task, a baseline written).
     notices: list[str] = field(default_factory=list)
+    suppressed: int = 0  # findings a policy rule ignored (dropped from `findings`)
 
     @property
     def complete(self) -> bool:
@@ -228,6 +229,7 @@ class Report:
                 for summary in self.managers
             ],
             "findings": [finding.to_dict() for finding in self.findings],
+            "suppressed": self.suppressed,
             "problems": [problem.to_dict() for problem in self.problems],
             "notices": list(self.notices),
             "complete": self.complete,

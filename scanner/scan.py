@@ -18,6 +18,8 @@ from .content import content_pass
 from .environment import check_sources
 from .errors import TargetError, UsageError
 from .manifests import read_manifests
+from .policy.evaluate import apply_policy
+from .policy.model import Policy
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
 from .targets.ecs import read_task_metadata
@@ -59,6 +61,9 @@ class ScanArguments(TypedDict, total=False):
     rescan: str | None
     state_in_root: bool
     state_target: str | None
+    # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
+    # iter_scan streams undecided findings and refuses a policy rather than ignore it).
+    policy: Policy | None
 
 
 def _options(arguments: ScanArguments) -> ScanOptions:
@@ -89,6 +94,8 @@ def iter_scan(
     Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks
     or unreadable input files.
     """
+    if arguments.get("policy") is not None:
+        raise UsageError("iter_scan streams undecided findings: pass the policy to scan_root")
     selected = select_checks(arguments.get("checks"))
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
@@ -176,6 +183,7 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
 
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
     """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
+    policy = arguments.pop("policy", None)
     selected = select_checks(arguments.get("checks"))
     report = Report(
         root=os.fspath(root),
@@ -190,6 +198,8 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
             report.findings.append(item)
         else:
             report.problems.append(item)
+    if policy is not None:
+        apply_policy(report, policy)
     return report
 
 
@@ -202,6 +212,7 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     # Imported here: tarfile, zipfile and the layer code cost every root scan ~15 ms otherwise.
     from .targets.image import open_image
 
+    policy = arguments.pop("policy", None)  # applied once the image's identity is known
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)
@@ -220,4 +231,6 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
             "labels": dict(image.labels),
         }
         report.problems.extend(Problem(kind="image", message=message) for message in image.problems)
+    if policy is not None:
+        apply_policy(report, policy)
     return report
