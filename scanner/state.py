@@ -256,10 +256,12 @@ class StateSession:
             self.current[path] = old
             return []
         stored = self.previous_items.get(path.hex())
-        if not self.same_plan or stored is None:
-            return None
+        if not self.same_plan or not isinstance(stored, list) or not stored:
+            return None  # ITEMS with nothing stored cannot be what this scanner wrote
         try:
-            items = [item_from_json(data) for data in stored]
+            items = [item_from_json(data) for data in stored if isinstance(data, dict)]
+            if len(items) != len(stored):
+                return None
         except StateError:
             return None  # sealed, so only a scanner bug could get here: judge again
         self.current[path] = old

@@ -421,3 +421,23 @@ def test_findings_are_replayed_while_the_plan_holds(tmp_path: Path, scan_impl: s
     assert _view(again) == _view(scanner.scan_root(root))
     hashed = again.stats.files_hashed
     assert hashed >= 2  # the two findings' files (and the DB files that changed)
+
+
+@pytest.mark.parametrize("verdicts", [{"x": 1}, 7, "text", [], None])
+def test_sealed_state_with_nonsense_verdicts_is_judged_again(
+    tmp_path: Path, verdicts: object
+) -> None:
+    """A state that passes its checksum but holds nonsense (a bug, a hand edit) never crashes
+    the scan and never replays anything: the files it names are judged again."""
+    root = _dpkg_root(tmp_path)
+    shutil.copy(root / "usr/bin/helper", root / "opt/app/xmrig")
+    _settle()
+    state_file = tmp_path / "scan.state"
+    first_report = scanner.scan_root(root, state=state_file)
+    header, entries = state.decode(state_file.read_bytes())
+    assert list(header["verdicts"]) == [b"opt/app/xmrig".hex()]
+    header["verdicts"] = {b"opt/app/xmrig".hex(): verdicts} if verdicts != {"x": 1} else verdicts
+    state_file.write_bytes(state.encode(header, entries))
+    again = scanner.scan_root(root, state=state_file)
+    assert _view(again) == _view(first_report)
+    assert again.stats.files_hashed == 1  # the miner, judged again; the rest reused
