@@ -38,8 +38,9 @@ Design (the pure-Python twin `hasher_py` returns identical results):
 * Digest.XXH3 (xxh3-128, xxHash's C code compiled in header-only from xxh_inline.h) is updated
   from the same buffer as the other digests, with a per-worker XXH3 state; the incremental
   rescans (scanner/state.py) compare it with the state file, so `--rescan content` reads every
-  file but computes only this digest (~30 GB/s per core against MD5's 0.7). A file that wants
-  XXH3 leaves the MD5 lanes, like one that wants SHA1/SHA256.
+  file but computes only this digest (~30 GB/s per core against MD5's 0.7). An MD5 + XXH3 file
+  (a dpkg file scanned with --state) stays in the MD5 lanes: each lane has its own XXH3 state,
+  updated from the lane's reads.
 * MD5-only files (dpkg's case) go through a multi-buffer MD5 kernel (md5_multi.c) when the CPU
   has one: each worker keeps `lanes` files in flight, one per SIMD lane, each with its own
   LANE_BUFFER_SIZE buffer; a round compresses as many blocks in every lane as the emptiest busy
@@ -283,6 +284,7 @@ cdef struct Lane:
     size_t length         # bytes in buffer; after EOF, padded to a multiple of 64
     uint64_t total        # file bytes read so far
     bint eof
+    XXH3_state_t* xxh3    # the file wants Digest.XXH3 too: updated from each read (else NULL)
 
 
 cdef struct Parent:
@@ -619,6 +621,8 @@ cdef int _fill(Lane* lane, size_t capacity) noexcept nogil:
         if lane.total == 0:
             lane.request.head_len = 4 if count > 4 else <size_t>count
             memcpy(lane.request.head, lane.buffer + lane.length, lane.request.head_len)
+        if lane.xxh3 != NULL and XXH3_128bits_update(lane.xxh3, lane.buffer + lane.length, count):
+            return 5  # EIO, as an EVP failure
         lane.length += count
         lane.total += count
     return 0
@@ -660,12 +664,16 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
     cdef bint exhausted = False
     cdef Request* request
     cdef Lane* lane
+    cdef XXH3_state_t* xxh3_states[MD5MB_MAX_LANES]
     if ready and posix_memalign(&arena, 64, count * stride) != 0:
         arena = NULL
         ready = False
     for l in range(count):
         lanes[l].request = NULL
         lanes[l].buffer = <unsigned char*>arena + l * stride
+        # Rescans want MD5 + XXH3 of dpkg's files: one XXH3 state per lane keeps them here.
+        xxh3_states[l] = XXH3_createState() if ready else NULL
+        ready = ready and xxh3_states[l] != NULL
     while True:
         busy = 0
         first = -1
@@ -681,7 +689,7 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
                         break
                     if not ready:
                         _fail(request, ENOMEM)
-                    elif request.want != MD5:
+                    elif request.want & ~XXH3 != MD5:
                         _hash_one(job, parent, request, scratch, contexts)
                     else:
                         lane.fd = _open_rep(job, parent, request)
@@ -690,12 +698,18 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
                             lane.offset = lane.length = 0
                             lane.total = 0
                             lane.eof = False
+                            lane.xxh3 = xxh3_states[l] if request.want & XXH3 else NULL
+                            if lane.xxh3 != NULL:
+                                XXH3_128bits_reset(lane.xxh3)
                             md5mb_init_lane(&state, <int>l)
                     continue
                 if lane.length - lane.offset >= 64:
                     break
                 if lane.eof:
                     md5mb_digest(&state, <int>l, lane.request.md5)
+                    if lane.xxh3 != NULL:
+                        XXH128_canonicalFromHash(<XXH128_canonical_t*>lane.request.xxh3,
+                                                 XXH3_128bits_digest(lane.xxh3))
                     close(lane.fd)
                     lane.request = NULL
                     continue
@@ -728,6 +742,8 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
         for l in range(count):
             if lanes[l].request != NULL:
                 lanes[l].offset += rounds << 6
+    for l in range(count):
+        XXH3_freeState(xxh3_states[l])  # NULL-safe
     free(arena)
 
 

@@ -92,3 +92,23 @@ def test_xxh3_with_content_matching(impl: Impl, tmp_path: Path) -> None:
         os.close(fd)
     assert result.xxh3 == xxhash.xxh3_128(data).digest()
     assert result.scanned and result.hits == ((0, 200_000),)
+
+
+@pytest.mark.native_only
+def test_xxh3_in_every_md5_lane_kernel(files: tuple[Path, int, dict[bytes, bytes]]) -> None:
+    """MD5 + XXH3 files stay in the multi-buffer MD5 lanes: both digests right on each kernel."""
+    from _native import _hasher  # type: ignore[attr-defined]
+
+    _, fd, contents = files
+    requests = [(path, XXH3 | int(Digest.MD5)) for path in contents] * 3  # more than one round
+    previous = _hasher._md5_kernel()
+    try:
+        for kernel in ["none", *_hasher._md5_kernels()]:
+            _hasher._md5_kernel(kernel)
+            for (path, _flags), result in zip(
+                requests, _hasher.hash_files(fd, requests, jobs=2), strict=True
+            ):
+                assert result.md5 == hashlib.md5(contents[path]).digest(), kernel
+                assert result.xxh3 == xxhash.xxh3_128(contents[path]).digest(), kernel
+    finally:
+        _hasher._md5_kernel(previous)
