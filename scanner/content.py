@@ -102,21 +102,21 @@ def content_pass(
                 _reused(context, plan, item.path, verify)
                 yield from replay
                 continue
-        flags, wanting = 0, []
-        for index, check in enumerate(checks):
-            wanted = check.wants(item)
-            if wanted:
-                flags |= wanted
-                wanting.append(index)
-        if verify:
-            flags |= plan.flags[item.path]
-        if not (wanting or verify):
-            continue
-        if state is None:
-            batch.append(_Pending(item, flags, wanting, verify))
+        if (
+            state is not None
+            and state.level is Rescan.CONTENT
+            and state.content_candidate(item, key)
+        ):
+            # What the checks want is asked only if its xxh3 says the file changed (_probe).
+            batch.append(_Pending(item, 0, [], verify, key, probe=True))
         else:
-            probe = state.level is Rescan.CONTENT and state.content_candidate(item, key)
-            batch.append(_Pending(item, flags | _XXH3, wanting, verify, key, probe))
+            flags, wanting = _wanted(checks, plan, item, verify)
+            if not (wanting or verify):
+                continue
+            if state is None:
+                batch.append(_Pending(item, flags, wanting, verify))
+            else:
+                batch.append(_Pending(item, flags | _XXH3, wanting, verify, key))
         if len(batch) >= context.options.batch_size:
             yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
             batch = []
@@ -128,6 +128,21 @@ def content_pass(
             unseen, _hash(context, [(p, plan.flags[p]) for p in unseen], None, markers), strict=True
         ):
             yield from binaries.judge(context, plan, path, result)
+
+
+def _wanted(
+    checks: Sequence[ContentCheck], plan: VerifyPlan, entry: WalkEntry, verify: bool
+) -> tuple[int, list[int]]:
+    """(Digest flags, indices of the content checks that want it) for one file of the walk."""
+    flags, wanting = 0, []
+    for index, check in enumerate(checks):
+        wanted = check.wants(entry)
+        if wanted:
+            flags |= wanted
+            wanting.append(index)
+    if verify:
+        flags |= plan.flags[entry.path]
+    return flags, wanting
 
 
 def _is_state_file(path: bytes, state_path: bytes) -> bool:
@@ -147,10 +162,15 @@ def _reused(context: ScanContext, plan: VerifyPlan, path: bytes, verify: bool) -
 
 
 def _probe(
-    context: ScanContext, plan: VerifyPlan, batch: list[_Pending], state: StateSession
+    context: ScanContext,
+    checks: Sequence[ContentCheck],
+    plan: VerifyPlan,
+    batch: list[_Pending],
+    state: StateSession,
 ) -> dict[int, list[Finding | Problem]]:
     """Content rescan: read the candidates for xxh3 only; {id(pending): its stored verdict}
-    for those unchanged. The others are read in full with the rest of the batch."""
+    for those unchanged (and [] for a changed file no check wants any more). The others are
+    read in full with the rest of the batch, with what the checks want of them now."""
     probes = [pending for pending in batch if pending.probe]
     if not probes:
         return {}
@@ -165,6 +185,12 @@ def _probe(
         if items is not None:
             _reused(context, plan, pending.entry.path, pending.verify)
             replays[id(pending)] = items
+            continue
+        flags, pending.checks = _wanted(checks, plan, pending.entry, pending.verify)
+        pending.flags = flags | _XXH3
+        pending.probe = False
+        if not (pending.checks or pending.verify):
+            replays[id(pending)] = []  # e.g. emptied since: nothing to judge, nothing to record
     return replays
 
 
@@ -203,7 +229,7 @@ def _process(
     batch: list[_Pending],
     state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:
-    replays = _probe(context, plan, batch, state) if state is not None else {}
+    replays = _probe(context, checks, plan, batch, state) if state is not None else {}
     todo = [pending for pending in batch if id(pending) not in replays]
     results = dict(
         zip(

@@ -441,3 +441,15 @@ def test_sealed_state_with_nonsense_verdicts_is_judged_again(
     again = scanner.scan_root(root, state=state_file)
     assert _view(again) == _view(first_report)
     assert again.stats.files_hashed == 1  # the miner, judged again; the rest reused
+
+
+def test_content_rescan_of_a_file_no_check_wants_any_more(
+    first: tuple[Path, Path, scanner.Report],
+) -> None:
+    """Emptied since: 425 no longer wants it (and 426 never did): dropped, not judged."""
+    root, state_file, _report = first
+    (root / "opt/app/config.txt").write_bytes(b"")
+    again = scanner.scan_root(root, state=state_file, rescan="content")
+    assert _view(again) == _view(scanner.scan_root(root))
+    assert again.stats.files_hashed == 0
+    assert b"opt/app/config.txt" not in state.decode(state_file.read_bytes())[1]
