@@ -6,7 +6,8 @@ set -eu
 cd "$(dirname "$0")"
 
 extras=""
-packages="python3 python3-venv python3-dev gcc libssl-dev"
+# libxxhash-dev: xxHash's header, compiled into the hasher (Digest.XXH3, incremental rescans).
+packages="python3 python3-venv python3-dev gcc libssl-dev libxxhash-dev"
 # util-linux's `unshare` isolates custom checks; Essential in Debian, listed to say we rely on it.
 packages="$packages util-linux"
 if [ "${1:-}" = "--test" ]; then

@@ -43,7 +43,10 @@ def native_extensions() -> list:
                 "_native/ac.h",
                 "_native/ac.pxd",
                 "_native/_matcher.pxd",
+                "_native/xxh_inline.h",
+                "_native/xxh.pxd",
             ],
+            # xxh_inline.h: xxHash (libxxhash-dev's header, BSD-2-Clause) inlined, no link.
             libraries=["crypto"],
             **common,
         ),
@@ -72,8 +75,9 @@ setup(
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
     package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
     # PyYAML reads policy files (README: "Libraries used, and why"); python-debian is only the
-    # tests' referee for our deb822 reader; xxhash arrives with incremental rescans.
-    install_requires=["PyYAML>=6.0"],
+    # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
+    # (incremental rescans).
+    install_requires=["PyYAML>=6.0", "xxhash>=3.0"],
     extras_require={
         "test": [
             "pytest>=8",

@@ -35,6 +35,12 @@ Design (the pure-Python twin `hasher_py` returns identical results):
   limit since lstat spills back into the 128 KiB buffer and gets hits but no windows. Hits go to
   a per-worker array grown on demand up to max_hits (a feed that overflowed it is replayed from
   the saved DFA state), then are copied into a per-file Content record.
+* Digest.XXH3 (xxh3-128, xxHash's C code compiled in header-only from xxh_inline.h) is updated
+  from the same buffer as the other digests, with a per-worker XXH3 state; the incremental
+  rescans (scanner/state.py) compare it with the state file, so `--rescan content` reads every
+  file but computes only this digest (~30 GB/s per core against MD5's 0.7). An MD5 + XXH3 file
+  (a dpkg file scanned with --state) stays in the MD5 lanes: each lane has its own XXH3 state,
+  updated from the lane's reads.
 * MD5-only files (dpkg's case) go through a multi-buffer MD5 kernel (md5_multi.c) when the CPU
   has one: each worker keeps `lanes` files in flight, one per SIMD lane, each with its own
   LANE_BUFFER_SIZE buffer; a round compresses as many blocks in every lane as the emptiest busy
@@ -97,6 +103,10 @@ from _native.md5_multi cimport (
 )
 from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
 from _native.ac cimport ac_automaton, ac_feed, ac_hit
+from _native.xxh cimport (
+    XXH128_canonical_t, XXH128_canonicalFromHash, XXH3_128bits_digest, XXH3_128bits_reset,
+    XXH3_128bits_update, XXH3_createState, XXH3_freeState, XXH3_state_t,
+)
 from _native._matcher cimport Matcher
 
 from _native.hasher_py import (
@@ -141,7 +151,8 @@ cdef enum:
     SHA1 = 2
     SHA256 = 4
     CONTENT = 8
-    _ALL_FLAGS = 15
+    XXH3 = 16
+    _ALL_FLAGS = 31
 
 cdef enum:
     ST_OK = 0
@@ -201,6 +212,7 @@ cdef struct Scratch:
     ac_hit* hits          # hits of the file being read
     size_t hits_size
     Span* spans           # hits_size spans: windows are computed here
+    XXH3_state_t* xxh3    # Digest.XXH3 (64-byte aligned, from XXH3_createState)
 
 
 cdef struct Request:
@@ -223,6 +235,7 @@ cdef struct Request:
     unsigned char md5[16]
     unsigned char sha1[20]
     unsigned char sha256[32]
+    unsigned char xxh3[16]
     unsigned char head[4]  # the first bytes read: enough to recognise an ELF header
     size_t head_len
     Content* content      # representative wanting CONTENT: its matcher results
@@ -271,6 +284,7 @@ cdef struct Lane:
     size_t length         # bytes in buffer; after EOF, padded to a multiple of 64
     uint64_t total        # file bytes read so far
     bint eof
+    XXH3_state_t* xxh3    # the file wants Digest.XXH3 too: updated from each read (else NULL)
 
 
 cdef struct Parent:
@@ -461,6 +475,8 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
         ok = ok and EVP_DigestInit_ex(contexts[1], _sha1, NULL) == 1
     if want & SHA256:
         ok = ok and EVP_DigestInit_ex(contexts[2], _sha256, NULL) == 1
+    if want & XXH3:
+        ok = ok and XXH3_128bits_reset(scratch.xxh3) == 0
     if not ok:
         return 5  # EIO
     while True:
@@ -501,6 +517,8 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
             ok = ok and EVP_DigestUpdate(contexts[1], data, count) == 1
         if want & SHA256:
             ok = ok and EVP_DigestUpdate(contexts[2], data, count) == 1
+        if want & XXH3:
+            ok = ok and XXH3_128bits_update(scratch.xxh3, data, count) == 0
         if not ok:
             return 5
         if scan:
@@ -514,6 +532,8 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
         ok = ok and EVP_DigestFinal_ex(contexts[1], request.sha1, &size) == 1
     if want & SHA256:
         ok = ok and EVP_DigestFinal_ex(contexts[2], request.sha256, &size) == 1
+    if want & XXH3:
+        XXH128_canonicalFromHash(<XXH128_canonical_t*>request.xxh3, XXH3_128bits_digest(scratch.xxh3))
     if not ok:
         return 5
     if scan:
@@ -601,6 +621,8 @@ cdef int _fill(Lane* lane, size_t capacity) noexcept nogil:
         if lane.total == 0:
             lane.request.head_len = 4 if count > 4 else <size_t>count
             memcpy(lane.request.head, lane.buffer + lane.length, lane.request.head_len)
+        if lane.xxh3 != NULL and XXH3_128bits_update(lane.xxh3, lane.buffer + lane.length, count):
+            return 5  # EIO, as an EVP failure
         lane.length += count
         lane.total += count
     return 0
@@ -642,12 +664,16 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
     cdef bint exhausted = False
     cdef Request* request
     cdef Lane* lane
+    cdef XXH3_state_t* xxh3_states[MD5MB_MAX_LANES]
     if ready and posix_memalign(&arena, 64, count * stride) != 0:
         arena = NULL
         ready = False
     for l in range(count):
         lanes[l].request = NULL
         lanes[l].buffer = <unsigned char*>arena + l * stride
+        # Rescans want MD5 + XXH3 of dpkg's files: one XXH3 state per lane keeps them here.
+        xxh3_states[l] = XXH3_createState() if ready else NULL
+        ready = ready and xxh3_states[l] != NULL
     while True:
         busy = 0
         first = -1
@@ -663,7 +689,7 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
                         break
                     if not ready:
                         _fail(request, ENOMEM)
-                    elif request.want != MD5:
+                    elif request.want & ~XXH3 != MD5:
                         _hash_one(job, parent, request, scratch, contexts)
                     else:
                         lane.fd = _open_rep(job, parent, request)
@@ -672,12 +698,18 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
                             lane.offset = lane.length = 0
                             lane.total = 0
                             lane.eof = False
+                            lane.xxh3 = xxh3_states[l] if request.want & XXH3 else NULL
+                            if lane.xxh3 != NULL:
+                                XXH3_128bits_reset(lane.xxh3)
                             md5mb_init_lane(&state, <int>l)
                     continue
                 if lane.length - lane.offset >= 64:
                     break
                 if lane.eof:
                     md5mb_digest(&state, <int>l, lane.request.md5)
+                    if lane.xxh3 != NULL:
+                        XXH128_canonicalFromHash(<XXH128_canonical_t*>lane.request.xxh3,
+                                                 XXH3_128bits_digest(lane.xxh3))
                     close(lane.fd)
                     lane.request = NULL
                     continue
@@ -710,6 +742,8 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
         for l in range(count):
             if lanes[l].request != NULL:
                 lanes[l].offset += rounds << 6
+    for l in range(count):
+        XXH3_freeState(xxh3_states[l])  # NULL-safe
     free(arena)
 
 
@@ -727,6 +761,7 @@ cdef void* _worker(void* arg) noexcept nogil:
     scratch.buffer = scratch.whole = NULL
     scratch.hits = NULL
     scratch.spans = NULL
+    scratch.xxh3 = NULL
     scratch.whole_size = scratch.hits_size = 0
     ready = parent.path != NULL
     if job.phase == 3:
@@ -734,7 +769,8 @@ cdef void* _worker(void* arg) noexcept nogil:
         contexts[0] = EVP_MD_CTX_new()
         contexts[1] = EVP_MD_CTX_new()
         contexts[2] = EVP_MD_CTX_new()
-        ready = ready and scratch.buffer != NULL and contexts[0] != NULL and contexts[1] != NULL and contexts[2] != NULL
+        scratch.xxh3 = XXH3_createState()
+        ready = ready and scratch.xxh3 != NULL and scratch.buffer != NULL and contexts[0] != NULL and contexts[1] != NULL and contexts[2] != NULL
     if job.phase == 3 and job.kernel != NULL:
         _md5_lanes(job, &parent, &scratch, contexts, ready)
     else:
@@ -758,6 +794,7 @@ cdef void* _worker(void* arg) noexcept nogil:
     free(scratch.whole)
     free(scratch.hits)
     free(scratch.spans)
+    XXH3_freeState(scratch.xxh3)
     EVP_MD_CTX_free(contexts[0])
     EVP_MD_CTX_free(contexts[1])
     EVP_MD_CTX_free(contexts[2])
@@ -1026,6 +1063,7 @@ cdef object _result(Request* requests, size_t i, object path):
         hits,
         hit_total,
         windows,
+        PyBytes_FromStringAndSize(<char*>source.xxh3, 16) if ok and request.flags & XXH3 and request.rep >= 0 else None,
     )
 
 

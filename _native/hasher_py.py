@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import xxhash
+
 from . import matcher_py
 from .types import Digest, HashResult, HashStatus
 from .walker_py import kind_of
@@ -36,7 +38,8 @@ CHUNK = 16
 _PARENT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _ALGORITHMS = ((Digest.MD5, "md5"), (Digest.SHA1, "sha1"), (Digest.SHA256, "sha256"))
-_ALL = int(Digest.MD5 | Digest.SHA1 | Digest.SHA256 | Digest.CONTENT)
+_ALL = int(Digest.MD5 | Digest.SHA1 | Digest.SHA256 | Digest.CONTENT | Digest.XXH3)
+_XXH3 = int(Digest.XXH3)
 _CONTENT = int(Digest.CONTENT)
 # Windows cut per file around captured hits: enough context for a check, bounded output.
 MAX_WINDOWS = 8
@@ -275,7 +278,11 @@ def _hash_one(
         ):
             # Replaced between lstat and open: not the file the caller was told about.
             raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
-        hashers = [(bit, hashlib.new(algorithm)) for bit, algorithm in _ALGORITHMS if want & bit]
+        hashers: list[tuple[int, Any]] = [
+            (bit, hashlib.new(algorithm)) for bit, algorithm in _ALGORITHMS if want & bit
+        ]
+        if want & _XXH3:
+            hashers.append((_XXH3, xxhash.xxh3_128()))
         # Content: matched chunk by chunk as read (as the native DFA is fed), unless the file
         # (lstat size, as the native hasher decides) is over content_limit. Files up to
         # window_file_limit are also kept whole, to cut windows around captured hits.
@@ -359,6 +366,7 @@ def _result(slot: _Slot, source: _Slot) -> HashResult:
         source.hits if content else (),
         source.hit_total if content else 0,
         source.windows if content else (),
+        digests.get(_XXH3) if flags & _XXH3 else None,
     )
 
 

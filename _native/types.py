@@ -28,6 +28,7 @@ class Digest(enum.IntFlag):
     SHA1 = 2
     SHA256 = 4
     CONTENT = 8
+    XXH3 = 16  # xxh3-128 (canonical, big-endian bytes): the rescans' cheap content identity
 
 
 class FileKind(enum.IntEnum):
@@ -104,6 +105,7 @@ class HashResult:
     hits: tuple[tuple[int, int], ...] = ()
     hit_total: int = 0
     windows: tuple[tuple[int, bytes], ...] = ()
+    xxh3: bytes | None = None  # Digest.XXH3: 16 bytes, as xxhash.xxh3_128(data).digest()
 
 
 class TarFormatError(ValueError):

@@ -142,6 +142,23 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         action="store_true",
         help="rewrite the --baseline FILE from this scan's findings",
     )
+    parser.add_argument(
+        "--state",
+        metavar="FILE",
+        help="incremental rescans: reuse the verdicts FILE recorded for unchanged files, then "
+        "rewrite it (a missing, damaged or foreign FILE means a full scan)",
+    )
+    parser.add_argument(
+        "--rescan",
+        choices=("stat", "content", "full"),
+        help="with --state: stat (default) skips files whose inode, size, mtime and ctime are "
+        "unchanged; content re-reads every file for an xxh3 comparison; full ignores the state",
+    )
+    parser.add_argument(
+        "--state-in-root",
+        action="store_true",
+        help="allow the --state FILE inside the scanned root (e.g. scanning / from inside)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--version",
@@ -266,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.update_baseline and args.baseline is None:
         parser.error("--update-baseline needs --baseline FILE")
+    if args.rescan is not None and args.state is None:
+        parser.error("--rescan needs --state FILE")
     checks = None
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
@@ -292,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             process_env=not args.no_process_env,
             miner_digests=args.miner_digests,
             content_limit=args.max_content_size,
+            state=args.state,
+            rescan=args.rescan,
+            state_in_root=args.state_in_root,
             progress=_progress_printer(show_progress),
             policy=policy,
         )

@@ -5,6 +5,10 @@ digests, a search for their markers — and what check 448 wants for the same pa
 into one request, so a file wanted by several checks is opened and read a single time. Package
 files the walk did not meet (missing, replaced by a symlink, on another mount) are verified
 afterwards by 448 alone.
+
+With a state (`--state`, scanner/state.py) a file whose clean verdict still holds is not read
+(`stat`) or is read for its xxh3-128 alone (`content`); every other file goes through the same
+read and judges as in a full scan, and its outcome is recorded for the next scan.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .report import Finding, Problem
+from .state import NO_KEY, Rescan, StateSession
 from .walking import walk_root
 
 __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
@@ -26,6 +31,7 @@ __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
 # KiB in (a PKCS#12 key bag after its certificate safe) is captured from its first byte.
 WINDOW_BEFORE = 64 * 1024
 WINDOW_AFTER = 64 * 1024
+_XXH3 = int(Digest.XXH3)  # a plain int: enum arithmetic costs microseconds per file
 
 
 @dataclass(slots=True)
@@ -34,6 +40,8 @@ class _Pending:
     flags: int
     checks: list[int]  # indices of the content checks that want this file
     verify: bool  # 448 judges this path too
+    key: bytes = NO_KEY  # the manifest key the verdict is recorded under (state only)
+    probe: bool = False  # content rescan: read for xxh3 only first
 
 
 @dataclass(slots=True)
@@ -60,6 +68,7 @@ def content_pass(
     context: ScanContext,
     checks: Sequence[ContentCheck],
     binaries: PackageBinariesCheck | None,
+    state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:
     """Run the content checks (and 448, when given) over one walk and one read per file."""
     for check in checks:
@@ -67,6 +76,8 @@ def content_pass(
     markers = _Markers.of(checks)
     matcher = _native.Matcher(markers.patterns) if markers.patterns else None
     plan = (yield from binaries.plan(context)) if binaries is not None else VerifyPlan()
+    if state is not None:
+        state.use_plan(plan.records, complete=binaries is not None)
     seen: set[bytes] = set()
     batch: list[_Pending] = []
     for item in walk_root(context.root):
@@ -76,29 +87,111 @@ def content_pass(
         context.stats.files_walked += 1
         if item.kind is not FileKind.REGULAR or context.excluded(item.path):
             continue
-        flags, wanting = 0, []
-        for index, check in enumerate(checks):
-            wanted = check.wants(item)
-            if wanted:
-                flags |= wanted
-                wanting.append(index)
+        if state is not None and state.skip is not None and _is_state_file(item.path, state.skip):
+            continue  # the state file itself (allowed inside the root): changes every scan
         verify = item.path in plan.flags
         if verify:
-            flags |= plan.flags[item.path]
             seen.add(item.path)
-        if wanting or verify:
-            batch.append(_Pending(item, flags, wanting, verify))
+        key = NO_KEY
+        if state is not None:
+            key = state.key(item.path, plan.records[item.path] if verify else None)
+            # Before wants(): what the checks want depends on the path, mode and size alone,
+            # which an unchanged identity keeps.
+            replay = state.reuse_stat(item, key) if state.level is Rescan.STAT else None
+            if replay is not None:
+                _reused(context, plan, item.path, verify)
+                yield from replay
+                continue
+        if (
+            state is not None
+            and state.level is Rescan.CONTENT
+            and state.content_candidate(item, key)
+        ):
+            # What the checks want is asked only if its xxh3 says the file changed (_probe).
+            batch.append(_Pending(item, 0, [], verify, key, probe=True))
+        else:
+            flags, wanting = _wanted(checks, plan, item, verify)
+            if not (wanting or verify):
+                continue
+            if state is None:
+                batch.append(_Pending(item, flags, wanting, verify))
+            else:
+                batch.append(_Pending(item, flags | _XXH3, wanting, verify, key))
         if len(batch) >= context.options.batch_size:
-            yield from _process(context, checks, binaries, plan, markers, matcher, batch)
+            yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
             batch = []
     if batch:
-        yield from _process(context, checks, binaries, plan, markers, matcher, batch)
+        yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
     if binaries is not None:
         unseen = [path for path in plan.flags if path not in seen]
         for path, result in zip(
             unseen, _hash(context, [(p, plan.flags[p]) for p in unseen], None, markers), strict=True
         ):
             yield from binaries.judge(context, plan, path, result)
+
+
+def _wanted(
+    checks: Sequence[ContentCheck], plan: VerifyPlan, entry: WalkEntry, verify: bool
+) -> tuple[int, list[int]]:
+    """(Digest flags, indices of the content checks that want it) for one file of the walk."""
+    flags, wanting = 0, []
+    for index, check in enumerate(checks):
+        wanted = check.wants(entry)
+        if wanted:
+            flags |= wanted
+            wanting.append(index)
+    if verify:
+        flags |= plan.flags[entry.path]
+    return flags, wanting
+
+
+def _is_state_file(path: bytes, state_path: bytes) -> bool:
+    """The state file or one of its temporary files (StateSession.save's naming)."""
+    if path == state_path:
+        return True
+    parent, _, name = state_path.rpartition(b"/")
+    prefix = (parent + b"/." if parent else b".") + name + b"."
+    return path.startswith(prefix) and path.endswith(b".tmp")
+
+
+def _reused(context: ScanContext, plan: VerifyPlan, path: bytes, verify: bool) -> None:
+    """Count a file whose recorded clean verdict stands, as 448's judge would have."""
+    context.stats.files_reused += 1
+    if verify:
+        context.stats.files_checked += len(plan.records[path])
+
+
+def _probe(
+    context: ScanContext,
+    checks: Sequence[ContentCheck],
+    plan: VerifyPlan,
+    batch: list[_Pending],
+    state: StateSession,
+) -> dict[int, list[Finding | Problem]]:
+    """Content rescan: read the candidates for xxh3 only; {id(pending): its stored verdict}
+    for those unchanged (and [] for a changed file no check wants any more). The others are
+    read in full with the rest of the batch, with what the checks want of them now."""
+    probes = [pending for pending in batch if pending.probe]
+    if not probes:
+        return {}
+    results = _native.hash_files(
+        context.root.fd,
+        [(pending.entry.path, _XXH3) for pending in probes],
+        jobs=context.options.jobs,
+    )
+    replays = {}
+    for pending, result in zip(probes, results, strict=True):
+        items = state.same_content(pending.entry.path, result, pending.key)
+        if items is not None:
+            _reused(context, plan, pending.entry.path, pending.verify)
+            replays[id(pending)] = items
+            continue
+        flags, pending.checks = _wanted(checks, plan, pending.entry, pending.verify)
+        pending.flags = flags | _XXH3
+        pending.probe = False
+        if not (pending.checks or pending.verify):
+            replays[id(pending)] = []  # e.g. emptied since: nothing to judge, nothing to record
+    return replays
 
 
 def _hash(
@@ -134,16 +227,45 @@ def _process(
     markers: _Markers,
     matcher: object | None,
     batch: list[_Pending],
+    state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:
-    results = _hash(context, [(p.entry.path, p.flags) for p in batch], matcher, markers)
-    for pending, result in zip(batch, results, strict=True):
-        if pending.verify and binaries is not None:
-            yield from binaries.judge(context, plan, pending.entry.path, result)
-        elif result.status is HashStatus.OK:  # 448's judge counts the files it verifies
-            context.stats.files_hashed += 1
-            context.stats.bytes_hashed += result.size
-        if not pending.checks:
+    replays = _probe(context, checks, plan, batch, state) if state is not None else {}
+    todo = [pending for pending in batch if id(pending) not in replays]
+    results = dict(
+        zip(
+            map(id, todo), _hash(context, [(p.entry.path, p.flags) for p in todo], matcher, markers)
+        )
+    )
+    for pending in batch:  # in walk order, replayed or judged, as a full scan yields them
+        if id(pending) in replays:
+            yield from replays[id(pending)]
             continue
+        result = results[id(pending)]
+        if state is None:
+            yield from _judge(context, checks, binaries, plan, markers, pending, result)
+            continue
+        verdicts = list(_judge(context, checks, binaries, plan, markers, pending, result))
+        state.record(pending.entry.path, result, pending.key, verdicts)
+        yield from verdicts
+    context.progress(f"{context.stats.files_walked} files walked")
+
+
+def _judge(
+    context: ScanContext,
+    checks: Sequence[ContentCheck],
+    binaries: PackageBinariesCheck | None,
+    plan: VerifyPlan,
+    markers: _Markers,
+    pending: _Pending,
+    result: HashResult,
+) -> Iterator[Finding | Problem]:
+    """Every check's verdicts on one file from its one read."""
+    if pending.verify and binaries is not None:
+        yield from binaries.judge(context, plan, pending.entry.path, result)
+    elif result.status is HashStatus.OK:  # 448's judge counts the files it verifies
+        context.stats.files_hashed += 1
+        context.stats.bytes_hashed += result.size
+    if pending.checks:
         if pending.flags & Digest.CONTENT and result.status is HashStatus.OK and not result.scanned:
             yield Problem(
                 kind="content-skipped",
@@ -160,4 +282,3 @@ def _process(
                 per_check[check_index].append((local, start))
         for index in pending.checks:
             yield from checks[index].judge(context, pending.entry, result, per_check[index])
-    context.progress(f"{context.stats.files_walked} files walked")

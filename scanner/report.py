@@ -176,6 +176,7 @@ class Stats:
     files_checked: int = 0
     files_hashed: int = 0
     bytes_hashed: int = 0
+    files_reused: int = 0  # rescans: files whose recorded clean verdict stood (scanner/state.py)
     seconds: float = 0.0
     implementation: str = ""
     jobs: int = 0
@@ -186,6 +187,7 @@ class Stats:
             "files_checked": self.files_checked,
             "files_hashed": self.files_hashed,
             "bytes_hashed": self.bytes_hashed,
+            "files_reused": self.files_reused,
             "seconds": round(self.seconds, 6),
             "implementation": self.implementation,
             "jobs": self.jobs,

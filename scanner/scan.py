@@ -21,8 +21,8 @@ from .manifests import read_manifests
 from .policy.evaluate import apply_policy
 from .policy.model import CustomCheckSpec, Policy
 from .report import Finding, Problem, Report, Stats
+from .state import Rescan, StateSession, open_state
 from .targets.ecs import read_task_metadata
-from .targets.image import open_image
 from .version import __version__
 
 __all__ = ["ScanArguments", "iter_scan", "open_root", "scan_image", "scan_root"]
@@ -54,6 +54,13 @@ class ScanArguments(TypedDict, total=False):
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
     image_name: str | None  # how 424 names the image-config source
     progress: Callable[[str], None] | None  # called with a short progress line
+    # Incremental rescans (scanner/state.py): the state file, how far to trust it ("stat" by
+    # default, "content", "full"), whether it may lie inside the scanned root, and what it is
+    # keyed to instead of the root directory's identity (scan_image: the image id).
+    state: str | os.PathLike[str] | None
+    rescan: str | None
+    state_in_root: bool
+    state_target: str | None
     # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
     # iter_scan streams undecided findings and refuses a policy rather than ignore it). Its
     # custom checks (ids 9000 and up) run after the built-in ones.
@@ -107,7 +114,30 @@ def _stream(
     stats.implementation = _native.IMPLEMENTATION
     stats.jobs = options.jobs or _native.default_jobs()
     progress = arguments.get("progress") or (lambda _message: None)
+    started_ns = time.time_ns()
+    level = _rescan_level(arguments)
     with open_root(root) as rootfs:
+        state: StateSession | None = None
+        if level is not None:
+            state, trouble, notice = open_state(
+                arguments["state"],  # type: ignore[arg-type]  # _rescan_level checked it
+                level,
+                root_path=os.fspath(root),
+                root_fd=rootfs.fd,
+                target=arguments.get("state_target"),
+                checks={check.id: getattr(check, "version", 1) for check in selected},
+                all_files=options.all_files,
+                excludes=options.excludes,
+                content_limit=options.content_limit,
+                miner_digests=options.miner_digests,
+                allow_in_root=arguments.get("state_in_root", False),
+                started_ns=started_ns,
+            )
+            if trouble is not None:
+                # Not an unverified item: the scan that follows is a full one.
+                yield Problem(kind="state", message=trouble)
+            if notice is not None and report is not None:
+                report.notices.append(notice)
         manifests = read_manifests(rootfs)
         if report is not None:
             report.managers.extend(manifests.summaries)
@@ -117,14 +147,33 @@ def _stream(
         )
         content_checks = [check for check in selected if isinstance(check, ContentCheck)]
         binaries = next((c for c in selected if isinstance(c, PackageBinariesCheck)), None)
-        if content_checks:
-            # One walk and one read per file for the content checks and 448 together.
-            yield from content_pass(context, content_checks, binaries)
+        # One walk and one read per file for the content checks and 448 together; with a
+        # state, 448 alone goes through it too (the walk gives each file's identity).
+        walked = bool(content_checks) or (state is not None and binaries is not None)
+        if walked:
+            yield from content_pass(context, content_checks, binaries, state)
         for check in selected:
-            if check in content_checks or (content_checks and check is binaries):
+            if check in content_checks or (walked and check is binaries):
                 continue
             yield from check.run(context)  # type: ignore[union-attr]
+        if state is not None:
+            failure = state.save()
+            if failure is not None:
+                yield Problem(kind="state", message=failure)
     stats.seconds = time.perf_counter() - started
+
+
+def _rescan_level(arguments: ScanArguments) -> Rescan | None:
+    """The rescan level asked for (stat when only a state is given); None without a state."""
+    rescan = arguments.get("rescan")
+    if arguments.get("state") is None:
+        if rescan is not None:
+            raise UsageError("rescan needs a state file (--state FILE)")
+        return None
+    try:
+        return Rescan(rescan or "stat")
+    except ValueError:
+        raise UsageError(f"unknown rescan level {rescan!r} (stat, content or full)") from None
 
 
 def _identify(report: Report, root: str | os.PathLike[str]) -> None:
@@ -181,10 +230,15 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     The layers are applied, whiteouts included, into a private temporary directory that is always
     removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
     """
+    # Imported here: tarfile, zipfile and the layer code cost every root scan ~15 ms otherwise.
+    from .targets.image import open_image
+
     policy = arguments.pop("policy", None)  # applied once the image's identity is known
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)
+        if image.image_id:  # each scan unpacks to a new directory: key the state to the image
+            arguments.setdefault("state_target", f"image {image.image_id}")
         report = _scan(image.root, _custom_checks(policy), arguments)
         report.root = os.fspath(path)
         report.target_kind = "image"

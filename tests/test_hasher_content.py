@@ -405,7 +405,7 @@ def test_bad_content_arguments_raise(impl: Impl, root: tuple[Path, int]) -> None
     with pytest.raises(ValueError):
         hasher.hash_files(fd, [(b"f", CONTENT)], matcher=own, max_hits=-1)
     with pytest.raises(ValueError):
-        hasher.hash_files(fd, [(b"f", 16)], matcher=own)
+        hasher.hash_files(fd, [(b"f", 32)], matcher=own)
     # Without CONTENT requests the matcher is simply unused.
     [result] = hasher.hash_files(fd, [(b"f", Digest.MD5)], matcher=own)
     assert not result.scanned

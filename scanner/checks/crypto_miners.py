@@ -25,6 +25,9 @@ from .base import Hit, ScanContext
 __all__ = ["CryptoMinersCheck"]
 
 ID = "426"
+# Bump when a change could turn a clean verdict into a finding (or back): rescan states
+# (scanner/state.py) recorded under another version are then dropped.
+VERSION = 1
 TITLE = "Image contains binaries used for crypto mining"
 
 # Release archives are published with digests; a dropped archive is as telling as the binary.
@@ -35,6 +38,7 @@ class CryptoMinersCheck:
     """Name, digest and content signals for every executable (and archive) of the walk."""
 
     id = ID
+    version = VERSION
     title = TITLE
     markers = miners.MARKERS
     capture: frozenset[int] = frozenset()

@@ -32,6 +32,9 @@ from .base import ScanContext
 __all__ = ["PackageBinariesCheck", "is_binary"]
 
 ID = "448"
+# Bump when a change could turn a clean verdict into a finding (or back): rescan states
+# (scanner/state.py) recorded under another version are then dropped.
+VERSION = 1
 MANAGERS = ", ".join(reader.MANAGER for reader in READERS)
 TITLE = "Package binaries should not be altered"
 
@@ -111,6 +114,7 @@ class PackageBinariesCheck:
     """Hashes every package-owned file once and compares it with the manifest's digest."""
 
     id = ID
+    version = VERSION
     title = TITLE
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:

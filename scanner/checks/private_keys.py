@@ -26,6 +26,9 @@ from .base import Hit, ScanContext
 __all__ = ["PrivateKeysCheck"]
 
 ID = "425"
+# Bump when a change could turn a clean verdict into a finding (or back): rescan states
+# (scanner/state.py) recorded under another version are then dropped.
+VERSION = 1
 TITLE = "Private keys stored in image"
 
 # Binary key stores: found by what they must contain, then judged whole from the captured bytes.
@@ -43,6 +46,7 @@ class PrivateKeysCheck:
     """Judges every marker hit of the content pass; reads nothing itself."""
 
     id = ID
+    version = VERSION
     title = TITLE
     markers: tuple[bytes, ...] = (*keys.MARKERS, *_BINARY_MARKERS)
     capture = frozenset(range(len(keys.MARKERS) + len(_BINARY_MARKERS)))

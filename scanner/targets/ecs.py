@@ -20,7 +20,6 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.client import HTTPException, HTTPResponse
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -162,6 +161,10 @@ def _get(url: str, deadline: float) -> Any:
         raise _MetadataError(f"{url}: no complete response within the timeout") from None
     except OSError as error:
         raise _MetadataError(f"{url}: {error.strerror or error}") from error
+    # Imported here: http.client (with ssl and email) costs every scan ~25 ms of start-up, and
+    # only a scan inside ECS gets this far.
+    from http.client import HTTPException, HTTPResponse
+
     response = HTTPResponse(_Canned(b"".join(chunks)))  # type: ignore[arg-type]
     try:
         response.begin()

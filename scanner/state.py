@@ -1,0 +1,495 @@
+"""The incremental-rescan state file: what the last scan verified, per file, and how to reuse it.
+
+Layout (all integers little-endian), sealed by a trailing SHA-256 of everything before it:
+
+    MAGIC                      b"SCANROOT-STATE\\n"
+    u32 + JSON header          format, scanner version, check versions, target identity,
+                               options fingerprint, 448's plan fingerprint, entry count, length
+                               of the path blob, and the findings/problems of each file that
+                               gave any ("verdicts", by hex path)
+    count x RECORD             st_dev, st_ino, size, mtime_ns, ctime_ns, mode, verdict,
+                               manifest key (16 bytes), xxh3-128 (16 bytes)
+    path blob                  the entries' root-relative paths joined by NUL (never in a name)
+    SHA-256                    32 bytes
+
+Fixed-size records and one path blob load in a few milliseconds for ~20k files (struct's
+iter_unpack and one split), and a flipped or missing byte anywhere fails the seal.
+
+What is reused, and when (see README "Incremental rescans"): a file's verdict — nothing (clean),
+or the findings and problems every check gave it, replayed as they were — when its manifest key
+(the package records 448 judged it against) is unchanged and, for `stat`, its identity (device,
+inode, size, mtime_ns, ctime_ns, mode) is unchanged and its ctime lies over a second before the
+scan that recorded it (else a change in the same timestamp tick could go unseen: git's "racily
+clean" problem); for `content`, its mode and xxh3-128 are unchanged. Findings and problems are
+replayed only while 448's whole plan (every physical path and its package records) is the one
+they were recorded under, since a finding names the package that owns its file. A file that
+could not be read is never recorded. The whole state is dropped when the scanner, a check's
+VERSION, the target or the options that shape verdicts differ.
+The state is integrity-checked, not authenticated: whoever can write it can forge verdicts, so it
+is created 0600 and kept outside the scanned root unless the caller explicitly allows otherwise.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import pickle
+import struct
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+from _native import HashResult, HashStatus, WalkEntry
+from pkgdb import InstalledFile
+
+from .errors import UsageError
+from .report import Finding, PackageRef, Problem, Severity
+from .version import __version__
+
+__all__ = [
+    "FORMAT",
+    "MAGIC",
+    "NO_KEY",
+    "Rescan",
+    "StateError",
+    "StateSession",
+    "decode",
+    "encode",
+    "manifest_key",
+    "open_state",
+]
+
+FORMAT = 1
+MAGIC = b"SCANROOT-STATE\n"
+RECORD = struct.Struct("<QQqqqIB16s16s")
+_LENGTH = struct.Struct("<I")
+_SEAL = 32  # SHA-256
+NO_KEY = bytes(16)  # a file no package records (425/426 only)
+# verdict byte: bits
+CLEAN = 0  # no finding, no problem
+RACY = 1  # ctime too close to the scan to trust an unchanged stat (content rescans only)
+ITEMS = 2  # the file gave findings or problems: header["verdicts"][path.hex()]
+# A timestamp tick is at most this long on the filesystems a root lives on (ext4/xfs/btrfs/
+# overlayfs: the kernel's coarse clock, a few ms; ext3 and 128-byte ext4 inodes: 1 s).
+RACY_NS = 1_000_000_000
+
+Entry = tuple[int, int, int, int, int, int, int, bytes, bytes]  # RECORD's fields, in order
+
+
+class Rescan(enum.Enum):
+    """How much of the state a scan trusts."""
+
+    STAT = "stat"  # unchanged identity and manifest entry: the verdict stands, the file unread
+    CONTENT = "content"  # every file read, only xxh3-128 computed; a mismatch is verified fully
+    FULL = "full"  # the state is ignored, then rewritten
+
+
+Item = Finding | Problem
+
+
+def item_to_json(item: Item) -> dict[str, Any]:
+    """A finding or problem as plain JSON, every field kept (paths as hex: they are bytes)."""
+    package = None if item.package is None else list(_package_fields(item.package))
+    if isinstance(item, Problem):
+        return {
+            "problem": True, "kind": item.kind, "message": item.message,
+            "path": None if item.path is None else item.path.hex(), "check": item.check,
+            "package": package, "errno": item.errno,
+        }  # fmt: skip
+    return {
+        "check": item.check, "title": item.title, "severity": int(item.severity),
+        "kind": item.kind, "path": item.path.hex(), "package": package,
+        "expected": item.expected, "actual": item.actual, "algorithm": item.algorithm,
+        "detail": item.detail, "config": item.config, "extra": dict(item.extra),
+        "rule": item.rule, "effect": item.effect,
+    }  # fmt: skip
+
+
+def _package_fields(package: PackageRef) -> tuple[str, str, str]:
+    return package.name, package.version, package.manager
+
+
+def item_from_json(data: dict[str, Any]) -> Item:
+    """The record item_to_json was given (StateError if it is not such a dict)."""
+    try:
+        package = None if data["package"] is None else PackageRef(*data["package"])
+        if data.get("problem"):
+            path = None if data["path"] is None else bytes.fromhex(data["path"])
+            return Problem(
+                data["kind"], data["message"], path, data["check"], package, data["errno"]
+            )
+        return Finding(
+            check=data["check"], title=data["title"], severity=Severity(data["severity"]),
+            kind=data["kind"], path=bytes.fromhex(data["path"]), package=package,
+            expected=data["expected"], actual=data["actual"], algorithm=data["algorithm"],
+            detail=data["detail"], config=data["config"], extra=data["extra"],
+            rule=data["rule"], effect=data["effect"],
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as error:
+        raise StateError(f"corrupt verdict: {error!r}") from error
+
+
+class StateError(ValueError):
+    """The state file cannot be used (truncated, corrupt, foreign, stale): a full scan follows."""
+
+
+def encode(header: dict[str, Any], entries: dict[bytes, Entry]) -> bytes:
+    """The sealed file for `entries` ({path: Entry}); header's count/paths fields are set here."""
+    paths = b"\0".join(entries)
+    header = dict(header, count=len(entries), paths_length=len(paths))
+    text = json.dumps(header, sort_keys=True).encode()
+    pack = RECORD.pack
+    body = b"".join(
+        [MAGIC, _LENGTH.pack(len(text)), text, *(pack(*entry) for entry in entries.values()), paths]
+    )
+    return body + hashlib.sha256(body).digest()
+
+
+def decode(data: bytes) -> tuple[dict[str, Any], dict[bytes, Entry]]:
+    """(header, entries) of a sealed state file; StateError when it is not one, or damaged."""
+    if not data.startswith(MAGIC):
+        raise StateError("not a scan-root state file (bad magic)")
+    if len(data) < len(MAGIC) + _LENGTH.size + _SEAL:
+        raise StateError("truncated")
+    body, seal = data[:-_SEAL], data[-_SEAL:]
+    if hashlib.sha256(body).digest() != seal:
+        raise StateError("corrupt or truncated (checksum mismatch)")
+    at = len(MAGIC)
+    (length,) = _LENGTH.unpack_from(body, at)
+    at += _LENGTH.size
+    try:
+        header = json.loads(body[at : at + length])
+        count, paths_length = int(header["count"]), int(header["paths_length"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise StateError(f"corrupt header: {error}") from error
+    at += length
+    if not isinstance(header, dict) or len(body) != at + count * RECORD.size + paths_length:
+        raise StateError("corrupt (sizes disagree with the header)")
+    records = body[at : at + count * RECORD.size]
+    paths = body[at + count * RECORD.size :].split(b"\0") if count else []
+    if len(paths) != count:
+        raise StateError("corrupt (path count disagrees with the header)")
+    return header, dict(zip(paths, RECORD.iter_unpack(records), strict=True))
+
+
+# Every field of a package record that 448's verdict depends on.
+_RECORD_FIELDS = attrgetter(
+    "manager",
+    "package",
+    "version",
+    "path",
+    "algorithm",
+    "digest",
+    "mode",
+    "size",
+    "is_config",
+    "link_target",
+)
+
+
+def manifest_key(records: Sequence[InstalledFile]) -> bytes:
+    """16 bytes naming every package record a path is judged against (a changed one: a new key).
+
+    repr of plain values (str, bytes, int, None, an enum member) is the same in every process.
+    """
+    text = repr([_RECORD_FIELDS(record) for record in records])
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def plan_fingerprint(records: Mapping[bytes, Sequence[InstalledFile]]) -> str:
+    """One digest of 448's whole plan (physical path -> its package records), ~10x cheaper than
+    a manifest_key per path. Pickle's bytes for equal data may differ (its memo follows object
+    identity), which only costs a per-path recomputation; equal bytes always mean equal data."""
+    dumped = pickle.dumps(
+        [(path, [_RECORD_FIELDS(record) for record in group]) for path, group in records.items()],
+        protocol=5,
+    )
+    return hashlib.blake2b(dumped, digest_size=16).hexdigest()
+
+
+def _inside(path: str, root: str, root_dev: int) -> bool:
+    """True when `path` would be part of the scanned tree: under the root and on its device
+    (the walk never crosses a mount point, so a volume mounted inside the root is outside it)."""
+    directory = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
+    real_root = os.path.realpath(root)
+    if directory != real_root and not directory.startswith(real_root.rstrip("/") + "/"):
+        return False
+    try:
+        return os.stat(directory).st_dev == root_dev
+    except OSError:
+        return True  # cannot tell: treat as inside, the safe answer
+
+
+@dataclass(slots=True)
+class StateSession:
+    """One scan's view of the state: what it may reuse, and the state it will write."""
+
+    path: str
+    level: Rescan
+    header: dict[str, Any]
+    started_ns: int
+    previous: dict[bytes, Entry] = field(default_factory=dict)
+    previous_plan: str | None = None
+    loaded: bool = False  # `previous` came from a valid state file of this target and options
+    current: dict[bytes, Entry] = field(default_factory=dict)
+    skip: bytes | None = None  # the state file's own root-relative path, when inside the root
+    same_plan: bool = False  # 448's plan is the one the previous state was written under
+    unchanged: bool = True  # nothing recorded differs from the previous state (no rewrite)
+    previous_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    current_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def use_plan(self, records: Mapping[bytes, Sequence[InstalledFile]], complete: bool) -> None:
+        """Fingerprint 448's plan: when it is the previous scan's, stored manifest keys hold and
+        stored findings may be replayed. Without 448 (`complete` false) the plan is empty and
+        says nothing of the packages that own files: findings are then judged again."""
+        fingerprint = plan_fingerprint(records) if complete else None
+        self.same_plan = fingerprint is not None and self.previous_plan == fingerprint
+        self.header["plan"] = fingerprint
+
+    def _replay(self, path: bytes, old: Entry) -> list[Item] | None:
+        """The stored verdict of `path` (carried into the new state), None when not replayable."""
+        if not old[6] & ITEMS:
+            self.current[path] = old
+            return []
+        stored = self.previous_items.get(path.hex())
+        if not self.same_plan or not isinstance(stored, list) or not stored:
+            return None  # ITEMS with nothing stored cannot be what this scanner wrote
+        try:
+            items = [item_from_json(data) for data in stored if isinstance(data, dict)]
+            if len(items) != len(stored):
+                return None
+        except StateError:
+            return None  # sealed, so only a scanner bug could get here: judge again
+        self.current[path] = old
+        self.current_items[path.hex()] = stored
+        return items
+
+    def key(self, path: bytes, records: Sequence[InstalledFile] | None) -> bytes:
+        """The manifest key of a path (NO_KEY when 448 does not verify it)."""
+        if records is None:
+            return NO_KEY
+        if self.same_plan:
+            old = self.previous.get(path)
+            if old is not None and old[7] != NO_KEY:
+                return old[7]
+        return manifest_key(records)
+
+    def reuse_stat(self, entry: WalkEntry, key: bytes) -> list[Item] | None:
+        """STAT level: the stored verdict of this unchanged file (kept for the next scan): its
+        findings and problems, [] when clean; None when the file must be judged again."""
+        old = self.previous.get(entry.path)
+        if (
+            old is None
+            or old[6] & RACY
+            or old[7] != key
+            or old[0] != entry.dev
+            or old[1] != entry.ino
+            or old[2] != entry.size
+            or old[3] != entry.mtime_ns
+            or old[4] != entry.ctime_ns
+            or old[5] != entry.mode
+        ):
+            return None
+        return self._replay(entry.path, old)
+
+    def content_candidate(self, entry: WalkEntry, key: bytes) -> bool:
+        """CONTENT level: a verdict exists for this path, mode and manifest key (and may be
+        replayed); its xxh3 decides (same_content)."""
+        old = self.previous.get(entry.path)
+        return (
+            old is not None
+            and old[7] == key
+            and old[5] == entry.mode
+            and (not old[6] & ITEMS or self.same_plan)
+        )
+
+    def same_content(self, path: bytes, result: HashResult, key: bytes) -> list[Item] | None:
+        """CONTENT level: the stored verdict when the file still hashes to the xxh3 it was judged
+        on (recorded with the identity just seen); None when it must be judged again."""
+        old = self.previous.get(path)
+        if (
+            old is None
+            or result.status is not HashStatus.OK
+            or result.xxh3 is None
+            or result.xxh3 != old[8]
+            or result.mode != old[5]
+        ):
+            return None
+        items = self._replay(path, old)
+        if items is not None:
+            self.record(path, result, key, items)
+        return items
+
+    def record(self, path: bytes, result: HashResult, key: bytes, items: Sequence[Item]) -> None:
+        """Remember a file just judged and what it gave (identity from the hasher's lstat,
+        taken before its read)."""
+        if result.status is not HashStatus.OK or result.xxh3 is None:
+            return  # nothing verified to remember: judged again next time
+        racy = result.ctime_ns > self.started_ns - RACY_NS
+        verdict = (RACY if racy else CLEAN) | (ITEMS if items else CLEAN)
+        if items:
+            stored = [item_to_json(item) for item in items]
+            self.current_items[path.hex()] = stored
+            if self.previous_items.get(path.hex()) != stored:
+                self.unchanged = False
+        else:
+            self.current_items.pop(path.hex(), None)
+        entry: Entry = (
+            result.dev,
+            result.ino,
+            result.size,
+            result.mtime_ns,
+            result.ctime_ns,
+            result.mode,
+            verdict,
+            key,
+            result.xxh3,
+        )
+        self.current[path] = entry
+        if self.previous.get(path) != entry:
+            self.unchanged = False
+
+    def save(self) -> str | None:
+        """Write the new state atomically (temp file in the same directory, fsync, rename);
+        the reason it could not be written, or None. A state identical to the one read is not
+        rewritten: an unchanged rescan writes nothing."""
+        if (
+            self.loaded
+            and self.unchanged
+            and self.previous_plan == self.header.get("plan")
+            and self.current.keys() == self.previous.keys()
+        ):
+            return None
+        directory = os.path.dirname(os.path.abspath(self.path))
+        data = encode(dict(self.header, verdicts=self.current_items), self.current)
+        try:
+            fd, temporary = tempfile.mkstemp(
+                prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=directory
+            )
+        except OSError as error:
+            return f"cannot write the state file {self.path}: {error.strerror}"
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.path)
+            directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(directory_fd)  # the rename itself survives a crash
+            finally:
+                os.close(directory_fd)
+        except OSError as error:
+            try:
+                os.unlink(temporary)
+            except FileNotFoundError:
+                pass  # already renamed into place: only the directory fsync failed
+            return f"cannot write the state file {self.path}: {error.strerror}"
+        return None
+
+
+def _fingerprint(
+    checks: dict[str, int],
+    all_files: bool,
+    excludes: Iterable[str],
+    content_limit: int,
+    miner_digests: Iterable[str],
+) -> str:
+    """What shapes a verdict besides the file: the checks and the options that change them."""
+    digest = hashlib.sha256(
+        json.dumps([sorted(checks.items()), all_files, list(excludes), content_limit]).encode()
+    )
+    for name in miner_digests:
+        try:
+            with open(name, "rb") as handle:  # its contents: a digest added later must count
+                digest.update(hashlib.sha256(handle.read()).digest())
+        except OSError as error:
+            digest.update(f"unreadable {error.errno}".encode())
+    return digest.hexdigest()
+
+
+def open_state(
+    path: str | os.PathLike[str],
+    level: Rescan,
+    *,
+    root_path: str,
+    root_fd: int,
+    target: str | None,
+    checks: dict[str, int],
+    all_files: bool,
+    excludes: Iterable[str],
+    content_limit: int,
+    miner_digests: Iterable[str],
+    allow_in_root: bool,
+    started_ns: int,
+) -> tuple[StateSession, str | None, str | None]:
+    """(session, problem, notice): the state to use for this scan and why any was not.
+
+    `problem` says why an existing state file was not used (the scan is then a full one);
+    `notice` says that there was none yet. UsageError when the file would be inside the root
+    and `allow_in_root` is false.
+    """
+    name = os.fspath(path)
+    root_stat = os.stat(root_fd)
+    inside = _inside(name, root_path, root_stat.st_dev)
+    if inside and not allow_in_root:
+        raise UsageError(
+            f"{name}: the state file would be inside the scanned root {root_path}; "
+            "choose a path outside it (or on another mount), or allow it explicitly "
+            "(--state-in-root)"
+        )
+    identity: dict[str, Any] = (
+        {"target": target}
+        if target is not None
+        else {"root": os.path.realpath(root_path), "dev": root_stat.st_dev, "ino": root_stat.st_ino}
+    )
+    header = {
+        "format": FORMAT,
+        "scanner": __version__,
+        "checks": {key: checks[key] for key in sorted(checks)},
+        "identity": identity,
+        "options": _fingerprint(checks, all_files, excludes, content_limit, miner_digests),
+    }
+    session = StateSession(name, level, header, started_ns)
+    if inside:
+        relative = os.path.relpath(os.path.realpath(name), os.path.realpath(root_path))
+        session.skip = os.fsencode(relative)
+    if level is Rescan.FULL:
+        return session, None, None
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return session, None, f"state {name}: none yet, full scan (the state is written after it)"
+    except OSError as error:
+        return session, f"state {name}: cannot read ({error.strerror}): full scan", None
+    try:
+        old_header, entries = decode(data)
+    except StateError as error:
+        return session, f"state {name}: {error}: full scan", None
+    for key, what in (
+        ("format", "state format"),
+        ("scanner", "scanner version"),
+        ("checks", "check versions or selection"),
+        ("identity", "target"),
+        ("options", "verdict-shaping options (--all-files, --exclude, content limit, digests)"),
+    ):
+        if old_header.get(key) != header[key]:
+            return (
+                session,
+                (
+                    f"state {name}: written for another {what} "
+                    f"({old_header.get(key)!r}, now {header[key]!r}): full scan"
+                ),
+                None,
+            )
+    session.previous = entries
+    session.previous_plan = old_header.get("plan")
+    verdicts = old_header.get("verdicts", {})
+    session.previous_items = verdicts if isinstance(verdicts, dict) else {}
+    session.loaded = True
+    return session, None, None
