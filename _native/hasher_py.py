@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from . import matcher_py
+from . import cpus, matcher_py
 from .types import Digest, HashResult, HashStatus
 from .walker_py import kind_of
 
@@ -44,7 +44,16 @@ _DOT_COMPONENT = re.compile(rb"(?:^|/)\.\.?(?:/|$)")  # a "." or ".." component
 
 
 def default_jobs() -> int:
-    """Worker threads when jobs=0: more than CPUs, since threads also overlap cold-cache reads."""
+    """Worker threads when jobs=0: more than CPUs, since threads also overlap cold-cache reads;
+    but under a cgroup CPU quota, only as many as the quota's CPUs (rounded up, at least 1).
+
+    A quota is shared with the application in the same container: threads beyond it do not
+    scan faster, they exhaust the quota early in each period and the kernel then throttles the
+    whole cgroup, the application included, until the next one (cpus.cpu_limit).
+    """
+    limit = cpus.cpu_limit()
+    if limit is not None:
+        return limit
     return min(16, max(4, 4 * (os.cpu_count() or 1)))
 
 
