@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import _native
+from _native.throttle import CpuBudget
 from pkgdb import PkgDBError
 
 from .errors import ScannerError, TargetError, UsageError
@@ -107,6 +108,18 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         help="425/426: files larger than this are not searched, and are reported as skipped "
         "(default: 256 MiB)",
     )
+    parser.add_argument(
+        "--max-cpu",
+        type=float,
+        metavar="FRACTION",
+        help="keep the scan's CPU time at most FRACTION of its wall time, e.g. 0.25 for a "
+        "quarter of one core (the scan sleeps whenever it is ahead)",
+    )
+    parser.add_argument(
+        "--nice",
+        action="store_true",
+        help="lowest CPU priority (nice 19) and the idle I/O class, best-effort",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--version",
@@ -169,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments[1:] if image else arguments)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.max_cpu is not None and not 0 < args.max_cpu < float("inf"):
+        parser.error("--max-cpu must be a number above 0, e.g. 0.25")
     checks = None
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
@@ -185,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             process_env=not args.no_process_env,
             miner_digests=args.miner_digests,
             content_limit=args.max_content_size,
+            # From the process's start: the interpreter's start-up is this command's CPU too.
+            max_cpu=None if args.max_cpu is None else CpuBudget.since_process_start(args.max_cpu),
+            nice=args.nice,
             progress=_progress_printer(show_progress),
         )
     except (UsageError, TargetError) as error:

@@ -74,6 +74,8 @@ def content_pass(
             yield item
             continue
         context.stats.files_walked += 1
+        if not context.stats.files_walked & 1023:
+            context.pace()  # the walk and the checks' wants() run here, in Python
         if item.kind is not FileKind.REGULAR or context.excluded(item.path):
             continue
         flags, wanting = 0, []
@@ -111,7 +113,9 @@ def _hash(
         return []
     results: list[HashResult]
     if matcher is None or not any(flags & Digest.CONTENT for _path, flags in requests):
-        results = _native.hash_files(context.root.fd, requests, jobs=context.options.jobs)
+        results = _native.hash_files(
+            context.root.fd, requests, jobs=context.options.jobs, cpu_budget=context.cpu_budget
+        )
         return results
     results = _native.hash_files(
         context.root.fd,
@@ -122,6 +126,7 @@ def _hash(
         window_before=WINDOW_BEFORE,
         window_after=WINDOW_AFTER,
         content_limit=context.options.content_limit,
+        cpu_budget=context.cpu_budget,
     )
     return results
 
@@ -160,4 +165,5 @@ def _process(
                 per_check[check_index].append((local, start))
         for index in pending.checks:
             yield from checks[index].judge(context, pending.entry, result, per_check[index])
+    context.pace()
     context.progress(f"{context.stats.files_walked} files walked")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypedDict, Unpack
 
 import _native
+from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
 from .checks import ContentCheck, select_checks
@@ -16,8 +17,9 @@ from .checks.base import ScanContext, ScanOptions
 from .checks.package_binaries import PackageBinariesCheck
 from .content import content_pass
 from .environment import check_sources
-from .errors import TargetError
+from .errors import TargetError, UsageError
 from .manifests import read_manifests
+from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
 from .targets.image import open_image
@@ -52,6 +54,10 @@ class ScanArguments(TypedDict, total=False):
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
     image_name: str | None  # how 424 names the image-config source
     progress: Callable[[str], None] | None  # called with a short progress line
+    # CPU time / wall time at most this (0.25: a quarter of one core), from the scan's start; or
+    # a CpuBudget already started (the CLI's counts from the process's start, imports included).
+    max_cpu: float | CpuBudget | None
+    nice: bool  # lower this process's CPU and I/O priority first (irreversible; see README)
 
 
 def _options(arguments: ScanArguments) -> ScanOptions:
@@ -70,6 +76,15 @@ def _options(arguments: ScanArguments) -> ScanOptions:
     )
 
 
+def _budget(max_cpu: float | CpuBudget | None) -> CpuBudget | None:
+    if max_cpu is None or isinstance(max_cpu, CpuBudget):
+        return max_cpu
+    try:
+        return CpuBudget.start(max_cpu)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+
+
 def iter_scan(
     root: str | os.PathLike[str],
     *,
@@ -86,17 +101,29 @@ def iter_scan(
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
+    # Started before anything else of the scan, so that every phase is paced against it.
+    budget = _budget(arguments.get("max_cpu"))
+    if arguments.get("nice", False):
+        for message in lower_priority():
+            yield Problem(kind="priority", message=f"--nice: {message}")
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
     stats.jobs = options.jobs or _native.default_jobs()
     progress = arguments.get("progress") or (lambda _message: None)
     with open_root(root) as rootfs:
         manifests = read_manifests(rootfs)
+        if budget is not None:
+            budget.pace()  # the manifests are read in Python, in one go
         if report is not None:
             report.managers.extend(manifests.summaries)
         yield from manifests.problems
         context = ScanContext(
-            root=rootfs, options=options, manifests=manifests, stats=stats, progress=progress
+            root=rootfs,
+            options=options,
+            manifests=manifests,
+            stats=stats,
+            progress=progress,
+            cpu_budget=budget,
         )
         content_checks = [check for check in selected if isinstance(check, ContentCheck)]
         binaries = next((c for c in selected if isinstance(c, PackageBinariesCheck)), None)
@@ -107,6 +134,9 @@ def iter_scan(
             if check in content_checks or (content_checks and check is binaries):
                 continue
             yield from check.run(context)  # type: ignore[union-attr]
+            context.pace()
+    if budget is not None:
+        budget.pace()  # what the last phase ran ahead is slept off before the scan returns
     stats.seconds = time.perf_counter() - started
 
 
@@ -126,7 +156,13 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
 
 
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
-    """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
+    """Scan a root filesystem and return the whole report (see ScanArguments for the options).
+
+    A defender running inside the task it protects should pass `nice=True` (nice 19 and the
+    idle I/O class for this process, irreversibly; a refusal is a `priority` problem, not a
+    failure) and, to hold a share of one core, `max_cpu=0.25`. Both are off by default: a
+    library must not lower its caller's priority unasked.
+    """
     selected = select_checks(arguments.get("checks"))
     report = Report(
         root=os.fspath(root),

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from _native import HashResult, WalkEntry
+from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
 from ..manifests import Manifests
@@ -49,7 +50,13 @@ class ScanContext:
     manifests: Manifests
     stats: Stats
     progress: Callable[[str], None] = field(default=lambda _message: None)
+    cpu_budget: CpuBudget | None = None  # --max-cpu, started with the scan
     _owners: dict[bytes, PackageRef] | None = None
+
+    def pace(self) -> None:
+        """--max-cpu for the Python phases: sleep while the process is ahead of its budget."""
+        if self.cpu_budget is not None:
+            self.cpu_budget.pace()
 
     def owner(self, physical: bytes) -> PackageRef | None:
         """The package that installed the file at this physical path, if any."""
