@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Cython directory walker: one openat2 + readdir + fstatat pass per directory, GIL released.
+"""Cython directory walker: one openat2 + getdents64 + fstatat pass per directory, GIL released.
 
 Design (the pure-Python twin `walker_py` yields exactly the same sequence):
 
@@ -8,9 +8,18 @@ Design (the pure-Python twin `walker_py` yields exactly the same sequence):
   directory swapped for a symlink mid-walk gives ELOOP instead of a walk outside the root.
 * All names of a directory are read and fstatat(AT_SYMLINK_NOFOLLOW)'d into a C array with the GIL
   released (that loop is all syscalls), sorted with strcmp (bytewise, like Python's bytes order),
-  and the directory is closed before any child is opened: open fds stay at two whatever the depth.
+  and the directory is closed before any child is opened: open fds stay at three (the root's
+  and one per reading thread) whatever the depth.
+* When the walk enters a directory it also reads the next sibling directories it will enter
+  (up to 64, whose st_size add up to 256 KiB), on two threads when the process may use two CPUs
+  (cpus.cpu_limit: one under a quota of one CPU or less): those syscalls are ~80% of a walk's
+  CPU. A sibling read ahead is listed as it was at that moment, a few ms early; the entries
+  yielded and their order are the same.
 * Python objects are built afterwards, with the GIL; the generator then keeps only the listings
-  along the current path (a stack), never the whole tree.
+  along the current path (a stack) and that bounded read-ahead, never the whole tree. Records
+  are stored at WalkEntry's slot offsets (see _entry), ~6x faster than its frozen __init__.
+* 1,000,000 files in 100,000 directories, 2-vCPU EPYC shared with other jobs: 3.7 s against
+  2.1 s for `find -xdev | wc -l` (which stats no file), the twin 6.5 s (bench/scale.py).
 * Only directories are ever opened, so FIFOs and devices cannot block the walk.
 """
 

@@ -61,9 +61,7 @@ class CpuBudget:
                 ticks = int(handle.read().rpartition(b")")[2].split()[19])
         except (OSError, ValueError, IndexError):
             return cls(checked, time.monotonic_ns(), _cpu_ns())
-        age = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - ticks * 10**9 // os.sysconf(
-            "SC_CLK_TCK"
-        )
+        age = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - ticks * 10**9 // os.sysconf("SC_CLK_TCK")
         return cls(checked, time.monotonic_ns() - max(0, age), 0)
 
     def ahead_ns(self) -> int:

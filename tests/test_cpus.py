@@ -115,9 +115,7 @@ def test_cpu_quota_without_membership_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("quota", "workers"), [("25000 100000", 1), ("100000 100000", 1), ("100001 100000", 2)]
 )
-def test_cpu_limit_rounds_up_and_caps_at_affinity(
-    tmp_path: Path, quota: str, workers: int
-) -> None:
+def test_cpu_limit_rounds_up_and_caps_at_affinity(tmp_path: Path, quota: str, workers: int) -> None:
     base, proc = _fake(tmp_path, "0::/t\n", {"t/cpu.max": quota})
     assert cpus.cpu_limit(base, proc) == min(workers, cpus.usable_cpus())
     big_base, big_proc = _fake(tmp_path / "big", "0::/t\n", {"t/cpu.max": "6400000 100000"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import platform
@@ -112,7 +111,9 @@ def _scan_cpu_ratio(root: Path, implementation: str, *argv: str) -> tuple[float,
     """(CPU s, wall s, JSON report) of `scan-root ROOT argv` as a child process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_")}
     env["PYTHONPATH"] = str(REPO)
-    env["SCANNER_NO_EXTENSIONS" if implementation == "python" else "SCANNER_REQUIRE_EXTENSIONS"] = "1"
+    env["SCANNER_NO_EXTENSIONS" if implementation == "python" else "SCANNER_REQUIRE_EXTENSIONS"] = (
+        "1"
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = subprocess.run(
@@ -322,4 +323,3 @@ def test_content_pass_streams_in_bounded_batches(
     assert sum(size for size, _walked in calls) == files
     assert calls[0][1] < entries // 10  # the first batch is read while most is still unwalked
     assert large_peak < 2 * small_peak + 64 * 1024, (small_peak, large_peak)
-
