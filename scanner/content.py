@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import _native
 from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
+from _native.hasher_py import MAX_WINDOWS
 
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
@@ -26,6 +27,7 @@ __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
 # KiB in (a PKCS#12 key bag after its certificate safe) is captured from its first byte.
 WINDOW_BEFORE = 64 * 1024
 WINDOW_AFTER = 64 * 1024
+WINDOW_FILE_LIMIT = 8 << 20  # files kept whole to cut windows from: at most this large
 
 
 @dataclass(slots=True)
@@ -69,6 +71,8 @@ def content_pass(
     plan = (yield from binaries.plan(context)) if binaries is not None else VerifyPlan()
     seen: set[bytes] = set()
     batch: list[_Pending] = []
+    # Bytes of captured windows the batch could bring back (see _window_bound).
+    windows = 0
     for item in walk_root(context.root):
         if isinstance(item, Problem):
             yield item
@@ -90,9 +94,11 @@ def content_pass(
             seen.add(item.path)
         if wanting or verify:
             batch.append(_Pending(item, flags, wanting, verify))
-        if len(batch) >= context.options.batch_size:
+            if flags & Digest.CONTENT and markers.capture:
+                windows += _window_bound(item.size)
+        if len(batch) >= context.options.batch_size or windows > context.options.batch_bytes:
             yield from _process(context, checks, binaries, plan, markers, matcher, batch)
-            batch = []
+            batch, windows = [], 0
     if batch:
         yield from _process(context, checks, binaries, plan, markers, matcher, batch)
     if binaries is not None:
@@ -101,6 +107,16 @@ def content_pass(
             unseen, _hash(context, [(p, plan.flags[p]) for p in unseen], None, markers), strict=True
         ):
             yield from binaries.judge(context, plan, path, result)
+
+
+def _window_bound(size: int) -> int:
+    """The most window bytes one searched file can return: windows are cut from the file itself
+    (so no more than its size), only when it is at most the hasher's window_file_limit (8 MiB),
+    and at most MAX_WINDOWS of them. A root of many small files full of key markers must not
+    make one batch hold gigabytes of windows until its results are judged."""
+    if size > WINDOW_FILE_LIMIT:
+        return 0
+    return min(size, MAX_WINDOWS * (WINDOW_BEFORE + WINDOW_AFTER))
 
 
 def _hash(
@@ -125,6 +141,7 @@ def _hash(
         capture=frozenset(markers.capture),
         window_before=WINDOW_BEFORE,
         window_after=WINDOW_AFTER,
+        window_file_limit=WINDOW_FILE_LIMIT,
         content_limit=context.options.content_limit,
         cpu_budget=context.cpu_budget,
     )

@@ -323,3 +323,32 @@ def test_content_pass_streams_in_bounded_batches(
     assert sum(size for size, _walked in calls) == files
     assert calls[0][1] < entries // 10  # the first batch is read while most is still unwalked
     assert large_peak < 2 * small_peak + 64 * 1024, (small_peak, large_peak)
+
+
+def test_captured_windows_bound_a_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches also end when the windows their files could return pass batch_bytes: many small
+    files full of key markers cannot pile up gigabytes of windows in one batch."""
+    sizes: list[int] = []
+    real = _native.hash_files
+
+    def spy(root_fd: int, requests: list[tuple[bytes, int]], **kwargs: object) -> object:
+        sizes.append(len(requests))
+        return real(root_fd, requests, **kwargs)
+
+    monkeypatch.setattr(content._native, "hash_files", spy)
+    root = _tree(tmp_path / "root", 1, fanout=4, files=25)  # 100 files of ~120 bytes
+    lengths = [path.stat().st_size for path in root.rglob("f*")]
+    with RootFS(str(root)) as rootfs:
+        context = ScanContext(
+            root=rootfs,
+            options=ScanOptions(batch_bytes=2000),
+            manifests=read_manifests(rootfs),
+            stats=Stats(),
+        )
+        for _item in content.content_pass(context, [PrivateKeysCheck()], None):
+            pass
+    assert sum(sizes) == 100
+    # A batch ends with the file that takes it past 2,000 bytes.
+    assert max(sizes) <= 2000 // min(lengths) + 1
+    assert len(sizes) >= sum(lengths) // (2000 + max(lengths))
+    assert len(sizes) > 1

@@ -29,6 +29,8 @@ class ScanOptions:
     excludes: tuple[str, ...] = ()
     # Paths per hash_files call: large, since each call ends with its slowest file alone.
     batch_size: int = 32768
+    # ... and fewer when the captured windows they could return (content.py) pass this many bytes.
+    batch_bytes: int = 128 << 20
     # 424's environment sources: task-definition and env-file paths; PID 1 when the root is "/".
     task_definitions: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
