@@ -106,20 +106,24 @@ def scan_row(root: Path, implementation: str, rounds: int, files: int, *options:
     row["findings"] = len(report["findings"])
     row["problems"] = sorted({problem["kind"] for problem in report["problems"]})
     row["bytes_per_s"] = report["stats"]["bytes_hashed"] / row["wall_median"]
+    row["cpu_s_per_gib"] = row["cpu_median"] / max(1, report["stats"]["bytes_hashed"]) * (1 << 30)
     return row
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| row | wall s | CPU s | peak RSS MiB | rate | per file |", "|---|---|---|---|---|---|"]
+    lines = ["| row | wall s | CPU s | peak RSS MiB | rate | CPU cost |", "|---|---|---|---|---|---|"]
     for name, row in results["walk"].items():
-        lines.append(f"| walk: {name} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
+        lines.append(f"| walk: {name.replace('|', chr(92) + '|')} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
                      f"{row['rss_mib']:.0f} | {row['entries_per_s']:,.0f} entries/s "
                      f"({row['rate_vs_find']:.0%} of find; CPU {row['cpu_rate_vs_find']:.0%}) | |")
     for name, row in results["scans"].items():
-        rate = (f"{row['files'] / row['wall_median']:,.0f} files/s" if row["files"] > 100
+        many = row["files"] > 100
+        rate = (f"{row['files'] / row['wall_median']:,.0f} files/s" if many
                 else f"{row['bytes_per_s'] / 1e6:,.0f} MB/s")
+        cost = (f"{row['cpu_us_per_file']:,.1f} CPU us/file" if many
+                else f"{row['cpu_s_per_gib']:.2f} CPU s/GiB")
         lines.append(f"| {name} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
-                     f"{row['rss_max_mib']:.0f} | {rate} | {row['cpu_us_per_file']:,.1f} CPU us |")
+                     f"{row['rss_max_mib']:.0f} | {rate} | {cost} |")
     return "\n".join(lines)
 
 
