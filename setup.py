@@ -69,9 +69,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
     package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
-    # No runtime dependencies yet: python-debian is the tests' referee for our deb822 reader
-    # (README: "Libraries used, and why"); xxhash arrives with incremental rescans.
-    install_requires=[],
+    # PyYAML reads policy files (README: "Libraries used, and why"); python-debian is only the
+    # tests' referee for our deb822 reader; xxhash arrives with incremental rescans.
+    install_requires=["PyYAML>=6.0"],
     extras_require={
         "test": [
             "pytest>=8",
@@ -81,6 +81,12 @@ setup(
             "python-debian>=0.1.49",
             "rpmfile>=2.2",
             "zstandard>=0.22",  # zstd-compressed image layers in the image tests
+            # SARIF output is validated against the official schema; the two validators make
+            # jsonschema check the schema's "uri"/"uri-reference"/"date-time" formats, which it
+            # otherwise skips silently.
+            "jsonschema>=4.18",
+            "rfc3986-validator>=0.1.1",
+            "rfc3339-validator>=0.1.4",
         ],
         # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
         "zstd": ["zstandard>=0.22"],

@@ -10,26 +10,30 @@ import _native
 from _native.throttle import CpuBudget
 from pkgdb import PkgDBError
 
+from . import baseline as baselines
 from .errors import ScannerError, TargetError, UsageError
+from .gate import EXIT_BLOCKED, EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_USAGE, exit_code
 from .inventory import list_packages
 from .output import FORMATS
+from .policy import Policy, PolicyError, Target, load_policy
+from .policy.explain import explain
+from .report import Severity
 from .scan import scan_image, scan_root
 from .version import __version__
 
-__all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
-
-EXIT_CLEAN = 0
-EXIT_FINDINGS = 1
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3
+__all__ = ["EXIT_BLOCKED", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
 
 EPILOG = """\
 exit codes:
-  0  no findings, and every item was verified
-  1  at least one finding
-  2  usage error, or the target cannot be scanned at all
-  3  no findings, but some items could not be verified (see "problems"):
+  0  no findings, and every item was verified (with --exit-zero: whatever was found)
+  1  at least one finding that gates: not baselined, and at least --fail-on's severity
+     (any severity without --fail-on)
+  2  usage error, a bad or unwritable baseline, or the target cannot be scanned at all
+     (also with --exit-zero)
+  3  no gating finding, but some items could not be verified (see "problems"):
      "could not verify" is a result, never a pass
+  4  blocked: a policy rule's effect is "block" for a finding (never for a Fargate task);
+     wins over 1 and 3, and over --fail-on and --baseline
 """
 
 
@@ -38,7 +42,8 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         prog="scan-root image" if image else "scan-root",
         description="Compliance and integrity scanner for container root filesystems.\n"
         "`scan-root image IMAGE` scans a container image with the same options;\n"
-        "`scan-root packages [ROOT]` lists the installed packages instead.",
+        "`scan-root packages [ROOT]` lists the installed packages instead;\n"
+        "`scan-root policy check FILE` validates and explains a policy file.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -120,6 +125,36 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         action="store_true",
         help="lowest CPU priority (nice 19) and the idle I/O class, best-effort",
     )
+    parser.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a policy file (YAML): collections and ordered rules decide each finding's effect "
+        "(ignore, alert, block); see `scan-root policy check FILE`",
+    )
+    gate = parser.add_mutually_exclusive_group()
+    gate.add_argument(
+        "--fail-on",
+        choices=[str(severity) for severity in Severity],
+        metavar="SEVERITY",
+        help="exit 1 only for a finding of this severity or above: low, medium, high, critical "
+        "(default: any finding)",
+    )
+    gate.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 whatever was found or could not be verified (errors still exit 2)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="accept the findings listed in FILE (reported, marked baselined, not failing); "
+        "when FILE does not exist, write it from this scan's findings",
+    )
+    parser.add_argument(
+        "--update-baseline",
+        action="store_true",
+        help="rewrite the --baseline FILE from this scan's findings",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--version",
@@ -138,6 +173,64 @@ def _packages_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--output", metavar="FILE", help="write the list to FILE, not stdout")
     return parser
+
+
+def _policy_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scan-root policy check",
+        description="Validate a policy file and explain it: its collections, its rules in the "
+        "order they are evaluated, its custom checks; with target fields, which rule decides "
+        "each check for that target.",
+        epilog="exit codes:\n  0  the policy is valid\n  2  it is not (each error names its "
+        "line and field)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="the policy file")
+    parser.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="H",
+        help="the target's host; for a Fargate task its family and/or task id (repeatable)",
+    )
+    parser.add_argument(
+        "--image", action="append", default=[], metavar="I", help="image name (repeatable)"
+    )
+    parser.add_argument("--container", metavar="C", help="container name")
+    parser.add_argument(
+        "--label", action="append", default=[], metavar="K=V", help="a label (repeatable)"
+    )
+    parser.add_argument(
+        "--fargate", action="store_true", help="the target is a Fargate task (block is not applied)"
+    )
+    return parser
+
+
+def _policy(argv: Sequence[str]) -> int:
+    if argv[:1] != ["check"]:
+        print("usage: scan-root policy check FILE [options] (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    parser = _policy_parser()
+    args = parser.parse_args(argv[1:])
+    for label in args.label:
+        if "=" not in label:
+            parser.error(f"--label {label!r}: expected key=value")
+    try:
+        policy = load_policy(args.file)
+    except PolicyError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    target = None
+    if args.host or args.image or args.container or args.label or args.fargate:
+        target = Target(
+            hosts=tuple(args.host),
+            images=tuple(args.image),
+            containers=(args.container,) if args.container else (),
+            labels=tuple(args.label),
+            fargate=args.fargate,
+        )
+    sys.stdout.write(explain(policy, target))
+    return EXIT_CLEAN
 
 
 def _write(text: str, output: str | None) -> int:
@@ -177,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["packages"]:
         return _packages(arguments[1:])
+    if arguments[:1] == ["policy"]:
+        return _policy(arguments[1:])
     image = arguments[:1] == ["image"]
     parser = _parser(image)
     args = parser.parse_args(arguments[1:] if image else arguments)
@@ -184,11 +279,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--jobs must be at least 1")
     if args.max_cpu is not None and not 0 < args.max_cpu < float("inf"):
         parser.error("--max-cpu must be a number above 0, e.g. 0.25")
+    if args.update_baseline and args.baseline is None:
+        parser.error("--update-baseline needs --baseline FILE")
     checks = None
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
+    policy: Policy | None = None
+    if args.policy is not None:
+        try:
+            policy = load_policy(args.policy)
+        except PolicyError as error:
+            print(error, file=sys.stderr)  # each line: FILE:LINE: field: message
+            return EXIT_USAGE
     show_progress = not args.quiet and sys.stderr.isatty()
+    accepted = None
     try:
+        if args.baseline is not None:  # read before the scan: a bad baseline fails fast
+            accepted = baselines.prepare(args.baseline, args.root, update=args.update_baseline)
         report = (scan_image if image else scan_root)(
             args.root,
             checks=checks,
@@ -204,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_cpu=None if args.max_cpu is None else CpuBudget.since_process_start(args.max_cpu),
             nice=args.nice,
             progress=_progress_printer(show_progress),
+            policy=policy,
         )
     except (UsageError, TargetError) as error:
         print(f"scan-root: {error}", file=sys.stderr)
@@ -214,12 +322,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if show_progress:
             sys.stderr.write("\r\033[K")
+    if args.baseline is not None:
+        try:
+            baselines.settle(report, args.baseline, accepted)
+        except baselines.BaselineError as error:
+            print(f"scan-root: {error}", file=sys.stderr)
+            return EXIT_USAGE
     color = args.output is None and args.format == "table" and sys.stdout.isatty()
     if _write(FORMATS[args.format](report, color), args.output) != EXIT_CLEAN:
         return EXIT_USAGE
-    if report.findings:
-        return EXIT_FINDINGS
-    return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE
+    fail_on = None if args.fail_on is None else Severity[args.fail_on.upper()]
+    return exit_code(report, fail_on=fail_on, exit_zero=args.exit_zero)
 
 
 if __name__ == "__main__":  # pragma: no cover

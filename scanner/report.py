@@ -78,6 +78,7 @@ class Finding:
     # Set when a policy decided this finding: the rule's name and its effect ("alert", "block").
     rule: str | None = None
     effect: str | None = None
+    baselined: bool = False  # accepted by `--baseline`: reported, but does not fail the scan
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -106,6 +107,8 @@ class Finding:
             out["rule"] = self.rule
         if self.effect is not None:
             out["effect"] = self.effect
+        if self.baselined:
+            out["baselined"] = True
         out.update(self.extra)
         return out
 
@@ -200,6 +203,7 @@ class Report:
     # Things the user should know that are neither findings nor problems (a block effect not
     # applied to a Fargate task, a baseline written).
     notices: list[str] = field(default_factory=list)
+    suppressed: int = 0  # findings a policy rule ignored (dropped from `findings`)
 
     @property
     def complete(self) -> bool:
@@ -226,6 +230,7 @@ class Report:
                 for summary in self.managers
             ],
             "findings": [finding.to_dict() for finding in self.findings],
+            "suppressed": self.suppressed,
             "problems": [problem.to_dict() for problem in self.problems],
             "notices": list(self.notices),
             "complete": self.complete,

@@ -19,6 +19,8 @@ from .content import content_pass
 from .environment import check_sources
 from .errors import TargetError, UsageError
 from .manifests import read_manifests
+from .policy.evaluate import apply_policy
+from .policy.model import Policy
 from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
@@ -58,6 +60,9 @@ class ScanArguments(TypedDict, total=False):
     # a CpuBudget already started (the CLI's counts from the process's start, imports included).
     max_cpu: float | CpuBudget | None
     nice: bool  # lower this process's CPU and I/O priority first (irreversible; see README)
+    # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
+    # iter_scan streams undecided findings and refuses a policy rather than ignore it).
+    policy: Policy | None
 
 
 def _options(arguments: ScanArguments) -> ScanOptions:
@@ -97,6 +102,8 @@ def iter_scan(
     Raises TargetError when the root cannot be scanned at all and UsageError for unknown checks
     or unreadable input files.
     """
+    if arguments.get("policy") is not None:
+        raise UsageError("iter_scan streams undecided findings: pass the policy to scan_root")
     selected = select_checks(arguments.get("checks"))
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
@@ -163,6 +170,7 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
     failure) and, to hold a share of one core, `max_cpu=0.25`. Both are off by default: a
     library must not lower its caller's priority unasked.
     """
+    policy = arguments.pop("policy", None)
     selected = select_checks(arguments.get("checks"))
     report = Report(
         root=os.fspath(root),
@@ -177,6 +185,8 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
             report.findings.append(item)
         else:
             report.problems.append(item)
+    if policy is not None:
+        apply_policy(report, policy)
     return report
 
 
@@ -186,6 +196,7 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     The layers are applied, whiteouts included, into a private temporary directory that is always
     removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
     """
+    policy = arguments.pop("policy", None)  # applied once the image's identity is known
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)
@@ -202,4 +213,6 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
             "labels": dict(image.labels),
         }
         report.problems.extend(Problem(kind="image", message=message) for message in image.problems)
+    if policy is not None:
+        apply_policy(report, policy)
     return report

@@ -129,6 +129,7 @@ def test_help_documents_exit_codes(tmp_path: Path) -> None:
         "0  no findings",
         "1  at least one finding",
         "2  usage error",
-        "3  no findings, but",
+        "3  no gating finding, but",
+        "4  blocked",
     ):
         assert code in result.stdout

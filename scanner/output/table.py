@@ -13,11 +13,24 @@ _COLORS = {
     Severity.LOW: "\033[36m",
 }
 _RESET = "\033[0m"
+_BLOCK = "\033[1;7;31m"  # reverse video: a block stands out from the severity colours
 
 
 def _severity(finding: Finding, color: bool) -> str:
     text = f"{finding.severity!s:<8}"
     return f"{_COLORS[finding.severity]}{text}{_RESET}" if color else text
+
+
+def _decision(finding: Finding, color: bool) -> str:
+    """What decided the finding: the policy rule, a block effect, a baseline entry."""
+    parts = []
+    if finding.rule is not None:
+        parts.append(f"rule: {finding.rule}")
+    if finding.effect == "block":
+        parts.append(f"{_BLOCK}BLOCK{_RESET}" if color else "BLOCK")
+    if finding.baselined:
+        parts.append("baselined")
+    return f"  [{'; '.join(parts)}]" if parts else ""
 
 
 def render(report: Report, color: bool = False) -> str:
@@ -44,6 +57,7 @@ def render(report: Report, color: bool = False) -> str:
             lines.append(
                 f"  {_severity(finding, color)} {finding.kind:<20} "
                 f"{display_path(finding.path) if finding.path else ''}{package}{detail}"
+                f"{_decision(finding, color)}"
             )
     if report.problems:
         lines.append("")
@@ -51,9 +65,22 @@ def render(report: Report, color: bool = False) -> str:
         for problem in report.problems:
             where = f" {display_path(problem.path)}" if problem.path is not None else ""
             lines.append(f"  {problem.kind}{where}: {problem.message}")
+    if report.notices:
+        lines.append("")
+        lines.append(f"Notices: {len(report.notices)}")
+        lines.extend(f"  {notice}" for notice in report.notices)
     stats = report.stats
     lines.append("")
     verdict = "no findings" if not report.findings else f"{len(report.findings)} finding(s)"
+    baselined = sum(1 for finding in report.findings if finding.baselined)
+    aside = [f"{baselined} baselined"] if baselined else []
+    if report.suppressed:
+        aside.append(f"{report.suppressed} ignored by the policy")
+    if aside:
+        verdict += f" ({'; '.join(aside)})"
+    blocked = sum(1 for finding in report.findings if finding.effect == "block")
+    if blocked:
+        verdict += f" — BLOCKED by {blocked}"
     if not report.complete:
         verdict += " — INCOMPLETE: some items could not be verified"
     lines.append(

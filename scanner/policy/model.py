@@ -35,11 +35,13 @@ class Collection:
     images: tuple[str, ...] = ()
     containers: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()  # `key=value` patterns
+    line: int = 0  # where the collection starts in the policy file, for explanations
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One ordered rule: for targets in any of `collections`, each check id's effect."""
+    """One ordered rule: for targets in any of `collections` (none: every target), each check
+    id's effect. It decides only the checks it names, or every check with "*"."""
 
     name: str
     collections: tuple[str, ...]

@@ -1,0 +1,543 @@
+"""Read and validate a policy file (YAML, `version: 1`); every error names file, line and field.
+
+The file is composed into YAML nodes (`yaml.compose` with the SafeLoader: no Python objects are
+ever constructed from tags), and validated node by node, so each error can point at the line of
+the very key or value at fault: `policy.yaml:12: rules[1].effects.425: unknown effect 'blok'`.
+All errors are collected and raised together in one PolicyError.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from ..errors import UsageError
+from ..report import Severity
+from .model import DEFAULT_RULE_NAME, Collection, CustomCheckSpec, Effect, Policy, Rule
+from .wildcards import PatternError, Shape, compile_field, parse_pattern
+
+__all__ = [
+    "FIRST_CUSTOM_ID",
+    "PolicyError",
+    "PolicyIssue",
+    "builtin_check_ids",
+    "load_policy",
+    "parse_policy",
+]
+
+VERSION = 1
+FIRST_CUSTOM_ID = 9000
+MAX_POLICY_BYTES = 4 * 1024 * 1024  # a policy is hand-written: anything larger is a mistake
+MAX_SCRIPT_BYTES = 1024 * 1024
+FIELDS = ("hosts", "images", "containers", "labels")
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_EFFECTS = ", ".join(effect.value for effect in Effect)
+_SEVERITIES = ", ".join(str(severity) for severity in Severity)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyIssue:
+    """One thing wrong with a policy file, where it is."""
+
+    source: str
+    line: int | None  # None: about the file as a whole (cannot read it)
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        line = f"{self.line}:" if self.line is not None else ""
+        return f"{self.source}:{line} {where}{self.message}"
+
+
+class PolicyError(UsageError):
+    """A policy file that cannot be used; `issues` lists every problem found, in file order."""
+
+    def __init__(self, issues: Sequence[PolicyIssue]) -> None:
+        self.issues = tuple(sorted(issues, key=lambda issue: issue.line or 0))
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+def builtin_check_ids() -> frozenset[str]:
+    """The ids a policy may name besides its own custom checks."""
+    # Imported here, not at module level: the check registry may itself import the policy
+    # package (custom checks), and records never import the checks that make them.
+    from ..checks import BUILTIN_CHECKS
+
+    return frozenset(check.id for check in BUILTIN_CHECKS)
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+class _Reader:
+    """Walks the composed nodes, collecting issues instead of stopping at the first."""
+
+    def __init__(self, source: str, base_dir: str) -> None:
+        self.source = source
+        self.base_dir = base_dir
+        self.issues: list[PolicyIssue] = []
+        self._constructor = yaml.constructor.SafeConstructor()
+
+    def error(self, node: yaml.Node | int, field: str, message: str) -> None:
+        line = node if isinstance(node, int) else _line(node)
+        self.issues.append(PolicyIssue(self.source, line, field, message))
+
+    def value(self, node: yaml.ScalarNode) -> Any:
+        return self._constructor.construct_object(node)
+
+    # -- shapes ---------------------------------------------------------------------------
+
+    def mapping(
+        self,
+        node: yaml.Node,
+        field: str,
+        allowed: Sequence[str] | None,
+        required: Sequence[str] = (),
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+        """{key: (key node, value node)}; None (with an issue) when `node` is not a mapping.
+
+        `allowed` None: any scalar key (effects, severity); else unknown keys are issues.
+        """
+        if not isinstance(node, yaml.MappingNode):
+            self.error(node, field, "must be a mapping")
+            return None
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                self.error(key_node, field, "keys must be plain values")
+                continue
+            key = key_node.value
+            where = f"{field}.{key}" if field else key
+            if key in out:
+                self.error(key_node, where, f"duplicate key (first at line {_line(out[key][0])})")
+                continue
+            if allowed is not None and key not in allowed:
+                self.error(key_node, where, f"unknown key (known: {', '.join(allowed)})")
+                continue
+            out[key] = (key_node, value_node)
+        for key in required:
+            if key not in out:
+                self.error(node, field or "(top level)", f"missing required key '{key}'")
+        return out
+
+    def sequence(self, node: yaml.Node, field: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.error(node, field, "must be a list")
+            return []
+        return list(node.value)
+
+    def string(self, node: yaml.Node, field: str, *, empty: bool = False) -> str | None:
+        if not isinstance(node, yaml.ScalarNode):
+            self.error(node, field, "must be a string")
+            return None
+        if node.tag != _STR:
+            # YAML 1.1 reads `on`, `no`, `12`, `~` as bool, bool, int, null.
+            kind = node.tag.rsplit(":", 1)[-1]
+            self.error(node, field, f"must be a string; {node.value!r} reads as {kind}: quote it")
+            return None
+        if not node.value and not empty:
+            self.error(node, field, "must not be empty")
+            return None
+        return str(node.value)
+
+    def strings(self, node: yaml.Node, field: str) -> list[tuple[yaml.Node, str]]:
+        out = []
+        for index, item in enumerate(self.sequence(node, field)):
+            text = self.string(item, f"{field}[{index}]")
+            if text is not None:
+                out.append((item, text))
+        return out
+
+    def boolean(self, node: yaml.Node, field: str) -> bool | None:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+            self.error(node, field, "must be true or false")
+            return None
+        return bool(self.value(node))
+
+    def choice(self, node: yaml.Node, field: str, kind: str, parse: Callable[[str], Any]) -> Any:
+        """An enum value spelled exactly (lower case), or None with an issue."""
+        if not isinstance(node, yaml.ScalarNode):
+            self.error(node, field, f"must be a {kind}")
+            return None
+        try:
+            return parse(node.value)
+        except (KeyError, ValueError):
+            options = _EFFECTS if kind == "effect" else _SEVERITIES
+            self.error(node, field, f"unknown {kind} {node.value!r} ({options})")
+            return None
+
+    # -- sections -------------------------------------------------------------------------
+
+    def version(self, document: dict[str, tuple[yaml.Node, yaml.Node]]) -> None:
+        if "version" not in document:
+            return  # reported by `mapping` as a missing required key
+        node = document["version"][1]
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
+            self.error(node, "version", f"must be the integer {VERSION}")
+        elif self.value(node) != VERSION:
+            self.error(
+                node,
+                "version",
+                f"unsupported version {node.value} (this scan-root reads version {VERSION})",
+            )
+
+    def collection(self, node: yaml.Node, field: str) -> Collection | None:
+        keys = self.mapping(node, field, ("name", *FIELDS), ("name",))
+        if keys is None:
+            return None
+        name = self.string(keys["name"][1], f"{field}.name") if "name" in keys else None
+        values: dict[str, tuple[str, ...]] = {}
+        for key in FIELDS:
+            if key not in keys:
+                continue
+            where = f"{field}.{key}"
+            good = True
+            patterns: list[str] = []
+            for index, (item, text) in enumerate(self.strings(keys[key][1], where)):
+                try:
+                    pattern = parse_pattern(text)
+                except PatternError as error:
+                    self.error(item, f"{where}[{index}]", str(error))
+                    good = False
+                    continue
+                if key == "labels" and pattern.shape is Shape.EXACT and "=" not in text:
+                    self.error(item, f"{where}[{index}]", f"{text!r}: a label pattern is key=value")
+                    good = False
+                    continue
+                patterns.append(text)
+            if good:
+                try:
+                    compile_field(patterns)
+                except PatternError as error:
+                    self.error(keys[key][1], where, str(error))
+            values[key] = tuple(patterns)
+        if name is None:
+            return None
+        return Collection(name=name, line=_line(node), **values)
+
+    def custom_check(self, node: yaml.Node, field: str) -> CustomCheckSpec | None:
+        allowed = ("id", "name", "severity", "description", "script", "script_file", "timeout")
+        keys = self.mapping(node, field, allowed, ("id", "name", "severity", "description"))
+        if keys is None:
+            return None
+        check_id = self.check_id(keys["id"][1], f"{field}.id") if "id" in keys else None
+        name = self.string(keys["name"][1], f"{field}.name") if "name" in keys else None
+        severity = (
+            self.choice(keys["severity"][1], f"{field}.severity", "severity", _severity)
+            if "severity" in keys
+            else None
+        )
+        description = (
+            self.string(keys["description"][1], f"{field}.description")
+            if "description" in keys
+            else None
+        )
+        script = self.script(node, keys, field)
+        timeout = 60.0
+        if "timeout" in keys:
+            timeout_node = keys["timeout"][1]
+            number = (
+                self.value(timeout_node)
+                if isinstance(timeout_node, yaml.ScalarNode) and timeout_node.tag in (_INT, _FLOAT)
+                else None
+            )
+            if number is None or not math.isfinite(number) or number <= 0:
+                self.error(timeout_node, f"{field}.timeout", "must be a number of seconds > 0")
+            else:
+                timeout = float(number)
+        if None in (check_id, name, severity, description, script):
+            return None
+        return CustomCheckSpec(
+            id=check_id,  # type: ignore[arg-type]
+            name=name,  # type: ignore[arg-type]
+            severity=severity,  # type: ignore[arg-type]
+            description=description,  # type: ignore[arg-type]
+            script=script,  # type: ignore[arg-type]
+            timeout=timeout,
+            line=_line(node),
+        )
+
+    def check_id(self, node: yaml.Node, field: str) -> str | None:
+        text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+        if node.tag not in (_INT, _STR) or not text.isascii() or not text.isdigit():
+            self.error(node, field, f"must be a decimal number >= {FIRST_CUSTOM_ID}")
+            return None
+        if int(text) < FIRST_CUSTOM_ID or text != str(int(text)):
+            self.error(
+                node,
+                field,
+                f"custom check ids are {FIRST_CUSTOM_ID} and up, without leading zeros; "
+                f"got {text!r}",
+            )
+            return None
+        return text
+
+    def script(
+        self, node: yaml.Node, keys: dict[str, tuple[yaml.Node, yaml.Node]], field: str
+    ) -> bytes | None:
+        given = [key for key in ("script", "script_file") if key in keys]
+        if len(given) != 1:
+            reason = "both given" if given else "neither given"
+            self.error(node, field, f"exactly one of 'script' or 'script_file' ({reason})")
+            return None
+        value_node = keys[given[0]][1]
+        where = f"{field}.{given[0]}"
+        text = self.string(value_node, where)
+        if text is None:
+            return None
+        if given[0] == "script":
+            data = text.encode("utf-8")
+        else:
+            path = os.path.join(self.base_dir, text)  # relative to the policy file
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read(MAX_SCRIPT_BYTES + 1)
+            except OSError as error:
+                self.error(value_node, where, f"cannot read {path}: {error.strerror or error}")
+                return None
+        if len(data) > MAX_SCRIPT_BYTES:
+            self.error(value_node, where, f"script larger than {MAX_SCRIPT_BYTES} bytes")
+            return None
+        if not data.strip():
+            self.error(value_node, where, "empty script")
+            return None
+        return data
+
+    def rule(
+        self,
+        node: yaml.Node,
+        field: str,
+        collections: dict[str, Collection],
+        known_checks: frozenset[str],
+        custom_ids: Sequence[str],
+    ) -> Rule | None:
+        allowed = ("name", "collections", "enabled", "effects", "severity")
+        keys = self.mapping(node, field, allowed, ("name", "effects"))
+        if keys is None:
+            return None
+        name = self.string(keys["name"][1], f"{field}.name") if "name" in keys else None
+        if name == DEFAULT_RULE_NAME:
+            self.error(
+                keys["name"][1], f"{field}.name", f"'{DEFAULT_RULE_NAME}' is the built-in last rule"
+            )
+            name = None
+        scope: list[str] = []
+        if "collections" in keys:
+            for index, (item, text) in enumerate(
+                self.strings(keys["collections"][1], f"{field}.collections")
+            ):
+                if text not in collections:
+                    known = ", ".join(collections) or "none declared"
+                    self.error(
+                        item,
+                        f"{field}.collections[{index}]",
+                        f"unknown collection {text!r} (known: {known})",
+                    )
+                else:
+                    scope.append(text)
+        enabled = True
+        if "enabled" in keys:
+            enabled = self.boolean(keys["enabled"][1], f"{field}.enabled") is not False
+        effects = self.per_check(
+            keys.get("effects"), f"{field}.effects", "effect", Effect, known_checks, custom_ids
+        )
+        if "effects" in keys and effects is not None and not effects:
+            self.error(keys["effects"][1], f"{field}.effects", "names no check")
+        severities = self.per_check(
+            keys.get("severity"),
+            f"{field}.severity",
+            "severity",
+            _severity,
+            known_checks,
+            custom_ids,
+        )
+        if effects is not None and severities:
+            for check, key_node in self._keys(keys["severity"][1]).items():
+                if (
+                    check in severities
+                    and check != "*"
+                    and check not in effects
+                    and "*" not in effects
+                ):
+                    self.error(
+                        key_node,
+                        f"{field}.severity.{check}",
+                        f"this rule does not decide check {check} (name it in effects, or '*')",
+                    )
+        if name is None or effects is None or severities is None:
+            return None
+        return Rule(
+            name=name,
+            collections=tuple(scope),
+            effects=MappingProxyType(effects),  # the records are frozen: so are their mappings
+            severities=MappingProxyType(severities),
+            enabled=enabled,
+            line=_line(node),
+        )
+
+    @staticmethod
+    def _keys(node: yaml.Node) -> dict[str, yaml.Node]:
+        if not isinstance(node, yaml.MappingNode):
+            return {}
+        return {k.value: k for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+    def per_check(
+        self,
+        entry: tuple[yaml.Node, yaml.Node] | None,
+        field: str,
+        kind: str,
+        parse: Callable[[str], Any],
+        known_checks: frozenset[str],
+        custom_ids: Sequence[str],
+    ) -> dict[str, Any] | None:
+        """{check id or "*": value} of an effects/severity mapping; None when it is unusable."""
+        if entry is None:
+            return {}
+        keys = self.mapping(entry[1], field, None)
+        if keys is None:
+            return None
+        out: dict[str, Any] = {}
+        usable = True
+        for check, (key_node, value_node) in keys.items():
+            where = f"{field}.{check}"
+            if check != "*" and (key_node.tag not in (_INT, _STR) or check not in known_checks):
+                builtin = ", ".join(sorted(known_checks - set(custom_ids)))
+                custom = ", ".join(custom_ids) or "none declared"
+                self.error(
+                    key_node,
+                    where,
+                    f"unknown check id {check!r} (built-in: {builtin}; custom: {custom}; or '*')",
+                )
+                usable = False
+                continue
+            value = self.choice(value_node, where, kind, parse)
+            if value is None:
+                usable = False
+                continue
+            out[check] = value
+        return out if usable else None
+
+
+def _severity(text: str) -> Severity:
+    if text != text.lower():
+        raise ValueError(text)
+    return Severity[text.upper()]
+
+
+def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".") -> Policy:
+    """Validate a policy document; `script_file` paths are relative to `base_dir`.
+
+    Raises PolicyError listing every issue, each with `source:line: field: message`.
+    """
+    try:
+        top = yaml.compose(data, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise PolicyError([PolicyIssue(source, line, "", f"invalid YAML: {problem}")]) from error
+    except yaml.YAMLError as error:  # ReaderError: not UTF-8, or a control character
+        raise PolicyError([PolicyIssue(source, 1, "", f"invalid YAML: {error}")]) from error
+    if top is None:
+        raise PolicyError([PolicyIssue(source, 1, "", "empty policy (expected 'version: 1')")])
+    reader = _Reader(source, base_dir)
+    document = reader.mapping(
+        top, "", ("version", "collections", "rules", "custom_checks"), ("version",)
+    )
+    if document is None:
+        raise PolicyError(reader.issues)
+    reader.version(document)
+
+    custom: list[CustomCheckSpec] = []
+    seen_ids: dict[str, int] = {}
+    if "custom_checks" in document:
+        for index, node in enumerate(
+            reader.sequence(document["custom_checks"][1], "custom_checks")
+        ):
+            field = f"custom_checks[{index}]"
+            spec = reader.custom_check(node, field)
+            if spec is None:
+                continue
+            if spec.id in seen_ids:
+                reader.error(
+                    node,
+                    f"{field}.id",
+                    f"duplicate id {spec.id} (first at line {seen_ids[spec.id]})",
+                )
+                continue
+            seen_ids[spec.id] = spec.line
+            custom.append(spec)
+    custom_ids = [spec.id for spec in custom]
+    known_checks = builtin_check_ids() | frozenset(custom_ids)
+
+    collections: dict[str, Collection] = {}
+    if "collections" in document:
+        for index, node in enumerate(reader.sequence(document["collections"][1], "collections")):
+            field = f"collections[{index}]"
+            collection = reader.collection(node, field)
+            if collection is None:
+                continue
+            if collection.name in collections:
+                first = collections[collection.name].line
+                reader.error(
+                    node,
+                    f"{field}.name",
+                    f"duplicate collection name {collection.name!r} (first at line {first})",
+                )
+                continue
+            collections[collection.name] = collection
+
+    rules: list[Rule] = []
+    if "rules" in document:
+        names: dict[str, int] = {}
+        for index, node in enumerate(reader.sequence(document["rules"][1], "rules")):
+            field = f"rules[{index}]"
+            rule = reader.rule(node, field, collections, known_checks, custom_ids)
+            if rule is None:
+                continue
+            if rule.name in names:
+                reader.error(
+                    node,
+                    f"{field}.name",
+                    f"duplicate rule name {rule.name!r} (first at line {names[rule.name]})",
+                )
+                continue
+            names[rule.name] = rule.line
+            rules.append(rule)
+
+    if reader.issues:
+        raise PolicyError(reader.issues)
+    return Policy(
+        version=VERSION,
+        collections=MappingProxyType(collections),
+        rules=tuple(rules),
+        custom_checks=tuple(custom),
+        source=source,
+    )
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and validate the policy file at `path` (see parse_policy)."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read(MAX_POLICY_BYTES + 1)
+    except OSError as error:
+        raise PolicyError(
+            [PolicyIssue(source, None, "", f"cannot read: {error.strerror or error}")]
+        ) from error
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError([PolicyIssue(source, None, "", f"larger than {MAX_POLICY_BYTES} bytes")])
+    return parse_policy(data, source, os.path.dirname(os.path.abspath(source)))

@@ -1,0 +1,260 @@
+"""Policy files: a valid one read in full, and every kind of mistake named by line and field."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from scanner.errors import UsageError
+from scanner.policy import Effect, PolicyError, load_policy
+from scanner.report import Severity
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "shared/examples/fargate-task-definition.json"
+
+GOOD = """\
+version: 1
+collections:
+  - name: prod
+    hosts: ["prod-*", "-prod-canary*"]
+    images: ["*nginx*"]
+    containers: ["web"]
+    labels: ["team=payments"]
+  - name: dev
+    hosts: [dev-*]
+rules:
+  - name: dev-ignore-keys
+    collections: [dev]
+    enabled: true
+    effects: {"425": ignore, "*": alert}
+    severity: {"448": critical}
+  - name: prod-block
+    collections: [prod]
+    enabled: false
+    effects: {425: block, 9001: block, 9002: alert}
+custom_checks:
+  - id: 9001
+    name: no telnet
+    severity: high
+    description: telnet must not be installed
+    script: |
+      #!/bin/sh
+      ! command -v telnet
+  - id: "9002"
+    name: from a file
+    severity: low
+    description: read as bytes, relative to the policy
+    script_file: checks/latin1.sh
+    timeout: 2.5
+"""
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "policy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    return path
+
+
+def test_good_policy_is_read_in_full(tmp_path: Path) -> None:
+    (tmp_path / "checks").mkdir()
+    script = b"#!/bin/sh\necho caf\xe9\nexit 1\n"  # not UTF-8: kept as bytes
+    (tmp_path / "checks/latin1.sh").write_bytes(script)
+    policy = load_policy(write(tmp_path, GOOD))
+    assert policy.version == 1 and policy.source == str(tmp_path / "policy.yaml")
+    prod = policy.collections["prod"]
+    assert prod.hosts == ("prod-*", "-prod-canary*") and prod.labels == ("team=payments",)
+    assert prod.line == 3 and policy.collections["dev"].hosts == ("dev-*",)
+    first, second = policy.rules
+    assert first.effects == {"425": Effect.IGNORE, "*": Effect.ALERT}
+    assert first.severities == {"448": Severity.CRITICAL} and first.line == 11
+    assert second.enabled is False and second.effects["9001"] is Effect.BLOCK
+    telnet, from_file = policy.custom_checks
+    assert telnet.id == "9001" and telnet.script == b"#!/bin/sh\n! command -v telnet\n"
+    assert telnet.severity is Severity.HIGH and telnet.timeout == 60.0
+    assert from_file.id == "9002" and from_file.script == script and from_file.timeout == 2.5
+
+
+def test_example_fargate_task_family_can_be_scoped(tmp_path: Path) -> None:
+    if not EXAMPLE.exists():
+        pytest.skip("../shared/examples is not available")
+    family = json.loads(EXAMPLE.read_text())["family"]
+    assert family == "fargate-vulnerability-compliance-task"
+    text = (
+        f'version: 1\ncollections:\n  - name: compliance-task\n    hosts: ["{family}", '
+        f'"{family[:12]}*"]\n    containers: ["Fargate-vul-comp-test"]\n'
+        "rules:\n  - name: gate\n    collections: [compliance-task]\n"
+        '    effects: {"426": block, "*": alert}\n'
+    )
+    policy = load_policy(write(tmp_path, text))
+    assert policy.collections["compliance-task"].hosts == (family, "fargate-vuln*")
+
+
+# (policy text, line, field, message fragment): one mistake each.
+MISTAKES = [
+    ("version: 1\nrules:\n  - name: r\n    effects: {\"425\": blok}\n",
+     4, "rules[0].effects.425", "unknown effect 'blok' (ignore, alert, block)"),
+    ("version: 2\n", 1, "version", "unsupported version 2"),
+    ("version: '1'\n", 1, "version", "must be the integer 1"),
+    ("collections: []\n", 1, "(top level)", "missing required key 'version'"),
+    ("version: 1\npolicy: x\n", 2, "policy", "unknown key"),
+    ("version: 1\ncollections:\n  - name: a\n    host: [x]\n",
+     4, "collections[0].host", "unknown key (known: name, hosts"),
+    ("version: 1\ncollections:\n  - name: a\n  - name: a\n",
+     4, "collections[1].name", "duplicate collection name 'a' (first at line 3)"),
+    ("version: 1\ncollections:\n  - hosts: [x]\n",
+     3, "collections[0]", "missing required key 'name'"),
+    ("version: 1\ncollections:\n  - name: a\n    hosts: [\"fargate-task*\", \"-fargate*\"]\n",
+     4, "collections[0].hosts", "exclusion '-fargate*' is broader than inclusion 'fargate-task*'"),
+    ("version: 1\ncollections:\n  - name: a\n    images:\n      - ok\n      - 'a*b'\n",
+     6, "collections[0].images[1]", "'*' may only start or end"),
+    ("version: 1\ncollections:\n  - name: a\n    containers: web\n",
+     4, "collections[0].containers", "must be a list"),
+    ("version: 1\ncollections:\n  - name: a\n    labels: [team]\n",
+     4, "collections[0].labels[0]", "a label pattern is key=value"),
+    ("version: 1\ncollections:\n  - name: a\n    hosts: [12]\n",
+     4, "collections[0].hosts[0]", "'12' reads as int: quote it"),
+    ("version: 1\nrules:\n  - name: r\n    collections: [nope]\n    effects: {'*': alert}\n",
+     4, "rules[0].collections[0]", "unknown collection 'nope'"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {'*': alert}\n  - name: r\n    effects: {'*': alert}\n",
+     5, "rules[1].name", "duplicate rule name 'r' (first at line 3)"),
+    ("version: 1\nrules:\n  - name: default\n    effects: {'*': alert}\n",
+     3, "rules[0].name", "'default' is the built-in last rule"),
+    ("version: 1\nrules:\n  - name: r\n",
+     3, "rules[0]", "missing required key 'effects'"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {}\n", 4, "rules[0].effects", "names no check"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {'999': alert}\n",
+     4, "rules[0].effects.999", "unknown check id '999' (built-in: 424, 425, 426, 448"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {9001: alert}\n",
+     4, "rules[0].effects.9001", "custom: none declared"),
+    ("version: 1\nrules:\n  - name: r\n    effects:\n      '425': alert\n      '425': block\n",
+     6, "rules[0].effects.425", "duplicate key (first at line 5)"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {'425': alert}\n    severity: {'448': high}\n",
+     5, "rules[0].severity.448", "this rule does not decide check 448"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {'*': alert}\n    severity: {'448': urgent}\n",
+     5, "rules[0].severity.448", "unknown severity 'urgent' (low, medium, high, critical)"),
+    ("version: 1\nrules:\n  - name: r\n    enabled: maybe\n    effects: {'*': alert}\n",
+     4, "rules[0].enabled", "must be true or false"),
+    ("version: 1\nrules:\n  - name: r\n    effects: {'*': BLOCK}\n",
+     4, "rules[0].effects.*", "unknown effect 'BLOCK'"),
+    (("version: 1\ncustom_checks:\n  - id: 8999\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n"),
+     3, "custom_checks[0].id", "9000 and up"),
+    (("version: 1\ncustom_checks:\n  - id: 9abc\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n"),
+     3, "custom_checks[0].id", "must be a decimal number >= 9000"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n  - id: '9001'\n    name: m\n    severity: low\n"
+     "    description: d\n    script: y\n"),
+     8, "custom_checks[1].id", "duplicate id 9001 (first at line 3)"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n"),
+     3, "custom_checks[0]", "exactly one of 'script' or 'script_file' (neither given)"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n    script_file: y.sh\n"),
+     3, "custom_checks[0]", "(both given)"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script_file: missing.sh\n"),
+     7, "custom_checks[0].script_file", "cannot read"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n    timeout: 0\n"),
+     8, "custom_checks[0].timeout", "must be a number of seconds > 0"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: '   '\n"),
+     7, "custom_checks[0].script", "empty script"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n"
+     "    description: d\n    script: x\n"),
+     3, "custom_checks[0]", "missing required key 'severity'"),
+    ("version: 1\nrules: {}\n", 2, "rules", "must be a list"),
+    ("- version: 1\n", 1, "", "must be a mapping"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "line", "field", "message"), MISTAKES)
+def test_each_mistake_names_line_and_field(
+    tmp_path: Path, text: str, line: int, field: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.field) == (line, field)
+    assert message in issue.message
+    prefix = f"{path}:{line}: {field}: " if field else f"{path}:{line}: "
+    assert str(caught.value) == prefix + issue.message
+    assert isinstance(caught.value, UsageError)  # the CLI's exit 2
+
+
+def test_all_mistakes_are_reported_together_in_file_order(tmp_path: Path) -> None:
+    text = (
+        "version: 1\n"
+        "collections:\n  - name: a\n    hosts: ['x*y']\n"
+        "rules:\n  - name: r\n    collections: [b]\n    effects: {'425': blok}\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_policy(write(tmp_path, text))
+    assert [(i.line, i.field) for i in caught.value.issues] == [
+        (4, "collections[0].hosts[0]"),
+        (7, "rules[0].collections[0]"),
+        (8, "rules[0].effects.425"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (b"version: 1\nrules: [\n", 3, "invalid YAML"),  # unclosed flow sequence
+        (b"version: 1\n  bad: indent\n", 2, "invalid YAML"),
+        (b"version: 1\n---\nversion: 1\n", 2, "invalid YAML"),  # two documents
+        (b"", 1, "empty policy"),
+        (b"# only a comment\n", 1, "empty policy"),
+        (b"version: 1\nrules: \xff\n", 1, "invalid YAML"),  # not UTF-8
+    ],
+)
+def test_unreadable_yaml(tmp_path: Path, text: bytes, line: int, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError, match=message) as caught:
+        load_policy(path)
+    assert str(caught.value).startswith(f"{path}:{line}: ")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match=r"nope\.yaml: cannot read: No such file"):
+        load_policy(tmp_path / "nope.yaml")
+
+
+def test_script_file_relative_to_the_policy_not_the_cwd(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf/check.sh").write_bytes(b"exit 0\n")
+    text = (
+        "version: 1\ncustom_checks:\n  - id: 9000\n    name: n\n    severity: critical\n"
+        "    description: d\n    script_file: check.sh\n"
+    )
+    policy_path = write(tmp_path / "conf", text)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        (spec,) = load_policy(policy_path).custom_checks
+    finally:
+        os.chdir(cwd)
+    assert spec.script == b"exit 0\n" and spec.id == "9000"
+
+
+def test_aliases_are_followed(tmp_path: Path) -> None:
+    text = (
+        "version: 1\ncollections:\n  - name: a\n    hosts: &web [web-*]\n"
+        "  - name: b\n    hosts: *web\n    images: ['*nginx*']\n"
+    )
+    policy = load_policy(write(tmp_path, text))
+    assert policy.collections["b"].hosts == ("web-*",)
+
+
+def test_readme_example_is_a_valid_policy(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "checks").mkdir()
+    (tmp_path / "checks/no-telnet.sh").write_bytes(b"#!/bin/sh\n! command -v telnet\n")
+    policy = load_policy(write(tmp_path, example))
+    assert [rule.name for rule in policy.rules] == ["web-gate"]
+    assert policy.custom_checks[0].timeout == 30.0
