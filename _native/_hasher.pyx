@@ -113,6 +113,7 @@ from _native.hasher_py import (
     MAX_WINDOWS as _MAX_WINDOWS_PY, content_options, default_jobs as _thread_pool_jobs,
     validate_request,
 )
+from _native.throttle import CpuBudget
 from _native.types import FileKind, HashResult, HashStatus
 
 __all__ = ["BUFFER_SIZE", "LANE_BUFFER_SIZE", "default_jobs", "hash_files"]
@@ -136,6 +137,10 @@ cdef enum:
     _WARM_PAUSE_NS = 2 * 1000 * 1000  # ... and when sampling a warm cache: fewer wake-ups
     _WARM_STREAK = 32  # this many files in a row found cached: only sample from then on
     _WARM_SAMPLE = 32  # ... one file in this many, until a sampled file is not cached
+    # --max-cpu: a worker looks at the clocks after this much work (bytes read, plus _FILE_COST
+    # per file opened or lstat'ed): ~0.2-1.5 ms of CPU, so two clock reads (~1 us) cost < 1%.
+    _PACE_EVERY = 1024 * 1024
+    _FILE_COST = 8192
 
 cdef extern from *:
     """
@@ -145,6 +150,21 @@ cdef extern from *:
     """
     # A hint only (how far the queue is): claim() alone hands out the indices.
     size_t peek "scanroot_peek"(size_t* next) noexcept nogil
+
+cdef extern from *:
+    """
+    #include <time.h>
+    static inline int64_t scanroot_clock_ns(clockid_t id) {
+        struct timespec now;
+        clock_gettime(id, &now);
+        return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    }
+    """
+    # --max-cpu (throttle.CpuBudget's arithmetic): the process's CPU time, all threads, and the
+    # monotonic clock time.monotonic_ns() reads.
+    int64_t clock_ns "scanroot_clock_ns"(int clock) noexcept nogil
+    int CLOCK_MONOTONIC
+    int CLOCK_PROCESS_CPUTIME_ID
 
 cdef enum:
     MD5 = 1
@@ -213,6 +233,7 @@ cdef struct Scratch:
     size_t hits_size
     Span* spans           # hits_size spans: windows are computed here
     XXH3_state_t* xxh3    # Digest.XXH3 (64-byte aligned, from XXH3_createState)
+    size_t debt           # --max-cpu: work since this worker last looked at the clocks
 
 
 cdef struct Request:
@@ -273,6 +294,10 @@ cdef struct Job:
     bint unbounded        # testing (_readahead_hold): no window, the workers start afterwards
     size_t probed
     size_t advised
+    # --max-cpu (max_cpu 0: off): CPU time / wall time since these starts stays <= max_cpu
+    double max_cpu
+    int64_t wall_start
+    int64_t cpu_start
 
 
 cdef struct Lane:
@@ -293,6 +318,29 @@ cdef struct Parent:
     size_t length
     int fd
     bint valid
+
+
+cdef void _pace(Job* job) noexcept nogil:
+    """Sleep until the process is back within its CPU budget (throttle.CpuBudget.ahead_ns)."""
+    cdef double used = <double>(clock_ns(CLOCK_PROCESS_CPUTIME_ID) - job.cpu_start)
+    cdef double elapsed = <double>(clock_ns(CLOCK_MONOTONIC) - job.wall_start)
+    cdef double ahead = used / job.max_cpu - elapsed
+    cdef timespec pause
+    if ahead <= 0:
+        return
+    pause.tv_sec = <long>(ahead / 1e9)
+    pause.tv_nsec = <long>(ahead - <double>pause.tv_sec * 1e9)
+    nanosleep(&pause, NULL)  # an EINTR wakes us early: the next check sleeps the rest
+
+
+cdef inline void _charge(Job* job, Scratch* scratch, size_t work) noexcept nogil:
+    """Count `work` against this worker's debt; look at the clocks once it is _PACE_EVERY."""
+    if job.max_cpu <= 0:
+        return
+    scratch.debt += work
+    if scratch.debt >= _PACE_EVERY:
+        scratch.debt = 0
+        _pace(job)
 
 
 cdef inline void _fail(Request* request, int err) noexcept nogil:
@@ -506,6 +554,7 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
             return errno
         if count == 0:
             break
+        _charge(job, scratch, <size_t>count)
         if whole and data == scratch.buffer:
             whole = False  # grew past window_file_limit since lstat: hits, but no windows
         if request.head_len == 0:
@@ -692,6 +741,7 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
                     elif request.want & ~XXH3 != MD5:
                         _hash_one(job, parent, request, scratch, contexts)
                     else:
+                        _charge(job, scratch, _FILE_COST)
                         lane.fd = _open_rep(job, parent, request)
                         if lane.fd >= 0:
                             lane.request = request
@@ -714,6 +764,7 @@ cdef void _md5_lanes(Job* job, Parent* parent, Scratch* scratch, EVP_MD_CTX** co
                     lane.request = NULL
                     continue
                 err = _fill(lane, job.lane_buffer)
+                _charge(job, scratch, job.lane_buffer)
                 if err:
                     _fail(lane.request, err)
                     close(lane.fd)
@@ -763,6 +814,7 @@ cdef void* _worker(void* arg) noexcept nogil:
     scratch.spans = NULL
     scratch.xxh3 = NULL
     scratch.whole_size = scratch.hits_size = 0
+    scratch.debt = 0
     ready = parent.path != NULL
     if job.phase == 3:
         scratch.buffer = <unsigned char*>malloc(_BUFFER)
@@ -787,6 +839,7 @@ cdef void* _worker(void* arg) noexcept nogil:
                     _lstat_one(job, &parent, &job.requests[index])
                 else:
                     _hash_one(job, &parent, &job.requests[index], &scratch, contexts)
+                _charge(job, &scratch, _FILE_COST)
     if parent.valid:
         close(parent.fd)
     free(parent.path)
@@ -1098,18 +1151,20 @@ cdef inline bint _clean(bytes path, long flags):
 
 def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=frozenset(),
                max_hits=64, window_before=256, window_after=65536, window_file_limit=8 << 20,
-               content_limit=256 << 20):
+               content_limit=256 << 20, cpu_budget=None):
     """One HashResult per (relative path, Digest flags) request, in request order.
 
     hash_files(root_fd: int, requests: Sequence[tuple[bytes, int]], *, jobs: int = 0,
                matcher: _native._matcher.Matcher | None = None, capture: Iterable[int] = (),
                max_hits: int = 64, window_before: int = 256, window_after: int = 65536,
-               window_file_limit: int = 8 << 20, content_limit: int = 256 << 20)
+               window_file_limit: int = 8 << 20, content_limit: int = 256 << 20,
+               cpu_budget: _native.throttle.CpuBudget | None = None)
         -> list[HashResult]
 
     A hard-linked inode is read once, with the union of the digests its paths asked for; every
     file is read once whatever digests it needs, Digest.CONTENT (matching `matcher` over its
-    bytes, see HashResult) included. jobs=0 picks default_jobs().
+    bytes, see HashResult) included. jobs=0 picks default_jobs(). With `cpu_budget`
+    (--max-cpu), workers sleep whenever the process is ahead of it.
     """
     cdef list keep = []
     cdef Py_ssize_t count, i
@@ -1125,6 +1180,8 @@ def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=froze
     cdef int any_content = 0
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0, not {jobs}")
+    if cpu_budget is not None and not isinstance(cpu_budget, CpuBudget):
+        raise TypeError(f"cpu_budget must be a CpuBudget, not {type(cpu_budget).__name__}")
     workers = jobs or default_jobs()
     for path, flags in requests:
         # The common case checked in C; anything doubtful goes to the shared Python rule, which
@@ -1186,6 +1243,11 @@ def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=froze
         job.big = 0
         job.readahead = _readahead
         job.probe = _probe_cache
+        job.max_cpu = 0
+        if cpu_budget is not None:
+            job.max_cpu = cpu_budget.fraction
+            job.wall_start = cpu_budget.wall_start_ns
+            job.cpu_start = cpu_budget.cpu_start_ns
         # GIL released for the whole batch: only syscalls, OpenSSL and the DFA run below, on C
         # structs whose path buffers are owned by `keep` and whose automaton is owned by
         # `options.matcher`; Python threads (the scan's producers) go on.

@@ -14,7 +14,8 @@ from typing import Any
 
 import xxhash
 
-from . import matcher_py
+from . import cpus, matcher_py
+from .throttle import CpuBudget
 from .types import Digest, HashResult, HashStatus
 from .walker_py import kind_of
 
@@ -47,7 +48,16 @@ _DOT_COMPONENT = re.compile(rb"(?:^|/)\.\.?(?:/|$)")  # a "." or ".." component
 
 
 def default_jobs() -> int:
-    """Worker threads when jobs=0: more than CPUs, since threads also overlap cold-cache reads."""
+    """Worker threads when jobs=0: more than CPUs, since threads also overlap cold-cache reads;
+    but under a cgroup CPU quota, only as many as the quota's CPUs (rounded up, at least 1).
+
+    A quota is shared with the application in the same container: threads beyond it do not
+    scan faster, they exhaust the quota early in each period and the kernel then throttles the
+    whole cgroup, the application included, until the next one (cpus.cpu_limit).
+    """
+    limit = cpus.cpu_limit()
+    if limit is not None:
+        return limit
     return min(16, max(4, 4 * (os.cpu_count() or 1)))
 
 
@@ -228,8 +238,10 @@ class _Parents:
         self.path, self.fd = None, -1
 
 
-def _lstat_chunk(root_fd: int, slots: Sequence[_Slot]) -> None:
+def _lstat_chunk(root_fd: int, slots: Sequence[_Slot], budget: CpuBudget | None) -> None:
     parents = _Parents(root_fd)
+    if budget is not None:
+        budget.pace()
     try:
         for slot in slots:
             parent, _, name = slot.path.rpartition(b"/")
@@ -264,7 +276,12 @@ def _open_file(parent_fd: int, name: bytes) -> int:
 
 
 def _hash_one(
-    parent_fd: int, slot: _Slot, want: int, buffer: bytearray, content: ContentOptions | None
+    parent_fd: int,
+    slot: _Slot,
+    want: int,
+    buffer: bytearray,
+    content: ContentOptions | None,
+    budget: CpuBudget | None,
 ) -> None:
     assert slot.st is not None
     name = slot.path.rpartition(b"/")[2]
@@ -297,6 +314,8 @@ def _hash_one(
             count = os.readv(fd, [buffer])  # EINTR is retried by Python (PEP 475)
             if not count:
                 break
+            if budget is not None:
+                budget.pace()  # --max-cpu: a large file is paced read by read
             if slot.head is None:
                 slot.head = bytes(view[: min(count, 4)])
             chunk = view[:count]
@@ -325,14 +344,20 @@ def _hash_one(
 
 
 def _hash_chunk(
-    root_fd: int, reps: Sequence[tuple[_Slot, int]], content: ContentOptions | None
+    root_fd: int,
+    reps: Sequence[tuple[_Slot, int]],
+    content: ContentOptions | None,
+    budget: CpuBudget | None,
 ) -> None:
     parents = _Parents(root_fd)
     buffer = bytearray(BUFFER_SIZE)
+    if budget is not None:
+        budget.pace()
     try:
         for slot, want in reps:
             try:
-                _hash_one(parents.open(slot.path.rpartition(b"/")[0]), slot, want, buffer, content)
+                parent_fd = parents.open(slot.path.rpartition(b"/")[0])
+                _hash_one(parent_fd, slot, want, buffer, content, budget)
             except OSError as error:
                 _failed(slot, error.errno or errno.EIO)
     finally:
@@ -382,6 +407,7 @@ def hash_files(
     window_after: int = 65536,
     window_file_limit: int = 8 << 20,
     content_limit: int = 256 << 20,
+    cpu_budget: CpuBudget | None = None,
 ) -> list[HashResult]:
     """One HashResult per (relative path, Digest flags) request, in request order.
 
@@ -389,9 +415,12 @@ def hash_files(
     inode is read once, with the union of the digests its paths asked for; phase 3 reads each
     such inode once, updating every wanted digest from the same buffer and, for Digest.CONTENT,
     feeding `matcher` (a matcher_py.Matcher) from it too: see HashResult for what comes back.
+    With `cpu_budget` (--max-cpu), workers sleep whenever the process is ahead of it.
     """
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0, not {jobs}")
+    if cpu_budget is not None and not isinstance(cpu_budget, CpuBudget):
+        raise TypeError(f"cpu_budget must be a CpuBudget, not {type(cpu_budget).__name__}")
     slots: list[_Slot] = []
     for path, flags in requests:
         validate_request(path, flags)
@@ -419,7 +448,7 @@ def hash_files(
             for _ in pool.map(lambda chunk: work(root_fd, chunk, *extra), chunks):
                 pass
 
-    run(_lstat_chunk, slots)
+    run(_lstat_chunk, slots, cpu_budget)
 
     # Group regular files that want a digest by inode; the first path is the representative.
     groups: dict[tuple[int, int], tuple[_Slot, list[int]]] = {}
@@ -431,7 +460,7 @@ def hash_files(
             else:
                 groups[key] = (slot, [slot.flags])
     reps = [(rep, want[0]) for rep, want in groups.values()]
-    run(_hash_chunk, reps, content)
+    run(_hash_chunk, reps, content, cpu_budget)
 
     results = []
     for slot in slots:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 import _native
+from _native.throttle import CpuBudget
 from pkgdb import PkgDBError
 
 from . import baseline as baselines
@@ -111,6 +112,18 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         metavar="BYTES",
         help="425/426: files larger than this are not searched, and are reported as skipped "
         "(default: 256 MiB)",
+    )
+    parser.add_argument(
+        "--max-cpu",
+        type=float,
+        metavar="FRACTION",
+        help="keep the scan's CPU time at most FRACTION of its wall time, e.g. 0.25 for a "
+        "quarter of one core (the scan sleeps whenever it is ahead)",
+    )
+    parser.add_argument(
+        "--nice",
+        action="store_true",
+        help="lowest CPU priority (nice 19) and the idle I/O class, best-effort",
     )
     parser.add_argument(
         "--policy",
@@ -281,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments[1:] if image else arguments)
     if args.jobs is not None and args.jobs < 1:
         parser.error("--jobs must be at least 1")
+    if args.max_cpu is not None and not 0 < args.max_cpu < float("inf"):
+        parser.error("--max-cpu must be a number above 0, e.g. 0.25")
     if args.update_baseline and args.baseline is None:
         parser.error("--update-baseline needs --baseline FILE")
     if args.rescan is not None and args.state is None:
@@ -314,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             state=args.state,
             rescan=args.rescan,
             state_in_root=args.state_in_root,
+            # From the process's start: the interpreter's start-up is this command's CPU too.
+            max_cpu=None if args.max_cpu is None else CpuBudget.since_process_start(args.max_cpu),
+            nice=args.nice,
             progress=_progress_printer(show_progress),
             policy=policy,
         )

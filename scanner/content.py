@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import _native
 from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
+from _native.hasher_py import MAX_WINDOWS
 
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
@@ -32,6 +33,7 @@ __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
 WINDOW_BEFORE = 64 * 1024
 WINDOW_AFTER = 64 * 1024
 _XXH3 = int(Digest.XXH3)  # a plain int: enum arithmetic costs microseconds per file
+WINDOW_FILE_LIMIT = 8 << 20  # files kept whole to cut windows from: at most this large
 
 
 @dataclass(slots=True)
@@ -80,11 +82,15 @@ def content_pass(
         state.use_plan(plan.records, complete=binaries is not None)
     seen: set[bytes] = set()
     batch: list[_Pending] = []
+    # Bytes of captured windows the batch could bring back (see _window_bound).
+    windows = 0
     for item in walk_root(context.root):
         if isinstance(item, Problem):
             yield item
             continue
         context.stats.files_walked += 1
+        if not context.stats.files_walked & 1023:
+            context.pace()  # the walk and the checks' wants() run here, in Python
         if item.kind is not FileKind.REGULAR or context.excluded(item.path):
             continue
         if state is not None and state.skip is not None and _is_state_file(item.path, state.skip):
@@ -109,6 +115,8 @@ def content_pass(
         ):
             # What the checks want is asked only if its xxh3 says the file changed (_probe).
             batch.append(_Pending(item, 0, [], verify, key, probe=True))
+            if markers.capture:  # it may yet be searched, windows and all
+                windows += _window_bound(item.size)
         else:
             flags, wanting = _wanted(checks, plan, item, verify)
             if not (wanting or verify):
@@ -117,9 +125,11 @@ def content_pass(
                 batch.append(_Pending(item, flags, wanting, verify))
             else:
                 batch.append(_Pending(item, flags | _XXH3, wanting, verify, key))
-        if len(batch) >= context.options.batch_size:
+            if flags & Digest.CONTENT and markers.capture:
+                windows += _window_bound(item.size)
+        if len(batch) >= context.options.batch_size or windows > context.options.batch_bytes:
             yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
-            batch = []
+            batch, windows = [], 0
     if batch:
         yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
     if binaries is not None:
@@ -194,6 +204,16 @@ def _probe(
     return replays
 
 
+def _window_bound(size: int) -> int:
+    """The most window bytes one searched file can return: windows are cut from the file itself
+    (so no more than its size), only when it is at most the hasher's window_file_limit (8 MiB),
+    and at most MAX_WINDOWS of them. A root of many small files full of key markers must not
+    make one batch hold gigabytes of windows until its results are judged."""
+    if size > WINDOW_FILE_LIMIT:
+        return 0
+    return min(size, MAX_WINDOWS * (WINDOW_BEFORE + WINDOW_AFTER))
+
+
 def _hash(
     context: ScanContext,
     requests: list[tuple[bytes, int]],
@@ -204,7 +224,9 @@ def _hash(
         return []
     results: list[HashResult]
     if matcher is None or not any(flags & Digest.CONTENT for _path, flags in requests):
-        results = _native.hash_files(context.root.fd, requests, jobs=context.options.jobs)
+        results = _native.hash_files(
+            context.root.fd, requests, jobs=context.options.jobs, cpu_budget=context.cpu_budget
+        )
         return results
     results = _native.hash_files(
         context.root.fd,
@@ -214,7 +236,9 @@ def _hash(
         capture=frozenset(markers.capture),
         window_before=WINDOW_BEFORE,
         window_after=WINDOW_AFTER,
+        window_file_limit=WINDOW_FILE_LIMIT,
         content_limit=context.options.content_limit,
+        cpu_budget=context.cpu_budget,
     )
     return results
 
@@ -247,6 +271,7 @@ def _process(
         verdicts = list(_judge(context, checks, binaries, plan, markers, pending, result))
         state.record(pending.entry.path, result, pending.key, verdicts)
         yield from verdicts
+    context.pace()
     context.progress(f"{context.stats.files_walked} files walked")
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypedDict, Unpack
 
 import _native
+from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
 from .checks import Check, ContentCheck, select_checks
@@ -20,6 +21,7 @@ from .errors import TargetError, UsageError
 from .manifests import read_manifests
 from .policy.evaluate import apply_policy
 from .policy.model import CustomCheckSpec, Policy
+from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
 from .targets.ecs import read_task_metadata
@@ -61,6 +63,10 @@ class ScanArguments(TypedDict, total=False):
     rescan: str | None
     state_in_root: bool
     state_target: str | None
+    # CPU time / wall time at most this (0.25: a quarter of one core), from the scan's start; or
+    # a CpuBudget already started (the CLI's counts from the process's start, imports included).
+    max_cpu: float | CpuBudget | None
+    nice: bool  # lower this process's CPU and I/O priority first (irreversible; see README)
     # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
     # iter_scan streams undecided findings and refuses a policy rather than ignore it). Its
     # custom checks (ids 9000 and up) run after the built-in ones.
@@ -81,6 +87,15 @@ def _options(arguments: ScanArguments) -> ScanOptions:
         image_name=arguments.get("image_name"),
         **({"content_limit": content_limit} if content_limit is not None else {}),
     )
+
+
+def _budget(max_cpu: float | CpuBudget | None) -> CpuBudget | None:
+    if max_cpu is None or isinstance(max_cpu, CpuBudget):
+        return max_cpu
+    try:
+        return CpuBudget.start(max_cpu)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
 
 
 def iter_scan(
@@ -110,6 +125,11 @@ def _stream(
     options = _options(arguments)
     check_sources(options.task_definitions, options.env_files)  # a bad file fails before the walk
     started = time.perf_counter()
+    # Started before anything else of the scan, so that every phase is paced against it.
+    budget = _budget(arguments.get("max_cpu"))
+    if arguments.get("nice", False):
+        for message in lower_priority():
+            yield Problem(kind="priority", message=f"--nice: {message}")
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
     stats.jobs = options.jobs or _native.default_jobs()
@@ -139,11 +159,18 @@ def _stream(
             if notice is not None and report is not None:
                 report.notices.append(notice)
         manifests = read_manifests(rootfs)
+        if budget is not None:
+            budget.pace()  # the manifests are read in Python, in one go
         if report is not None:
             report.managers.extend(manifests.summaries)
         yield from manifests.problems
         context = ScanContext(
-            root=rootfs, options=options, manifests=manifests, stats=stats, progress=progress
+            root=rootfs,
+            options=options,
+            manifests=manifests,
+            stats=stats,
+            progress=progress,
+            cpu_budget=budget,
         )
         content_checks = [check for check in selected if isinstance(check, ContentCheck)]
         binaries = next((c for c in selected if isinstance(c, PackageBinariesCheck)), None)
@@ -156,10 +183,13 @@ def _stream(
             if check in content_checks or (walked and check is binaries):
                 continue
             yield from check.run(context)  # type: ignore[union-attr]
+            context.pace()
         if state is not None:
             failure = state.save()
             if failure is not None:
                 yield Problem(kind="state", message=failure)
+    if budget is not None:
+        budget.pace()  # what the last phase ran ahead is slept off before the scan returns
     stats.seconds = time.perf_counter() - started
 
 
@@ -192,7 +222,13 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
 
 
 def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArguments]) -> Report:
-    """Scan a root filesystem and return the whole report (see ScanArguments for the options)."""
+    """Scan a root filesystem and return the whole report (see ScanArguments for the options).
+
+    A defender running inside the task it protects should pass `nice=True` (nice 19 and the
+    idle I/O class for this process, irreversibly; a refusal is a `priority` problem, not a
+    failure) and, to hold a share of one core, `max_cpu=0.25`. Both are off by default: a
+    library must not lower its caller's priority unasked.
+    """
     policy = arguments.pop("policy", None)
     report = _scan(root, _custom_checks(policy), arguments)
     if policy is not None:

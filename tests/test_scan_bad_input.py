@@ -96,9 +96,9 @@ def test_file_vanishing_before_hash_is_missing(
 
     real = _native.hash_files
 
-    def remove_then_hash(root_fd: int, requests: list[tuple[bytes, int]], *, jobs: int = 0):  # type: ignore[no-untyped-def]
+    def remove_then_hash(root_fd: int, requests: list[tuple[bytes, int]], **options):  # type: ignore[no-untyped-def]
         os.unlink(root / "usr/bin/gone")  # between reading the manifest and hashing
-        return real(root_fd, requests, jobs=jobs)
+        return real(root_fd, requests, **options)
 
     monkeypatch.setattr(_native, "hash_files", remove_then_hash)
     report = scanner.scan_root(root, checks=["448"])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from _native import HashResult, WalkEntry
+from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
 from ..manifests import Manifests
@@ -28,6 +29,8 @@ class ScanOptions:
     excludes: tuple[str, ...] = ()
     # Paths per hash_files call: large, since each call ends with its slowest file alone.
     batch_size: int = 32768
+    # ... and fewer when the captured windows they could return (content.py) pass this many bytes.
+    batch_bytes: int = 128 << 20
     # 424's environment sources: task-definition and env-file paths; PID 1 when the root is "/".
     task_definitions: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
@@ -49,7 +52,13 @@ class ScanContext:
     manifests: Manifests
     stats: Stats
     progress: Callable[[str], None] = field(default=lambda _message: None)
+    cpu_budget: CpuBudget | None = None  # --max-cpu, started with the scan
     _owners: dict[bytes, PackageRef] | None = None
+
+    def pace(self) -> None:
+        """--max-cpu for the Python phases: sleep while the process is ahead of its budget."""
+        if self.cpu_budget is not None:
+            self.cpu_budget.pace()
 
     def owner(self, physical: bytes) -> PackageRef | None:
         """The package that installed the file at this physical path, if any."""

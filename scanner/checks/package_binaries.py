@@ -128,9 +128,11 @@ class PackageBinariesCheck:
                 context.root.fd,
                 [(path, plan.flags[path]) for path in batch],
                 jobs=context.options.jobs,
+                cpu_budget=context.cpu_budget,
             )
             for path, result in zip(batch, results, strict=True):
                 yield from self.judge(context, plan, path, result)
+            context.pace()
             context.progress(f"448: {context.stats.files_checked} package files checked")
 
     def plan(self, context: ScanContext) -> Generator[Problem, None, VerifyPlan]:
@@ -143,7 +145,9 @@ class PackageBinariesCheck:
                 check=ID,
             )
         plan = VerifyPlan()
-        for record in context.manifests.files:
+        for number, record in enumerate(context.manifests.files):
+            if not number & 4095:
+                context.pace()
             try:
                 physical = context.root.resolve(record.path)
             except OSError as error:
