@@ -19,6 +19,7 @@ def native_extensions() -> list:
     )
     extensions = [
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
+        Extension("_native._prefetch", ["_native/_prefetch.pyx"], **common),
         # ac.h: the Aho-Corasick DFA the content checks' markers are found with.
         Extension(
             "_native._matcher",

@@ -7,12 +7,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 import _native
-from pkgdb import PkgDBError
 
 from .errors import ScannerError, TargetError, UsageError
-from .inventory import list_packages
 from .output import FORMATS
-from .scan import scan_image, scan_root
+from .prefetch import start_early_prefetch
 from .version import __version__
 
 __all__ = ["EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
@@ -141,6 +139,8 @@ def _write(text: str, output: str | None) -> int:
 
 
 def _packages(argv: Sequence[str]) -> int:
+    from .inventory import list_packages
+
     args = _packages_parser().parse_args(argv)
     try:
         inventory = list_packages(args.root)
@@ -173,6 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
     show_progress = not args.quiet and sys.stderr.isatty()
+    # Started before the scan's modules are imported, so the disk works meanwhile (cold cache).
+    early = None if image else start_early_prefetch(args.root, checks)
+    # Imported here, after the read-ahead started: together ~0.1 s of start-up.
+    from pkgdb import PkgDBError
+
+    from .scan import scan_image, scan_root
+
     try:
         report = (scan_image if image else scan_root)(
             args.root,
@@ -194,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scan-root: {error}", file=sys.stderr)
         return EXIT_USAGE
     finally:
+        if early is not None:
+            early.stop()
         if show_progress:
             sys.stderr.write("\r\033[K")
     color = args.output is None and args.format == "table" and sys.stdout.isatty()

@@ -20,7 +20,6 @@ from .errors import TargetError
 from .manifests import read_manifests
 from .report import Finding, Problem, Report, Stats
 from .targets.ecs import read_task_metadata
-from .targets.image import open_image
 from .version import __version__
 
 __all__ = ["ScanArguments", "iter_scan", "open_root", "scan_image", "scan_root"]
@@ -150,6 +149,8 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     The layers are applied, whiteouts included, into a private temporary directory that is always
     removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
     """
+    from .targets.image import open_image  # tarfile & co. only when an image is scanned
+
     with open_image(path) as image:
         arguments.setdefault("image_env", image.env)
         arguments.setdefault("image_name", image.name or image.image_id)

@@ -20,7 +20,6 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.client import HTTPException, HTTPResponse
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,6 +119,9 @@ def _get(url: str, deadline: float) -> Any:
     talk to another address; and its timeout is per socket operation, not overall. The host must
     be an IP literal: a DNS lookup cannot be bounded by a socket timeout.
     """
+    # Imported here: http.client pulls in ssl and email (~12 ms), and most scans never get here.
+    from http.client import HTTPException, HTTPResponse
+
     parts = urlsplit(url)
     if parts.scheme != "http":
         raise _MetadataError(f"{url}: not an http:// URI")
