@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 from . import hasher_py, matcher_py, prefetch_py, walker_py
-from .types import Digest, FileKind, HashResult, HashStatus, WalkEntry, WalkError
+from .types import Digest, FileKind, HashResult, HashStatus, Prefetching, WalkEntry, WalkError
 
 __all__ = [
     "IMPLEMENTATION",
@@ -16,6 +17,7 @@ __all__ = [
     "HashStatus",
     "Matcher",
     "NativeUnavailable",
+    "Prefetching",
     "WalkEntry",
     "WalkError",
     "default_jobs",
@@ -87,7 +89,7 @@ def _load_native_prefetch() -> ModuleType | None:
 
 _native_prefetch = _load_native_prefetch()
 # Early read-ahead of the files package manifests list (a hint; see _prefetch.pyx).
-start_prefetch = (_native_prefetch or prefetch_py).start
+start_prefetch: Callable[..., Prefetching] = (_native_prefetch or prefetch_py).start
 
 
 def prefetchers() -> dict[str, ModuleType]:

@@ -21,8 +21,10 @@ _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 
 def _clean(path: bytes) -> bool:
     """A relative, normalised path: no "", ".", ".." component, no leading or trailing "/", no NUL."""
-    return bool(path) and b"\0" not in path and all(
-        part not in (b"", b".", b"..") for part in path.split(b"/")
+    return (
+        bool(path)
+        and b"\0" not in path
+        and all(part not in (b"", b".", b"..") for part in path.split(b"/"))
     )
 
 
@@ -32,7 +34,9 @@ def _open_beneath(root_fd: int, path: bytes, flags: int) -> int:
     parts = path.split(b"/")
     try:
         for part in parts[:-1]:
-            step = os.open(part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current)
+            step = os.open(
+                part, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=current
+            )
             if current != root_fd:
                 os.close(current)
             current = step
@@ -45,7 +49,9 @@ def _open_beneath(root_fd: int, path: bytes, flags: int) -> int:
 class Prefetch:
     """A running early read-ahead; `stop()` ends it and says what it advised."""
 
-    def __init__(self, root_fd: int, directory: bytes, suffix: bytes, budget: int, probe: bool) -> None:
+    def __init__(
+        self, root_fd: int, directory: bytes, suffix: bytes, budget: int, probe: bool
+    ) -> None:
         self._root_fd = root_fd
         self._directory = directory
         self._suffix = suffix
@@ -58,7 +64,9 @@ class Prefetch:
         self._streak = 0
         self._thread: threading.Thread | None = None
         if root_fd >= 0:
-            self._thread = threading.Thread(target=self._run, name="scan-root prefetch", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="scan-root prefetch", daemon=True
+            )
             self._thread.start()
 
     def stop(self) -> tuple[int, int]:
@@ -95,8 +103,10 @@ class Prefetch:
         self._close_parent()
         if len(parent) >= PARENT_MAX:
             raise ValueError("parent directory path too long")
-        fd = self._root_fd if not parent else _open_beneath(
-            self._root_fd, parent, os.O_PATH | os.O_DIRECTORY
+        fd = (
+            self._root_fd
+            if not parent
+            else _open_beneath(self._root_fd, parent, os.O_PATH | os.O_DIRECTORY)
         )
         self._parent = (parent, fd)
         return fd
@@ -233,7 +243,9 @@ def _read_all(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def start(root: bytes, directory: bytes, suffix: bytes, *, budget: int = 128 << 20, probe: bool = True) -> Prefetch:
+def start(
+    root: bytes, directory: bytes, suffix: bytes, *, budget: int = 128 << 20, probe: bool = True
+) -> Prefetch:
     """Start advising the files listed by `root/directory/*suffix`; a Prefetch to stop later.
 
     A root that cannot be opened, or a missing directory, gives a Prefetch that advised nothing.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "Digest",
     "FileKind",
     "HashResult",
     "HashStatus",
+    "Prefetching",
     "WalkEntry",
     "WalkError",
 ]
@@ -103,3 +105,11 @@ class HashResult:
     hits: tuple[tuple[int, int], ...] = ()
     hit_total: int = 0
     windows: tuple[tuple[int, bytes], ...] = ()
+
+
+class Prefetching(Protocol):
+    """A running early read-ahead (`_native.start_prefetch`): stop or wait, then (files, bytes)."""
+
+    def stop(self) -> tuple[int, int]: ...
+
+    def wait(self) -> tuple[int, int]: ...

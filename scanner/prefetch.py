@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import _native
+from _native import Prefetching
 
 __all__ = ["DPKG_INFO_DIR", "DPKG_MANIFEST_SUFFIX", "EARLY_BUDGET", "start_early_prefetch"]
 
@@ -18,7 +19,7 @@ DPKG_MANIFEST_SUFFIX = b".md5sums"
 EARLY_BUDGET = 128 << 20
 
 
-def start_early_prefetch(root: str, checks: Sequence[str] | None) -> object | None:
+def start_early_prefetch(root: str, checks: Sequence[str] | None) -> Prefetching | None:
     """Start advising the files dpkg's md5sums list under `root`; None when 448 will not run.
 
     The caller calls `.stop()` on the result when the scan is over. Rpm's sqlite/BDB and apk's

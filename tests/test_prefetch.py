@@ -20,9 +20,7 @@ INFO = DPKG_INFO_DIR.decode()
 MIB = 1 << 20
 
 
-@pytest.fixture(
-    params=sorted(PREFETCHERS), ids=lambda name: {"cython": "c", "python": "py"}[name]
-)
+@pytest.fixture(params=sorted(PREFETCHERS), ids=lambda name: {"cython": "c", "python": "py"}[name])
 def prefetch(request: pytest.FixtureRequest) -> ModuleType:
     return PREFETCHERS[request.param]
 
@@ -60,34 +58,48 @@ def hostile_root(tmp_path: Path) -> tuple[Path, int, int]:
     (root / "usr/bin/escape").symlink_to(outside / "secret")
     (root / "usr/lib/up").symlink_to("../../..")
     os.mkfifo(root / "usr/bin/fifo")  # would block a plain open
-    _manifest(root, "pkg", [
-        "/usr/bin/tool",  # absolute, as some manifests write them
-        "usr/lib/libx.so.1",
-        "usr/share/doc/with space",
-        "usr/share/empty",
-        "bin/tool",
-        "usr/bin/escape",
-        "usr/lib/up/outside/secret",
-        "../outside/secret",
-        "usr/./bin/tool",
-        "usr//bin/tool",
-        "usr/bin/fifo",
-        "usr/bin/missing",
-        "",
-    ])
+    _manifest(
+        root,
+        "pkg",
+        [
+            "/usr/bin/tool",  # absolute, as some manifests write them
+            "usr/lib/libx.so.1",
+            "usr/share/doc/with space",
+            "usr/share/empty",
+            "bin/tool",
+            "usr/bin/escape",
+            "usr/lib/up/outside/secret",
+            "../outside/secret",
+            "usr/./bin/tool",
+            "usr//bin/tool",
+            "usr/bin/fifo",
+            "usr/bin/missing",
+            "",
+        ],
+    )
     (root / INFO / "not-a-manifest.list").write_bytes(b"x  usr/bin/tool\n")
     return root, 3, 3000 + 2 * MIB + 10
 
 
-def test_advises_only_regular_files_beneath_the_root(prefetch: ModuleType, hostile_root: tuple[Path, int, int]) -> None:
+def test_advises_only_regular_files_beneath_the_root(
+    prefetch: ModuleType, hostile_root: tuple[Path, int, int]
+) -> None:
     root, files, size = hostile_root
     assert _start(prefetch, root, probe=False, budget=1 << 40) == (files, size)
 
 
-def test_probe_skips_what_is_cached(prefetch: ModuleType, hostile_root: tuple[Path, int, int]) -> None:
+def test_probe_skips_what_is_cached(
+    prefetch: ModuleType, hostile_root: tuple[Path, int, int]
+) -> None:
     root, _files, _size = hostile_root
-    expected = [(p, p.stat().st_size) for p in (root / "usr/bin/tool", root / "usr/lib/libx.so.1",
-                                                  root / "usr/share/doc/with space")]
+    expected = [
+        (p, p.stat().st_size)
+        for p in (
+            root / "usr/bin/tool",
+            root / "usr/lib/libx.so.1",
+            root / "usr/share/doc/with space",
+        )
+    ]
     uncached = []
     for path, size in expected:
         fd = os.open(path, os.O_RDONLY)
@@ -100,7 +112,9 @@ def test_probe_skips_what_is_cached(prefetch: ModuleType, hostile_root: tuple[Pa
     assert _start(prefetch, root) == (len(uncached), sum(uncached))
 
 
-def test_budget_stops_after_the_largest_file_first(prefetch: ModuleType, hostile_root: tuple[Path, int, int]) -> None:
+def test_budget_stops_after_the_largest_file_first(
+    prefetch: ModuleType, hostile_root: tuple[Path, int, int]
+) -> None:
     root, _files, _size = hostile_root
     # The hasher claims files of >= 1 MiB first, largest first: so does the read-ahead.
     assert _start(prefetch, root, probe=False, budget=1) == (1, 2 * MIB)
@@ -113,7 +127,9 @@ def test_nothing_to_read(prefetch: ModuleType, tmp_path: Path, directory: str) -
     assert _start(prefetch, tmp_path / "absent", probe=False) == (0, 0)
 
 
-def test_bad_arguments_advise_nothing(prefetch: ModuleType, hostile_root: tuple[Path, int, int]) -> None:
+def test_bad_arguments_advise_nothing(
+    prefetch: ModuleType, hostile_root: tuple[Path, int, int]
+) -> None:
     root, _files, _size = hostile_root
     for directory in (b"../root/" + DPKG_INFO_DIR, b"/" + DPKG_INFO_DIR, b"var\0lib"):
         handle = prefetch.start(os.fsencode(root), directory, DPKG_MANIFEST_SUFFIX, probe=False)
@@ -121,7 +137,9 @@ def test_bad_arguments_advise_nothing(prefetch: ModuleType, hostile_root: tuple[
     assert _start(prefetch, root, probe=False, budget=0) == (0, 0)
 
 
-def test_stop_is_prompt_and_repeatable(prefetch: ModuleType, hostile_root: tuple[Path, int, int]) -> None:
+def test_stop_is_prompt_and_repeatable(
+    prefetch: ModuleType, hostile_root: tuple[Path, int, int]
+) -> None:
     root, files, size = hostile_root
     handle = prefetch.start(os.fsencode(root), DPKG_INFO_DIR, DPKG_MANIFEST_SUFFIX, probe=False)
     first = handle.stop()
@@ -144,5 +162,7 @@ def test_only_started_when_448_runs(tmp_path: Path) -> None:
 def test_cli_import_leaves_the_scan_modules_for_later() -> None:
     # The read-ahead starts in cli.main before these load: importing them first would undo it.
     code = "import sys, scanner.cli; print(sorted(m for m in ('scanner.scan', 'pkgdb') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
