@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 
@@ -173,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.checks:
         checks = [part for part in args.checks.split(",") if part.strip()]
     show_progress = not args.quiet and sys.stderr.isatty()
+    # One short-lived scan: its records form no cycles worth collecting, and the collector's
+    # passes over ~20k live records per 700 allocations cost ~2-3% of a whole 448 run.
+    gc.disable()
     # Started before the scan's modules are imported, so the disk works meanwhile (cold cache).
     early = None if image else start_early_prefetch(args.root, checks)
     # Imported here, after the read-ahead started: together ~0.1 s of start-up.
