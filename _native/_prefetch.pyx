@@ -17,6 +17,12 @@ A hint only, so every failure is skipped and nothing it finds is reported:
   skipped (the hasher's read-ahead gets it).
 * Warm cache: the first byte of each file is probed with preadv2(RWF_NOWAIT); _WARM_STREAK
   listed files in a row found cached stop the thread, so a warm scan pays a few opens.
+* Order: the manifests' own reads are queued first (one WILLNEED each: ~1,000 small cold reads
+  side by side), then the listed files are lstat'ed and advised largest first from 1 MiB up, as
+  the hasher claims them. Measured guest-cold on bookworm-apps, quiet, in-process A/B: 128 MiB
+  (the 10 largest files) 0.646-0.688 s against 0.680-0.735 s without; 64 MiB and 256 MiB gained
+  less, and advising every file (414 MB) lost (0.78-0.83 s): reads queued far ahead of the
+  hasher's order delay the ones it waits for.
 * Bounded: at most `budget` bytes advised (the page cache it fills must still hold them when
   the hasher reads them), manifests read up to _MANIFEST_LIMIT bytes each, one 16 MiB buffer.
 """
@@ -41,6 +47,10 @@ cdef enum:
     _WARM_STREAK = 32  # listed files in a row found cached: the cache is warm, stop
     _BIG = 1024 * 1024  # the hasher's: files this large are claimed first, largest first
     _PARENT_MAX = 4096  # PATH_MAX: a longer parent directory is skipped
+
+
+cdef extern from "<dirent.h>" nogil:
+    void rewinddir(DIR* dirp)
 
 
 cdef extern from *:
@@ -284,13 +294,35 @@ cdef bint _warm(State* s) noexcept nogil:
     return False
 
 
+cdef int _next_manifest(State* s, DIR* listing) noexcept nogil:
+    """An fd of the next regular `*<suffix>` file of the listing, or -1 at its end."""
+    cdef dirent* entry
+    cdef size_t n
+    cdef int fd
+    cdef struct_stat st
+    while not stopped(&s.stop):
+        entry = readdir(listing)
+        if entry == NULL:
+            return -1
+        n = strlen(entry.d_name)
+        if n <= s.suffix_len or memcmp(entry.d_name + n - s.suffix_len, s.suffix, s.suffix_len) != 0:
+            continue
+        fd = openat(dirfd(listing), entry.d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        if fd < 0:
+            continue
+        if fstat(fd, &st) == 0 and S_ISREG(st.st_mode):
+            return fd
+        close(fd)
+    return -1
+
+
 cdef bint _read_manifests(State* s) noexcept nogil:
     """Collect the paths every `<directory>/*<suffix>` manifest lists; False when none could be."""
     cdef int dir_fd, fd
     cdef DIR* listing
-    cdef dirent* entry
-    cdef size_t n, length
-    cdef struct_stat st
+    cdef size_t length, streak = 0
+    cdef unsigned char byte
+    cdef iovec vector
     cdef char* buffer = <char*>malloc(_MANIFEST_LIMIT + 1)
     if buffer == NULL:
         return False
@@ -301,19 +333,26 @@ cdef bint _read_manifests(State* s) noexcept nogil:
             close(dir_fd)
         free(buffer)
         return False
-    while not stopped(&s.stop):
-        entry = readdir(listing)
-        if entry == NULL:
-            break
-        n = strlen(entry.d_name)
-        if n <= s.suffix_len or memcmp(entry.d_name + n - s.suffix_len, s.suffix, s.suffix_len) != 0:
-            continue
-        fd = openat(dirfd(listing), entry.d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+    # First pass: queue every manifest's read (WILLNEED), so that on a cold disk the ~1,000
+    # small reads run side by side, not one after the other as the second pass reads them.
+    # _WARM_STREAK manifests in a row found cached end it (a warm scan).
+    vector.iov_base = &byte
+    vector.iov_len = 1
+    while streak < _WARM_STREAK:
+        fd = _next_manifest(s, listing)
         if fd < 0:
-            continue
-        if fstat(fd, &st) != 0 or not S_ISREG(st.st_mode):
-            close(fd)
-            continue
+            break
+        if s.probe and preadv2(fd, &vector, 1, 0, RWF_NOWAIT) == 1:
+            streak += 1
+        else:
+            streak = 0
+            posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED)
+        close(fd)
+    rewinddir(listing)
+    while True:
+        fd = _next_manifest(s, listing)
+        if fd < 0:
+            break
         length = _read_all(fd, buffer, _MANIFEST_LIMIT)
         close(fd)
         if _collect(s, buffer, length) != 0:

@@ -136,18 +136,34 @@ class Prefetch:
         except OSError:
             return listed  # a hint: no manifest directory, nothing to advise
         try:
-            for name in map(os.fsencode, os.listdir(dir_fd)):
+            names = [
+                name
+                for name in map(os.fsencode, os.listdir(dir_fd))
+                if len(name) > len(self._suffix) and name.endswith(self._suffix)
+            ]
+            # First pass: queue every manifest's read, until WARM_STREAK in a row are cached.
+            streak = 0
+            for name in names:
+                if streak >= WARM_STREAK or self._stop.is_set():
+                    break
+                fd = self._open_manifest(dir_fd, name)
+                if fd is None:
+                    continue
+                try:
+                    if self._probe and _cached(fd):
+                        streak += 1
+                    else:
+                        streak = 0
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                finally:
+                    os.close(fd)
+            for name in names:
                 if self._stop.is_set():
                     break
-                if len(name) <= len(self._suffix) or not name.endswith(self._suffix):
+                fd = self._open_manifest(dir_fd, name)
+                if fd is None:
                     continue
                 try:
-                    fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
-                except OSError:
-                    continue
-                try:
-                    if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        continue
                     data = _read_all(fd, MANIFEST_LIMIT)
                 finally:
                     os.close(fd)
@@ -162,6 +178,18 @@ class Prefetch:
         finally:
             os.close(dir_fd)
         return listed
+
+    @staticmethod
+    def _open_manifest(dir_fd: int, name: bytes) -> int | None:
+        """An fd of the regular file `name` in the manifest directory, or None."""
+        try:
+            fd = os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError:
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return fd
 
     def _warm(self, listed: list[bytes]) -> bool:
         """The first WARM_STREAK regular files listed are all cached: nothing to do."""
