@@ -21,6 +21,7 @@ def native_extensions() -> list:
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
         # Tar header and pax record parsing for image layers (scanner/targets/_tar.py).
         Extension("_native._untar", ["_native/_untar.pyx"], **common),
+        Extension("_native._prefetch", ["_native/_prefetch.pyx"], **common),
         # ac.h: the Aho-Corasick DFA the content checks' markers are found with.
         Extension(
             "_native._matcher",

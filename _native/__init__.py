@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from types import ModuleType
 
-from . import hasher_py, matcher_py, untar_py, walker_py
+from . import hasher_py, matcher_py, prefetch_py, untar_py, walker_py
 from .types import (
     Digest,
     FileKind,
     HashResult,
     HashStatus,
+    Prefetching,
     TarFormatError,
     WalkEntry,
     WalkError,
@@ -24,6 +26,7 @@ __all__ = [
     "HashStatus",
     "Matcher",
     "NativeUnavailable",
+    "Prefetching",
     "TarFormatError",
     "WalkEntry",
     "WalkError",
@@ -31,6 +34,8 @@ __all__ = [
     "hash_files",
     "implementations",
     "matchers",
+    "prefetchers",
+    "start_prefetch",
     "untar",
     "untars",
     "walk",
@@ -80,6 +85,31 @@ def _load_native_matcher() -> type | None:
 
 _native_matcher = _load_native_matcher()
 Matcher: type = _native_matcher or matcher_py.Matcher
+
+
+def _load_native_prefetch() -> ModuleType | None:
+    if _native is None:
+        return None
+    try:
+        from . import _prefetch  # type: ignore[attr-defined]
+    except ImportError as error:
+        if os.environ.get("SCANNER_REQUIRE_EXTENSIONS") == "1":
+            raise NativeUnavailable(f"the Cython prefetcher did not load: {error}") from error
+        return None
+    return _prefetch  # type: ignore[no-any-return]
+
+
+_native_prefetch = _load_native_prefetch()
+# Early read-ahead of the files package manifests list (a hint; see _prefetch.pyx).
+start_prefetch: Callable[..., Prefetching] = (_native_prefetch or prefetch_py).start
+
+
+def prefetchers() -> dict[str, ModuleType]:
+    """Every loadable early read-ahead module as {name: module}, for tests and benchmarks."""
+    found: dict[str, ModuleType] = {"python": prefetch_py}
+    if _native_prefetch is not None:
+        found["cython"] = _native_prefetch
+    return found
 
 
 def matchers() -> dict[str, type]:

@@ -8,7 +8,6 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -444,6 +443,10 @@ def hash_files(
             for chunk in chunks:
                 work(root_fd, chunk, *extra)
             return
+        # Imported here: concurrent.futures (and logging) cost ~8 ms of start-up, and the
+        # Cython core, which imports this module for validate_request, never needs them.
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             for _ in pool.map(lambda chunk: work(root_fd, chunk, *extra), chunks):
                 pass

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Protocol
 
 __all__ = [
     "Digest",
     "FileKind",
     "HashResult",
     "HashStatus",
+    "Prefetching",
     "TarFormatError",
     "WalkEntry",
     "WalkError",
@@ -110,3 +112,11 @@ class HashResult:
 
 class TarFormatError(ValueError):
     """A tar header or pax record is malformed; the message says where (byte offset) and why."""
+
+
+class Prefetching(Protocol):
+    """A running early read-ahead (`_native.start_prefetch`): stop or wait, then (files, bytes)."""
+
+    def stop(self) -> tuple[int, int]: ...
+
+    def wait(self) -> tuple[int, int]: ...

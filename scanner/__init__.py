@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .errors import ScannerError, TargetError, UsageError
-from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
-from .scan import iter_scan, scan_root
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
+    from .scan import iter_scan, scan_root
 
 __all__ = [
     "Finding",
@@ -22,3 +27,31 @@ __all__ = [
     "iter_scan",
     "scan_root",
 ]
+
+# Loaded on first use (PEP 562): `scan-root` imports scanner.cli, which starts the early
+# read-ahead (_native/_prefetch.pyx) before the scan's ~0.1 s of imports, so those must not
+# run when the package itself is imported.
+_LAZY = {
+    "Finding": ".report",
+    "ManagerSummary": ".report",
+    "PackageRef": ".report",
+    "Problem": ".report",
+    "Report": ".report",
+    "Severity": ".report",
+    "Stats": ".report",
+    "iter_scan": ".scan",
+    "scan_root": ".scan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

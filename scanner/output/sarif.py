@@ -14,7 +14,6 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from ..checks import BUILTIN_CHECKS
 from ..report import Finding, Problem, Report, Severity, display_path
 
 __all__ = ["SARIF_SCHEMA_URI", "render"]
@@ -38,7 +37,16 @@ _WORST = {
     "425": Severity.HIGH,
     "426": Severity.CRITICAL,
 }
-_TITLES = {check.id: check.title for check in BUILTIN_CHECKS}
+
+
+def _builtin_title(check_id: str) -> str | None:
+    # Imported here: the check registry pulls in pkgdb and the policy loader, which the CLI
+    # imports only once its early read-ahead has started (scanner/prefetch.py).
+    from ..checks import BUILTIN_CHECKS
+
+    return next((check.title for check in BUILTIN_CHECKS if check.id == check_id), None)
+
+
 # Problem kinds (Report.problems), described once in the driver's `notifications`.
 _PROBLEMS = {
     "could-not-verify": "An item could not be verified (a result, never a pass)",
@@ -72,7 +80,7 @@ def _rules(report: Report) -> list[dict[str, Any]]:
     rules = []
     for check in ids:
         reported = [f for f in report.findings if f.check == check]
-        title = _TITLES.get(check) or (reported[0].title if reported else f"check {check}")
+        title = _builtin_title(check) or (reported[0].title if reported else f"check {check}")
         worst = _WORST.get(check) or max((f.severity for f in reported), default=Severity.MEDIUM)
         rules.append(
             {
