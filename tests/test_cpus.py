@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from child import child_env
 
 import _native
 from _native import cpus
@@ -211,7 +212,7 @@ def test_default_workers_in_a_quarter_cpu_cgroup(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
     )
     try:
         (group / "cgroup.procs").write_text(str(child.pid))

@@ -19,6 +19,7 @@ from unittest import mock
 
 import jsonschema
 import pytest
+from child import child_env
 from debroot import copy_root, debootstrap_root
 from imagebuilder import Put, build_layers, image_config, write_docker_save
 from test_sarif import validator  # noqa: F401 - the fixture
@@ -361,7 +362,7 @@ def test_without_cap_sys_admin_it_is_an_error_never_unisolated(root: Path) -> No
         "import sys; from test_custom_checks import run; "
         f"print(repr(run(b'echo ran; exit 0', {os.fspath(root)!r})))"
     )
-    environment = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'tests'}"}
+    environment = child_env(REPO / "tests")
     shown = subprocess.run(
         ["setpriv", "--bounding-set", "-sys_admin", "--", sys.executable, "-c", code],
         env=environment,

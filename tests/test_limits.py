@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from child import child_env
 from debroot import debootstrap_root
 
 import _native
@@ -109,8 +110,7 @@ def test_hash_files_paces_its_workers(impl: tuple[ModuleType, ModuleType], tmp_p
 
 def _scan_cpu_ratio(root: Path, implementation: str, *argv: str) -> tuple[float, float, dict]:
     """(CPU s, wall s, JSON report) of `scan-root ROOT argv` as a child process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_")}
-    env["PYTHONPATH"] = str(REPO)
+    env = child_env(base={k: v for k, v in os.environ.items() if not k.startswith("SCANNER_")})
     env["SCANNER_NO_EXTENSIONS" if implementation == "python" else "SCANNER_REQUIRE_EXTENSIONS"] = (
         "1"
     )
@@ -184,7 +184,7 @@ print(json.dumps(seen))
         [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
         check=True,
     )
     seen = json.loads(result.stdout)
@@ -225,7 +225,7 @@ print(priority.set_idle_io())
         [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=child_env(),
         check=True,
     )
     assert result.stdout.strip() == "ioprio_set (idle I/O class) refused: Operation not permitted"

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from child import child_env
 
 import _native
 import pkgdb.dpkg
@@ -163,6 +164,6 @@ def test_cli_import_leaves_the_scan_modules_for_later() -> None:
     # The read-ahead starts in cli.main before these load: importing them first would undo it.
     code = "import sys, scanner.cli; print(sorted(m for m in ('scanner.scan', 'pkgdb') if m in sys.modules))"
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"

@@ -16,6 +16,7 @@ import findings_tree
 import imagebuilder
 import jsonschema
 import pytest
+from child import child_env
 from jsonschema.validators import validator_for
 
 import scanner
@@ -261,7 +262,7 @@ def test_cli_sarif_file_validates(
     """`python -m scanner.cli --format sarif --output FILE` on every check, incomplete too."""
     tree = findings_tree.build(tmp_path, tamper=findings_tree.OWNED, extras=True, unverifiable=True)
     out = tmp_path / "report.sarif"
-    env = {**os.environ, "PYTHONPATH": str(Path(scanner.__file__).parent.parent)}
+    env = child_env()
     result = subprocess.run(
         [
             sys.executable,
