@@ -34,6 +34,7 @@ __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
 WINDOW_BEFORE = 64 * 1024
 WINDOW_AFTER = 64 * 1024
 _XXH3 = int(Digest.XXH3)  # a plain int: enum arithmetic costs microseconds per file
+_CONTENT = int(Digest.CONTENT)
 WINDOW_FILE_LIMIT = 8 << 20  # files kept whole to cut windows from: at most this large
 
 
@@ -151,7 +152,8 @@ def content_pass(
             if state is None:
                 batch.append(_Pending(item, flags, wanting, verify))
             else:
-                batch.append(_Pending(item, flags | _XXH3, wanting, verify, key))
+                flags = _recorded(flags, item.size, context.options.content_limit)
+                batch.append(_Pending(item, flags, wanting, verify, key))
             if flags & Digest.CONTENT and markers.capture:
                 windows += _window_bound(item.size)
         if len(batch) >= context.options.batch_size or windows > context.options.batch_bytes:
@@ -181,6 +183,15 @@ def _wanted(
     if verify:
         flags |= plan.flags[entry.path]
     return flags, wanting
+
+
+def _recorded(flags: int, size: int, content_limit: int) -> int:
+    """The request of a file whose verdict the state records: with its xxh3 — but for a file
+    wanted only to be searched and over the content limit, which is then not read at all (the
+    hasher's rule): nothing recorded, it is skipped again, still unread, by the next scan."""
+    if flags == _CONTENT and size > content_limit:
+        return flags
+    return flags | _XXH3
 
 
 def _is_state_file(path: bytes, state_path: bytes) -> bool:
@@ -237,7 +248,7 @@ def _probe(
             replays[id(pending)] = items
             continue
         flags, pending.checks = _wanted(checks, plan, pending.entry, pending.verify)
-        pending.flags = flags | _XXH3
+        pending.flags = _recorded(flags, pending.entry.size, context.options.content_limit)
         pending.probe = False
         if not (pending.checks or pending.verify):
             replays[id(pending)] = []  # e.g. emptied since: nothing to judge, nothing to record
