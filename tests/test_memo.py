@@ -7,19 +7,33 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_state import BINARY, _dpkg_root, _settle, _view, scan_impl  # noqa: F401  (fixture)
+from test_state import BINARY, _dpkg_root, _settle, _view
 
+import _native
 import scanner
 from pkgdb import RootFS
 from scanner import memo, state
 from scanner.checks.package_binaries import PackageBinariesCheck
+from scanner.manifests import read_manifests
+
+
+@pytest.fixture(
+    params=sorted(_native.implementations()), ids=lambda n: {"cython": "c", "python": "py"}[n]
+)
+def scan_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Whole scans on each implementation (as test_state's): walk, hasher, matcher swapped."""
+    walker, hasher = _native.implementations()[request.param]
+    monkeypatch.setattr(_native, "walk", walker.walk)
+    monkeypatch.setattr(_native, "hash_files", hasher.hash_files)
+    monkeypatch.setattr(_native, "Matcher", _native.matchers()[request.param])
+    yield request.param
 
 
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, int]]:
     """How many times the manifests were read, 448's plan made and a state file decoded."""
     calls = {"manifests": 0, "plan": 0, "decode": 0}
-    read_manifests, plan, decode = memo.read_manifests, PackageBinariesCheck.plan, state.decode
+    plan, decode = PackageBinariesCheck.plan, state.decode
 
     def counting_read(root: RootFS) -> object:
         calls["manifests"] += 1
@@ -186,7 +200,7 @@ def test_a_rewritten_state_file_is_decoded_again(
 def test_rootfs_journal_sees_changes_and_appearances(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()
     (tmp_path / "db/a").write_bytes(b"one")
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         journal = root.start_journal()
         assert root.read_bytes(b"db/a") == b"one"
         assert root.listdir(b"db") == [b"a"]
@@ -199,9 +213,9 @@ def test_rootfs_journal_sees_changes_and_appearances(tmp_path: Path) -> None:
     before = (tmp_path / "db/a").stat()
     (tmp_path / "db/a").write_bytes(b"two")
     os.utime(tmp_path / "db/a", ns=(before.st_atime_ns, before.st_mtime_ns))
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         assert not root.unchanged(journal)
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         fresh = root.start_journal()
         root.read_bytes(b"db/a")
         with pytest.raises(FileNotFoundError):
@@ -209,7 +223,7 @@ def test_rootfs_journal_sees_changes_and_appearances(tmp_path: Path) -> None:
         root.stop_journal()
         assert root.unchanged(fresh)
     (tmp_path / "db/missing").write_bytes(b"")
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         assert not root.unchanged(fresh)  # db/missing appeared
 
 
@@ -217,13 +231,13 @@ def test_rootfs_resolutions_follow_the_directory_symlinks(tmp_path: Path) -> Non
     (tmp_path / "usr/bin").mkdir(parents=True)
     (tmp_path / "opt").mkdir()
     os.symlink("usr/bin", tmp_path / "bin")
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         assert root.resolve(b"bin/ls") == b"usr/bin/ls"
         resolutions = root.resolutions()
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         assert root.same_resolutions(resolutions)
     (tmp_path / "bin").unlink()
     os.symlink("/opt", tmp_path / "bin")
-    with RootFS(tmp_path) as root:
+    with RootFS(str(tmp_path)) as root:
         assert not root.same_resolutions(resolutions)
         assert root.resolve(b"bin/ls") == b"opt/ls"
