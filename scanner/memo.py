@@ -57,10 +57,13 @@ _root: _Root | None = None
 _state: tuple[str, Identity, Decoded] | None = None
 
 
-def forget() -> None:
-    """Drop everything kept (tests; a caller that wants the memory back)."""
+def forget(*, states: bool = True) -> None:
+    """Drop what is kept of the root (its manifests and plan) and, unless `states` is false, the
+    decoded state file (tests, benchmarks; a caller that wants the memory back)."""
     global _root, _state
-    _root = _state = None
+    _root = None
+    if states:
+        _state = None
 
 
 def _settled(seen: Identity | int, read_ns: int) -> bool:
