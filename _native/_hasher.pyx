@@ -527,6 +527,10 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
         ok = ok and XXH3_128bits_reset(scratch.xxh3) == 0
     if not ok:
         return 5  # EIO
+    if not scan and not want & (MD5 | SHA1 | SHA256 | XXH3):
+        # Wanted only to be searched, and over content_limit: nothing to read it for (its
+        # lstat size is enough to report it skipped).
+        return 0
     while True:
         data = scratch.buffer
         room = _BUFFER

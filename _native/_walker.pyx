@@ -79,6 +79,7 @@ cdef enum:
     # (st_size: ~4 KiB per ~100 names on ext4) add up to at most _AHEAD_BYTES.
     _AHEAD_DIRS = 64
     _AHEAD_BYTES = 256 * 1024
+    _THREADED_DIRS = 8  # a batch of fewer directories is read by the calling thread alone
 
 cdef extern from "Python.h":
     ctypedef struct PyMemberDef:
@@ -312,6 +313,10 @@ cdef list _list_dirs(int root_fd, list rels, int threads):
         for i in range(count):
             batch.rels[i] = <bytes>targets[i]
         threads = min(threads, 9, <int>count)
+        if count < _THREADED_DIRS:
+            # Starting and joining a thread costs more than reading a few small directories:
+            # on bookworm-apps (12.6k entries, mostly short batches) it doubled the walk's wall.
+            threads = 1
         with nogil:
             while <int>started < threads - 1:
                 if pthread_create(&helpers[started], NULL, _batch_worker, &batch) != 0:

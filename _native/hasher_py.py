@@ -308,6 +308,10 @@ def _hash_one(
             stream = matcher_py.Stream(content.matcher, content.max_hits)
             if content.capture and slot.st.st_size <= content.window_file_limit:
                 whole = bytearray()
+        if stream is None and not hashers:
+            # Wanted only to be searched, and over content_limit: nothing to read it for.
+            slot.digests = {}
+            return
         view = memoryview(buffer)
         while True:
             count = os.readv(fd, [buffer])  # EINTR is retried by Python (PEP 475)

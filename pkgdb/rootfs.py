@@ -16,9 +16,19 @@ import os
 import stat
 from typing import Self
 
-__all__ = ["MAX_SYMLINK_HOPS", "RootFS"]
+__all__ = ["MAX_SYMLINK_HOPS", "Identity", "Journal", "RootFS", "identity"]
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS) before ELOOP
+
+# What a reader saw of one path: (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, st_mode),
+# or the errno of a failed lookup (a file that later appears matters as much as one that changes).
+Identity = tuple[int, int, int, int, int, int]
+# (is a directory listing, path as the reader asked for it) -> what was seen.
+Journal = dict[tuple[bool, bytes], Identity | int]
+
+
+def identity(st: os.stat_result) -> Identity:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
 def _split(path: bytes) -> tuple[bytes, bytes]:
@@ -37,6 +47,9 @@ class RootFS:
         self.path: bytes = os.path.abspath(os.fsencode(root))
         self.fd: int = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dirs: dict[bytes, bytes | OSError] = {b"": b""}
+        # When a dict, every file opened or lstat'd and every directory listed through this
+        # RootFS is noted in it (start_journal): what a reader's result depends on.
+        self.journal: Journal | None = None
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -66,17 +79,77 @@ class RootFS:
             return _split(physical_parent)[0]
         return physical_parent + b"/" + name if physical_parent else name
 
+    def start_journal(self) -> Journal:
+        """Note from now on every path read through this RootFS and what was seen of it."""
+        self.journal = {}
+        return self.journal
+
+    def stop_journal(self) -> Journal:
+        """The paths noted since start_journal (empty if it was not started); noting stops."""
+        journal, self.journal = self.journal or {}, None
+        return journal
+
+    def unchanged(self, journal: Journal) -> bool:
+        """True when every path of `journal` is, seen now through this RootFS, what it was then
+        (same identity, or the same failure). Each lookup is an lstat: directory symlinks are
+        resolved afresh, and a file whose identity is unchanged has unchanged content (its ctime
+        cannot be set back from user space)."""
+        for (listing, path), seen in journal.items():
+            try:
+                if listing:
+                    physical = self._resolve_dir(path.strip(b"/"), 0) or b"."
+                else:
+                    physical = self.resolve(path)
+                now: Identity | int = identity(os.lstat(physical, dir_fd=self.fd))
+            except OSError as error:
+                now = error.errno or 0
+            if now != seen:
+                return False
+        return True
+
+    def _note(self, listing: bool, path: bytes, seen: os.stat_result | OSError) -> None:
+        if self.journal is not None:
+            self.journal[listing, path] = (
+                seen.errno or 0 if isinstance(seen, OSError) else identity(seen)
+            )
+
+    def resolutions(self) -> dict[bytes, bytes | int]:
+        """Every directory resolved so far -> its physical path (or the errno it failed with)."""
+        return {
+            path: result.errno or 0 if isinstance(result, OSError) else result
+            for path, result in self._dirs.items()
+        }
+
+    def same_resolutions(self, resolutions: dict[bytes, bytes | int]) -> bool:
+        """True when each directory of `resolutions` resolves now as it did then (one lstat per
+        component not yet resolved by this RootFS): every path below them resolves alike."""
+        for path, then in resolutions.items():
+            try:
+                now: bytes | int = self._resolve_dir(path, 0)
+            except OSError as error:
+                now = error.errno or 0
+            if now != then:
+                return False
+        return True
+
     def display(self, physical: bytes) -> str:
         """The path as the container sees it (`/usr/bin/ls`), for reports only."""
         return "/" + os.fsdecode(physical)
 
     def open(self, path: bytes, flags: int = os.O_RDONLY) -> int:
         """Open `path` inside the root without following a symlink in its final component."""
-        return os.open(
-            self.resolve(path),
-            flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
-            dir_fd=self.fd,
-        )
+        try:
+            fd = os.open(
+                self.resolve(path),
+                flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
+                dir_fd=self.fd,
+            )
+        except OSError as error:
+            self._note(False, path, error)
+            raise
+        if self.journal is not None:
+            self._note(False, path, os.fstat(fd))
+        return fd
 
     def read_bytes(self, path: bytes, limit: int | None = None) -> bytes:
         """Read a regular file inside the root; raises OSError for anything else."""
@@ -117,16 +190,28 @@ class RootFS:
                 os.close(fd)
 
     def lstat(self, path: bytes) -> os.stat_result:
-        return os.lstat(self.resolve(path), dir_fd=self.fd)
+        try:
+            st = os.lstat(self.resolve(path), dir_fd=self.fd)
+        except OSError as error:
+            self._note(False, path, error)
+            raise
+        self._note(False, path, st)
+        return st
 
     def listdir(self, path: bytes) -> list[bytes]:
         """Names in a directory inside the root (its own symlinks resolved within the root)."""
-        fd = os.open(
-            self._resolve_dir(path.strip(b"/"), 0) or b".",
-            os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-            dir_fd=self.fd,
-        )
         try:
+            fd = os.open(
+                self._resolve_dir(path.strip(b"/"), 0) or b".",
+                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                dir_fd=self.fd,
+            )
+        except OSError as error:
+            self._note(True, path, error)
+            raise
+        try:
+            if self.journal is not None:
+                self._note(True, path, os.fstat(fd))
             return [os.fsencode(name) for name in os.listdir(fd)]
         finally:
             os.close(fd)

@@ -19,6 +19,7 @@ from .content import content_pass
 from .environment import check_sources
 from .errors import TargetError, UsageError
 from .manifests import read_manifests
+from .memo import kept_manifests
 from .policy.evaluate import apply_policy
 from .policy.model import CustomCheckSpec, Policy
 from .priority import lower_priority
@@ -158,7 +159,13 @@ def _stream(
                 yield Problem(kind="state", message=trouble)
             if notice is not None and report is not None:
                 report.notices.append(notice)
-        manifests = read_manifests(rootfs)
+        # With a state, a rescan reuses the manifests this process read, if their files are
+        # unchanged (scanner/memo.py); --rescan full reads them again.
+        manifests = (
+            read_manifests(rootfs)
+            if level is None
+            else kept_manifests(rootfs, trusted=level is not Rescan.FULL)
+        )
         if budget is not None:
             budget.pace()  # the manifests are read in Python, in one go
         if report is not None:

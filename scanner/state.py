@@ -47,6 +47,7 @@ from _native import HashResult, HashStatus, WalkEntry
 from pkgdb import InstalledFile
 
 from .errors import UsageError
+from .memo import kept_state
 from .report import Finding, PackageRef, Problem, Severity
 from .version import __version__
 
@@ -242,11 +243,20 @@ class StateSession:
     previous_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     current_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
-    def use_plan(self, records: Mapping[bytes, Sequence[InstalledFile]], complete: bool) -> None:
-        """Fingerprint 448's plan: when it is the previous scan's, stored manifest keys hold and
-        stored findings may be replayed. Without 448 (`complete` false) the plan is empty and
-        says nothing of the packages that own files: findings are then judged again."""
-        fingerprint = plan_fingerprint(records) if complete else None
+    def use_plan(
+        self,
+        records: Mapping[bytes, Sequence[InstalledFile]],
+        complete: bool,
+        fingerprint: str | None = None,
+    ) -> None:
+        """Fingerprint 448's plan (unless given: a kept plan's, scanner/memo.py): when it is the
+        previous scan's, stored manifest keys hold and stored findings may be replayed. Without
+        448 (`complete` false) the plan is empty and says nothing of the packages that own
+        files: findings are then judged again."""
+        if not complete:
+            fingerprint = None
+        elif fingerprint is None:
+            fingerprint = plan_fingerprint(records)
         self.same_plan = fingerprint is not None and self.previous_plan == fingerprint
         self.header["plan"] = fingerprint
 
@@ -277,6 +287,13 @@ class StateSession:
             if old is not None and old[7] != NO_KEY:
                 return old[7]
         return manifest_key(records)
+
+    def fast_stat(self) -> bool:
+        """STAT level under the previous plan: a recorded path's manifest key holds (same plan,
+        same paths verified) and it was a regular file the options did not exclude, so an
+        entry with a clean verdict may be reused on its identity alone (content.py's fast
+        path; it is what reuse_stat decides for it)."""
+        return self.level is Rescan.STAT and self.loaded and self.same_plan
 
     def reuse_stat(self, entry: WalkEntry, key: bytes) -> list[Item] | None:
         """STAT level: the stored verdict of this unchanged file (kept for the next scan): its
@@ -461,14 +478,12 @@ def open_state(
     if level is Rescan.FULL:
         return session, None, None
     try:
-        with open(name, "rb") as handle:
-            data = handle.read()
+        # Decoded once per process while the file keeps its identity (a defender's loop).
+        old_header, entries = kept_state(name, decode)
     except FileNotFoundError:
         return session, None, f"state {name}: none yet, full scan (the state is written after it)"
     except OSError as error:
         return session, f"state {name}: cannot read ({error.strerror}): full scan", None
-    try:
-        old_header, entries = decode(data)
     except StateError as error:
         return session, f"state {name}: {error}: full scan", None
     for key, what in (

@@ -235,6 +235,42 @@ def test_at_most_eight_windows_first_by_offset(impl: Impl, root: tuple[Path, int
     assert content_of(result) == expect(data, capture={0}, before=16, after=64)
 
 
+def _bytes_read() -> int:
+    """rchar of this process (/proc/self/io): every byte read() returned, page cache or not."""
+    with open("/proc/self/io", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"rchar:"):
+                return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def test_file_wanted_only_for_content_over_the_limit_is_not_read(
+    impl: Impl, root: tuple[Path, int]
+) -> None:
+    """Nothing would use its bytes: its lstat size says it is skipped; with a digest it is read."""
+    _, hasher = impl
+    path, fd = root
+    size = 32 << 20
+    with open(path / "big", "wb") as handle:
+        handle.write(b"xmrig")
+        handle.truncate(size)  # sparse: cheap to make, still `size` bytes to read
+    matcher = matcher_for(hasher, PATTERNS)
+    before = _bytes_read()
+    [skipped] = hasher.hash_files(fd, [(b"big", CONTENT)], matcher=matcher, content_limit=1 << 20)
+    unread = _bytes_read() - before
+    assert skipped.status is HashStatus.OK and skipped.size == size
+    assert (skipped.scanned, skipped.hits, skipped.xxh3, skipped.md5) == (False, (), None, None)
+    assert unread < 1 << 20
+    before = _bytes_read()
+    [digested] = hasher.hash_files(
+        fd, [(b"big", CONTENT | Digest.XXH3)], matcher=matcher, content_limit=1 << 20
+    )
+    assert _bytes_read() - before >= size  # what the first call did not do, this one did
+    assert not digested.scanned and digested.xxh3 is not None
+    [searched] = hasher.hash_files(fd, [(b"big", CONTENT)], matcher=matcher, content_limit=size)
+    assert searched.scanned and searched.hits == ((PATTERNS.index(b"xmrig"), 0),)
+
+
 def test_content_limit_skips_matching_but_not_digests(impl: Impl, root: tuple[Path, int]) -> None:
     _, hasher = impl
     path, fd = root

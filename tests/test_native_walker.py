@@ -196,3 +196,16 @@ def test_implementations_agree(root: str, tmp_path: Path) -> None:
     runs = [list(walker.walk(root)) for walker, _ in implementations().values()]
     assert runs[0] == runs[1]
     assert len(runs[0]) > 5
+
+
+@pytest.mark.native_only
+def test_a_wide_batch_read_on_two_threads_agrees(tmp_path: Path) -> None:
+    """20 sibling directories: a batch long enough (_THREADED_DIRS, 8) for the helper thread
+    where two CPUs are usable; shorter batches are read on the calling thread alone."""
+    for directory in range(20):
+        (tmp_path / f"d{directory:02}").mkdir()
+        for name in range(5):
+            (tmp_path / f"d{directory:02}" / f"f{name}").write_bytes(b"x" * name)
+    runs = [list(walker.walk(str(tmp_path))) for walker, _ in implementations().values()]
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == 120

@@ -453,3 +453,30 @@ def test_content_rescan_of_a_file_no_check_wants_any_more(
     assert _view(again) == _view(scanner.scan_root(root))
     assert again.stats.files_hashed == 0
     assert b"opt/app/config.txt" not in state.decode(state_file.read_bytes())[1]
+
+
+def test_file_only_searched_and_over_the_content_limit_is_never_read(
+    tmp_path: Path, scan_impl: str
+) -> None:
+    """Its lstat size is enough to report it skipped, with or without a state; no xxh3 is
+    recorded for it (that would read it all), so each rescan reports it again, unread."""
+    from test_hasher_content import _bytes_read
+
+    root = _dpkg_root(tmp_path)
+    big = root / "opt/app/big.log"
+    with open(big, "wb") as handle:
+        handle.write(b"-----BEGIN RSA PRIVATE KEY-----\n")
+        handle.truncate(32 << 20)
+    _settle()
+    state_file = tmp_path / "scan.state"
+    views = []
+    for level in (None, "stat", "content"):
+        before = _bytes_read()
+        report = scanner.scan_root(root, state=state_file, rescan=level, content_limit=1 << 20)
+        assert _bytes_read() - before < 8 << 20  # the 32 MiB file was not read
+        skipped = [p.path for p in report.problems if p.kind == "content-skipped"]
+        assert skipped == [b"opt/app/big.log"]
+        views.append(_view(report))
+    assert views[0] == views[1] == views[2]
+    _header, entries = state.decode(state_file.read_bytes())
+    assert b"opt/app/big.log" not in entries and b"usr/bin/tool" in entries

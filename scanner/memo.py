@@ -1,0 +1,152 @@
+"""What one process keeps between rescans of a root: its manifests, 448's plan, the state file.
+
+A defender rescans the same root periodically from one long-lived process. Parsing the package
+databases, resolving every manifest path and decoding the state cost more than a `--rescan stat`
+of an unchanged root does otherwise, and give the same result while their inputs are unchanged:
+
+* the manifests are reused when every path the readers read (files opened or lstat'd,
+  directories listed, lookups that failed) is seen with the same identity — (st_dev, st_ino,
+  size, mtime_ns, ctime_ns, mode), or the same errno — through directory symlinks resolved
+  afresh (pkgdb.RootFS journal);
+* 448's plan (and its fingerprint) is reused for the same manifests and excludes when every
+  directory it resolved resolves to the same physical path now;
+* the decoded state file is reused when the file's identity is the one it had when read.
+
+Like a rescan's verdicts (scanner/state.py), nothing is kept whose ctime lay within RACY_NS of
+the moment it was read: a change in the same timestamp tick could otherwise go unseen. Only
+the last root is kept, so memory stays that of one scan; `--rescan full` neither uses nor
+trusts any of it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pkgdb import RootFS
+from pkgdb.rootfs import Identity, Journal, identity
+
+from .checks.base import ScanContext
+from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
+from .manifests import Manifests, read_manifests
+from .report import Problem
+
+__all__ = ["forget", "keep_fingerprint", "kept_manifests", "kept_plan", "kept_state"]
+
+RACY_NS = 1_000_000_000  # scanner/state.py's: a timestamp tick is at most this long
+
+Decoded = tuple[dict[str, Any], dict[bytes, Any]]
+
+
+@dataclass(slots=True)
+class _Root:
+    key: tuple[bytes, int, int]  # the root's path, st_dev, st_ino
+    journal: Journal
+    manifests: Manifests
+    resolutions: dict[bytes, bytes | int] | None = None
+    excludes: tuple[str, ...] = ()
+    plan: VerifyPlan | None = None
+    problems: list[Problem] = field(default_factory=list)
+    fingerprint: str | None = None
+
+
+_root: _Root | None = None
+_state: tuple[str, Identity, Decoded] | None = None
+
+
+def forget(*, states: bool = True) -> None:
+    """Drop what is kept of the root (its manifests and plan) and, unless `states` is false, the
+    decoded state file (tests, benchmarks; a caller that wants the memory back)."""
+    global _root, _state
+    _root = None
+    if states:
+        _state = None
+
+
+def _settled(seen: Identity | int, read_ns: int) -> bool:
+    """True when a change after `read_ns` must show in the identity (its ctime is old enough)."""
+    return isinstance(seen, int) or seen[4] < read_ns - RACY_NS
+
+
+def _root_key(rootfs: RootFS) -> tuple[bytes, int, int]:
+    st = os.fstat(rootfs.fd)
+    return rootfs.path, st.st_dev, st.st_ino
+
+
+def kept_manifests(rootfs: RootFS, trusted: bool) -> Manifests:
+    """The root's manifests: the kept ones when `trusted` and their sources are unchanged,
+    else read now (and kept when settled)."""
+    global _root
+    key = _root_key(rootfs)
+    kept = _root
+    if trusted and kept is not None and kept.key == key and rootfs.unchanged(kept.journal):
+        return kept.manifests
+    read_ns = time.time_ns()
+    rootfs.start_journal()
+    try:
+        manifests = read_manifests(rootfs)
+    finally:
+        journal = rootfs.stop_journal()
+    settled = all(_settled(seen, read_ns) for seen in journal.values())
+    _root = _Root(key, journal, manifests) if settled else None
+    return manifests
+
+
+def kept_plan(
+    context: ScanContext, binaries: PackageBinariesCheck, trusted: bool
+) -> Generator[Problem, None, tuple[VerifyPlan, str | None]]:
+    """448's plan and its problems: the kept ones when `trusted`, for the same manifests and
+    excludes, and every directory it resolved resolves alike; else made now (and kept). Also
+    the plan's fingerprint when kept, or None."""
+    kept = _root
+    if kept is None or kept.manifests is not context.manifests:
+        return (yield from binaries.plan(context)), None
+    if (
+        trusted
+        and kept.plan is not None
+        and kept.resolutions is not None
+        and kept.excludes == context.options.excludes
+        and context.root.same_resolutions(kept.resolutions)
+    ):
+        yield from kept.problems
+        return kept.plan, kept.fingerprint
+    problems: list[Problem] = []
+    generator = binaries.plan(context)
+    try:
+        while True:
+            problem = next(generator)
+            problems.append(problem)
+            yield problem
+    except StopIteration as stop:
+        plan: VerifyPlan = stop.value
+    kept.plan, kept.problems, kept.fingerprint = plan, problems, None
+    kept.resolutions = context.root.resolutions()
+    kept.excludes = context.options.excludes
+    return plan, None
+
+
+def keep_fingerprint(plan: VerifyPlan, fingerprint: str | None) -> None:
+    """Remember the fingerprint computed for a kept plan."""
+    kept = _root
+    if kept is not None and kept.plan is plan:
+        kept.fingerprint = fingerprint
+
+
+def kept_state(name: str, decode: Callable[[bytes], Decoded]) -> Decoded:
+    """The decoded state file `name`: kept when its identity is the same, else
+    read and decoded (and kept when settled). OSError when it cannot be read, decode's error
+    when it is not a valid state."""
+    global _state
+    read_ns = time.time_ns()
+    with open(name, "rb") as handle:
+        seen = identity(os.fstat(handle.fileno()))
+        kept = _state
+        if kept is not None and kept[0] == name and kept[1] == seen:
+            return kept[2]
+        data = handle.read()
+    decoded = decode(data)
+    _state = (name, seen, decoded) if _settled(seen, read_ns) else None
+    return decoded
