@@ -68,8 +68,10 @@ def _whole(data: dict[str, Any], reference: str, targets: dict[str, str]) -> lis
         rows.append(
             (
                 f"{mode}: scan-root vs {reference}",
-                f"{scan['wall_median']:.3f} s vs {ref['wall_median']:.3f} s = "
-                f"{ref['wall_median'] / scan['wall_median']:.2f}x faster",
+                (
+                    f"{scan['wall_median']:.3f} s vs {ref['wall_median']:.3f} s = "
+                    f"{ref['wall_median'] / scan['wall_median']:.2f}x faster"
+                ),
                 targets.get(mode, ""),
             )
         )
@@ -87,7 +89,9 @@ def _rescan(data: dict[str, Any]) -> list[Row]:
     rows = [(f"rescan (CLI): {name}", _fmt(value), "") for name, value in data["ratios"].items()]
     for name, value in data.get("in_process", {}).get("ratios", {}).items():
         rows.append((f"rescan (in process): {name}", _fmt(value), ""))
-    rows.append(("rescan acceptance", json.dumps(data.get("acceptance", {})), "stat 20x, content 3x CPU"))
+    rows.append(
+        ("rescan acceptance", json.dumps(data.get("acceptance", {})), "stat 20x, content 3x CPU")
+    )
     return rows
 
 
@@ -107,8 +111,10 @@ def _scale(data: dict[str, Any]) -> list[Row]:
             rows.append(
                 (
                     f"scale scan: {name}",
-                    f"{row['wall_median']:.1f} s, {row['cpu_median']:.1f} CPU-s, "
-                    f"{row['rss_median_kib'] / 1024:.0f} MiB peak RSS",
+                    (
+                        f"{row['wall_median']:.1f} s, {row['cpu_median']:.1f} CPU-s, "
+                        f"{row['rss_median_kib'] / 1024:.0f} MiB peak RSS"
+                    ),
                     "RSS < 150 MB" if "1m" in name else "bounded RSS",
                 )
             )
@@ -125,8 +131,10 @@ def _content(data: dict[str, Any]) -> list[Row]:
             rows.append(
                 (
                     f"content: scan-root vs {reference}",
-                    f"{scan['wall_median']:.2f} s vs {ref['wall_median']:.2f} s = "
-                    f"{ref['wall_median'] / scan['wall_median']:.1f}x faster",
+                    (
+                        f"{scan['wall_median']:.2f} s vs {ref['wall_median']:.2f} s = "
+                        f"{ref['wall_median'] / scan['wall_median']:.1f}x faster"
+                    ),
                     "",
                 )
             )
@@ -134,7 +142,9 @@ def _content(data: dict[str, Any]) -> list[Row]:
 
 
 def _image(data: dict[str, Any]) -> list[Row]:
-    return [(f"image: {name}", _fmt(value), "<= 1.3x wall") for name, value in data["ratios"].items()]
+    return [
+        (f"image: {name}", _fmt(value), "<= 1.3x wall") for name, value in data["ratios"].items()
+    ]
 
 
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
@@ -160,8 +170,11 @@ def summarize(names: list[str]) -> tuple[dict[str, Any], str]:
         suite.setdefault("machine", data.get("machine"))
         rows = SUMMARIES[name](data)
         measured = (data.get("machine") or {}).get("date", "?")
-        suite["benches"][name] = {"file": str(path.relative_to(BENCH.parent)), "date": measured,
-                                  "rows": [list(row) for row in rows]}
+        suite["benches"][name] = {
+            "file": str(path.relative_to(BENCH.parent)),
+            "date": measured,
+            "rows": [list(row) for row in rows],
+        }
         for row in rows:
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     machine = suite.get("machine") or {}
