@@ -311,14 +311,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    root = options.root or roots.bench_root()
+    root = roots.chosen_root(options.root)
     if root is None:
-        print(
-            f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py",
-            file=sys.stderr,
-        )
         return 2
-    root = root.resolve()
     venv = wp.VENV_SCAN.exists()
     entry = wp.entry_point(venv)
     for warning in entry["warnings"]:

@@ -164,14 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-files", action="store_true", help="pass --all-files")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"results ({DEFAULT_JSON})")
     options = parser.parse_args(argv)
-    root = options.root or roots.bench_root()
+    root = roots.chosen_root(options.root)
     if root is None:
-        print(
-            f"no root given and none cached in {roots.CACHE}: run python3 bench/roots.py",
-            file=sys.stderr,
-        )
         return 2
-    root = root.resolve()
     info = whole_process.machine()
     state_dir = Path(tempfile.mkdtemp(prefix="scan-root-rescan-"))
     try:

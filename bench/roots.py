@@ -38,6 +38,19 @@ def bench_root() -> Path | None:
     return cached("apps") or cached("minbase")
 
 
+def chosen_root(given: Path | None) -> Path | None:
+    """The root a bench script was given, else bench_root(), resolved; None (and advice on
+    stderr) when there is neither."""
+    root = given or bench_root()
+    if root is None:
+        print(
+            f"no root given and none cached in {CACHE}: run python3 bench/roots.py",
+            file=sys.stderr,
+        )
+        return None
+    return root.resolve()
+
+
 def rpm_bench_root() -> Path | None:
     """The cached rpm root `rpm-apps` if a build of it completed, else None."""
     return _complete(RPM_APPS)
