@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .atomic import write_atomically
 from .errors import UsageError
 from .report import Finding, Report, display_path
 from .version import __version__
@@ -208,24 +208,6 @@ def prepare(path: str, target: str, *, update: bool = False) -> Baseline | None:
     return Baseline.read(path)
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Temp file in the same directory, fsync, rename: a reader never sees half a baseline."""
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(
-        dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)  # meant to be committed next to the pipeline
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def settle(report: Report, path: str, accepted: Baseline | None) -> None:
     """Mark the findings `accepted` knows; with no baseline (`None`), write one from this report.
 
@@ -235,7 +217,8 @@ def settle(report: Report, path: str, accepted: Baseline | None) -> None:
     if accepted is None:
         written = Baseline.from_findings(report.findings)
         try:
-            _write_atomically(path, written.to_json())
+            # 0644: a baseline is meant to be committed beside the pipeline that uses it.
+            write_atomically(path, written.to_json().encode("utf-8"), 0o644)
         except OSError as error:
             raise BaselineError(f"cannot write baseline {path}: {error.strerror}") from error
         report.findings = [replace(finding, baselined=True) for finding in report.findings]

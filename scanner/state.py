@@ -37,7 +37,6 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -46,6 +45,7 @@ from typing import Any
 from _native import HashResult, HashStatus, WalkEntry
 from pkgdb import InstalledFile
 
+from .atomic import write_atomically
 from .errors import UsageError
 from .memo import kept_state
 from .report import Finding, PackageRef, Problem, Severity
@@ -381,30 +381,10 @@ class StateSession:
             and self.current.keys() == self.previous.keys()
         ):
             return None
-        directory = os.path.dirname(os.path.abspath(self.path))
         data = encode(dict(self.header, verdicts=self.current_items), self.current)
         try:
-            fd, temporary = tempfile.mkstemp(
-                prefix="." + os.path.basename(self.path) + ".", suffix=".tmp", dir=directory
-            )
+            write_atomically(self.path, data)
         except OSError as error:
-            return f"cannot write the state file {self.path}: {error.strerror}"
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-            directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(directory_fd)  # the rename itself survives a crash
-            finally:
-                os.close(directory_fd)
-        except OSError as error:
-            try:
-                os.unlink(temporary)
-            except FileNotFoundError:
-                pass  # already renamed into place: only the directory fsync failed
             return f"cannot write the state file {self.path}: {error.strerror}"
         return None
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,3 +24,15 @@ def child_env(*extra_paths: Path, base: Mapping[str, str] | None = None) -> dict
     env["PYTHONPATH"] = os.pathsep.join(str(path) for path in (IMPORT_ROOT, *extra_paths))
     env["PYTHONSAFEPATH"] = "1"
     return env
+
+
+def run_cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m scanner.cli ARGV` in a child process, run from `cwd`; never raises on its exit."""
+    return subprocess.run(
+        [sys.executable, "-m", "scanner.cli", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=child_env(),
+        check=False,
+    )

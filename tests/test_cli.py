@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from child import run_cli
 
 import _native
 from scanner import cli
@@ -103,28 +102,13 @@ def test_bad_options_exit_2(argv: list[str]) -> None:
     assert info.value.code == cli.EXIT_USAGE
 
 
-def _run_cli(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """The CLI in a child process that imports the very scanner package this test imported."""
-    import scanner
-
-    env = {**os.environ, "PYTHONPATH": str(Path(scanner.__file__).parent.parent)}
-    return subprocess.run(
-        [sys.executable, "-m", "scanner.cli", *argv],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        check=False,
-    )
-
-
 def test_version_names_implementation(tmp_path: Path) -> None:
-    result = _run_cli(tmp_path, "--version")
+    result = run_cli(tmp_path, "--version")
     assert f"({_native.IMPLEMENTATION} implementation)" in result.stdout
 
 
 def test_help_documents_exit_codes(tmp_path: Path) -> None:
-    result = _run_cli(tmp_path, "--help")
+    result = run_cli(tmp_path, "--help")
     for code in (
         "0  no findings",
         "1  at least one finding",

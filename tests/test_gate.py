@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import findings_tree
 import pytest
+from child import run_cli
 
-import scanner
 from scanner import cli
 from scanner.gate import (
     EXIT_BLOCKED,
@@ -128,19 +125,6 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, findings_tree.T
     }
 
 
-def _run(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    """`python -m scanner.cli` importing the very scanner package this test imported."""
-    env = {**os.environ, "PYTHONPATH": str(Path(scanner.__file__).parent.parent)}
-    return subprocess.run(
-        [sys.executable, "-m", "scanner.cli", *argv],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        check=False,
-    )
-
-
 def _check_output(output_format: str, stdout: str, baselined: bool) -> None:
     """The report is well-formed in its format, and says what the baseline did."""
     if output_format == "table":
@@ -176,7 +160,7 @@ def test_exit_code_matrix(
     tree = trees[scenario]
     baseline = tmp_path / "baseline.json"
     options = [part.format(baseline=baseline) for part in GATES[gate]]
-    result = _run(tmp_path, str(tree.root), *tree.options, "--format", output_format, *options)
+    result = run_cli(tmp_path, str(tree.root), *tree.options, "--format", output_format, *options)
     expected = SCENARIOS[scenario][list(GATES).index(gate)]
     assert result.returncode == expected, result.stderr
     if expected == EXIT_USAGE:

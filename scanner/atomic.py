@@ -1,0 +1,38 @@
+"""Replace a file so that a reader sees the old or the new content, never half of either."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+__all__ = ["write_atomically"]
+
+
+def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Temp file `.NAME.XXXX.tmp` beside `path`, fsync, rename, fsync the directory.
+
+    Raises OSError; a temp file is never left behind. The temp name is part of the contract:
+    the content pass skips a state file's temporaries when the state lies inside the root.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+    )
+    renamed = False
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        renamed = True
+        directory_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory_fd)  # the rename itself survives a crash
+        finally:
+            os.close(directory_fd)
+    except BaseException:
+        if not renamed:
+            os.unlink(temporary)
+        raise
