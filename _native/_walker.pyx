@@ -28,7 +28,9 @@ import os
 import types
 
 from cpython.object cimport PyObject
+from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t
 from libc.stdlib cimport calloc, qsort
 
@@ -249,12 +251,39 @@ cdef object _error(bytes path, int err):
     return WalkError(path, err, os.strerror(err))
 
 
-cdef object _records(bytes rel, Listing* listing, int err):
-    """One directory's entries as Python records, or the WalkError that kept it from being read."""
+cdef struct Unchanged:
+    # walk(unchanged=..., matched=...): borrowed from walk's frame, which outlives every use.
+    PyObject* known      # dict path -> (dev, ino, size, mtime_ns, ctime_ns, mode, ...), or NULL
+    PyObject* matched    # list the paths of unchanged regular files are appended to
+    PyObject* skipped    # frozenset of walk's `skip` paths: those are never matched either
+
+
+cdef bint _same_identity(object recorded, RawEntry* raw):
+    """True when `recorded`'s first six items are this entry's identity (a tuple of ints)."""
+    if type(recorded) is not tuple or PyTuple_GET_SIZE(recorded) < 6:
+        return False
+    cdef object dev = <object>PyTuple_GET_ITEM(recorded, 0)
+    cdef object ino = <object>PyTuple_GET_ITEM(recorded, 1)
+    cdef object size = <object>PyTuple_GET_ITEM(recorded, 2)
+    cdef object mtime = <object>PyTuple_GET_ITEM(recorded, 3)
+    cdef object ctime = <object>PyTuple_GET_ITEM(recorded, 4)
+    cdef object mode = <object>PyTuple_GET_ITEM(recorded, 5)
+    if not (type(dev) is int and type(ino) is int and type(size) is int and type(mtime) is int
+            and type(ctime) is int and type(mode) is int):
+        return False
+    # Compared as Python ints (exact for any width), cheapest field first.
+    return (ctime == raw.ctime_ns and mtime == raw.mtime_ns and ino == raw.ino
+            and size == raw.size and mode == raw.mode and dev == raw.dev)
+
+
+cdef object _records(bytes rel, Listing* listing, int err, Unchanged* unchanged):
+    """One directory's entries as Python records, or the WalkError that kept it from being read.
+    A regular file whose identity `unchanged` records is not built: its path goes to matched."""
     cdef size_t i
     cdef RawEntry* entry
     cdef bytes prefix = rel + b"/" if rel else b""
     cdef list records
+    cdef PyObject* recorded
     if err == ENOMEM:
         raise MemoryError()
     if err:
@@ -265,8 +294,17 @@ cdef object _records(bytes rel, Listing* listing, int err):
         path = prefix + <bytes>entry.name
         if entry.err:
             records.append(_error(path, entry.err))
-        else:
-            records.append(_entry(path, entry))
+            continue
+        if unchanged.known != NULL and S_ISREG(entry.mode):
+            recorded = PyDict_GetItem(<object>unchanged.known, path)
+            if (
+                recorded != NULL
+                and _same_identity(<object>recorded, entry)
+                and path not in <frozenset>unchanged.skipped
+            ):
+                (<list>unchanged.matched).append(path)
+                continue
+        records.append(_entry(path, entry))
     return records
 
 
@@ -290,7 +328,7 @@ cdef void* _batch_worker(void* arg) noexcept nogil:
         batch.errs[i] = _read_dir(batch.root_fd, batch.rels[i], &batch.listings[i])
 
 
-cdef list _list_dirs(int root_fd, list rels, int threads):
+cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged):
     """_records of every directory in `rels`, read by up to `threads` threads (this one too).
 
     GIL released: directory reads and one fstatat per entry, all syscalls (and waits on a cold
@@ -325,7 +363,9 @@ cdef list _list_dirs(int root_fd, list rels, int threads):
             _batch_worker(&batch)
             for i in range(started):
                 pthread_join(helpers[i], NULL)
-        return [_records(rels[i], &batch.listings[i], batch.errs[i]) for i in range(count)]
+        return [
+            _records(rels[i], &batch.listings[i], batch.errs[i], unchanged) for i in range(count)
+        ]
     finally:
         if batch.listings != NULL:
             for i in range(count):
@@ -335,22 +375,34 @@ cdef list _list_dirs(int root_fd, list rels, int threads):
         free(<void*>batch.rels)
 
 
-cdef object _list_dir(int root_fd, bytes rel):
+cdef object _list_dir(int root_fd, bytes rel, Unchanged* unchanged):
     """Entries of one directory as Python records, or the WalkError that kept it from being read."""
-    return _list_dirs(root_fd, [rel], 1)[0]
+    return _list_dirs(root_fd, [rel], 1, unchanged)[0]
 
 
-def walk(root, *, skip=(), bint one_file_system=True):
+def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list matched=None):
     """Every entry below `root`, depth-first pre-order, names sorted as bytes; errors as data.
 
-    walk(root: str | bytes, *, skip: Collection[bytes] = (), one_file_system: bool = True)
+    walk(root: str | bytes, *, skip: Collection[bytes] = (), one_file_system: bool = True,
+         unchanged: Mapping[bytes, tuple] | None = None, matched: list[bytes] | None = None)
         -> Iterator[WalkEntry | WalkError]
 
     Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended;
     with `one_file_system`, a directory on another device is yielded but not descended.
+    A regular file whose (dev, ino, size, mtime_ns, ctime_ns, mode) are the first six items of
+    `unchanged[path]` is not yielded: its path is appended to `matched` instead (complete once
+    the walk is exhausted; a rescan's unchanged files cost no entry object).
     Raises OSError only when `root` itself cannot be opened.
     """
     cdef frozenset skipped = frozenset([bytes(path) for path in skip])
+    cdef Unchanged identities
+    if unchanged is not None and matched is None:
+        raise TypeError("walk: `unchanged` needs a `matched` list")
+    if unchanged is not None and type(unchanged) is not dict:
+        unchanged = dict(unchanged)  # any Mapping; looked up with PyDict_GetItem below
+    identities.known = <PyObject*>unchanged if unchanged else NULL
+    identities.matched = <PyObject*>matched
+    identities.skipped = <PyObject*>skipped
     cdef int root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     cdef list stack, listing, wanted
     cdef Py_ssize_t position, ahead
@@ -361,7 +413,7 @@ def walk(root, *, skip=(), bint one_file_system=True):
     threads = 1 if threads < 2 else 2
     try:
         root_dev = os.fstat(root_fd).st_dev
-        first = _list_dir(root_fd, b"")
+        first = _list_dir(root_fd, b"", &identities)
         if isinstance(first, WalkError):
             raise OSError(first.errno, first.message, os.fsdecode(root))
         # [listing, next index] per open level: memory is the listings along the current path.
@@ -404,7 +456,7 @@ def walk(root, *, skip=(), bint one_file_system=True):
                             if budget < 0:
                                 break
                             wanted.append(sibling.path)
-                    found = _list_dirs(root_fd, wanted, threads)
+                    found = _list_dirs(root_fd, wanted, threads, &identities)
                     below = found[0]
                     for i in range(1, len(wanted)):
                         read_ahead[wanted[i]] = found[i]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 
 from .types import FileKind, WalkEntry, WalkError
 
@@ -69,8 +70,37 @@ def _open_dir(root_fd: int, rel: bytes) -> int:
         raise
 
 
-def _list_dir(root_fd: int, rel: bytes) -> list[WalkEntry | WalkError] | WalkError:
-    """Entries of one directory sorted by name bytes, or the error that kept it from being read."""
+@dataclass(frozen=True, slots=True)
+class _Unchanged:
+    """walk(unchanged=..., matched=...): the identities known, where matches go, walk's skips."""
+
+    known: Mapping[bytes, tuple[object, ...]]
+    matched: list[bytes]
+    skipped: frozenset[bytes]
+
+    def matches(self, path: bytes, st: os.stat_result) -> bool:
+        """True (and `path` noted) when this regular file's identity is the known one."""
+        recorded = self.known.get(path)
+        if (
+            recorded is None
+            or not stat.S_ISREG(st.st_mode)
+            or tuple(recorded[:6]) != _identity(st)
+            or path in self.skipped
+        ):
+            return False
+        self.matched.append(path)
+        return True
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+def _list_dir(
+    root_fd: int, rel: bytes, unchanged: _Unchanged | None = None
+) -> list[WalkEntry | WalkError] | WalkError:
+    """Entries of one directory sorted by name bytes, or the error that kept it from being read
+    (a regular file `unchanged` matches is left out: its path goes to its matched list)."""
     try:
         fd = _open_dir(root_fd, rel)
     except OSError as error:
@@ -88,7 +118,8 @@ def _list_dir(root_fd: int, rel: bytes) -> list[WalkEntry | WalkError] | WalkErr
             except OSError as error:
                 listing.append(_error(path, error.errno or errno.EIO))
             else:
-                listing.append(entry_from_stat(path, st))
+                if unchanged is None or not unchanged.matches(path, st):
+                    listing.append(entry_from_stat(path, st))
         return listing
     except OSError as error:
         return _error(rel, error.errno or errno.EIO)
@@ -101,18 +132,28 @@ def walk(
     *,
     skip: Collection[bytes] = (),
     one_file_system: bool = True,
+    unchanged: Mapping[bytes, tuple[object, ...]] | None = None,
+    matched: list[bytes] | None = None,
 ) -> Iterator[WalkEntry | WalkError]:
     """Every entry below `root`, depth-first pre-order, names sorted as bytes; errors as data.
 
     Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended;
     with `one_file_system`, a directory on another device is yielded but not descended.
+    A regular file whose (dev, ino, size, mtime_ns, ctime_ns, mode) are the first six items of
+    `unchanged[path]` is not yielded: its path is appended to `matched` instead (complete once
+    the walk is exhausted; a rescan's unchanged files cost no entry object).
     Raises OSError only when `root` itself cannot be opened.
     """
     skipped = frozenset(bytes(path) for path in skip)
+    if unchanged is not None and matched is None:
+        raise TypeError("walk: `unchanged` needs a `matched` list")
+    identities = (
+        _Unchanged(unchanged, matched, skipped) if unchanged and matched is not None else None
+    )
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         root_dev = os.fstat(root_fd).st_dev
-        first = _list_dir(root_fd, b"")
+        first = _list_dir(root_fd, b"", identities)
         if isinstance(first, WalkError):
             raise OSError(first.errno, first.message, os.fsdecode(root))
         # A stack of (listing, next index): memory is the listings along the current path only.
@@ -132,7 +173,7 @@ def walk(
                 and item.kind is FileKind.DIRECTORY
                 and (not one_file_system or item.dev == root_dev)
             ):
-                below = _list_dir(root_fd, item.path)
+                below = _list_dir(root_fd, item.path, identities)
                 if isinstance(below, WalkError):
                     yield below
                 else:

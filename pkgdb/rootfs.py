@@ -16,7 +16,7 @@ import os
 import stat
 from typing import Self
 
-__all__ = ["MAX_SYMLINK_HOPS", "Identity", "Journal", "RootFS", "identity"]
+__all__ = ["MAX_SYMLINK_HOPS", "Identity", "Journal", "RootFS", "Seen", "identity"]
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS) before ELOOP
 
@@ -29,6 +29,16 @@ Journal = dict[tuple[bool, bytes], Identity | int]
 
 def identity(st: os.stat_result) -> Identity:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+# What a directory resolution depends on of one component (RootFS.components): a symlink's
+# identity (its target cannot change but by a new inode, with a new ctime); for anything else
+# its file type alone (the resolution stops there whatever the inode); -errno for a failed lstat.
+Seen = Identity | int
+
+
+def _seen(st: os.stat_result) -> Seen:
+    return identity(st) if stat.S_ISLNK(st.st_mode) else stat.S_IFMT(st.st_mode)
 
 
 def _split(path: bytes) -> tuple[bytes, bytes]:
@@ -47,6 +57,8 @@ class RootFS:
         self.path: bytes = os.path.abspath(os.fsencode(root))
         self.fd: int = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dirs: dict[bytes, bytes | OSError] = {b"": b""}
+        # Every path component the directory resolutions lstat'd -> what was seen (components()).
+        self._components: dict[bytes, Identity | int] = {}
         # When a dict, every file opened or lstat'd and every directory listed through this
         # RootFS is noted in it (start_journal): what a reader's result depends on.
         self.journal: Journal | None = None
@@ -113,21 +125,22 @@ class RootFS:
                 seen.errno or 0 if isinstance(seen, OSError) else identity(seen)
             )
 
-    def resolutions(self) -> dict[bytes, bytes | int]:
-        """Every directory resolved so far -> its physical path (or the errno it failed with)."""
-        return {
-            path: result.errno or 0 if isinstance(result, OSError) else result
-            for path, result in self._dirs.items()
-        }
+    def components(self) -> dict[bytes, Seen]:
+        """Every path component the directory resolutions so far looked at -> what they saw of
+        it (_seen): all those resolutions, and so every path below them, depend on."""
+        return dict(self._components)
 
-    def same_resolutions(self, resolutions: dict[bytes, bytes | int]) -> bool:
-        """True when each directory of `resolutions` resolves now as it did then (one lstat per
-        component not yet resolved by this RootFS): every path below them resolves alike."""
-        for path, then in resolutions.items():
+    def same_components(self, components: dict[bytes, Seen]) -> bool:
+        """True when every component of `components` is seen now as it was then: each directory
+        resolved then resolves alike now, with no resolution redone (one lstat per component).
+        The caller keeps `components` only when their symlinks' ctimes are settled
+        (scanner/memo.py), so that a same-tick swap cannot hide."""
+        lstat, fd = os.lstat, self.fd
+        for path, then in components.items():
             try:
-                now: bytes | int = self._resolve_dir(path, 0)
+                now = _seen(lstat(path, dir_fd=fd))
             except OSError as error:
-                now = error.errno or 0
+                now = -(error.errno or 0)
             if now != then:
                 return False
         return True
@@ -242,8 +255,13 @@ class RootFS:
         candidate = _join(physical_parent, name)
         try:
             st = os.lstat(candidate, dir_fd=self.fd)
-        except (FileNotFoundError, NotADirectoryError):
+        except (FileNotFoundError, NotADirectoryError) as error:
+            self._components[candidate] = -(error.errno or 0)
             return candidate  # whatever lies below it will be reported missing
+        except OSError as error:
+            self._components[candidate] = -(error.errno or 0)
+            raise
+        self._components[candidate] = _seen(st)
         if not stat.S_ISLNK(st.st_mode):
             return candidate
         if hops >= MAX_SYMLINK_HOPS:

@@ -24,7 +24,7 @@ from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .memo import keep_fingerprint, kept_plan
 from .report import Finding, Problem
-from .state import CLEAN, NO_KEY, Rescan, StateSession
+from .state import NO_KEY, Rescan, StateSession
 from .walking import walk_root
 
 __all__ = ["WINDOW_AFTER", "WINDOW_BEFORE", "content_pass"]
@@ -97,31 +97,18 @@ def content_pass(
     # The stat rescan's fast path: under the same plan, the manifest key of every recorded
     # path still holds, and a recorded path was regular and not excluded under the same options
     # (state.py's options fingerprint): a clean, settled entry whose identity is the one the
-    # walk sees is reused with no more questions. ~10k of them in an unchanged root.
-    previous = state.previous if state is not None and state.fast_stat() else None
-    current = state.current if state is not None else {}
-    reused: list[bytes] = []  # counted after the walk (_reused_all), in bulk
-    # Bound once: this loop runs per entry of the walk (lookups cost ~10% of a stat rescan).
-    stats, previous_get, reuse = context.stats, previous.get if previous else None, reused.append
-    for item in walk_root(context.root):
+    # walk sees is reused with no more questions. ~10k of them in an unchanged root: the walker
+    # itself sets them aside (walk(unchanged=...)), with no entry object and no Python per file.
+    clean = state.clean_entries() if state is not None and state.fast_stat() else None
+    reused: list[bytes] = []  # the walk's matches, counted after it (_reused_all), in bulk
+    stats = context.stats
+    for item in walk_root(context.root, clean, reused):
         if isinstance(item, Problem):
             yield item
             continue
         stats.files_walked += 1
         if not stats.files_walked & 1023:
             context.pace()  # the walk and the checks' wants() run here, in Python
-        if previous_get is not None:
-            path = item.path
-            old = previous_get(path)
-            if (
-                old is not None
-                and old[6] == CLEAN
-                and old[:6]
-                == (item.dev, item.ino, item.size, item.mtime_ns, item.ctime_ns, item.mode)
-            ):
-                current[path] = old
-                reuse(path)
-                continue
         if item.kind is not FileKind.REGULAR or context.excluded(item.path):
             continue
         if state is not None and state.skip is not None and _is_state_file(item.path, state.skip):
@@ -164,6 +151,9 @@ def content_pass(
             batch, windows = [], 0
     if batch:
         yield from _process(context, checks, binaries, plan, markers, matcher, batch, state)
+    if state is not None and reused:
+        state.carry(reused)
+    stats.files_walked += len(reused)
     _reused_all(context, plan, reused, seen)
     if binaries is not None:
         unseen = [path for path in plan.flags if path not in seen]

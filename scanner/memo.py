@@ -9,7 +9,8 @@ of an unchanged root does otherwise, and give the same result while their inputs
   size, mtime_ns, ctime_ns, mode), or the same errno — through directory symlinks resolved
   afresh (pkgdb.RootFS journal);
 * 448's plan (and its fingerprint) is reused for the same manifests and excludes when every
-  directory it resolved resolves to the same physical path now;
+  path component its directory resolutions looked at is seen alike now: the same file type,
+  and for a symlink the same identity (RootFS.components);
 * the decoded state file is reused when the file's identity is the one it had when read.
 
 Like a rescan's verdicts (scanner/state.py), nothing is kept whose ctime lay within RACY_NS of
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pkgdb import RootFS
-from pkgdb.rootfs import Identity, Journal, identity
+from pkgdb.rootfs import Identity, Journal, Seen, identity
 
 from .checks.base import ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
@@ -46,7 +47,7 @@ class _Root:
     key: tuple[bytes, int, int]  # the root's path, st_dev, st_ino
     journal: Journal
     manifests: Manifests
-    resolutions: dict[bytes, bytes | int] | None = None
+    components: dict[bytes, Seen] | None = None
     excludes: tuple[str, ...] = ()
     plan: VerifyPlan | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -66,7 +67,7 @@ def forget(*, states: bool = True) -> None:
         _state = None
 
 
-def _settled(seen: Identity | int, read_ns: int) -> bool:
+def _settled(seen: Seen, read_ns: int) -> bool:
     """True when a change after `read_ns` must show in the identity (its ctime is old enough)."""
     return isinstance(seen, int) or seen[4] < read_ns - RACY_NS
 
@@ -107,13 +108,14 @@ def kept_plan(
     if (
         trusted
         and kept.plan is not None
-        and kept.resolutions is not None
+        and kept.components is not None
         and kept.excludes == context.options.excludes
-        and context.root.same_resolutions(kept.resolutions)
+        and context.root.same_components(kept.components)
     ):
         yield from kept.problems
         return kept.plan, kept.fingerprint
     problems: list[Problem] = []
+    read_ns = time.time_ns()
     generator = binaries.plan(context)
     try:
         while True:
@@ -123,7 +125,9 @@ def kept_plan(
     except StopIteration as stop:
         plan: VerifyPlan = stop.value
     kept.plan, kept.problems, kept.fingerprint = plan, problems, None
-    kept.resolutions = context.root.resolutions()
+    components = context.root.components()
+    settled = all(_settled(seen, read_ns) for seen in components.values())
+    kept.components = components if settled else None
     kept.excludes = context.options.excludes
     return plan, None
 

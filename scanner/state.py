@@ -295,6 +295,14 @@ class StateSession:
         path; it is what reuse_stat decides for it)."""
         return self.level is Rescan.STAT and self.loaded and self.same_plan
 
+    def clean_entries(self) -> dict[bytes, Entry]:
+        """The previous entries with a clean verdict (the fast path's: see fast_stat)."""
+        return {path: entry for path, entry in self.previous.items() if entry[6] == CLEAN}
+
+    def carry(self, paths: list[bytes]) -> None:
+        """Keep the previous entries of `paths` (the fast path's reuses) in the new state."""
+        self.current.update(zip(paths, map(self.previous.__getitem__, paths)))
+
     def reuse_stat(self, entry: WalkEntry, key: bytes) -> list[Item] | None:
         """STAT level: the stored verdict of this unchanged file (kept for the next scan): its
         findings and problems, [] when clean; None when the file must be judged again."""

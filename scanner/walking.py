@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import _native
 from _native import WalkEntry, WalkError
@@ -25,10 +25,20 @@ def is_live_root(root: RootFS) -> bool:
         return False
 
 
-def walk_root(root: RootFS) -> Iterator[WalkEntry | Problem]:
-    """Every entry under the root, never crossing a mount point; walk errors become problems."""
+def walk_root(
+    root: RootFS,
+    unchanged: Mapping[bytes, tuple[object, ...]] | None = None,
+    matched: list[bytes] | None = None,
+) -> Iterator[WalkEntry | Problem]:
+    """Every entry under the root, never crossing a mount point; walk errors become problems.
+    A regular file whose identity `unchanged` records goes to `matched` instead (_native.walk)."""
     skip = LIVE_ROOT_SKIPS if is_live_root(root) else ()
-    for item in _native.walk(root.path, skip=skip, one_file_system=True):
+    if unchanged is not None and matched is None:
+        raise TypeError("walk_root: `unchanged` needs a `matched` list")
+    walk = _native.walk(
+        root.path, skip=skip, one_file_system=True, unchanged=unchanged, matched=matched
+    )
+    for item in walk:
         if isinstance(item, WalkError):
             yield Problem(
                 kind="walk",

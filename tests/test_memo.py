@@ -227,17 +227,41 @@ def test_rootfs_journal_sees_changes_and_appearances(tmp_path: Path) -> None:
         assert not root.unchanged(fresh)  # db/missing appeared
 
 
-def test_rootfs_resolutions_follow_the_directory_symlinks(tmp_path: Path) -> None:
+def test_rootfs_components_follow_the_directory_symlinks(tmp_path: Path) -> None:
     (tmp_path / "usr/bin").mkdir(parents=True)
     (tmp_path / "opt").mkdir()
     os.symlink("usr/bin", tmp_path / "bin")
     with RootFS(str(tmp_path)) as root:
         assert root.resolve(b"bin/ls") == b"usr/bin/ls"
-        resolutions = root.resolutions()
+        components = root.components()
+    assert set(components) == {b"bin", b"usr", b"usr/bin"}
+    (tmp_path / "usr/bin/new").write_bytes(b"")  # a directory's content is not its resolution
     with RootFS(str(tmp_path)) as root:
-        assert root.same_resolutions(resolutions)
+        assert root.same_components(components)
     (tmp_path / "bin").unlink()
     os.symlink("/opt", tmp_path / "bin")
     with RootFS(str(tmp_path)) as root:
-        assert not root.same_resolutions(resolutions)
+        assert not root.same_components(components)
         assert root.resolve(b"bin/ls") == b"opt/ls"
+
+
+def test_rootfs_components_see_a_directory_become_a_link_and_a_link_appear(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "usr/lib").mkdir(parents=True)
+    (tmp_path / "lib").mkdir()
+    with RootFS(str(tmp_path)) as root:
+        assert root.resolve(b"lib/x") == b"lib/x"
+        assert root.resolve(b"gone/y") == b"gone/y"  # a missing directory: an errno seen
+        components = root.components()
+    (tmp_path / "lib").rmdir()
+    os.symlink("usr/lib", tmp_path / "lib")
+    with RootFS(str(tmp_path)) as root:
+        assert not root.same_components(components)
+    (tmp_path / "lib").unlink()
+    (tmp_path / "lib").mkdir()
+    with RootFS(str(tmp_path)) as root:
+        assert root.same_components(components)
+    os.symlink("usr/lib", tmp_path / "gone")
+    with RootFS(str(tmp_path)) as root:
+        assert not root.same_components(components)

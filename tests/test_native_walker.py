@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -209,3 +210,74 @@ def test_a_wide_batch_read_on_two_threads_agrees(tmp_path: Path) -> None:
     runs = [list(walker.walk(str(tmp_path))) for walker, _ in implementations().values()]
     assert runs[0] == runs[1]
     assert len(runs[0]) == 120
+
+
+def _identities(items: list[WalkEntry | WalkError]) -> dict[bytes, tuple[int, ...]]:
+    """{path: (dev, ino, size, mtime_ns, ctime_ns, mode, 0)} of the regular files, as a state
+    records them (one trailing field the walker must ignore)."""
+    return {
+        item.path: (item.dev, item.ino, item.size, item.mtime_ns, item.ctime_ns, item.mode, 0)
+        for item in items
+        if isinstance(item, WalkEntry) and item.kind is FileKind.REGULAR
+    }
+
+
+def test_unchanged_files_go_to_matched_not_to_the_walk(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    for directory in range(12):  # wide enough for the native walker's two-thread batches
+        (tmp_path / f"d{directory:02}").mkdir()
+        for name in range(3):
+            (tmp_path / f"d{directory:02}" / f"f{name}").write_bytes(b"x" * name)
+    make_tree(tmp_path / "tree")
+    everything = list(walker.walk(str(tmp_path)))
+    known = _identities(everything)
+    edited, renamed, grown = b"d01/f1", b"d02/f2", b"d03/f0"
+    known[b"not/here"] = (1, 2, 3, 4, 5, 6, 0)  # a recorded path the walk no longer meets
+    known[b"d04"] = (0,) * 7  # a directory is never matched, whatever is recorded
+    known[b"d05/f0"] = ("bad",)  # a malformed record is a mismatch, not an error
+    time.sleep(0.05)  # past the kernel's coarse timestamp tick: the edits' ctimes are new
+    time_ns = os.stat(tmp_path / os.fsdecode(edited)).st_mtime_ns
+    (tmp_path / os.fsdecode(edited)).write_bytes(b"y")  # same size; mtime put back: ctime moved
+    os.utime(tmp_path / os.fsdecode(edited), ns=(time_ns, time_ns))
+    os.rename(tmp_path / os.fsdecode(renamed), tmp_path / "elsewhere")
+    (tmp_path / "elsewhere").rename(tmp_path / os.fsdecode(renamed))  # same inode, new ctime
+    with open(tmp_path / os.fsdecode(grown), "ab") as handle:
+        handle.write(b"z")
+    matched: list[bytes] = []
+    rest = list(walker.walk(str(tmp_path), unchanged=known, matched=matched))
+    changed = {edited, renamed, grown, b"d05/f0"}
+    assert sorted(matched) == sorted(set(known) - changed - {b"not/here", b"d04"})
+    walked = [item.path for item in rest]
+    assert set(walked).isdisjoint(matched)
+    assert sorted(walked + matched) == sorted(item.path for item in everything)
+    assert changed <= set(walked) and b"d04" in walked
+    # what is yielded is exactly the plain walk's entries, in its order, minus the matched ones
+    assert rest == [item for item in walker.walk(str(tmp_path)) if item.path not in matched]
+
+
+def test_unchanged_never_matches_a_skipped_path(impl: Impl, tmp_path: Path) -> None:
+    walker, _ = impl
+    (tmp_path / "skipme").write_bytes(b"x")
+    (tmp_path / "kept").write_bytes(b"x")
+    known = _identities(list(walker.walk(str(tmp_path))))
+    matched: list[bytes] = []
+    assert (
+        list(walker.walk(str(tmp_path), skip=[b"skipme"], unchanged=known, matched=matched)) == []
+    )
+    assert matched == [b"kept"]
+    with pytest.raises(TypeError):
+        list(walker.walk(str(tmp_path), unchanged=known))
+
+
+@pytest.mark.native_only
+def test_unchanged_implementations_agree(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    known = _identities(list(implementations()["python"][0].walk(str(tmp_path))))
+    for path in list(known)[::2]:  # every other file recorded with another inode
+        known[path] = (known[path][0], known[path][1] + 1, *known[path][2:])
+    runs = []
+    for walker, _ in implementations().values():
+        matched: list[bytes] = []
+        runs.append((list(walker.walk(str(tmp_path), unchanged=known, matched=matched)), matched))
+    assert runs[0] == runs[1]
+    assert runs[0][1]
