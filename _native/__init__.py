@@ -9,6 +9,7 @@ from types import ModuleType
 from . import hasher_py, matcher_py, prefetch_py, untar_py, walker_py
 from .types import (
     Digest,
+    Extents,
     FileKind,
     HashResult,
     HashStatus,
@@ -21,6 +22,7 @@ from .types import (
 __all__ = [
     "IMPLEMENTATION",
     "Digest",
+    "Extents",
     "FileKind",
     "HashResult",
     "HashStatus",

@@ -94,7 +94,8 @@ from _native.posix cimport (
     AT_SYMLINK_NOFOLLOW, EINTR, ENOENT, ENOMEM, ENOTDIR, EPERM, ESTALE, O_CLOEXEC, O_DIRECTORY,
     O_NOATIME, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_PATH, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR,
     S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK, close, dev_t, errno, free, fstat, fstatat, ino_t, malloc,
-    memcpy, mode_t, off_t, open_beneath, openat, read, readlinkat, realloc, ssize_t, struct_stat,
+    memcpy, mode_t, off_t, open_beneath, openat, pread, read, readlinkat, realloc, ssize_t,
+    struct_stat, F_DUPFD_CLOEXEC, fcntl, set_errno, ENODATA,
     POSIX_FADV_WILLNEED, RWF_NOWAIT, iovec, nanosleep, posix_fadvise, preadv2, timespec,
 )
 from _native.md5_multi cimport (
@@ -114,7 +115,7 @@ from _native.hasher_py import (
     validate_request,
 )
 from _native.throttle import CpuBudget
-from _native.types import FileKind, HashResult, HashStatus
+from _native.types import Extents, FileKind, HashResult, HashStatus
 
 __all__ = ["BUFFER_SIZE", "LANE_BUFFER_SIZE", "default_jobs", "hash_files"]
 
@@ -260,6 +261,16 @@ cdef struct Request:
     unsigned char head[4]  # the first bytes read: enough to recognise an ELF header
     size_t head_len
     Content* content      # representative wanting CONTENT: its matcher results
+    bint placed           # its bytes are read from an extent (hash_files(extents=...)): at base
+    off_t base            # of a duplicate of the extent's fd, request.size of them
+
+
+cdef struct Placed:
+    # One entry of hash_files(extents=...), sorted by inode for a binary search.
+    ino_t ino
+    int fd
+    off_t offset
+    off_t length
 
 
 cdef struct Inode:
@@ -298,6 +309,10 @@ cdef struct Job:
     double max_cpu
     int64_t wall_start
     int64_t cpu_start
+    # hash_files(extents=...): files of device placed_dev whose data lies in another file
+    Placed* placed
+    size_t placed_count
+    dev_t placed_dev
 
 
 cdef struct Lane:
@@ -551,7 +566,7 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
                 scratch.whole = <unsigned char*>grown
                 scratch.whole_size = grow
             data = scratch.whole + offset
-        count = read(fd, data, room)
+        count = _read_next(fd, request, data, room, offset)
         if count < 0:
             if errno == EINTR:
                 continue
@@ -605,11 +620,55 @@ cdef int _digest_fd(Job* job, int fd, Request* request, Scratch* scratch,
     return 0
 
 
+cdef Placed* _placed(Job* job, Request* request) noexcept nogil:
+    """The extent holding this representative's bytes (same device, inode and length), or NULL."""
+    cdef size_t low = 0, high = job.placed_count, middle
+    if high == 0 or request.dev != job.placed_dev:
+        return NULL
+    while low < high:
+        middle = (low + high) // 2
+        if job.placed[middle].ino < request.ino:
+            low = middle + 1
+        else:
+            high = middle
+    if low < job.placed_count and job.placed[low].ino == request.ino:
+        if job.placed[low].length == request.size:
+            return &job.placed[low]
+    return NULL
+
+
+cdef inline ssize_t _read_next(int fd, Request* request, unsigned char* data, size_t room,
+                               uint64_t done) noexcept nogil:
+    """The next bytes of a representative, `done` already read: read() to EOF, or pread() within
+    its extent when placed."""
+    if not request.placed:
+        return read(fd, data, room)
+    if done >= <uint64_t>request.size:
+        return 0
+    if room > <uint64_t>request.size - done:
+        room = <size_t>(<uint64_t>request.size - done)
+    cdef ssize_t count = pread(fd, data, room, request.base + <off_t>done)
+    if count == 0:
+        set_errno(ENODATA)  # the extent's file ends early (a truncated archive): no digest
+        return -1
+    return count
+
+
 cdef int _open_rep(Job* job, Parent* parent, Request* request) noexcept nogil:
-    """Open a representative for reading, still the file lstat saw; -1 with the failure recorded."""
+    """Open a representative for reading, still the file lstat saw; -1 with the failure recorded.
+    A placed one gets its own descriptor of the extent's file (pread: no shared offset)."""
     cdef struct_stat st
-    cdef int dir_fd = _parent_fd(job, parent, request)
-    cdef int fd, err
+    cdef Placed* placed = _placed(job, request)
+    cdef int dir_fd, fd, err
+    if placed != NULL:
+        fd = fcntl(placed.fd, F_DUPFD_CLOEXEC, 0)
+        if fd < 0:
+            _fail(request, errno)
+            return -1
+        request.placed = True
+        request.base = placed.offset
+        return fd
+    dir_fd = _parent_fd(job, parent, request)
     if dir_fd < 0:
         _fail(request, errno)
         return -1
@@ -662,7 +721,8 @@ cdef int _fill(Lane* lane, size_t capacity) noexcept nogil:
     lane.offset = 0
     lane.length = carried
     while lane.length < limit:
-        count = read(lane.fd, lane.buffer + lane.length, limit - lane.length)
+        count = _read_next(lane.fd, lane.request, lane.buffer + lane.length,
+                           limit - lane.length, lane.total)
         if count < 0:
             if errno == EINTR:
                 continue
@@ -1155,22 +1215,25 @@ cdef inline bint _clean(bytes path, long flags):
 
 def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=frozenset(),
                max_hits=64, window_before=256, window_after=65536, window_file_limit=8 << 20,
-               content_limit=256 << 20, cpu_budget=None):
+               content_limit=256 << 20, cpu_budget=None, extents=None):
     """One HashResult per (relative path, Digest flags) request, in request order.
 
     hash_files(root_fd: int, requests: Sequence[tuple[bytes, int]], *, jobs: int = 0,
                matcher: _native._matcher.Matcher | None = None, capture: Iterable[int] = (),
                max_hits: int = 64, window_before: int = 256, window_after: int = 65536,
                window_file_limit: int = 8 << 20, content_limit: int = 256 << 20,
-               cpu_budget: _native.throttle.CpuBudget | None = None)
+               cpu_budget: _native.throttle.CpuBudget | None = None,
+               extents: _native.types.Extents | None = None)
         -> list[HashResult]
 
     A hard-linked inode is read once, with the union of the digests its paths asked for; every
     file is read once whatever digests it needs, Digest.CONTENT (matching `matcher` over its
     bytes, see HashResult) included. jobs=0 picks default_jobs(). With `cpu_budget`
-    (--max-cpu), workers sleep whenever the process is ahead of it.
+    (--max-cpu), workers sleep whenever the process is ahead of it. With `extents`, a regular
+    file they place (device, inode, length) is read from its extent instead of its path.
     """
     cdef list keep = []
+    cdef Placed* placed = NULL
     cdef Py_ssize_t count, i
     cdef Request* table = NULL
     cdef Inode* inodes = NULL
@@ -1200,6 +1263,25 @@ def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=froze
     count = len(keep)
     if count == 0:
         return []
+    if extents is not None and not isinstance(extents, Extents):
+        raise TypeError(f"extents must be an Extents, not {type(extents).__name__}")
+    job.placed_count = 0
+    job.placed_dev = 0
+    if extents is not None and extents.by_inode:
+        job.placed_dev = extents.dev
+        # Converted (and checked) before any C memory is taken: nothing to free on an error.
+        entries = [(<ino_t>ino, <int>fd, <off_t>offset, <off_t>length)
+                   for ino, (fd, offset, length) in sorted(extents.by_inode.items())]
+        placed = <Placed*>malloc(len(entries) * sizeof(Placed))
+        if placed == NULL:
+            raise MemoryError()
+        for ino, fd, offset, length in entries:
+            placed[job.placed_count].ino = ino
+            placed[job.placed_count].fd = fd
+            placed[job.placed_count].offset = offset
+            placed[job.placed_count].length = length
+            job.placed_count += 1
+    job.placed = placed
     table = <Request*>calloc(count, sizeof(Request))
     inodes = <Inode*>malloc(count * sizeof(Inode))
     reps = <size_t*>malloc(count * sizeof(size_t))
@@ -1276,6 +1358,7 @@ def hash_files(int root_fd, requests, *, int jobs=0, matcher=None, capture=froze
                     free(table[i].content.window_data)
                     free(table[i].content)
         free(captured)
+        free(placed)
         free(table)
         free(inodes)
         free(reps)

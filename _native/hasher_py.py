@@ -15,7 +15,7 @@ import xxhash
 
 from . import cpus, matcher_py
 from .throttle import CpuBudget
-from .types import Digest, HashResult, HashStatus
+from .types import Digest, Extents, HashResult, HashStatus
 from .walker_py import kind_of
 
 __all__ = [
@@ -281,13 +281,17 @@ def _hash_one(
     buffer: bytearray,
     content: ContentOptions | None,
     budget: CpuBudget | None,
+    extents: Extents | None,
 ) -> None:
     assert slot.st is not None
-    name = slot.path.rpartition(b"/")[2]
-    fd = _open_file(parent_fd, name)
+    placed = _placed(extents, slot.st)
+    if placed is not None:
+        fd = os.dup(placed[0])  # read with pread at placed[1]: no shared file offset
+    else:
+        fd = _open_file(parent_fd, slot.path.rpartition(b"/")[2])
     try:
         st = os.fstat(fd)
-        if (
+        if placed is None and (
             st.st_dev != slot.st.st_dev
             or st.st_ino != slot.st.st_ino
             or not stat.S_ISREG(st.st_mode)
@@ -313,10 +317,12 @@ def _hash_one(
             slot.digests = {}
             return
         view = memoryview(buffer)
+        done = 0
         while True:
-            count = os.readv(fd, [buffer])  # EINTR is retried by Python (PEP 475)
+            count = _read_next(fd, buffer, placed, slot.st.st_size, done)
             if not count:
                 break
+            done += count
             if budget is not None:
                 budget.pace()  # --max-cpu: a large file is paced read by read
             if slot.head is None:
@@ -346,11 +352,35 @@ def _hash_one(
         os.close(fd)
 
 
+def _placed(extents: Extents | None, st: os.stat_result) -> tuple[int, int, int] | None:
+    """(fd, offset, length) of the extent holding this file's bytes, or None (see Extents)."""
+    if extents is None or st.st_dev != extents.dev:
+        return None
+    placed = extents.by_inode.get(st.st_ino)
+    return placed if placed is not None and placed[2] == st.st_size else None
+
+
+def _read_next(
+    fd: int, buffer: bytearray, placed: tuple[int, int, int] | None, size: int, done: int
+) -> int:
+    """Read the next bytes into `buffer` (`done` already read): to EOF, or within the extent."""
+    if placed is None:
+        return os.readv(fd, [buffer])  # EINTR is retried by Python (PEP 475)
+    room = min(len(buffer), size - done)
+    if room <= 0:
+        return 0
+    count = os.preadv(fd, [memoryview(buffer)[:room]], placed[1] + done)
+    if count == 0:  # the extent's file ends early (a truncated archive): no digest
+        raise OSError(errno.ENODATA, os.strerror(errno.ENODATA))
+    return count
+
+
 def _hash_chunk(
     root_fd: int,
     reps: Sequence[tuple[_Slot, int]],
     content: ContentOptions | None,
     budget: CpuBudget | None,
+    extents: Extents | None,
 ) -> None:
     parents = _Parents(root_fd)
     buffer = bytearray(BUFFER_SIZE)
@@ -360,7 +390,7 @@ def _hash_chunk(
         for slot, want in reps:
             try:
                 parent_fd = parents.open(slot.path.rpartition(b"/")[0])
-                _hash_one(parent_fd, slot, want, buffer, content, budget)
+                _hash_one(parent_fd, slot, want, buffer, content, budget, extents)
             except OSError as error:
                 _failed(slot, error.errno or errno.EIO)
     finally:
@@ -411,6 +441,7 @@ def hash_files(
     window_file_limit: int = 8 << 20,
     content_limit: int = 256 << 20,
     cpu_budget: CpuBudget | None = None,
+    extents: Extents | None = None,
 ) -> list[HashResult]:
     """One HashResult per (relative path, Digest flags) request, in request order.
 
@@ -418,12 +449,15 @@ def hash_files(
     inode is read once, with the union of the digests its paths asked for; phase 3 reads each
     such inode once, updating every wanted digest from the same buffer and, for Digest.CONTENT,
     feeding `matcher` (a matcher_py.Matcher) from it too: see HashResult for what comes back.
-    With `cpu_budget` (--max-cpu), workers sleep whenever the process is ahead of it.
+    With `cpu_budget` (--max-cpu), workers sleep whenever the process is ahead of it. With
+    `extents`, a regular file they place (device, inode, length) is read from its extent.
     """
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0, not {jobs}")
     if cpu_budget is not None and not isinstance(cpu_budget, CpuBudget):
         raise TypeError(f"cpu_budget must be a CpuBudget, not {type(cpu_budget).__name__}")
+    if extents is not None and not isinstance(extents, Extents):
+        raise TypeError(f"extents must be an Extents, not {type(extents).__name__}")
     slots: list[_Slot] = []
     for path, flags in requests:
         validate_request(path, flags)
@@ -467,7 +501,7 @@ def hash_files(
             else:
                 groups[key] = (slot, [slot.flags])
     reps = [(rep, want[0]) for rep, want in groups.values()]
-    run(_hash_chunk, reps, content, cpu_budget)
+    run(_hash_chunk, reps, content, cpu_budget, extents)
 
     results = []
     for slot in slots:

@@ -15,6 +15,7 @@ cdef extern from "<errno.h>" nogil:
         EPERM
         ELOOP
         ESTALE
+        ENODATA
         EAGAIN
 
 
@@ -77,7 +78,9 @@ cdef extern from "<fcntl.h>" nogil:
         AT_SYMLINK_NOFOLLOW
         POSIX_FADV_WILLNEED
         POSIX_FADV_DONTNEED
+        F_DUPFD_CLOEXEC
     int openat(int dirfd, const char* path, int flags, ...)
+    int fcntl(int fd, int command, ...)
     int posix_fadvise(int fd, off_t offset, off_t length, int advice)
 
 
@@ -95,6 +98,7 @@ cdef extern from "<sys/uio.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
     ssize_t read(int fd, void* buf, size_t count)
+    ssize_t pread(int fd, void* buf, size_t count, off_t offset)
     ssize_t readlinkat(int dirfd, const char* path, char* buf, size_t size)
     long syscall(long number, ...)
 

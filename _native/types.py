@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
     "Digest",
+    "Extents",
     "FileKind",
     "HashResult",
     "HashStatus",
@@ -108,6 +110,21 @@ class HashResult:
     hit_total: int = 0
     windows: tuple[tuple[int, bytes], ...] = ()
     xxh3: bytes | None = None  # Digest.XXH3: 16 bytes, as xxhash.xxh3_128(data).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class Extents:
+    """Regular files of a root whose bytes lie in another file (hash_files(extents=...)).
+
+    An image unpacked for a scan leaves its big files sparse and has them read in place from
+    the layer archive (scanner/targets): no copy into the scratch directory, none to free. A file
+    is read from its extent only when its lstat shows `dev`, a recorded inode and the recorded
+    length; any other file is read from its path as usual. The fds belong to the caller and
+    stay open for the call.
+    """
+
+    dev: int
+    by_inode: Mapping[int, tuple[int, int, int]]  # st_ino -> (fd holding the bytes, offset, length)
 
 
 class TarFormatError(ValueError):

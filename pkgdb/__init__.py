@@ -8,8 +8,14 @@ from .rootfs import RootFS
 
 # Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
 READERS = (dpkg, rpm, apk)
+# The directories the readers read files from by path (each reader's DATABASE_DIRS): an image
+# unpacked for a scan keeps every file under them whole (scanner/targets/image.py).
+DATABASE_DIRS: tuple[bytes, ...] = tuple(
+    path for reader in READERS for path in reader.DATABASE_DIRS
+)
 
 __all__ = [
+    "DATABASE_DIRS",
     "READERS",
     "DigestAlgorithm",
     "InstalledFile",

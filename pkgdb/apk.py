@@ -70,6 +70,8 @@ __all__ = [
 ]
 
 MANAGER = "apk"
+# Where this reader reads by path (an image keeps these files whole: scanner/targets/image.py).
+DATABASE_DIRS = (b"lib/apk/db", b"usr/lib/apk/db", b"etc/apk")
 # apk-tools' `apk_db_layer_name(APK_DB_LAYER_ROOT)`; usr-merged apk roots (Chimera Linux) keep it
 # in usr/lib with `lib -> usr/lib`, which RootFS resolves; the second path covers a missing link.
 DB_PATHS = (b"lib/apk/db/installed", b"usr/lib/apk/db/installed")

@@ -60,6 +60,8 @@ __all__ = [
 ]
 
 MANAGER = "dpkg"
+# Where this reader reads by path (an image keeps these files whole: scanner/targets/image.py).
+DATABASE_DIRS = (b"var/lib/dpkg", b"etc/dpkg")
 STATUS = b"var/lib/dpkg/status"
 STATUS_D = b"var/lib/dpkg/status.d"
 INFO_DIR = b"var/lib/dpkg/info"

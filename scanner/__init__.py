@@ -25,6 +25,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "iter_scan",
+    "scan_image",
     "scan_root",
 ]
 
@@ -40,6 +41,7 @@ _LAZY = {
     "Severity": ".report",
     "Stats": ".report",
     "iter_scan": ".scan",
+    "scan_image": ".scan",
     "scan_root": ".scan",
 }
 

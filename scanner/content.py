@@ -232,6 +232,7 @@ def _probe(
         context.root.fd,
         [(pending.entry.path, _XXH3) for pending in probes],
         jobs=context.options.jobs,
+        extents=context.options.extents,
     )
     replays = {}
     for pending, result in zip(probes, results, strict=True):
@@ -269,13 +270,18 @@ def _hash(
     results: list[HashResult]
     if matcher is None or not any(flags & Digest.CONTENT for _path, flags in requests):
         results = _native.hash_files(
-            context.root.fd, requests, jobs=context.options.jobs, cpu_budget=context.cpu_budget
+            context.root.fd,
+            requests,
+            jobs=context.options.jobs,
+            extents=context.options.extents,
+            cpu_budget=context.cpu_budget,
         )
         return results
     results = _native.hash_files(
         context.root.fd,
         requests,
         jobs=context.options.jobs,
+        extents=context.options.extents,
         matcher=matcher,
         capture=frozenset(markers.capture),
         window_before=WINDOW_BEFORE,

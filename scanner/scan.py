@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypedDict, Unpack
 
 import _native
+from _native import Extents
 from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
@@ -56,6 +57,7 @@ class ScanArguments(TypedDict, total=False):
     content_limit: int | None  # 425/426: the largest file searched, in bytes
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
     image_name: str | None  # how 424 names the image-config source
+    extents: Extents | None  # files whose bytes lie in another file (scan_image's placed files)
     progress: Callable[[str], None] | None  # called with a short progress line
     # Incremental rescans (scanner/state.py): the state file, how far to trust it ("stat" by
     # default, "content", "full"), whether it may lie inside the scanned root, and what it is
@@ -86,6 +88,7 @@ def _options(arguments: ScanArguments) -> ScanOptions:
         miner_digests=tuple(arguments.get("miner_digests", ())),
         image_env=tuple(arguments.get("image_env", ())),
         image_name=arguments.get("image_name"),
+        extents=arguments.get("extents"),
         **({"content_limit": content_limit} if content_limit is not None else {}),
     )
 
@@ -277,12 +280,16 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     from .targets.image import open_image
 
     policy = arguments.pop("policy", None)  # applied once the image's identity is known
-    with open_image(path) as image:
+    custom = _custom_checks(policy)
+    # A custom check's script reads the tree itself: every file must then hold its bytes.
+    with open_image(path, place=not custom) as image:
         arguments.setdefault("image_env", image.env)
+        if image.extents is not None:
+            arguments.setdefault("extents", image.extents)
         arguments.setdefault("image_name", image.name or image.image_id)
         if image.image_id:  # each scan unpacks to a new directory: key the state to the image
             arguments.setdefault("state_target", f"image {image.image_id}")
-        report = _scan(image.root, _custom_checks(policy), arguments)
+        report = _scan(image.root, custom, arguments)
         report.root = os.fspath(path)
         report.target_kind = "image"
         report.target_details["image"] = {

@@ -26,7 +26,12 @@ from imagebuilder import (
     write_oci_layout,
 )
 
+import _native
 import scanner
+from _native import Digest, Extents, HashStatus
+from scanner.policy.model import CustomCheckSpec, Policy
+from scanner.policy.runner import Passed, run_custom_check
+from scanner.report import Severity
 from scanner.targets import image as image_module
 from scanner.targets.image import ImageError, open_image
 
@@ -35,11 +40,13 @@ pytestmark = pytest.mark.debootstrap
 CHECKS = ["448", "425", "426"]
 TAGS = ["example.com/app:1.0", "example.com/app:latest"]
 ENV = ["PATH=/usr/local/bin:/usr/bin", "TOKEN=a=b=c", "EMPTY="]
-FORMATS = ["oci-dir", "oci-archive", "docker-gzip", "docker-none", "docker-zstd"]
+FORMATS = ["oci-dir", "oci-dir-none", "oci-archive", "docker-gzip", "docker-none", "docker-zstd"]
 
 
-def _findings(root: str | Path) -> set[tuple[str, str, bytes]]:
-    report = scanner.scan_root(root, checks=CHECKS, all_files=True, process_env=False)
+def _findings(root: str | Path, extents: Extents | None = None) -> set[tuple[str, str, bytes]]:
+    report = scanner.scan_root(
+        root, checks=CHECKS, all_files=True, process_env=False, extents=extents
+    )
     return {(f.check, f.kind, f.path) for f in report.findings}
 
 
@@ -67,8 +74,11 @@ def _write(kind: str, fixture: dict[str, Any]) -> tuple[Path, str | None, str | 
     """(path, image id or None, manifest digest or None) of the image in format `kind`."""
     work, layers = fixture["work"], fixture["layers"]
     config = image_config(env=ENV, user="app", labels={"org.example": "yes"})
-    if kind == "oci-dir":
-        digest = write_oci_layout(work / kind, layers, config, ref_name=TAGS[0])
+    if kind.startswith("oci-dir"):
+        compression = "none" if kind == "oci-dir-none" else "gzip"
+        digest = write_oci_layout(
+            work / kind, layers, config, ref_name=TAGS[0], compression=compression
+        )
         return work / kind, None, digest
     if kind == "oci-archive":
         digest = write_oci_archive(work / f"{kind}.tar", layers, config, ref_name=TAGS[0])
@@ -87,7 +97,8 @@ def test_image_scans_like_unpacked_root(kind: str, fixture: dict[str, Any]) -> N
         with open_image(path) as image:
             root = image.root
             assert (os.stat(root).st_mode & 0o777) == 0o700
-            found = _findings(root)
+            found = _findings(root, image.extents)
+            placed = image.extents is not None
     finally:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     assert not os.path.exists(root)
@@ -110,6 +121,81 @@ def test_image_scans_like_unpacked_root(kind: str, fixture: dict[str, Any]) -> N
         assert image.digest == digest
         assert image.name == TAGS[0] and image.tags == (TAGS[0],)
     assert any("device node" in problem for problem in image.problems)  # debootstrap's /dev
+    # Uncompressed layers are read in place: their big files were never copied.
+    assert placed == (kind in ("docker-none", "oci-dir-none"))
+
+
+def _regular_files(root: str) -> list[bytes]:
+    return [
+        os.path.relpath(os.path.join(directory, name), root).encode("utf-8", "surrogateescape")
+        for directory, _, names in os.walk(root)
+        for name in names
+        if os.path.isfile(os.path.join(directory, name))
+        and not os.path.islink(os.path.join(directory, name))
+    ]
+
+
+@pytest.mark.parametrize("kind", ["docker-none", "oci-dir-none"])
+def test_placed_files_hash_as_copied_ones(kind: str, fixture: dict[str, Any]) -> None:
+    """Every file of the merged image, read through its extent or copied whole: same bytes.
+    Layer 2 replaces a placed file of layer 1 (usr/bin/ls) and whites out another."""
+    path, _, _ = _write(kind, fixture)
+    wanted = Digest.SHA256 | Digest.MD5 | Digest.XXH3
+    try:
+        runs = []
+        for place in (True, False):
+            with open_image(path, place=place) as image:
+                files = sorted(_regular_files(image.root))
+                fd = os.open(image.root, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    results = _native.hash_files(
+                        fd, [(name, wanted) for name in files], extents=image.extents
+                    )
+                finally:
+                    os.close(fd)
+                if place:
+                    assert image.extents is not None
+                    sparse = {
+                        name
+                        for name in files
+                        if os.lstat(os.path.join(image.root, os.fsdecode(name))).st_blocks == 0
+                        and os.path.getsize(os.path.join(image.root, os.fsdecode(name)))
+                        > image_module.PLACE_OVER
+                    }
+                    assert len(sparse) >= 100 and b"usr/bin/ls" in sparse
+                    assert not any(name.startswith(b"var/lib/dpkg/") for name in sparse)
+                else:
+                    assert image.extents is None
+            runs.append([(r.path, r.status, r.sha256, r.md5, r.xxh3, r.size) for r in results])
+    finally:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    assert runs[0] == runs[1]
+    assert all(status is HashStatus.OK for _, status, *_ in runs[0])
+
+
+@pytest.mark.root
+def test_a_custom_check_reads_every_file_whole(fixture: dict[str, Any]) -> None:
+    """A custom check's script reads the tree itself, so scan_image then copies every file: the
+    script finds /usr/bin/ls's ELF header. In a tree with placed files it would read zeros."""
+    path, _, _ = _write("docker-none", fixture)
+    check = CustomCheckSpec(
+        id="9001",
+        name="ls is an ELF file",
+        severity=Severity.HIGH,
+        description="reads a big file of the image",
+        script=b"#!/bin/sh\ngrep -q ELF /usr/bin/ls\n",  # (head is whited out)
+        timeout=20.0,
+    )
+    policy = Policy(version=1, collections={}, rules=(), custom_checks=(check,))
+    try:
+        report = scanner.scan_image(path, checks=["9001"], process_env=False, policy=policy)
+        with open_image(path) as image:  # placed: what the script must never be given
+            assert image.extents is not None
+            in_place = run_custom_check(check, image.root)
+    finally:
+        path.unlink()
+    assert report.complete and not report.findings, (report.findings, report.problems)
+    assert not isinstance(in_place, Passed)  # zeros: even the image's /bin/sh cannot run
 
 
 def test_temp_dir_removed_after_exception(fixture: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from ._source import Backend, BlobProblem, HeaderBlob, StorageError
 
 __all__ = [
     "DATABASES",
+    "DATABASE_DIRS",
     "MANAGER",
     "RpmDB",
     "RpmDBError",
@@ -45,6 +46,8 @@ __all__ = [
 
 _SYSIMAGE = b"usr/lib/sysimage/rpm/"
 _VAR_LIB = b"var/lib/rpm/"
+# Where this reader reads by path (an image keeps these files whole: scanner/targets/image.py).
+DATABASE_DIRS = (_SYSIMAGE.rstrip(b"/"), _VAR_LIB.rstrip(b"/"))
 
 # (path inside the root, backend module), in the order rpm would prefer them.
 DATABASES: tuple[tuple[bytes, Backend], ...] = tuple(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from _native import HashResult, WalkEntry
+from _native import Extents, HashResult, WalkEntry
 from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
@@ -41,6 +41,8 @@ class ScanOptions:
     # When the target is an image: its config's Env (a 424 source) and its name for reports.
     image_env: tuple[tuple[str, str], ...] = ()
     image_name: str | None = None
+    # Files whose bytes the hasher reads from another file (an image's placed files).
+    extents: Extents | None = None
 
 
 @dataclass(slots=True)

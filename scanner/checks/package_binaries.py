@@ -128,6 +128,7 @@ class PackageBinariesCheck:
                 context.root.fd,
                 [(path, plan.flags[path]) for path in batch],
                 jobs=context.options.jobs,
+                extents=context.options.extents,
                 cpu_budget=context.cpu_budget,
             )
             for path, result in zip(batch, results, strict=True):

@@ -106,13 +106,33 @@ class _ExtentHasher(threading.Thread):
             self.error = error
 
 
-def _stamp(fd: int, member: _tar.Member, owner: bool) -> None:
+def _stamp(
+    fd: int, member: _tar.Member, owner: tuple[int, int] | None, created: int | None = None
+) -> None:
+    """Owner, mode and mtime as the member says. `owner`: this process's (euid, egid) when it
+    may chown; `created`: the mode the file already has (None: unknown). Only what differs is
+    set: on a typical image that leaves the utime of two or three syscalls a file."""
     # Owner first: chown clears setuid/setgid. Modes are kept as in the image (448 compares
     # them); the root directory is 0700, so nobody else can reach a setuid file in it.
-    if owner:
+    chowned = owner is not None and (member.uid, member.gid) != owner
+    if chowned:
         os.fchown(fd, member.uid, member.gid)
-    os.fchmod(fd, member.mode & 0o7777)
+    if chowned or created != member.mode & 0o7777:
+        os.fchmod(fd, member.mode & 0o7777)
     os.utime(fd, (member.mtime, member.mtime))
+
+
+def _umask() -> int | None:
+    """This process's umask, from /proc (reading it with os.umask would briefly change it for
+    every thread); None when it cannot be known."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 class _Counting:
@@ -232,15 +252,35 @@ def _parts(name: str, label: str, what: str) -> tuple[tuple[str, ...], bool]:
 
 
 class LayerApplier:
-    """Applies layers in order into `root`, which must be an empty private directory."""
+    """Applies layers in order into `root`, which must be an empty private directory.
 
-    def __init__(self, root: str, limits: ImageLimits) -> None:
+    With `place_over`, a regular file larger than that, read from an uncompressed layer in a
+    file (an Extent), is not copied: it is created sparse, at its size, and `placed` maps its
+    inode to (fd, offset, length) of its bytes in the layer, for the hasher to read them there
+    (_native.Extents). Files under `keep_whole` (directories as "a/b", the package databases
+    that readers open by path) are always copied. An inode freed by a removal and given to a
+    new file cannot be mistaken: a new copied file over `place_over` drops its inode's entry,
+    and a smaller one never matches a placed length.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        limits: ImageLimits,
+        place_over: int | None = None,
+        keep_whole: tuple[str, ...] = (),
+    ) -> None:
         self.limits = limits
         self.problems: list[str] = []
         self.entries = 0
         self.total = 0
+        self.place_over = place_over
+        self._keep_whole = tuple(directory.rstrip("/") + "/" for directory in keep_whole)
+        self.placed: dict[int, tuple[int, int, int]] = {}
         self._root_fd = os.open(root, _DIR_FLAGS)
-        self._owner = os.geteuid() == 0
+        # (euid, egid) when we may give files the image's owners (root); else None.
+        self._owner = (os.geteuid(), os.getegid()) if os.geteuid() == 0 else None
+        self._umask = _umask()
         self._dirs: dict[tuple[str, ...], _tar.Member] = {}  # metadata applied at the end
         # Directory fds opened (O_NOFOLLOW, component by component) for earlier members. Valid
         # until something is removed: only _remove can unlink or replace a directory.
@@ -369,7 +409,7 @@ class LayerApplier:
             return
         if member.issym():
             self._replacing(parent, parts, os.symlink, member.linkname, name, dir_fd=parent)
-            if self._owner:
+            if self._owner is not None and (member.uid, member.gid) != self._owner:
                 os.chown(name, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
             return
         if member.islnk():
@@ -427,21 +467,44 @@ class LayerApplier:
             raise ImageError(
                 f"{label}: the image extracts to more than {limits.max_total_bytes} bytes (limit)"
             )
+        # Created with its final permission bits where the umask lets them through, which saves
+        # the fchmod; setuid/setgid/sticky bits are always set afterwards (_stamp).
+        umask = self._umask
+        mode = 0o600 if umask is None else member.mode & 0o777
         fd = self._replacing(
             parent,
             parts,
             os.open,
             parts[-1],
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
+            mode,
             dir_fd=parent,
         )
         try:
             if member.size:
-                blocks.copy(fd, member.size)
-            self._metadata(fd, member)
+                self._content(blocks, member, fd, parts)
+            _stamp(fd, member, self._owner, None if umask is None else mode & ~umask)
         finally:
             os.close(fd)
+
+    def _content(
+        self, blocks: _tar.Blocks, member: _tar.Member, fd: int, parts: tuple[str, ...]
+    ) -> None:
+        """Copy a member's data into `fd`, or leave the file sparse and note where it lies."""
+        over = self.place_over
+        if over is None or member.size <= over:
+            blocks.copy(fd, member.size)
+            return
+        if isinstance(blocks, _tar.ExtentBlocks) and not "/".join(parts).startswith(
+            self._keep_whole
+        ):
+            offset = blocks.place(member.size)
+            os.ftruncate(fd, member.size)
+            self.placed[os.fstat(fd).st_ino] = (blocks.fd, offset, member.size)
+            return
+        blocks.copy(fd, member.size)
+        if self.placed:
+            self.placed.pop(os.fstat(fd).st_ino, None)  # a freed inode given to this new file
 
     def _metadata(self, fd: int, member: _tar.Member) -> None:
         _stamp(fd, member, self._owner)

@@ -161,6 +161,12 @@ class ExtentBlocks:
     def copy(self, fd: int, size: int) -> None:
         fill(fd, self.fd, self.claim(size), size)
 
+    def place(self, size: int) -> int:
+        """Consume `size` bytes of member data unread; their absolute offset in `fd`."""
+        position = self.start + self.offset
+        self.skip(size)
+        return position
+
 
 def fill(fd: int, source: int, claim: bytes | int, size: int) -> None:
     """Write a claimed member's data into `fd`: bytes as they are, an offset of `source` with

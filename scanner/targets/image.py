@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
 
+from _native import Extents
+from pkgdb import DATABASE_DIRS
+
 from ._layers import Extent, ImageError, ImageLimits, LayerApplier
 
 __all__ = ["Image", "ImageError", "ImageLimits", "open_image"]
@@ -55,6 +58,9 @@ _CONTAINERD_NAME = "io.containerd.image.name"
 _WANTED_PLATFORM = ("linux", "amd64")
 _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 DEFAULT_LIMITS = ImageLimits()
+# Files over this size are read in place from an uncompressed layer (open_image's `place`); below
+# it copying costs less than the bookkeeping. On bookworm-apps: 849 files, 85% of the bytes.
+PLACE_OVER = 64 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,9 @@ class Image:
     labels: Mapping[str, str]
     problems: tuple[str, ...]
     platform: str | None = None  # "linux/amd64" when the config says
+    # Big files left sparse in `root`, their bytes read in place from the layers (open_image's
+    # `place`); None when every file was copied. Valid inside `open_image` only.
+    extents: Extents | None = None
 
 
 @contextlib.contextmanager
@@ -79,8 +88,14 @@ def open_image(
     *,
     limits: ImageLimits = DEFAULT_LIMITS,
     workdir: str | None = None,
+    place: bool = True,
 ) -> Iterator[Image]:
     """Merge the image at `path` into a temp dir and yield it.
+
+    With `place` (the default), files over PLACE_OVER bytes of uncompressed layers are left
+    sparse and read in place by the scan's hasher (Image.extents), outside the package databases;
+    without, every file is copied whole: what a program reading the tree itself (a custom check)
+    needs.
 
     The temp dir is made under `workdir`, else $TMPDIR when set, else a memory filesystem
     (/dev/shm) when it has room for the layers, else the system temp dir (`_scratch_dirs`).
@@ -95,7 +110,7 @@ def open_image(
             root = tempfile.mkdtemp(prefix="scan-root-image-", dir=directory)
             try:
                 try:
-                    image = _extract(source, plan, root, limits)
+                    image = _extract(source, plan, root, limits, place)
                 except (OSError, ImageError) as error:
                     if number < len(candidates) and _no_space(error):
                         continue  # the memory filesystem filled up: start over on disk
@@ -223,6 +238,10 @@ def _clean(name: str) -> str:
 
 
 class _DirSource(_Source):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self._blobs: list[IO[bytes]] = []
+
     def _join(self, name: str) -> str:
         clean = _clean(name)
         if not clean or ".." in clean.split("/"):
@@ -248,8 +267,15 @@ class _DirSource(_Source):
 
     @contextlib.contextmanager
     def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
-        with self.open(name) as stream:
-            yield Extent(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
+        # Kept open until close(): files placed in the blob are read from it by the scan.
+        stream = self.open(name)
+        self._blobs.append(stream)
+        yield Extent(stream.fileno(), 0, os.fstat(stream.fileno()).st_size)
+
+    def close(self) -> None:
+        for stream in self._blobs:
+            stream.close()
+        self._blobs.clear()
 
 
 class _TarSource(_Source):
@@ -350,8 +376,9 @@ def _plan(source: _Source) -> _Plan:
     )
 
 
-def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits) -> Image:
-    applier = LayerApplier(root, limits)
+def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits, place: bool) -> Image:
+    keep_whole = tuple(os.fsdecode(directory) for directory in DATABASE_DIRS)
+    applier = LayerApplier(root, limits, PLACE_OVER if place else None, keep_whole)
     try:
         for number, (name, digest) in enumerate(plan.layers, 1):
             label = f"layer {number} ({name})"
@@ -360,10 +387,11 @@ def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits) -> Im
         applier.finish()
     finally:
         applier.close()
-    return _image(root, plan, applier.problems)
+    extents = Extents(os.stat(root).st_dev, applier.placed) if applier.placed else None
+    return _image(root, plan, applier.problems, extents)
 
 
-def _image(root: str, plan: _Plan, extraction: list[str]) -> Image:
+def _image(root: str, plan: _Plan, extraction: list[str], extents: Extents | None) -> Image:
     config = plan.config
     runtime = config.get("config") or {}
     if not isinstance(runtime, dict):
@@ -392,6 +420,7 @@ def _image(root: str, plan: _Plan, extraction: list[str]) -> Image:
         labels=MappingProxyType({str(k): str(v) for k, v in dict(labels).items()}),
         problems=tuple(problems + extraction),
         platform=platform,
+        extents=extents,
     )
 
 
