@@ -22,6 +22,8 @@ def native_extensions() -> list:
         # Tar header and pax record parsing for image layers (scanner/targets/_tar.py).
         Extension("_native._untar", ["_native/_untar.pyx"], **common),
         Extension("_native._prefetch", ["_native/_prefetch.pyx"], **common),
+        # Removal of an image's scratch tree on two threads (scanner/targets/image.py).
+        Extension("_native._remove", ["_native/_remove.pyx"], **common),
         # ac.h: the Aho-Corasick DFA the content checks' markers are found with.
         Extension(
             "_native._matcher",

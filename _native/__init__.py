@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 from types import ModuleType
 
-from . import hasher_py, matcher_py, prefetch_py, untar_py, walker_py
+from . import hasher_py, matcher_py, prefetch_py, remove_py, untar_py, walker_py
 from .types import (
     Digest,
     Extents,
@@ -37,6 +37,8 @@ __all__ = [
     "implementations",
     "matchers",
     "prefetchers",
+    "remove_tree",
+    "removers",
     "start_prefetch",
     "untar",
     "untars",
@@ -147,4 +149,29 @@ def untars() -> dict[str, ModuleType]:
     found: dict[str, ModuleType] = {"python": untar_py}
     if _native_untar is not None:
         found["cython"] = _native_untar
+    return found
+
+
+def _load_native_remove() -> ModuleType | None:
+    if _native is None:
+        return None
+    try:
+        from . import _remove  # type: ignore[attr-defined]
+    except ImportError as error:
+        if os.environ.get("SCANNER_REQUIRE_EXTENSIONS") == "1":
+            raise NativeUnavailable(f"the Cython remover did not load: {error}") from error
+        return None
+    return _remove  # type: ignore[no-any-return]
+
+
+_native_remove = _load_native_remove()
+# Removal of a scratch tree (an unpacked image), never following a symlink.
+remove_tree: Callable[..., None] = (_native_remove or remove_py).remove_tree
+
+
+def removers() -> dict[str, ModuleType]:
+    """Every loadable tree remover module as {name: module}, for tests and benchmarks."""
+    found: dict[str, ModuleType] = {"python": remove_py}
+    if _native_remove is not None:
+        found["cython"] = _native_remove
     return found

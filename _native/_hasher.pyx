@@ -921,11 +921,14 @@ cdef void* _worker(void* arg) noexcept nogil:
 cdef int _prefetch(Job* job, Parent* parent, Request* request) noexcept nogil:
     """Queue the read of one representative: 1 found cached (nothing asked), 0 advised, -1 not
     opened. The open is the workers' own (parent beneath the root, the file O_NOFOLLOW)."""
-    cdef int dir_fd = _parent_fd(job, parent, request)
+    cdef int dir_fd
     cdef int fd
     cdef unsigned char byte
     cdef iovec vector
     cdef off_t offset = 0
+    if _placed(job, request) != NULL:
+        return 1  # read from its extent: its own (sparse) file has nothing to fetch
+    dir_fd = _parent_fd(job, parent, request)
     if dir_fd < 0:
         return -1
     fd = _open_file(dir_fd, _name(request))

@@ -20,7 +20,9 @@ import _native
 IMPLEMENTATIONS = _native.implementations()
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS), ids=lambda name: {"cython": "c", "python": "py"}[name])
+@pytest.fixture(
+    params=sorted(IMPLEMENTATIONS), ids=lambda name: {"cython": "c", "python": "py"}[name]
+)
 def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
     """(walker, hasher) of each loaded implementation, as in tests/conftest.py."""
     return IMPLEMENTATIONS[request.param]

@@ -100,7 +100,9 @@ def ensure_rpm() -> Path:
         try:
             rpm_root.build(building, sources, work)
         finally:
-            shutil.rmtree(work, ignore_errors=True)  # the buildroot and the .rpm: twice the root's size
+            shutil.rmtree(
+                work, ignore_errors=True
+            )  # the buildroot and the .rpm: twice the root's size
 
     return _build_once(RPM_APPS, f".{RPM_APPS}.lock", rpmbuild)
 

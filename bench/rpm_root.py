@@ -50,7 +50,9 @@ def spec(sources: Sequence[tuple[Path, str]]) -> str:
         parent = str(Path(destination).parent)
         install.append(f"mkdir -p %{{buildroot}}{shlex.quote(parent)}")
         # cp -a keeps modes, symlinks and hard links; --reflink shares blocks where the fs can.
-        install.append(f"cp -a --reflink=auto {shlex.quote(str(source))} %{{buildroot}}{shlex.quote(destination)}")
+        install.append(
+            f"cp -a --reflink=auto {shlex.quote(str(source))} %{{buildroot}}{shlex.quote(destination)}"
+        )
     # A directory in %files takes its whole tree: every file, link and directory under it.
     files = "\n".join(destination for _source, destination in sources)
     return SPEC.format(name=NAME, install="\n".join(install), files=files)
@@ -66,7 +68,9 @@ def build(target: Path, sources: Sequence[tuple[Path, str]], workdir: Path) -> N
             raise FileNotFoundError(f"{tool} is not installed (./install.sh --test installs rpm)")
     workdir.mkdir(parents=True)
     (workdir / f"{NAME}.spec").write_text(spec(sources))
-    defines = [arg for key, value in RPMBUILD_DEFINES.items() for arg in ("--define", f"{key} {value}")]
+    defines = [
+        arg for key, value in RPMBUILD_DEFINES.items() for arg in ("--define", f"{key} {value}")
+    ]
     _run(["rpmbuild", "-bb", "--quiet", "--define", f"_topdir {workdir}", *defines,
           str(workdir / f"{NAME}.spec")])  # fmt: skip
     [package] = (workdir / "RPMS" / "x86_64").glob("*.rpm")

@@ -65,23 +65,32 @@ def _row(runs: list[wp.Run], items: int | None = None, files: int | None = None)
 
 def walk_rows(root: Path, rounds: int, implementations: list[str]) -> dict[str, dict[str, Any]]:
     """find vs our walker, alternating; entries counted once, untimed, as a check."""
-    tools = {"find -xdev | wc -l": (
-        ["sh", "-c", 'find "$1" -xdev | wc -l', "sh", str(root)], wp.environment({}))}
+    tools = {
+        "find -xdev | wc -l": (
+            ["sh", "-c", 'find "$1" -xdev | wc -l', "sh", str(root)],
+            wp.environment({}),
+        )
+    }
     for implementation in implementations:
         tools[f"walker ({implementation})"] = (
-            [sys.executable, "-c", _WALK, str(root)], _env(implementation))
+            [sys.executable, "-c", _WALK, str(root)],
+            _env(implementation),
+        )
     counts = {}
     for name, (argv, env) in tools.items():
         result = wp.subprocess.run(argv, env=env, capture_output=True, check=True)
         counts[name] = int(result.stdout)
     runs: dict[str, list[wp.Run]] = {name: [] for name in tools}
     for number in range(rounds):
-        names = list(tools)[number % len(tools):] + list(tools)[:number % len(tools)]
+        names = list(tools)[number % len(tools) :] + list(tools)[: number % len(tools)]
         for name in names:
             argv, env = tools[name]
             runs[name].append(wp.timed(argv, env))
-        print(f"  walk round {number + 1}/{rounds}: " + ", ".join(
-            f"{name} {runs[name][-1].wall:.2f}s" for name in runs), flush=True)
+        print(
+            f"  walk round {number + 1}/{rounds}: "
+            + ", ".join(f"{name} {runs[name][-1].wall:.2f}s" for name in runs),
+            flush=True,
+        )
     rows = {name: _row(runs[name], counts[name]) for name in tools}
     find = rows["find -xdev | wc -l"]
     for name, row in rows.items():
@@ -90,7 +99,9 @@ def walk_rows(root: Path, rounds: int, implementations: list[str]) -> dict[str, 
     return rows
 
 
-def scan_row(root: Path, implementation: str, rounds: int, files: int, *options: str) -> dict[str, Any]:
+def scan_row(
+    root: Path, implementation: str, rounds: int, files: int, *options: str
+) -> dict[str, Any]:
     argv = [sys.executable, "-m", "scanner.cli", str(root), "--format", "json", "--quiet", *options]
     env = _env(implementation)
     result = wp.subprocess.run(argv, env=env, capture_output=True, check=False)
@@ -98,9 +109,11 @@ def scan_row(root: Path, implementation: str, rounds: int, files: int, *options:
     runs = []
     for number in range(rounds):
         runs.append(wp.timed(argv, env))
-        print(f"  {root.name} ({implementation}) round {number + 1}/{rounds}: "
-              f"{runs[-1].wall:.2f}s, {runs[-1].cpu:.2f} CPU s, {runs[-1].rss_kib / 1024:.0f} MiB",
-              flush=True)
+        print(
+            f"  {root.name} ({implementation}) round {number + 1}/{rounds}: "
+            f"{runs[-1].wall:.2f}s, {runs[-1].cpu:.2f} CPU s, {runs[-1].rss_kib / 1024:.0f} MiB",
+            flush=True,
+        )
     row = _row(runs, files=files)
     row["stats"] = report["stats"]
     row["findings"] = len(report["findings"])
@@ -111,19 +124,32 @@ def scan_row(root: Path, implementation: str, rounds: int, files: int, *options:
 
 
 def table(results: dict[str, Any]) -> str:
-    lines = ["| row | wall s | CPU s | peak RSS MiB | rate | CPU cost |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| row | wall s | CPU s | peak RSS MiB | rate | CPU cost |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, row in results["walk"].items():
-        lines.append(f"| walk: {name.replace('|', chr(92) + '|')} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
-                     f"{row['rss_mib']:.0f} | {row['entries_per_s']:,.0f} entries/s "
-                     f"({row['rate_vs_find']:.0%} of find; CPU {row['cpu_rate_vs_find']:.0%}) | |")
+        lines.append(
+            f"| walk: {name.replace('|', chr(92) + '|')} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
+            f"{row['rss_mib']:.0f} | {row['entries_per_s']:,.0f} entries/s "
+            f"({row['rate_vs_find']:.0%} of find; CPU {row['cpu_rate_vs_find']:.0%}) | |"
+        )
     for name, row in results["scans"].items():
         many = row["files"] > 100
-        rate = (f"{row['files'] / row['wall_median']:,.0f} files/s" if many
-                else f"{row['bytes_per_s'] / 1e6:,.0f} MB/s")
-        cost = (f"{row['cpu_us_per_file']:,.1f} CPU us/file" if many
-                else f"{row['cpu_s_per_gib']:.2f} CPU s/GiB")
-        lines.append(f"| {name} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
-                     f"{row['rss_max_mib']:.0f} | {rate} | {cost} |")
+        rate = (
+            f"{row['files'] / row['wall_median']:,.0f} files/s"
+            if many
+            else f"{row['bytes_per_s'] / 1e6:,.0f} MB/s"
+        )
+        cost = (
+            f"{row['cpu_us_per_file']:,.1f} CPU us/file"
+            if many
+            else f"{row['cpu_s_per_gib']:.2f} CPU s/GiB"
+        )
+        lines.append(
+            f"| {name} | {row['wall_median']:.2f} | {row['cpu_median']:.2f} | "
+            f"{row['rss_max_mib']:.0f} | {rate} | {cost} |"
+        )
     return "\n".join(lines)
 
 
@@ -145,19 +171,28 @@ def main(argv: list[str] | None = None) -> int:
     print("generating (or reusing) scale-1m ...", flush=True)
     small = scale_roots.small_root()
     files = scale_roots.DIRECTORIES * scale_roots.FILES_PER_DIRECTORY
-    results: dict[str, Any] = {"machine": wp.machine(), "quiet": wp.wait_quiet(args.max_load, args.wait)}
+    results: dict[str, Any] = {
+        "machine": wp.machine(),
+        "quiet": wp.wait_quiet(args.max_load, args.wait),
+    }
     results["walk"] = walk_rows(small, args.rounds, implementations)
     results["scans"] = {}
     for implementation in implementations:
         results["scans"][f"scan-1m ({implementation})"] = scan_row(
-            small, implementation, args.scan_rounds, files)
+            small, implementation, args.scan_rounds, files
+        )
     if not args.no_big:
         print("generating scale-4g ...", flush=True)
         big = scale_roots.big_root()
         try:
             results["scans"]["scan-4g (cython)"] = scan_row(
-                big, "cython", args.scan_rounds, scale_roots.BIG_FILES,
-                "--max-content-size", "5000000000")
+                big,
+                "cython",
+                args.scan_rounds,
+                scale_roots.BIG_FILES,
+                "--max-content-size",
+                "5000000000",
+            )
         finally:
             if not args.keep_big:
                 scale_roots.remove_big()

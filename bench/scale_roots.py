@@ -36,8 +36,11 @@ def small_root(directories: int = DIRECTORIES, files: int = FILES_PER_DIRECTORY)
     426 also hashes and searches some. Written with os.open/os.write from one Python process:
     about 1 min for the million files on this VM's ext4.
     """
-    name = SMALL if (directories, files) == (DIRECTORIES, FILES_PER_DIRECTORY) else (
-        f"{SMALL}-{directories}x{files}")
+    name = (
+        SMALL
+        if (directories, files) == (DIRECTORIES, FILES_PER_DIRECTORY)
+        else (f"{SMALL}-{directories}x{files}")
+    )
     found = _complete(name)
     if found is not None:
         return found

@@ -46,7 +46,10 @@ def _hash_all(hasher: ModuleType, root: Path, requests: list[tuple[bytes, int]],
 
 
 def test_hasher(
-    benchmark: Any, impl: tuple[ModuleType, ModuleType], bench_root: Path, package_paths: list[bytes]
+    benchmark: Any,
+    impl: tuple[ModuleType, ModuleType],
+    bench_root: Path,
+    package_paths: list[bytes],
 ) -> None:
     """md5 of every dpkg-listed path (resolved via RootFS.resolve), default jobs: check 448's I/O."""
     _walker, hasher = impl
@@ -84,4 +87,3 @@ def test_dpkg_reader(benchmark: Any, bench_root: Path) -> None:
     files = _pedantic(benchmark, read)
     benchmark.extra_info["files"] = files
     assert files > 1000
-

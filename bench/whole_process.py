@@ -44,7 +44,9 @@ SKIP_TOP = (b"proc", b"sys", b"dev")  # never evict or read pseudo-filesystems
 READ_BUFFER = 128 * 1024
 # Tool rows in the order each round runs them; the ratios are against the first.
 SCAN = "scan-root"
-SCAN_CHECKOUT = "scan-root-checkout"  # python -m scanner.cli from the checkout, when SCAN is the venv's
+SCAN_CHECKOUT = (
+    "scan-root-checkout"  # python -m scanner.cli from the checkout, when SCAN is the venv's
+)
 SCAN_PY = "scan-root-py"
 SCANS = (SCAN, SCAN_CHECKOUT, SCAN_PY)
 DPKG = "dpkg --verify"
@@ -86,7 +88,10 @@ def commands(root: Path, manager: str, venv: bool) -> Tools:
     tools[SCAN_PY] = (main[0], main[1] | {"SCANNER_NO_EXTENSIONS": "1"})
     if manager == "rpm":
         # --nodeps: scan-root checks files, not dependencies (and the root has none to satisfy).
-        tools[RPM_VA] = (["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-Va", "--nodeps"], {})
+        tools[RPM_VA] = (
+            ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-Va", "--nodeps"],
+            {},
+        )
     else:
         tools[DPKG] = (["dpkg", f"--root={root}", "--verify"], {})
         # debsums skips conffiles without -a; dpkg --verify and scan-root check them (a few dozen).
@@ -100,7 +105,9 @@ def environment(extra: dict[str, str]) -> dict[str, str]:
     PYTHONPATH is dropped so that the installed entry point imports its own package, never the
     checkout's; the checkout rows set it in `extra`.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k != "PYTHONPATH"}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k != "PYTHONPATH"
+    }
     env.update(extra)
     return env
 
@@ -111,8 +118,12 @@ def entry_point(venv: bool) -> dict[str, Any]:
     ./install.sh builds the venv's copy once; the checkout's `_native/*.pyx` (and the in-place
     `.so` that `python -m scanner.cli` loads) may have changed since.
     """
-    found: dict[str, Any] = {"main_row": "venv" if venv else "checkout", "argv0": str(VENV_SCAN) if venv
-                             else f"{sys.executable} -m scanner.cli", "stale": False, "warnings": []}
+    found: dict[str, Any] = {
+        "main_row": "venv" if venv else "checkout",
+        "argv0": str(VENV_SCAN) if venv else f"{sys.executable} -m scanner.cli",
+        "stale": False,
+        "warnings": [],
+    }
     if not venv:
         return found
     site = sorted((REPO / ".venv" / "lib").glob("python3*/site-packages/_native"))
@@ -124,17 +135,25 @@ def entry_point(venv: bool) -> dict[str, Any]:
         found["stale"] = True
         return found
     venv_mtime = venv_so[0].stat().st_mtime
-    found["venv_hasher_so"] = {"path": str(venv_so[0]), "mtime": venv_mtime,
-                               "md5": hashlib.md5(venv_so[0].read_bytes()).hexdigest()}
-    for label, path in (("checkout _hasher.pyx", pyx), ("checkout _hasher .so", checkout_so[0] if checkout_so else None)):
+    found["venv_hasher_so"] = {
+        "path": str(venv_so[0]),
+        "mtime": venv_mtime,
+        "md5": hashlib.md5(venv_so[0].read_bytes()).hexdigest(),
+    }
+    for label, path in (
+        ("checkout _hasher.pyx", pyx),
+        ("checkout _hasher .so", checkout_so[0] if checkout_so else None),
+    ):
         if path is None or not path.exists():
             continue
         mtime = path.stat().st_mtime
         found[label.replace(" ", "_").replace(".", "")] = {"path": str(path), "mtime": mtime}
         if mtime > venv_mtime:
             found["stale"] = True
-            found["warnings"].append(f"{label} ({path}) is newer than the venv's build "
-                                     f"({venv_so[0].name}): rerun ./install.sh")
+            found["warnings"].append(
+                f"{label} ({path}) is newer than the venv's build "
+                f"({venv_so[0].name}): rerun ./install.sh"
+            )
     return found
 
 
@@ -299,8 +318,10 @@ def sanity(tools: Tools) -> dict[str, Any]:
                 "implementation": report["scanner"]["implementation"],
                 "findings": len(report["findings"]),
                 "problems": len(report["problems"]),
-                **{key: report["stats"][key]
-                   for key in ("files_checked", "files_hashed", "bytes_hashed", "jobs")},
+                **{
+                    key: report["stats"][key]
+                    for key in ("files_checked", "files_hashed", "bytes_hashed", "jobs")
+                },
             }
         elif result.returncode != 0:
             seen[name]["stderr_tail"] = result.stderr[-500:].decode(errors="replace")
@@ -308,8 +329,14 @@ def sanity(tools: Tools) -> dict[str, Any]:
 
 
 def measure(
-    mode: str, tools: Tools, rounds: int, cores: int, everything: list[bytes], absolute: list[bytes],
-    cat_argv: list[str], list_path: Path,
+    mode: str,
+    tools: Tools,
+    rounds: int,
+    cores: int,
+    everything: list[bytes],
+    absolute: list[bytes],
+    cat_argv: list[str],
+    list_path: Path,
 ) -> tuple[dict[str, list[Run]], list[float], float]:
     """One mode's timed rounds: (runs per row, in-process read times, others' CPU share)."""
     runs: dict[str, list[Run]] = {name: [] for name in (*tools, CAT)}
@@ -321,7 +348,7 @@ def measure(
         # Rotate the order each round: no tool always runs right after the eviction pass
         # or right after another tool's burst of I/O.
         names = list(runs)
-        names = names[round_number % len(names):] + names[:round_number % len(names)]
+        names = names[round_number % len(names) :] + names[: round_number % len(names)]
         for name in names:
             if mode == "cold":
                 evict(everything)
@@ -333,8 +360,11 @@ def measure(
         if mode == "cold":
             evict(everything)
         python_reads.append(python_read(absolute))
-        print(f"  {mode} round {round_number + 1}/{rounds}: " + ", ".join(
-            f"{name} {runs[name][-1].wall:.2f}s" for name in runs), flush=True)
+        print(
+            f"  {mode} round {round_number + 1}/{rounds}: "
+            + ", ".join(f"{name} {runs[name][-1].wall:.2f}s" for name in runs),
+            flush=True,
+        )
     # Share of the machine's CPU that other processes took while this mode ran: the
     # figures are only trustworthy when it is near 0 (a shared 2-core VM rarely is).
     others = (busy_seconds() - busy) - (own_seconds() - own)
@@ -352,40 +382,79 @@ def wait_quiet(max_load: float | None, wait: float) -> dict[str, Any]:
     while True:
         busy, own, started = busy_seconds(), own_seconds(), time.perf_counter()
         time.sleep(5)
-        share = max(0.0, (busy_seconds() - busy) - (own_seconds() - own)) / ((time.perf_counter() - started) * cores)
+        share = max(0.0, (busy_seconds() - busy) - (own_seconds() - own)) / (
+            (time.perf_counter() - started) * cores
+        )
         load = os.getloadavg()[0]
         quiet = share <= QUIET_SHARE and (max_load is None or load <= max_load)
         if quiet or time.monotonic() > deadline:
             if not quiet:
-                print(f"WARNING: machine still busy after {wait:.0f} s (load {load:.2f}, others "
-                      f"{share:.0%} of the CPU): measuring anyway", file=sys.stderr)
+                print(
+                    f"WARNING: machine still busy after {wait:.0f} s (load {load:.2f}, others "
+                    f"{share:.0%} of the CPU): measuring anyway",
+                    file=sys.stderr,
+                )
             return {"quiet": quiet, "loadavg_1m": load, "others_cpu_share_5s": share}
-        print(f"  waiting for a quiet machine: load {load:.2f}, others {share:.0%} of the CPU", flush=True)
+        print(
+            f"  waiting for a quiet machine: load {load:.2f}, others {share:.0%} of the CPU",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--manager", choices=sorted(MANAGER_TOOLS), default="dpkg",
-                        help="whose verifier to compare with (default dpkg)")
-    parser.add_argument("--root", type=Path,
-                        help="root to scan (default: dpkg bookworm-apps, else -minbase; rpm rpm-apps)")
+    parser.add_argument(
+        "--manager",
+        choices=sorted(MANAGER_TOOLS),
+        default="dpkg",
+        help="whose verifier to compare with (default dpkg)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        help="root to scan (default: dpkg bookworm-apps, else -minbase; rpm rpm-apps)",
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per mode (default 5)")
-    parser.add_argument("--json", type=Path, help=f"results file (default {DEFAULT_JSON} for dpkg, "
-                        f"{DEFAULT_JSONS['rpm']} for rpm)")
-    parser.add_argument("--max-load", type=float, default=1.0,
-                        help="wait until the 1-minute load average is at most this before starting (1.0)")
-    parser.add_argument("--wait", type=float, default=900,
-                        help="seconds to wait for a quiet machine before measuring anyway (900)")
-    parser.add_argument("--retries", type=int, default=2,
-                        help="times a mode is measured again when others took over 10%% of the CPU (2)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help=f"results file (default {DEFAULT_JSON} for dpkg, {DEFAULT_JSONS['rpm']} for rpm)",
+    )
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=1.0,
+        help="wait until the 1-minute load average is at most this before starting (1.0)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=900,
+        help="seconds to wait for a quiet machine before measuring anyway (900)",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help="times a mode is measured again when others took over 10%% of the CPU (2)",
+    )
     options = parser.parse_args(argv)
     json_path = options.json or DEFAULT_JSONS[options.manager]
 
-    missing = [tool for tool in (*MANAGER_TOOLS[options.manager], "xargs", "cat") if shutil.which(tool) is None]
+    missing = [
+        tool
+        for tool in (*MANAGER_TOOLS[options.manager], "xargs", "cat")
+        if shutil.which(tool) is None
+    ]
     if missing:
-        print(f"missing tools: {', '.join(missing)} (./install.sh --test installs them)", file=sys.stderr)
+        print(
+            f"missing tools: {', '.join(missing)} (./install.sh --test installs them)",
+            file=sys.stderr,
+        )
         return 2
-    root = options.root or (roots.rpm_bench_root() if options.manager == "rpm" else roots.bench_root())
+    root = options.root or (
+        roots.rpm_bench_root() if options.manager == "rpm" else roots.bench_root()
+    )
     if root is None:
         build = "python3 bench/roots.py" + (" rpm-apps" if options.manager == "rpm" else "")
         print(f"no root given and none cached in {roots.CACHE}: run {build}", file=sys.stderr)
@@ -395,8 +464,14 @@ def main(argv: list[str] | None = None) -> int:
     entry = entry_point(venv)
     for warning in entry["warnings"]:
         print(f"WARNING: {warning}", file=sys.stderr)
-    print(f"main scan-root row: {entry['argv0']}" + (f" (secondary row {SCAN_CHECKOUT}: "
-          f"{sys.executable} -m scanner.cli)" if venv else " (no .venv/bin/scan-root: run ./install.sh)"))
+    print(
+        f"main scan-root row: {entry['argv0']}"
+        + (
+            f" (secondary row {SCAN_CHECKOUT}: {sys.executable} -m scanner.cli)"
+            if venv
+            else " (no .venv/bin/scan-root: run ./install.sh)"
+        )
+    )
     quiet_at_start = wait_quiet(options.max_load, options.wait)
 
     info = machine()
@@ -409,8 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     algorithm = "sha256" if options.manager == "rpm" else "md5"
     rate = digest_single_core(algorithm)
     cores = int(info["nproc"])
-    print(f"root {root}: {len(package)} package files, {package_bytes / 2**20:.1f} MiB "
-          f"({len(everything)} regular files in all)")
+    print(
+        f"root {root}: {len(package)} package files, {package_bytes / 2**20:.1f} MiB "
+        f"({len(everything)} regular files in all)"
+    )
     print(f"machine: {info['cpu_model']}, {cores} cores, kernel {info['kernel']}")
     print(f"peak RSS from {TIME or 'wait4 (inflated: GNU time not found)'}")
 
@@ -432,11 +509,15 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("warm", "cold"):
             for attempt in range(options.retries + 1):
                 if attempt:
-                    print(f"  {mode}: other processes took {contention[mode]:.0%} of the CPU; waiting "
-                          f"for a quiet machine, then attempt {attempt + 1}", flush=True)
+                    print(
+                        f"  {mode}: other processes took {contention[mode]:.0%} of the CPU; waiting "
+                        f"for a quiet machine, then attempt {attempt + 1}",
+                        flush=True,
+                    )
                     wait_quiet(None, options.wait)
                 runs, python_reads, contention[mode] = measure(
-                    mode, tools, options.rounds, cores, everything, absolute, cat_argv, list_path)
+                    mode, tools, options.rounds, cores, everything, absolute, cat_argv, list_path
+                )
                 attempts[mode] = attempt + 1
                 if contention[mode] <= QUIET_SHARE:
                     break
@@ -462,11 +543,16 @@ def main(argv: list[str] | None = None) -> int:
         "limit_seconds": limit,
         "limit_formula": f"package_bytes / (nproc * {algorithm} single-core rate, hashlib, 64 MiB buffer)",
         "read_floor": floors,
-        "rss_source": "GNU time %M (the tool's own ru_maxrss)" if TIME else
-        "wait4 ru_maxrss (includes this script's RSS: install GNU time for the tool's own)",
+        "rss_source": "GNU time %M (the tool's own ru_maxrss)"
+        if TIME
+        else "wait4 ru_maxrss (includes this script's RSS: install GNU time for the tool's own)",
         "modes": {
-            mode: {"rows": rows, "ratios": ratios(rows), "others_cpu_share": contention[mode],
-                   "attempts": attempts[mode]}
+            mode: {
+                "rows": rows,
+                "ratios": ratios(rows),
+                "others_cpu_share": contention[mode],
+                "attempts": attempts[mode],
+            }
             for mode, rows in results.items()
         },
     }
@@ -474,17 +560,27 @@ def main(argv: list[str] | None = None) -> int:
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(report, indent=2) + "\n")
 
-    print(f"\n{algorithm} single core {rate / 1e6:.0f} MB/s; machine limit "
-          f"{package_bytes / 1e6:.0f} MB / ({cores} x {rate / 1e6:.0f} MB/s) = {limit:.3f} s")
+    print(
+        f"\n{algorithm} single core {rate / 1e6:.0f} MB/s; machine limit "
+        f"{package_bytes / 1e6:.0f} MB / ({cores} x {rate / 1e6:.0f} MB/s) = {limit:.3f} s"
+    )
     for mode, rows in results.items():
         warning = "  WARNING: figures skewed" if contention[mode] > QUIET_SHARE else ""
-        print(f"\n{mode}: other processes used {contention[mode]:.0%} of the CPU meanwhile{warning}")
-        print(f"{mode} (median of {options.rounds}):  {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}  exit")
+        print(
+            f"\n{mode}: other processes used {contention[mode]:.0%} of the CPU meanwhile{warning}"
+        )
+        print(
+            f"{mode} (median of {options.rounds}):  {'wall s':>8} {'cpu s':>8} {'rss MiB':>8}  exit"
+        )
         for name, row in rows.items():
-            print(f"  {name:<18} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
-                  f"{row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}")
-        print(f"  {'python readv':<18} {floors[mode]['python_readv_median']:8.3f}   "
-              "(in-process read of the package files, 128 KiB reused buffer)")
+            print(
+                f"  {name:<18} {row['wall_median']:8.3f} {row['cpu_median']:8.3f} "
+                f"{row['rss_median_kib'] / 1024:8.1f}  {row['exit_codes']}"
+            )
+        print(
+            f"  {'python readv':<18} {floors[mode]['python_readv_median']:8.3f}   "
+            "(in-process read of the package files, 128 KiB reused buffer)"
+        )
         for name, value in ratios(rows).items():
             print(f"  {name}: {value:.2f}x")
     for warning in entry["warnings"]:

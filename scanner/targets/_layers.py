@@ -37,6 +37,7 @@ __all__ = ["Extent", "ImageError", "ImageLimits", "LayerApplier"]
 
 GiB = 1 << 30
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _CHUNK = 1 << 20
@@ -245,7 +246,10 @@ def _peek(raw: _Counting) -> bytes:
 
 def _parts(name: str, label: str, what: str) -> tuple[tuple[str, ...], bool]:
     """Split a member name into path components; any `..` is refused. Returns (parts, absolute)."""
-    parts = tuple(part for part in name.split("/") if part not in ("", "."))
+    split = name.split("/")
+    if "" in split or "." in split:  # a leading or doubled "/", "./": the rarer names
+        split = [part for part in split if part not in ("", ".")]
+    parts = tuple(split)
     if ".." in parts:
         raise ImageError(f"{label}: {what} {name!r} has a '..' component (path traversal); refused")
     return parts, name.startswith("/")
@@ -276,6 +280,7 @@ class LayerApplier:
         self.total = 0
         self.place_over = place_over
         self._keep_whole = tuple(directory.rstrip("/") + "/" for directory in keep_whole)
+        self._keep_first = frozenset(directory.split("/")[0] for directory in keep_whole)
         self.placed: dict[int, tuple[int, int, int]] = {}
         self._root_fd = os.open(root, _DIR_FLAGS)
         # (euid, egid) when we may give files the image's owners (root); else None.
@@ -471,15 +476,11 @@ class LayerApplier:
         # the fchmod; setuid/setgid/sticky bits are always set afterwards (_stamp).
         umask = self._umask
         mode = 0o600 if umask is None else member.mode & 0o777
-        fd = self._replacing(
-            parent,
-            parts,
-            os.open,
-            parts[-1],
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            mode,
-            dir_fd=parent,
-        )
+        try:
+            fd = os.open(parts[-1], _CREATE_FLAGS, mode, dir_fd=parent)
+        except FileExistsError:  # what a lower layer (or a duplicate) left there goes
+            self._remove(parent, parts[-1], parts)
+            fd = os.open(parts[-1], _CREATE_FLAGS, mode, dir_fd=parent)
         try:
             if member.size:
                 self._content(blocks, member, fd, parts)
@@ -495,8 +496,8 @@ class LayerApplier:
         if over is None or member.size <= over:
             blocks.copy(fd, member.size)
             return
-        if isinstance(blocks, _tar.ExtentBlocks) and not "/".join(parts).startswith(
-            self._keep_whole
+        if isinstance(blocks, _tar.ExtentBlocks) and not (
+            parts[0] in self._keep_first and "/".join(parts).startswith(self._keep_whole)
         ):
             offset = blocks.place(member.size)
             os.ftruncate(fd, member.size)

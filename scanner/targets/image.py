@@ -31,8 +31,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -40,6 +38,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
 
+import _native
 from _native import Extents
 from pkgdb import DATABASE_DIRS
 
@@ -60,7 +59,7 @@ _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 DEFAULT_LIMITS = ImageLimits()
 # Files over this size are read in place from an uncompressed layer (open_image's `place`); below
 # it copying costs less than the bookkeeping. On bookworm-apps: 849 files, 85% of the bytes.
-PLACE_OVER = 64 << 10
+PLACE_OVER = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +176,9 @@ def _no_space(error: BaseException) -> bool:
 
 
 def _remove_tree(root: str) -> None:
-    def retry(function: Any, path: str, _info: Any) -> None:
-        # Only without root privileges can a 0500 directory stop the removal: open it up.
-        os.chmod(os.path.dirname(path), stat.S_IRWXU)
-        function(path)
-
-    shutil.rmtree(root, onerror=retry)
+    # Native: two threads unlinking side by side (~0.08 s for bookworm-apps' 12,600 files with
+    # shutil.rmtree, a quarter of the scan it follows).
+    _native.remove_tree(root)
 
 
 # -- sources: a directory or a tarball, read by member name -----------------------------------
