@@ -245,14 +245,14 @@ def test_not_an_image(tmp_path: Path) -> None:
 # -- where the layers are extracted ----------------------------------------------------------
 
 
-def _small_image(tmp_path: Path, payload: bytes) -> Path:
+def _small_image(tmp_path: Path, payload: bytes, compression: str = "gzip") -> Path:
     layer_tar = tmp_path / "l.tar"
     with tarfile.open(layer_tar, "w", format=tarfile.PAX_FORMAT) as archive:
         info = tarfile.TarInfo("big")
         info.size = len(payload)
         archive.addfile(info, io.BytesIO(payload))
     archive_path = tmp_path / "image.tar"
-    write_docker_save(archive_path, [layer_tar], image_config(), ["s:1"], compression="gzip")
+    write_docker_save(archive_path, [layer_tar], image_config(), ["s:1"], compression=compression)
     return archive_path
 
 
@@ -271,6 +271,19 @@ def test_scratch_is_memory_unless_tmpdir_says(
     with open_image(path) as image:
         assert os.path.dirname(image.root) == str(tmp_path)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("scan-root-image-")]
+
+
+@pytest.mark.skipif(not os.access("/dev/shm", os.W_OK), reason="no writable /dev/shm here")
+def test_placed_layers_need_little_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 MB uncompressed layer: placed, its tree takes ~1/16 of it and goes to memory; copied,
+    it would take all of it, over a third of the 3 MB this test leaves available."""
+    path = _small_image(tmp_path, os.urandom(4 << 20), compression="none")
+    monkeypatch.delenv("TMPDIR", raising=False)
+    monkeypatch.setattr(image_module, "_memory_available", lambda: 3 << 20)
+    with open_image(path) as image:
+        assert os.path.dirname(image.root) == "/dev/shm"
+    with open_image(path, place=False) as image:
+        assert os.path.dirname(image.root) == tempfile.gettempdir()
 
 
 @pytest.mark.root

@@ -4,20 +4,22 @@ Layers are *extracted* into a private temporary directory (0700, always removed)
 streamed from the tar members. Why: every check reads a normal root — the walker opens real
 directories, pkgdb opens rpm's sqlite/BDB files by path and 448 re-reads files by path — and a
 whiteout in layer N hides files of layers < N, so a single streaming pass would have to index
-every layer first and then serve reads out of compressed, non-seekable blobs. Extraction writes
-each byte once and the scan reads it back from the page cache.
+every layer first and then serve reads out of compressed, non-seekable blobs.
+
+But file data is not copied when a layer is an uncompressed extent of a file (`docker save`, an
+uncompressed OCI blob): each file is created sparse at its size, and the hasher reads its bytes
+in place from the layer (`Image.extents`, _native.Extents). Only the package databases, which
+their readers open by path, and every file when a custom check will read the tree itself, are
+copied. Compressed layers are decoded and copied.
 
 Measured (bench/image_input.py, bookworm-apps: 12,616 members, 627 MB, one uncompressed layer in
-a `docker save` tarball, 2 busy vCPUs): what costs is where the files are created, not reading
-the tar. Extracting to this VM's ext4 /tmp took 7-9 s of system time for GNU tar and for us
-alike (ext4's inode allocator scanning for recently deleted inodes, `recently_deleted` in perf,
-after the previous scan's removal), against 0.4-0.6 s on tmpfs. So the scratch dir is /dev/shm
-when it has room (`_scratch_dirs`), with a fall back to disk if it fills. On tmpfs our own
-extraction (strict header reader, Cython header parser, sendfile from the layer's extent of the
-archive) takes ~0.6 CPU-s and the removal ~0.17 CPU-s; the scan itself ~2 CPU-s, the same as
-on the unpacked root. The remaining overhead is the kernel copying 627 MB into tmpfs pages,
-creating 12,600 inodes and freeing them: the price of extracting at all. Only serving the
-hasher's reads straight from the layer extent (no copy, no removal) would go lower.
+a `docker save` tarball, 2 vCPUs): what costs is creating the files, not reading the tar.
+Extracting to this VM's ext4 /tmp took 7-9 s of system time for GNU tar and for us alike (ext4's
+inode allocator scanning for recently deleted inodes, `recently_deleted` in perf, after the
+previous scan's removal), against ~0.3 s on tmpfs. So the scratch dir is /dev/shm when it has
+room (`_scratch_dirs`), with a fall back to disk if it fills. Copying the data (sendfile) took
+0.54 s and its removal 0.17 s; with the files placed, 0.25 s and 0.04 s (the native remover,
+two threads), and the whole image scan 1.27x the unpacked root's time (from 1.86x).
 
 Specs: OCI image layout https://github.com/opencontainers/image-spec/blob/main/image-layout.md,
 image index (platform selection) .../image-index.md, docker save: moby image/tarexport.
@@ -57,8 +59,10 @@ _CONTAINERD_NAME = "io.containerd.image.name"
 _WANTED_PLATFORM = ("linux", "amd64")
 _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 DEFAULT_LIMITS = ImageLimits()
-# Files over this size are read in place from an uncompressed layer (open_image's `place`); below
-# it copying costs less than the bookkeeping. On bookworm-apps: 849 files, 85% of the bytes.
+# Files over this size are read in place from an uncompressed layer (open_image's `place`). 0:
+# every file with data. Measured on bookworm-apps (bench/image_input.py): placing only files over
+# 64 KiB (849 files, 85% of the bytes) gave 1.43x the unpacked root, placing all 1.33x: a small
+# file's write costs more than its extent's entry (~200 bytes of memory a file).
 PLACE_OVER = 0
 
 
@@ -104,7 +108,7 @@ def open_image(
     source = _open_source(os.fspath(path), limits)
     try:
         plan = _plan(source)
-        candidates = [workdir] if workdir is not None else _scratch_dirs(source, plan)
+        candidates = [workdir] if workdir is not None else _scratch_dirs(source, plan, place)
         for number, directory in enumerate(candidates, 1):
             root = tempfile.mkdtemp(prefix="scan-root-image-", dir=directory)
             try:
@@ -124,20 +128,27 @@ def open_image(
 
 _MEMORY_DIR = "/dev/shm"
 _COMPRESSION_GUESS = 5  # decompressed:compressed size assumed when choosing where to extract
+# Of an uncompressed layer whose files are placed, the share the scratch tree takes: inodes,
+# directories, the package databases (bookworm-apps: 627 MB of layer, ~10 MB of tmpfs).
+_PLACED_SHARE = 1 / 16
 
 
-def _scratch_dirs(source: _Source, plan: _Plan) -> list[str | None]:
+def _scratch_dirs(source: _Source, plan: _Plan, place: bool) -> list[str | None]:
     """Where to extract, best first. A memory filesystem when it has room: this VM's ext4 spent
     7-9 s of system time creating the 12,600 files of bookworm-apps (ext4's inode allocator scans
-    for recently deleted inodes after the previous scan's removal), tmpfs ~0.4 s (README,
-    Performance). It takes RAM for the scan's duration, so only when the layers' size (x5 for
-    compressed ones) fits in a third of both the free tmpfs space and the memory available to us.
-    An explicit $TMPDIR always wins. None means the system temp dir."""
+    for recently deleted inodes after the previous scan's removal), tmpfs ~0.3 s (README,
+    Performance). It takes RAM for the scan's duration, so only when what the layers will take
+    (a compressed one x5, a placed one 1/16) fits in a third of both the free tmpfs space and the
+    memory available to us. An explicit $TMPDIR always wins. None means the system temp dir."""
     if os.environ.get("TMPDIR"):
         return [None]
-    need = sum(source.size(name) for name, _ in plan.layers)
-    if source.compressed or any(source.layer_compressed(name) for name, _ in plan.layers):
-        need *= _COMPRESSION_GUESS
+    need = 0.0
+    for name, _ in plan.layers:
+        size = source.size(name)
+        if source.compressed or source.layer_compressed(name):
+            need += size * _COMPRESSION_GUESS
+        else:
+            need += size * _PLACED_SHARE if place else size
     try:
         info = os.statvfs(_MEMORY_DIR)
     except OSError:
