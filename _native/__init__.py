@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from importlib import import_module
 from types import ModuleType
+from typing import TypeVar
 
 from . import hasher_py, matcher_py, prefetch_py, remove_py, untar_py, walker_py
 from .types import (
@@ -64,6 +66,8 @@ def _load_native() -> tuple[ModuleType, ModuleType] | None:
     return _walker, _hasher
 
 
+T = TypeVar("T")
+
 _native = _load_native()
 walker: ModuleType
 hasher: ModuleType
@@ -79,99 +83,62 @@ hash_files = hasher.hash_files
 default_jobs = hasher.default_jobs  # the native hasher uses fewer threads when SIMD MD5 is active
 
 
-def _load_native_matcher() -> type | None:
-    if _native is None:
-        return None
-    from ._matcher import Matcher as NativeMatcher  # type: ignore[import-not-found]
-
-    return NativeMatcher  # type: ignore[no-any-return]
-
-
-_native_matcher = _load_native_matcher()
-Matcher: type = _native_matcher or matcher_py.Matcher
-
-
-def _load_native_prefetch() -> ModuleType | None:
+def _optional(name: str) -> ModuleType | None:
+    """The compiled module `_native.<name>` when the Cython core is in use and it loads, else None
+    (its pure-Python twin serves); NativeUnavailable instead when the core is required."""
     if _native is None:
         return None
     try:
-        from . import _prefetch  # type: ignore[attr-defined]
+        return import_module(f"{__name__}.{name}")
     except ImportError as error:
         if os.environ.get("SCANNER_REQUIRE_EXTENSIONS") == "1":
-            raise NativeUnavailable(f"the Cython prefetcher did not load: {error}") from error
+            raise NativeUnavailable(f"the Cython module {name} did not load: {error}") from error
         return None
-    return _prefetch  # type: ignore[no-any-return]
 
 
-_native_prefetch = _load_native_prefetch()
+def _loadable(python: T, native: T | None) -> dict[str, T]:
+    """{"python": twin, "cython": compiled one if loaded}: what tests and benchmarks compare."""
+    return {"python": python} if native is None else {"python": python, "cython": native}
+
+
+_native_matcher_module = _optional("_matcher")
+_native_matcher: type | None = (
+    None if _native_matcher_module is None else _native_matcher_module.Matcher
+)
+Matcher: type = _native_matcher or matcher_py.Matcher
+
+_native_prefetch = _optional("_prefetch")
 # Early read-ahead of the files package manifests list (a hint; see _prefetch.pyx).
 start_prefetch: Callable[..., Prefetching] = (_native_prefetch or prefetch_py).start
 
-
-def prefetchers() -> dict[str, ModuleType]:
-    """Every loadable early read-ahead module as {name: module}, for tests and benchmarks."""
-    found: dict[str, ModuleType] = {"python": prefetch_py}
-    if _native_prefetch is not None:
-        found["cython"] = _native_prefetch
-    return found
-
-
-def matchers() -> dict[str, type]:
-    """Every loadable multi-pattern matcher class as {name: class}, for tests and benchmarks."""
-    found: dict[str, type] = {"python": matcher_py.Matcher}
-    if _native_matcher is not None:
-        found["cython"] = _native_matcher
-    return found
-
-
-def implementations() -> dict[str, tuple[ModuleType, ModuleType]]:
-    """Every loadable implementation as {name: (walker, hasher)}, for tests and benchmarks."""
-    found = {"python": (walker_py, hasher_py)}
-    if _native is not None:
-        found["cython"] = _native
-    return found
-
-
-def _load_native_untar() -> ModuleType | None:
-    if _native is None:
-        return None
-    from . import _untar  # type: ignore[attr-defined]
-
-    return _untar  # type: ignore[no-any-return]
-
-
-_native_untar = _load_native_untar()
+_native_untar = _optional("_untar")
 untar: ModuleType = _native_untar or untar_py  # parse_header / parse_pax for image layers
 
-
-def untars() -> dict[str, ModuleType]:
-    """Every loadable tar-header parser module as {name: module}, for tests and benchmarks."""
-    found: dict[str, ModuleType] = {"python": untar_py}
-    if _native_untar is not None:
-        found["cython"] = _native_untar
-    return found
-
-
-def _load_native_remove() -> ModuleType | None:
-    if _native is None:
-        return None
-    try:
-        from . import _remove  # type: ignore[attr-defined]
-    except ImportError as error:
-        if os.environ.get("SCANNER_REQUIRE_EXTENSIONS") == "1":
-            raise NativeUnavailable(f"the Cython remover did not load: {error}") from error
-        return None
-    return _remove  # type: ignore[no-any-return]
-
-
-_native_remove = _load_native_remove()
+_native_remove = _optional("_remove")
 # Removal of a scratch tree (an unpacked image), never following a symlink.
 remove_tree: Callable[..., None] = (_native_remove or remove_py).remove_tree
 
 
+def implementations() -> dict[str, tuple[ModuleType, ModuleType]]:
+    """Every loadable implementation as {name: (walker, hasher)}, for tests and benchmarks."""
+    return _loadable((walker_py, hasher_py), _native)
+
+
+def matchers() -> dict[str, type]:
+    """Every loadable multi-pattern matcher class as {name: class}, for tests and benchmarks."""
+    return _loadable(matcher_py.Matcher, _native_matcher)
+
+
+def prefetchers() -> dict[str, ModuleType]:
+    """Every loadable early read-ahead module as {name: module}, for tests and benchmarks."""
+    return _loadable(prefetch_py, _native_prefetch)
+
+
+def untars() -> dict[str, ModuleType]:
+    """Every loadable tar-header parser module as {name: module}, for tests and benchmarks."""
+    return _loadable(untar_py, _native_untar)
+
+
 def removers() -> dict[str, ModuleType]:
     """Every loadable tree remover module as {name: module}, for tests and benchmarks."""
-    found: dict[str, ModuleType] = {"python": remove_py}
-    if _native_remove is not None:
-        found["cython"] = _native_remove
-    return found
+    return _loadable(remove_py, _native_remove)

@@ -102,7 +102,7 @@ from _native.md5_multi cimport (
     MD5MB_KERNELS, MD5MB_MAX_LANES, MD5MB_NONE, md5mb_best, md5mb_digest, md5mb_get,
     md5mb_init_lane, md5mb_kernel, md5mb_lanes, md5mb_name, md5mb_pad, md5mb_scalar, md5mb_state,
 )
-from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
+from _native.threads cimport claim, pthread_create, pthread_join, pthread_t, run_on_threads
 from _native.ac cimport ac_automaton, ac_feed, ac_hit
 from _native.xxh cimport (
     XXH128_canonical_t, XXH128_canonicalFromHash, XXH3_128bits_digest, XXH3_128bits_reset,
@@ -1025,10 +1025,8 @@ cdef void _run(Job* job, int jobs) noexcept nogil:
     job.readahead, the prefetch thread beside them)."""
     cdef size_t chunks = (job.count + _CHUNK - 1) // _CHUNK
     cdef size_t wanted = <size_t>jobs if <size_t>jobs < chunks else chunks
-    cdef pthread_t* threads = NULL
     cdef pthread_t reader
     cdef bint reading = False
-    cdef size_t started = 0, i
     cdef timespec hold
     job.next = 0
     job.probed = job.advised = 0
@@ -1043,18 +1041,7 @@ cdef void _run(Job* job, int jobs) noexcept nogil:
             hold.tv_sec = _readahead_hold_ns // 1000000000
             hold.tv_nsec = _readahead_hold_ns % 1000000000
             nanosleep(&hold, NULL)
-    if wanted > 1:
-        threads = <pthread_t*>malloc((wanted - 1) * sizeof(pthread_t))
-        if threads != NULL:
-            while started < wanted - 1:
-                if pthread_create(&threads[started], NULL, _worker, job) != 0:
-                    break  # fewer threads: the others, and this one, take the remaining work
-                started += 1
-    _worker(job)
-    if wanted > 1 and threads != NULL:
-        for i in range(started):
-            pthread_join(threads[i], NULL)
-        free(threads)
+    run_on_threads(_worker, job, <int>wanted)
     if reading:
         pthread_join(reader, NULL)  # it stops once every index is claimed
 

@@ -19,7 +19,7 @@ from _native.posix cimport (
     S_ISDIR, close, closedir, dirent, errno, fdopendir, free, fstatat, malloc, memcpy, readdir,
     realloc, set_errno, strcmp, strlen, struct_stat,
 )
-from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
+from _native.threads cimport claim, run_on_threads
 
 from _native import cpus
 
@@ -246,12 +246,10 @@ def remove_tree(path, *, int threads=0):
     cdef bytes target = os.fsencode(path)
     cdef int root_fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     cdef Work work
-    cdef pthread_t helpers[8]
-    cdef int started = 0, i, err = 0
+    cdef int i, err = 0
     cdef list items = []
     if threads <= 0:
         threads = min(2, cpus.cpu_limit() or cpus.usable_cpus())
-    threads = min(threads, 8)
     work.tops = work.names = NULL
     try:
         if threads > 1:
@@ -268,13 +266,7 @@ def remove_tree(path, *, int threads=0):
                 work.tops[i] = <char*>(<bytes>items[i][0])
                 work.names[i] = <char*>(<bytes>items[i][1])
             with nogil:
-                while started < threads - 1:
-                    if pthread_create(&helpers[started], NULL, _worker, &work) != 0:
-                        break
-                    started += 1
-                _worker(&work)
-                for i in range(started):
-                    pthread_join(helpers[i], NULL)
+                run_on_threads(_worker, &work, threads)
         with nogil:
             err = _empty(root_fd)  # what is left: the top levels, and any subtree that failed
     finally:

@@ -42,7 +42,7 @@ from _native.posix cimport (
     strcmp, strlen, struct_stat,
 )
 
-from _native.threads cimport claim, pthread_create, pthread_join, pthread_t
+from _native.threads cimport claim, run_on_threads
 from _native.types import FileKind, WalkEntry, WalkError
 from _native import cpus
 
@@ -336,8 +336,7 @@ cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged):
     nearly halves its wall time. If a thread cannot start, the others read its share.
     """
     cdef Batch batch
-    cdef size_t count = len(rels), i, started = 0
-    cdef pthread_t helpers[8]
+    cdef size_t count = len(rels), i
     cdef list targets = [rel if rel else b"." for rel in rels]
     batch.root_fd = root_fd
     batch.count = count
@@ -350,19 +349,13 @@ cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged):
             raise MemoryError()
         for i in range(count):
             batch.rels[i] = <bytes>targets[i]
-        threads = min(threads, 9, <int>count)
+        threads = min(threads, <int>count)
         if count < _THREADED_DIRS:
             # Starting and joining a thread costs more than reading a few small directories:
             # on bookworm-apps (12.6k entries, mostly short batches) it doubled the walk's wall.
             threads = 1
         with nogil:
-            while <int>started < threads - 1:
-                if pthread_create(&helpers[started], NULL, _batch_worker, &batch) != 0:
-                    break
-                started += 1
-            _batch_worker(&batch)
-            for i in range(started):
-                pthread_join(helpers[i], NULL)
+            run_on_threads(_batch_worker, &batch, threads)
         return [
             _records(rels[i], &batch.listings[i], batch.errs[i], unchanged) for i in range(count)
         ]

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""pthread declarations and the one atomic the hasher's work queue needs."""
+"""pthread declarations, the one atomic the work queues need, and running a worker on threads."""
 
 
 cdef extern from "<pthread.h>" nogil:
@@ -20,3 +20,25 @@ cdef extern from *:
     }
     """
     size_t claim "scanroot_claim"(size_t* next, size_t n) noexcept nogil
+
+
+cdef enum:
+    MAX_THREADS = 64
+
+
+cdef inline void run_on_threads(void* (*worker)(void*) noexcept nogil, void* arg,
+                                int count) noexcept nogil:
+    """worker(arg) on `count` threads (at most MAX_THREADS), this one included, all joined before
+    it returns. A worker claims work until none is left, so if a thread cannot start, the ones
+    that run take its share."""
+    cdef pthread_t helpers[MAX_THREADS]
+    cdef int started = 0, i
+    if count > MAX_THREADS:
+        count = MAX_THREADS
+    while started < count - 1:
+        if pthread_create(&helpers[started], NULL, worker, arg) != 0:
+            break
+        started += 1
+    worker(arg)
+    for i in range(started):
+        pthread_join(helpers[i], NULL)
