@@ -100,13 +100,17 @@ def commands(root: Path, manager: str, venv: bool) -> Tools:
 
 
 def environment(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without SCANNER_* and PYTHONPATH, plus `extra`.
+    """This process's environment without SCANNER_*, PYTHONPATH and PYTHONDONTWRITEBYTECODE, plus
+    `extra`.
 
     PYTHONPATH is dropped so that the installed entry point imports its own package, never the
-    checkout's; the checkout rows set it in `extra`.
+    checkout's; the checkout rows set it in `extra`. PYTHONDONTWRITEBYTECODE (set on some CI and
+    sandbox machines) is dropped so that a checkout run caches its bytecode as an installed
+    package has it: with it, every run compiled the scanner's ~76 modules again (~55 ms).
     """
+    dropped = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k != "PYTHONPATH"
+        k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k not in dropped
     }
     env.update(extra)
     return env
