@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -359,3 +360,14 @@ def test_sparse_and_unknown_members_are_problems(env: dict[str, Path], parser: s
     raw = bytearray(weird.tobuf(tarfile.USTAR_FORMAT)) + b"data".ljust(512, b"\x00")
     image = scan(env, [raw + blob])
     assert any("unsupported tar type b'Z'" in problem for problem in image.problems)
+
+
+def test_a_refused_compressed_layer_leaves_no_decoding_thread(env: dict[str, Path]) -> None:
+    """The layer is decoded ahead by a second thread: refusing the layer part way (a traversal
+    in its first member, megabytes still to decode) stops that thread, and the error is ours."""
+    blob = gzip.compress(
+        layer(member("../escape"), *(member(f"f{i}", os.urandom(1 << 20)) for i in range(24))), 1
+    )
+    with pytest.raises(ImageError, match="path traversal"):
+        scan(env, [blob])
+    assert not [t for t in threading.enumerate() if t.name == "scan-root-layer-decode"]

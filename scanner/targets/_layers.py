@@ -23,6 +23,7 @@ import errno
 import hashlib
 import lzma
 import os
+import queue
 import shutil
 import stat
 import threading
@@ -43,6 +44,7 @@ _OPAQUE = ".wh..wh..opq"
 _CHUNK = 1 << 20
 _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 _DIR_CACHE = 256  # open directory fds kept between members (tar order groups siblings)
+_AHEAD_CHUNKS = 8  # decoded chunks (of _CHUNK) waiting for the extraction: 8 MiB at most
 
 
 class ImageError(ScannerError):
@@ -193,6 +195,73 @@ class _Decompressed:
         return data
 
 
+class _Ahead:
+    """A layer's tar stream decoded ahead by a second thread (zlib, zstd, lzma and bz2 release
+    the GIL while they decode), so that decoding and extracting overlap: a gzip layer's inflate
+    was as long as its extraction, one after the other. At most _AHEAD_CHUNKS chunks wait.
+
+    At the decoder's end the thread also reads the compressed tail, so the layer's digest covers
+    every byte. Its errors (a corrupt stream, a bomb) are raised by the reader, in order; close()
+    stops it and waits for it."""
+
+    def __init__(self, stream: _Decompressed, compressed: _Counting) -> None:
+        self._chunks: queue.Queue[bytes | BaseException] = queue.Queue(_AHEAD_CHUNKS)
+        self._stop = threading.Event()
+        self._buffer = memoryview(b"")
+        self._done = False
+        self._thread = threading.Thread(
+            target=self._decode, args=(stream, compressed), name="scan-root-layer-decode",
+            daemon=True,
+        )  # fmt: skip
+        self._thread.start()
+
+    def _decode(self, stream: _Decompressed, compressed: _Counting) -> None:
+        item: bytes | BaseException
+        try:
+            while not self._stop.is_set():
+                item = stream.read(_CHUNK)
+                if not item:
+                    while compressed.read(_CHUNK):  # the tail after the decoder's end
+                        pass
+                    break
+                self._put(item)
+            item = b""
+        except BaseException as error:  # noqa: BLE001 - handed to the reading thread, raised there
+            item = error
+        self._put(item)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1, /) -> bytes:
+        parts = []
+        while (size < 0 or size > 0) and not (self._done and not self._buffer):
+            if not self._buffer:
+                item = self._chunks.get()
+                if isinstance(item, BaseException):
+                    self._done = True
+                    raise item
+                if not item:
+                    self._done = True
+                    break
+                self._buffer = memoryview(item)
+            take = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+            parts.append(self._buffer[:take])
+            self._buffer = self._buffer[take:]
+            if size > 0:
+                size -= take
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _decompress(raw: _Counting, label: str, limits: ImageLimits) -> _Decompressed:
     """Pick the decoder by magic bytes (never by name or media type)."""
     head = _peek(raw)
@@ -324,7 +393,7 @@ class LayerApplier:
                 worker = _ExtentHasher(blob, hasher)
         else:
             counting = _Counting(blob, hasher)
-            stream = _decompress(counting, label, self.limits)
+            stream = _Ahead(_decompress(counting, label, self.limits), counting)
             blocks = _tar.StreamBlocks(stream)
         absolute = 0
         try:
@@ -333,16 +402,17 @@ class LayerApplier:
                 absolute += self._member(blocks, member, label, layer)
                 if blocks.offset != data_end:  # data nobody extracted (whiteout, sparse, ...)
                     blocks.skip(data_end - blocks.offset)
-            if stream is not None and counting is not None:
-                while stream.read(_CHUNK):  # the decoder's end: a truncated tail, the whole hash
-                    pass
-                while counting.read(_CHUNK):
+            if stream is not None:
+                # The decoder's end (a truncated tail), then the compressed tail (the whole hash).
+                while stream.read(_CHUNK):
                     pass
         except _tar.TarFormatError as error:
             raise ImageError(f"{label}: not a valid tar stream: {error}") from error
         finally:
             if worker is not None:
                 worker.join()
+            if stream is not None:
+                stream.close()
         if absolute:
             self.problems.append(
                 f"{label}: {absolute} member name(s) were absolute; extracted relative to the root"
