@@ -5,13 +5,14 @@
 set -eu
 cd "$(dirname "$0")"
 
-extras=""
+# images: zstd image layers, and ISA-L's faster gzip decoding (README: "Libraries used, and why").
+extras="[images]"
 # libxxhash-dev: xxHash's header, compiled into the hasher (Digest.XXH3, incremental rescans).
 packages="python3 python3-venv python3-dev gcc libssl-dev libxxhash-dev"
 # util-linux's `unshare` isolates custom checks; Essential in Debian, listed to say we rely on it.
 packages="$packages util-linux"
 if [ "${1:-}" = "--test" ]; then
-    extras="[test]"
+    extras="[test]"  # which has those of [images] too
     # Reference tools the tests compare with, and debootstrap for real Debian roots.
     # db5.3-util writes real Berkeley DB rpmdbs (Debian's rpm only reads them).
     # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,15 @@ from _native.throttle import CpuBudget
 
 from . import baseline as baselines
 from .errors import ScannerError, TargetError, UsageError
-from .gate import EXIT_BLOCKED, EXIT_CLEAN, EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_USAGE, exit_code
+from .gate import (
+    EXIT_BLOCKED,
+    EXIT_CLEAN,
+    EXIT_FINDINGS,
+    EXIT_INCOMPLETE,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    exit_code,
+)
 from .output import FORMATS
 from .prefetch import start_early_prefetch
 from .report import Severity
@@ -22,7 +31,15 @@ from .version import __version__
 if TYPE_CHECKING:
     from .policy import Policy
 
-__all__ = ["EXIT_BLOCKED", "EXIT_CLEAN", "EXIT_FINDINGS", "EXIT_INCOMPLETE", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_BLOCKED",
+    "EXIT_CLEAN",
+    "EXIT_FINDINGS",
+    "EXIT_INCOMPLETE",
+    "EXIT_INTERNAL",
+    "EXIT_USAGE",
+    "main",
+]
 
 EPILOG = """\
 exit codes:
@@ -35,6 +52,8 @@ exit codes:
      "could not verify" is a result, never a pass
   4  blocked: a policy rule's effect is "block" for a finding (never for a Fargate task);
      wins over 1 and 3, and over --fail-on and --baseline
+  5  internal error: scan-root itself failed (a bug; the traceback is on stderr), also
+     with --exit-zero
 """
 
 
@@ -290,6 +309,21 @@ def _progress_printer(enabled: bool) -> Callable[[str], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns its exit code (EPILOG). A failure of scan-root itself is exit 5
+    with its traceback, never Python's 1, which would read as "findings"."""
+    try:
+        return _main(argv)
+    except Exception:  # noqa: BLE001 - reported in full, then a distinct exit code
+        traceback.print_exc()
+        print(
+            f"scan-root {__version__}: internal error (a bug in scan-root, not a verdict on the "
+            "target); please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _main(argv: Sequence[str] | None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["packages"]:
         return _packages(arguments[1:])

@@ -9,6 +9,7 @@ __all__ = [
     "EXIT_CLEAN",
     "EXIT_FINDINGS",
     "EXIT_INCOMPLETE",
+    "EXIT_INTERNAL",
     "EXIT_USAGE",
     "exit_code",
 ]
@@ -18,6 +19,9 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2  # decided by the command line, never by a report
 EXIT_INCOMPLETE = 3
 EXIT_BLOCKED = 4
+# The scanner itself failed (a bug, never a verdict): Python's own 1 for an uncaught exception
+# would read as "findings". Also with --exit-zero.
+EXIT_INTERNAL = 5
 
 
 def exit_code(report: Report, *, fail_on: Severity | None = None, exit_zero: bool = False) -> int:

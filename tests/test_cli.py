@@ -95,6 +95,27 @@ def test_target_and_check_errors_exit_2(
     assert "scan-root: " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("exit_zero", [False, True])
+def test_a_failure_of_scan_root_itself_exits_5_never_1(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    exit_zero: bool,
+) -> None:
+    """Python exits 1 on an uncaught exception, which would read as "findings": a bug is 5."""
+    import scanner.scan
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise AttributeError("'_Counting' object has no attribute 'readinto'")
+
+    monkeypatch.setattr(scanner.scan, "scan_root", broken)
+    root = _dpkg_root(tmp_path, tamper=False)
+    argv = [str(root), "--quiet", *(["--exit-zero"] if exit_zero else [])]
+    assert cli.main(argv) == cli.EXIT_INTERNAL == 5
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "readinto" in err and "internal error" in err
+
+
 @pytest.mark.parametrize("argv", [["--jobs", "0", "/"], ["--format", "xml", "/"]])
 def test_bad_options_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as info:

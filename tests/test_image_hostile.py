@@ -210,13 +210,23 @@ def test_size_and_entry_limits(env: dict[str, Path], limits: ImageLimits, match:
         scan(env, [blob], limits=limits)
 
 
-def test_compression_ratio_bomb(env: dict[str, Path]) -> None:
+@pytest.fixture(params=["isal", "zlib"])
+def gzip_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each gzip test on both decoders: ISA-L's (the optional isal package) and zlib's."""
+    if request.param == "zlib":
+        monkeypatch.setenv("SCANNER_NO_ISAL", "1")
+    else:
+        pytest.importorskip("isal", reason="isal (ISA-L gzip) is not installed")
+    return str(request.param)
+
+
+def test_compression_ratio_bomb(env: dict[str, Path], gzip_decoder: str) -> None:
     blob = gzip.compress(layer(member("zeros", bytes(16 << 20))), compresslevel=9)
     with pytest.raises(ImageError, match="decompression bomb"):
         scan(env, [blob], limits=ImageLimits(max_ratio=100, ratio_floor=1 << 20))
 
 
-def test_truncated_and_corrupt_gzip(env: dict[str, Path]) -> None:
+def test_truncated_and_corrupt_gzip(env: dict[str, Path], gzip_decoder: str) -> None:
     blob = gzip.compress(layer(*(member(f"f{i}", os.urandom(4096)) for i in range(20))))
     with pytest.raises(ImageError, match=r"layer 1 .*corrupt or truncated gzip"):
         scan(env, [blob[: len(blob) // 2]])
@@ -362,7 +372,9 @@ def test_sparse_and_unknown_members_are_problems(env: dict[str, Path], parser: s
     assert any("unsupported tar type b'Z'" in problem for problem in image.problems)
 
 
-def test_a_refused_compressed_layer_leaves_no_decoding_thread(env: dict[str, Path]) -> None:
+def test_a_refused_compressed_layer_leaves_no_decoding_thread(
+    env: dict[str, Path], gzip_decoder: str
+) -> None:
     """The layer is decoded ahead by a second thread: refusing the layer part way (a traversal
     in its first member, megabytes still to decode) stops that thread, and the error is ours."""
     blob = gzip.compress(

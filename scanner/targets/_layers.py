@@ -153,6 +153,12 @@ class _Counting:
             self.hasher.update(data)
         return data
 
+    def readinto(self, buffer: Any, /) -> int:
+        """read() into `buffer` (ISA-L's GzipFile reads its input this way)."""
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
 
 class _Decompressed:
     """The tar stream of one layer; decoder errors become ImageError naming the layer."""
@@ -262,15 +268,36 @@ class _Ahead:
         self._thread.join()
 
 
+def _gzip_reader(raw: _Counting) -> tuple[_Reader, tuple[type[BaseException], ...]]:
+    """A gzip decoder over `raw` and the errors it raises: ISA-L's (the optional `isal` package,
+    ~2x zlib's inflate: bookworm-apps' 308 MB layer in 0.73 s against 1.63 s) when installed and
+    not turned off (SCANNER_NO_ISAL=1), else the standard library's."""
+    isal = None if os.environ.get("SCANNER_NO_ISAL") == "1" else _isal()
+    if isal is not None:
+        igzip, isal_zlib = isal
+        return igzip.IGzipFile(fileobj=cast(Any, raw), mode="rb"), (isal_zlib.error,)
+    import gzip
+
+    return gzip.GzipFile(fileobj=cast(Any, raw), mode="rb"), ()
+
+
+def _isal() -> tuple[Any, Any] | None:
+    """(isal.igzip, isal.isal_zlib), or None when the package is not installed."""
+    try:
+        from isal import igzip, isal_zlib  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None  # the standard library's zlib serves: the same results, slower
+    return igzip, isal_zlib
+
+
 def _decompress(raw: _Counting, label: str, limits: ImageLimits) -> _Decompressed:
     """Pick the decoder by magic bytes (never by name or media type)."""
     head = _peek(raw)
     errors: tuple[type[BaseException], ...] = (EOFError, OSError, zlib.error)
     stream: _Reader
     if head.startswith(b"\x1f\x8b"):
-        import gzip
-
-        kind, stream = "gzip", gzip.GzipFile(fileobj=cast(Any, raw), mode="rb")
+        kind, stream, decode_errors = "gzip", *_gzip_reader(raw)
+        errors += decode_errors
     elif head.startswith(b"\x28\xb5\x2f\xfd"):
         try:
             import zstandard
