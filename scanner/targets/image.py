@@ -10,7 +10,8 @@ But file data is not copied when a layer is an uncompressed extent of a file (`d
 uncompressed OCI blob): each file is created sparse at its size, and the hasher reads its bytes
 in place from the layer (`Image.extents`, _native.Extents). Only the package databases, which
 their readers open by path, and every file when a custom check will read the tree itself, are
-copied. Compressed layers are decoded and copied.
+copied. Compressed layers are decoded by a second thread as they are extracted (gzip with ISA-L
+when the `isal` package is installed), and copied.
 
 Measured (bench/image_input.py, bookworm-apps: 12,616 members, 627 MB, one uncompressed layer in
 a `docker save` tarball, 2 vCPUs): what costs is creating the files, not reading the tar.
