@@ -155,6 +155,7 @@ class Problem:
             "content-skipped",
             "custom-check-error",
             "custom-check-skipped",
+            "image-changed",
         )
 
 

@@ -320,3 +320,28 @@ def test_full_memory_filesystem_falls_back_to_disk(
         assert not list(small.iterdir()) and not list(disk.iterdir())
     finally:
         subprocess.run(["umount", str(small)], check=True)
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_an_image_file_changed_during_the_scan_is_not_a_verified_scan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
+    """Placed files are read from the archive during the scan, after its digests were checked:
+    if the archive changes meanwhile, the report says so and is not complete (exit 3)."""
+    path = _small_image(tmp_path, os.urandom(100_000), compression=compression)
+    report = scanner.scan_image(path, checks=["426"], process_env=False)
+    assert report.complete and not [p for p in report.problems if p.kind == "image-changed"]
+
+    real = scanner.scan._scan
+
+    def scan_then_touch(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        with open(path, "ab") as archive:  # someone appends to the archive mid-scan
+            archive.write(bytes(512))
+        return result
+
+    monkeypatch.setattr(scanner.scan, "_scan", scan_then_touch)
+    report = scanner.scan_image(path, checks=["426"], process_env=False)
+    (problem,) = [p for p in report.problems if p.kind == "image-changed"]
+    assert "changed while it was scanned" in problem.message
+    assert not report.complete

@@ -29,6 +29,7 @@ image index (platform selection) .../image-index.md, docker save: moby image/tar
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -36,7 +37,7 @@ import os
 import re
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any
@@ -84,6 +85,9 @@ class Image:
     # Big files left sparse in `root`, their bytes read in place from the layers (open_image's
     # `place`); None when every file was copied. Valid inside `open_image` only.
     extents: Extents | None = None
+    # Called after a scan: why what was scanned may not be this image any more (a file the
+    # layers are read from in place changed since its digest was checked), or None.
+    changed: Callable[[], str | None] = field(default=lambda: None, repr=False)
 
 
 @contextlib.contextmanager
@@ -119,12 +123,32 @@ def open_image(
                     if number < len(candidates) and _no_space(error):
                         continue  # the memory filesystem filled up: start over on disk
                     raise
-                yield image
+                yield dataclasses.replace(image, changed=_watch(source))
                 return
             finally:
                 _remove_tree(root)
     finally:
         source.close()
+
+
+def _watch(source: _Source) -> Callable[[], str | None]:
+    """What Image.changed calls: the identities of the files the layers were read from, now
+    against those seen once the layers were applied (and their digests checked)."""
+    before = source.identities()
+
+    def changed() -> str | None:
+        try:
+            now = source.identities()
+        except OSError as error:
+            return f"{source.path}: cannot stat it again ({error.strerror})"
+        if now != before:
+            return (
+                f"{source.path} changed while it was scanned: the files read in place may not "
+                "be the bytes whose digests were checked"
+            )
+        return None
+
+    return changed
 
 
 _MEMORY_DIR = "/dev/shm"
@@ -220,6 +244,13 @@ class _Source:
     def close(self) -> None:
         pass
 
+    def identities(self) -> list[tuple[int, ...]]:
+        """(st_dev, st_ino, size, mtime_ns, ctime_ns) of each open file layers are read from."""
+        return [_identity(fd) for fd in self._open_fds()]
+
+    def _open_fds(self) -> list[int]:
+        return []
+
     @contextlib.contextmanager
     def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
         """A layer blob: an Extent of a file when it is stored uncompressed-in-place, else a stream."""
@@ -285,6 +316,9 @@ class _DirSource(_Source):
             stream.close()
         self._blobs.clear()
 
+    def _open_fds(self) -> list[int]:
+        return [stream.fileno() for stream in self._blobs]
+
 
 class _TarSource(_Source):
     """An archive read in place: members are looked up by name, never extracted to disk."""
@@ -349,6 +383,14 @@ class _TarSource(_Source):
     def close(self) -> None:
         self.archive.close()
         self.file.close()
+
+    def _open_fds(self) -> list[int]:
+        return [self.file.fileno()]
+
+
+def _identity(fd: int) -> tuple[int, ...]:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _open_source(path: str, limits: ImageLimits) -> _Source:
