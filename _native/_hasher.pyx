@@ -51,6 +51,11 @@ Design (the pure-Python twin `hasher_py` returns identical results):
   A worker's last busy lane finishes in plain C (one stream: ~650 MB/s vs ~350 in a lane).
   Dispatch is by CPUID at import (AVX-512F: 16 lanes, else AVX2: 8 lanes); elsewhere (aarch64,
   old x86) MD5 stays on OpenSSL. `_use_simd(False)` / `_md5_kernel(name)` switch for tests.
+* extents=Extents (an image's placed files, scanner/targets/image.py): a representative whose
+  lstat shows the extents' device, a listed inode and its length is read with pread from a
+  duplicate of the extent's fd, bounded by that length (a source that ends early: ENODATA),
+  instead of opening its own, sparse, file; the read-ahead thread skips it. Everything else
+  about it (lanes, CONTENT, XXH3, hard links) is as for any file.
 
 Multi-buffer MD5, same 2-vCPU EPYC (AVX-512, Zen 4 class), warm cache, the 8,702 dpkg-listed
 files of bookworm-apps (433 MB; three of 32-33 MB), hash_files only, min of 5 (the VM was shared,

@@ -21,6 +21,10 @@ Design (the pure-Python twin `walker_py` yields exactly the same sequence):
 * 1,000,000 files in 100,000 directories, 2-vCPU EPYC shared with other jobs: 3.7 s against
   2.1 s for `find -xdev | wc -l` (which stats no file), the twin 6.5 s (bench/scale.py).
 * Only directories are ever opened, so FIFOs and devices cannot block the walk.
+* walk(unchanged=...): a rescan's state maps paths to the identities it recorded; a regular file
+  whose lstat matches is not built into a WalkEntry but appended to `matched`, as its record
+  is made (in C, from the listing's raw fields). An unchanged root's stat rescan then yields only
+  its directories and symlinks: 12.6k entries -> 2.4k on bookworm-apps.
 """
 
 import dataclasses
