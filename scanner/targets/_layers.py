@@ -114,7 +114,7 @@ def _stamp(
 ) -> None:
     """Owner, mode and mtime as the member says. `owner`: this process's (euid, egid) when it
     may chown; `created`: the mode the file already has (None: unknown). Only what differs is
-    set: on a typical image that leaves the utime of two or three syscalls a file."""
+    set: on a typical image, of fchown, fchmod and utime only utime is left."""
     # Owner first: chown clears setuid/setgid. Modes are kept as in the image (448 compares
     # them); the root directory is 0700, so nobody else can reach a setuid file in it.
     chowned = owner is not None and (member.uid, member.gid) != owner
