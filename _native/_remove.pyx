@@ -15,7 +15,7 @@ before its entries go, as the twin's onerror does.
 import os
 
 from _native.posix cimport (
-    AT_SYMLINK_NOFOLLOW, DIR, EINTR, ENOENT, ENOMEM, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_RDONLY,
+    _open_nointr, AT_SYMLINK_NOFOLLOW, DIR, ENOENT, ENOMEM, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_RDONLY,
     S_ISDIR, close, closedir, dirent, errno, fdopendir, free, fstatat, malloc, memcpy, readdir,
     realloc, set_errno, strcmp, strlen, struct_stat,
 )
@@ -27,7 +27,6 @@ __all__ = ["remove_tree"]
 
 cdef extern from "<fcntl.h>" nogil:
     int AT_REMOVEDIR
-    int openat(int dirfd, const char* path, int flags, ...)
 
 cdef extern from "<unistd.h>" nogil:
     int unlinkat(int dirfd, const char* path, int flags)
@@ -122,13 +121,9 @@ cdef int _list(int fd, Names* names) noexcept nogil:
 
 cdef int _open_dir(int parent_fd, const char* name) noexcept nogil:
     """Open a subdirectory, never through a symlink; an unreadable one is opened up first."""
-    cdef int fd
-    while True:
-        fd = openat(parent_fd, name, _DIR_FLAGS)
-        if fd >= 0 or errno != EINTR:
-            break
+    cdef int fd = _open_nointr(parent_fd, name, _DIR_FLAGS)
     if fd < 0 and errno == EACCES and fchmodat(parent_fd, name, _OWNER_ALL, 0) == 0:
-        fd = openat(parent_fd, name, _DIR_FLAGS)
+        fd = _open_nointr(parent_fd, name, _DIR_FLAGS)
     return fd
 
 

@@ -36,3 +36,15 @@ def run_cli(cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         env=child_env(),
         check=False,
     )
+
+
+def run_python(source: str) -> str:
+    """`python -c SOURCE` in a child process importing this session's scanner; its stdout.
+    Raises CalledProcessError when it fails."""
+    return subprocess.run(
+        [sys.executable, "-c", source],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        check=True,
+    ).stdout

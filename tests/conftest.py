@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +22,18 @@ IMPLEMENTATIONS = _native.implementations()
 def impl(request: pytest.FixtureRequest) -> tuple[ModuleType, ModuleType]:
     """(walker, hasher) of each loaded implementation: every test using it runs on both."""
     return IMPLEMENTATIONS[request.param]
+
+
+@pytest.fixture(
+    params=sorted(IMPLEMENTATIONS), ids=lambda name: {"cython": "c", "python": "py"}[name]
+)
+def scan_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Whole scans on each implementation: the selector's walk, hasher and matcher swapped."""
+    walker, hasher = IMPLEMENTATIONS[request.param]
+    monkeypatch.setattr(_native, "walk", walker.walk)
+    monkeypatch.setattr(_native, "hash_files", hasher.hash_files)
+    monkeypatch.setattr(_native, "Matcher", _native.matchers()[request.param])
+    yield request.param
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from child import child_env
+from child import child_env, run_python
 from debroot import debootstrap_root
 
 import _native
@@ -180,14 +180,8 @@ seen["nice"] = os.nice(0)
 seen["problems"] = [p.message for p in report.problems if p.kind == "priority"]
 print(json.dumps(seen))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        check=True,
-    )
-    seen = json.loads(result.stdout)
+    stdout = run_python(probe)
+    seen = json.loads(stdout)
     assert seen["problems"] == []
     assert seen["nice"] == 19 and seen["thread_nice"] == 19
     assert seen["thread_io"] >> 13 == IOPRIO_CLASS_IDLE  # a thread started afterwards inherits
@@ -221,14 +215,8 @@ class Refusing:
 priority.ctypes.CDLL = lambda *a, **k: Refusing()
 print(priority.set_idle_io())
 """
-    result = subprocess.run(
-        [sys.executable, "-c", probe],
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        check=True,
-    )
-    assert result.stdout.strip() == "ioprio_set (idle I/O class) refused: Operation not permitted"
+    stdout = run_python(probe)
+    assert stdout.strip() == "ioprio_set (idle I/O class) refused: Operation not permitted"
 
 
 # ---- bounded memory ----

@@ -9,24 +9,11 @@ from pathlib import Path
 import pytest
 from test_state import BINARY, _dpkg_root, _settle, _view
 
-import _native
 import scanner
 from pkgdb import RootFS
 from scanner import memo, state
 from scanner.checks.package_binaries import PackageBinariesCheck
 from scanner.manifests import read_manifests
-
-
-@pytest.fixture(
-    params=sorted(_native.implementations()), ids=lambda n: {"cython": "c", "python": "py"}[n]
-)
-def scan_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Whole scans on each implementation (as test_state's): walk, hasher, matcher swapped."""
-    walker, hasher = _native.implementations()[request.param]
-    monkeypatch.setattr(_native, "walk", walker.walk)
-    monkeypatch.setattr(_native, "hash_files", hasher.hash_files)
-    monkeypatch.setattr(_native, "Matcher", _native.matchers()[request.param])
-    yield request.param
 
 
 @pytest.fixture
@@ -59,13 +46,18 @@ def _scanned(root: Path, state_file: Path, level: str | None = None) -> scanner.
     return scanner.scan_root(root, state=state_file, rescan=level)
 
 
-def test_an_unchanged_root_is_not_parsed_again(
-    tmp_path: Path, scan_impl: str, counted: dict[str, int]
-) -> None:
+def _first_scan(tmp_path: Path) -> tuple[Path, Path, scanner.Report]:
+    """(root, state file, report) of a first scan, with a state, of a settled dpkg root."""
     root = _dpkg_root(tmp_path)
     _settle()
     state_file = tmp_path / "scan.state"
-    first = _scanned(root, state_file)
+    return root, state_file, _scanned(root, state_file)
+
+
+def test_an_unchanged_root_is_not_parsed_again(
+    tmp_path: Path, scan_impl: str, counted: dict[str, int]
+) -> None:
+    root, state_file, first = _first_scan(tmp_path)
     _settle()  # the state file itself must be settled to be kept
     second = _scanned(root, state_file, "stat")
     assert counted == {"manifests": 1, "plan": 1, "decode": 1}
@@ -107,10 +99,7 @@ def test_a_changed_database_file_is_read_again(
     tmp_path: Path, scan_impl: str, counted: dict[str, int]
 ) -> None:
     """Same size, mtime put back: the md5sums file's ctime still says it changed."""
-    root = _dpkg_root(tmp_path)
-    _settle()
-    state_file = tmp_path / "scan.state"
-    _scanned(root, state_file)
+    root, state_file, _first = _first_scan(tmp_path)
     md5sums = root / "var/lib/dpkg/info/tool.md5sums"
     before = md5sums.stat()
     text = md5sums.read_bytes()
@@ -126,10 +115,7 @@ def test_a_database_file_that_appears_is_read(
     tmp_path: Path, scan_impl: str, counted: dict[str, int]
 ) -> None:
     """A lookup that failed (status.d absent) is part of what the manifests depend on."""
-    root = _dpkg_root(tmp_path)
-    _settle()
-    state_file = tmp_path / "scan.state"
-    _scanned(root, state_file)
+    root, state_file, _first = _first_scan(tmp_path)
     (root / "usr/bin/other").write_bytes(BINARY)
     os.chmod(root / "usr/bin/other", 0o755)
     status_d = root / "var/lib/dpkg/status.d"
@@ -172,10 +158,7 @@ def test_a_changed_directory_symlink_resolves_the_plan_again(
 def test_other_excludes_make_the_plan_again(
     tmp_path: Path, scan_impl: str, counted: dict[str, int]
 ) -> None:
-    root = _dpkg_root(tmp_path)
-    _settle()
-    state_file = tmp_path / "scan.state"
-    _scanned(root, state_file)
+    root, _state_file, _first = _first_scan(tmp_path)
     scanner.scan_root(root, state=tmp_path / "other.state", excludes=["/usr/share/*"])
     assert counted["plan"] == 2
 
@@ -183,10 +166,7 @@ def test_other_excludes_make_the_plan_again(
 def test_a_rewritten_state_file_is_decoded_again(
     tmp_path: Path, scan_impl: str, counted: dict[str, int]
 ) -> None:
-    root = _dpkg_root(tmp_path)
-    _settle()
-    state_file = tmp_path / "scan.state"
-    _scanned(root, state_file)
+    root, state_file, _first = _first_scan(tmp_path)
     _settle()
     _scanned(root, state_file, "stat")
     header, entries = state.decode(state_file.read_bytes())

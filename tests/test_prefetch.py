@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-from child import child_env
+from child import run_python
 
 import _native
 import pkgdb.dpkg
@@ -163,7 +161,4 @@ def test_only_started_when_448_runs(tmp_path: Path) -> None:
 def test_cli_import_leaves_the_scan_modules_for_later() -> None:
     # The read-ahead starts in cli.main before these load: importing them first would undo it.
     code = "import sys, scanner.cli; print(sorted(m for m in ('scanner.scan', 'pkgdb') if m in sys.modules))"
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "[]"
+    assert run_python(code).strip() == "[]"

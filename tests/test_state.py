@@ -7,13 +7,11 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from debroot import copy_root, debootstrap_root
 
-import _native
 import scanner
 from scanner import cli, state
 from scanner.errors import UsageError
@@ -21,18 +19,6 @@ from scanner.scan import scan_image
 
 BINARY = b"\x7fELF\x02\x01\x01" + b"\0" * 4000 + b"tool"
 SCRIPT = b"#!/bin/sh\necho helper\n"
-
-
-@pytest.fixture(
-    params=sorted(_native.implementations()), ids=lambda n: {"cython": "c", "python": "py"}[n]
-)
-def scan_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Whole scans on each implementation: the selector's walk, hasher and matcher swapped."""
-    walker, hasher = _native.implementations()[request.param]
-    monkeypatch.setattr(_native, "walk", walker.walk)
-    monkeypatch.setattr(_native, "hash_files", hasher.hash_files)
-    monkeypatch.setattr(_native, "Matcher", _native.matchers()[request.param])
-    yield request.param
 
 
 def _settle() -> None:

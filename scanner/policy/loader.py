@@ -97,6 +97,14 @@ class _Reader:
     def value(self, node: yaml.ScalarNode) -> Any:
         return self._constructor.construct_object(node)
 
+    def duplicate(self, first_line: int | None, node: yaml.Node, field: str, what: str) -> bool:
+        """True, with an error naming the first one, when an id or name was seen already (at
+        `first_line`; None: not seen)."""
+        if first_line is None:
+            return False
+        self.error(node, field, f"duplicate {what} (first at line {first_line})")
+        return True
+
     # -- shapes ---------------------------------------------------------------------------
 
     def mapping(
@@ -470,15 +478,10 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
             spec = reader.custom_check(node, field)
             if spec is None:
                 continue
-            if spec.id in seen_ids:
-                reader.error(
-                    node,
-                    f"{field}.id",
-                    f"duplicate id {spec.id} (first at line {seen_ids[spec.id]})",
-                )
-                continue
-            seen_ids[spec.id] = spec.line
-            custom.append(spec)
+            what = f"id {spec.id}"
+            if not reader.duplicate(seen_ids.get(spec.id), node, f"{field}.id", what):
+                seen_ids[spec.id] = spec.line
+                custom.append(spec)
     custom_ids = [spec.id for spec in custom]
     known_checks = builtin_check_ids() | frozenset(custom_ids)
 
@@ -489,15 +492,10 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
             collection = reader.collection(node, field)
             if collection is None:
                 continue
-            if collection.name in collections:
-                first = collections[collection.name].line
-                reader.error(
-                    node,
-                    f"{field}.name",
-                    f"duplicate collection name {collection.name!r} (first at line {first})",
-                )
-                continue
-            collections[collection.name] = collection
+            first = collections.get(collection.name)
+            what = f"collection name {collection.name!r}"
+            if not reader.duplicate(first.line if first else None, node, f"{field}.name", what):
+                collections[collection.name] = collection
 
     rules: list[Rule] = []
     if "rules" in document:
@@ -507,15 +505,10 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
             rule = reader.rule(node, field, collections, known_checks, custom_ids)
             if rule is None:
                 continue
-            if rule.name in names:
-                reader.error(
-                    node,
-                    f"{field}.name",
-                    f"duplicate rule name {rule.name!r} (first at line {names[rule.name]})",
-                )
-                continue
-            names[rule.name] = rule.line
-            rules.append(rule)
+            what = f"rule name {rule.name!r}"
+            if not reader.duplicate(names.get(rule.name), node, f"{field}.name", what):
+                names[rule.name] = rule.line
+                rules.append(rule)
 
     if reader.issues:
         raise PolicyError(reader.issues)

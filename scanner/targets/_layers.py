@@ -573,11 +573,7 @@ class LayerApplier:
         # the fchmod; setuid/setgid/sticky bits are always set afterwards (_stamp).
         umask = self._umask
         mode = 0o600 if umask is None else member.mode & 0o777
-        try:
-            fd = os.open(parts[-1], _CREATE_FLAGS, mode, dir_fd=parent)
-        except FileExistsError:  # what a lower layer (or a duplicate) left there goes
-            self._remove(parent, parts[-1], parts)
-            fd = os.open(parts[-1], _CREATE_FLAGS, mode, dir_fd=parent)
+        fd = self._replacing(parent, parts, os.open, parts[-1], _CREATE_FLAGS, mode, dir_fd=parent)
         try:
             if member.size:
                 self._content(blocks, member, fd, parts)

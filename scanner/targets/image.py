@@ -45,6 +45,7 @@ from typing import IO, Any
 import _native
 from _native import Extents
 from pkgdb import DATABASE_DIRS
+from pkgdb.rootfs import Identity, identity
 
 from ._layers import Extent, ImageError, ImageLimits, LayerApplier
 
@@ -244,9 +245,9 @@ class _Source:
     def close(self) -> None:
         pass
 
-    def identities(self) -> list[tuple[int, ...]]:
-        """(st_dev, st_ino, size, mtime_ns, ctime_ns) of each open file layers are read from."""
-        return [_identity(fd) for fd in self._open_fds()]
+    def identities(self) -> list[Identity]:
+        """The identity (pkgdb.rootfs.identity) of each open file layers are read from."""
+        return [identity(os.fstat(fd)) for fd in self._open_fds()]
 
     def _open_fds(self) -> list[int]:
         return []
@@ -386,11 +387,6 @@ class _TarSource(_Source):
 
     def _open_fds(self) -> list[int]:
         return [self.file.fileno()]
-
-
-def _identity(fd: int) -> tuple[int, ...]:
-    st = os.fstat(fd)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _open_source(path: str, limits: ImageLimits) -> _Source:
