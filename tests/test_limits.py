@@ -272,6 +272,13 @@ def test_walk_memory_does_not_grow_with_the_tree(
     assert large_peak < 2 * small_peak + 64 * 1024, (small_peak, large_peak)
 
 
+def _context(rootfs: RootFS, options: ScanOptions) -> ScanContext:
+    """A content pass's context on `rootfs`, its manifests read, fresh stats."""
+    return ScanContext(
+        root=rootfs, options=options, manifests=read_manifests(rootfs), stats=Stats()
+    )
+
+
 def test_content_pass_streams_in_bounded_batches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -289,12 +296,7 @@ def test_content_pass_streams_in_bounded_batches(
 
     def scan(root: Path) -> None:
         with RootFS(str(root)) as rootfs:
-            context = ScanContext(
-                root=rootfs,
-                options=ScanOptions(batch_size=64),
-                manifests=read_manifests(rootfs),
-                stats=Stats(),
-            )
+            context = _context(rootfs, ScanOptions(batch_size=64))
             contexts[:] = [context]
             for item in content.content_pass(context, [PrivateKeysCheck()], None):
                 assert isinstance(item, Problem)  # random text: no keys, nothing kept
@@ -327,12 +329,7 @@ def test_captured_windows_bound_a_batch(tmp_path: Path, monkeypatch: pytest.Monk
     root = _tree(tmp_path / "root", 1, fanout=4, files=25)  # 100 files of ~120 bytes
     lengths = [path.stat().st_size for path in root.rglob("f*")]
     with RootFS(str(root)) as rootfs:
-        context = ScanContext(
-            root=rootfs,
-            options=ScanOptions(batch_bytes=2000),
-            manifests=read_manifests(rootfs),
-            stats=Stats(),
-        )
+        context = _context(rootfs, ScanOptions(batch_bytes=2000))
         for _item in content.content_pass(context, [PrivateKeysCheck()], None):
             pass
     assert sum(sizes) == 100
