@@ -84,6 +84,9 @@ setup(
     extras_require={
         "test": [
             "pytest>=8",
+            # Random test order, so that a test passing only after another fails CI; the header
+            # prints the seed, and `pytest --randomly-seed=N` replays that order.
+            "pytest-randomly>=3.15",
             "pytest-benchmark>=4",
             "hypothesis>=6",
             # Referees: python-debian for deb822, rpmfile for .rpm package files.

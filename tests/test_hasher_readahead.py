@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import mmap
 import os
 import threading
 import time
@@ -104,20 +106,55 @@ def test_same_results_with_and_without_readahead(
     assert implementations()["python"][1].hash_files(fd, requests, jobs=jobs) == without
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long
+]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+
+
+def uncached(path: Path) -> bool:
+    """Whether the file's first page is out of the page cache, asked of mincore(2), which (unlike
+    a read, even an RWF_NOWAIT one) changes nothing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        address = _libc.mmap(None, mmap.PAGESIZE, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if address in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), f"mmap {path}")
+        try:
+            vector = ctypes.create_string_buffer(1)
+            if _libc.mincore(address, mmap.PAGESIZE, vector) != 0:
+                raise OSError(ctypes.get_errno(), f"mincore {path}")
+            return not vector.raw[0] & 1
+        finally:
+            _libc.munmap(address, mmap.PAGESIZE)
+    finally:
+        os.close(fd)
+
+
 def test_cold_files_are_advised_and_warm_ones_only_probed(native: ModuleType, tree) -> None:
+    """The prefetcher decides from the page cache alone, so the test fixes both: the cache state
+    is checked with mincore(2) before each run, and _readahead_hold makes the prefetcher go
+    through every file before any worker reads (else, warm, the workers may claim every file
+    before the prefetch thread is first scheduled, and it probes nothing: the flake this once
+    was)."""
     root, fd, requests = tree
-    files = [
-        root / os.fsdecode(path)
-        for path, _ in requests
-        if (root / os.fsdecode(path)).is_file() and not (root / os.fsdecode(path)).is_symlink()
-    ]
+    # The regular, non-empty files the hasher reads: none through a symlink (outside/ leads out).
+    paths = [root / os.fsdecode(path) for path, _ in requests]
+    files = [p for p in paths if p.resolve() == p and p.is_file() and p.stat().st_size > 0]
     evict(files)
+    assert all(uncached(path) for path in files), "eviction did not take: the test cannot run"
+    native._readahead_hold(0)
     cold = run(native, fd, requests, True, 2)
     probed, advised = native._readahead_stats()
     assert advised > 0 and probed >= advised
+    assert [path for path in files if uncached(path)] == []
     warm = run(native, fd, requests, True, 2)
     probed, advised = native._readahead_stats()
     assert advised == 0 and 0 < probed < 600  # found cached: then one file in 32 is sampled
+    native._readahead_hold(-1)
     assert warm == cold == run(native, fd, requests, False, 2)
 
 
