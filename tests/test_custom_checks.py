@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from trees import as_nobody
 from scanner import UsageError, cli, scan_root
 from scanner.checks import select_checks
 from scanner.output.sarif import to_sarif
+from scanner.policy import _cgroup
 from scanner.policy.model import CustomCheckSpec, Policy
 from scanner.policy.runner import (
     OUTPUT_LIMIT,
@@ -853,3 +855,145 @@ def test_the_default_limits_are_named_and_hold() -> None:
         assert result.limits == "memory 256 MiB, 64 processes (cgroup v2)"
     else:
         assert "; cgroup v2 not used: " in result.limits, result.limits
+
+
+# -- the cgroup v2 path ---------------------------------------------------------------------------
+
+# What the kernel puts in a new cgroup v2 directory (the parts the runner reads and writes).
+KERNEL_FILES = {
+    "cgroup.procs": "",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.kill": "",
+    "memory.max": "max\n",
+    "memory.swap.max": "max\n",
+    "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    "pids.max": "max\n",
+    "pids.events": "max 0\n",
+}
+
+
+@pytest.fixture
+def fake_cgroupfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A parent cgroup whose children the kernel would fill; this machine's cgroup v2 has neither
+    memory nor pids (they are bound to cgroup v1), so the real one cannot be shown here."""
+    parent = tmp_path / "cgroup"
+    parent.mkdir()
+    real_mkdir, real_rmdir = os.mkdir, os.rmdir
+
+    # Everything else (tempfile, shutil) goes on to the real calls.
+    def mkdir(path: str, mode: int = 0o777, **kwargs: int) -> None:
+        real_mkdir(path, mode, **kwargs)
+        if not kwargs and os.path.dirname(path) == os.fspath(parent):
+            for name, text in KERNEL_FILES.items():
+                Path(path, name).write_text(text)
+
+    def rmdir(path: str, **kwargs: int) -> None:
+        if not kwargs and os.path.dirname(path) == os.fspath(parent):
+            for name in os.listdir(path):  # the kernel's files go with the directory
+                os.unlink(os.path.join(path, name))
+        real_rmdir(path, **kwargs)
+
+    monkeypatch.setattr(_cgroup, "find_parent", lambda: os.fspath(parent))
+    monkeypatch.setattr(_cgroup.os, "mkdir", mkdir)
+    monkeypatch.setattr(_cgroup.os, "rmdir", rmdir)
+    yield parent
+
+
+def _watch_child(parent: Path, seen: dict[str, str]) -> None:
+    """Copies the child cgroup's files while the sandbox runs (it is removed afterwards)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not seen:
+        for child in parent.iterdir():
+            procs = (child / "cgroup.procs").read_text()
+            if procs:
+                seen.update({p.name: p.read_text() for p in child.iterdir()}, name=child.name)
+        time.sleep(0.001)
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+def test_cgroup_v2_child_gets_the_limits_and_the_script(
+    fake_cgroupfs: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, str] = {}
+    watcher = threading.Thread(target=_watch_child, args=(fake_cgroupfs, seen))
+    watcher.start()
+    # The script outlives the watcher's first look: it sees cgroup.procs written.
+    result = limited(b"sleep 0.3\nexit 0\n", root, memory_mib=100, processes=9)
+    watcher.join()
+    assert isinstance(result, Passed), result
+    assert result.limits == "memory 100 MiB, 9 processes (cgroup v2)"
+    assert seen["name"].startswith("scan-root-check-")
+    assert (seen["memory.max"], seen["memory.swap.max"], seen["pids.max"]) == (
+        str(100 << 20),
+        "0",
+        "9",
+    )
+    assert seen["cgroup.procs"] == "0"  # the script's process joined it ("0": the writer)
+    assert list(fake_cgroupfs.iterdir()) == []  # removed after the run
+    assert Path(fake_cgroupfs, seen["name"]).exists() is False
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        ({"memory.events": "max 7\noom 1\noom_kill 1\n"}, "ran out of memory: 1 process(es) "
+         "killed at its limit of 256 MiB"),
+        ({"pids.events": "max 3\n"}, "reached its limit of 64 processes: 3 fork(s) refused"),
+    ],
+)
+def test_a_limit_reached_in_the_cgroup_is_an_error_whatever_the_exit(
+    fake_cgroupfs: Path,
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    events: dict[str, str],
+    reason: str,
+) -> None:
+    monkeypatch.setitem(KERNEL_FILES, *next(iter(events.items())))
+    result = limited(b"exit 0\n", root)  # a pass, had the script not run out
+    assert isinstance(result, Errored), result
+    assert result.reason == reason
+    assert result.limits == "memory 256 MiB, 64 processes (cgroup v2)"
+    assert list(fake_cgroupfs.iterdir()) == []
+
+
+def test_own_cgroup_is_found_from_proc() -> None:
+    mountinfo = (
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    assert _cgroup.own_cgroup("4:memory:/x\n0::/\n", mountinfo) == "/sys/fs/cgroup/unified"
+    unified = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n"
+    assert (
+        _cgroup.own_cgroup("0::/system.slice/scan.service\n", unified)
+        == "/sys/fs/cgroup/system.slice/scan.service"
+    )
+    # A container's view of a bind of its own cgroup, with a space (escaped) in the mount point.
+    bound = "50 40 0:26 /kubepods/pod1 /sys/fs/my\\040cgroup ro - cgroup2 cgroup2 rw\n"
+    assert (
+        _cgroup.own_cgroup("0::/kubepods/pod1/c\n", bound) == "/sys/fs/my cgroup/c"
+    )
+    for proc, mounts, why in (
+        ("4:memory:/x\n", mountinfo, "in no cgroup v2"),
+        ("0::/\n", "35 31 0:32 / /m rw - cgroup cgroup rw,memory\n", "no cgroup2"),
+    ):
+        with pytest.raises(_cgroup.CgroupUnavailable, match=why):
+            _cgroup.own_cgroup(proc, mounts)
+
+
+@pytest.mark.root
+def test_this_machines_cgroups_are_judged_without_being_changed() -> None:
+    # Either a usable parent or a reason; never an exception, never a change to a cgroup here.
+    with open("/proc/self/cgroup") as handle:
+        before = handle.read()
+    try:
+        parent = _cgroup.find_parent()
+    except _cgroup.CgroupUnavailable as error:
+        assert str(error)
+    else:
+        assert os.path.isdir(parent)
+    with open("/proc/self/cgroup") as handle:
+        assert handle.read() == before

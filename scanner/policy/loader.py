@@ -35,7 +35,7 @@ VERSION = 1
 FIRST_CUSTOM_ID = 9000
 MAX_POLICY_BYTES = 4 * 1024 * 1024  # a policy is hand-written: anything larger is a mistake
 MAX_SCRIPT_BYTES = 1024 * 1024
-# A custom check's resource limits: (least, most) of each per-check key, and the default.
+# A custom check's resource limits: (least, most) of each per-check key (defaults in the model).
 MEMORY_MIB = (16, 64 * 1024)
 PROCESSES = (1, 4096)
 FIELDS = ("hosts", "images", "containers", "labels")

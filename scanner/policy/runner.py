@@ -62,7 +62,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ._cgroup import Cgroup, CgroupUnavailable, find_parent
+from . import _cgroup
+from ._cgroup import Cgroup, CgroupUnavailable
 from .model import CustomCheckSpec
 
 __all__ = [
@@ -198,7 +199,7 @@ def _limited(
     try:
         if not cgroup:
             raise CgroupUnavailable("not asked for")
-        group = Cgroup.create(find_parent(), memory, spec.processes)
+        group = Cgroup.create(_cgroup.find_parent(), memory, spec.processes)
     except CgroupUnavailable as error:
         result = _run(spec, unshare, root_fd, base, overlay, -1)
         if isinstance(result, Errored) and not result.limits:
