@@ -52,6 +52,9 @@ SCMP_CMP_EQ = 4
 # The system calls of the kernel's keyrings: denied to the script, so it can neither read a key
 # the host holds (root's user keyring is shared by every root process) nor add or request one.
 KEYRING_CALLS = (b"add_key", b"request_key", b"keyctl")
+# io_uring makes sockets and connects without the system calls the filter sees (as Docker's
+# default profile, it is refused whole).
+IO_URING_CALLS = (b"io_uring_setup", b"io_uring_enter", b"io_uring_register")
 # The other architectures a process of this machine can run as; the filter covers them too (for
 # an architecture it does not name, libseccomp's default kills the process).
 EXTRA_ARCHITECTURES = {"x86_64": (b"x86", b"x32"), "aarch64": (b"arm",)}
@@ -272,13 +275,14 @@ class Seccomp:
     """The script's seccomp filter, built with libseccomp (the library runc and systemd use) through
     ctypes: everything is allowed but the keyring system calls, and AF_UNIX sockets, which could
     reach a host daemon through a socket file in the read-only root (an ssh-agent in the live
-    root's /tmp); socketpair() stays allowed. Built here, loaded in the child just before exec."""
+    root's /tmp), and io_uring, which could make one unseen; socketpair() stays allowed. Built
+    here, loaded in the child just before exec."""
 
     def __init__(self) -> None:
         try:
             self.lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
         except OSError as error:
-            raise SetupError(f"libseccomp (Debian: libseccomp2) is not available: {error}") from None
+            raise SetupError(f"libseccomp (Debian: libseccomp2) is missing: {error}") from None
         lib = self.lib
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
@@ -298,9 +302,11 @@ class Seccomp:
         if not self.context:
             raise SetupError("seccomp_init failed")
         for name in EXTRA_ARCHITECTURES.get(os.uname().machine, ()):
-            self._check(lib.seccomp_arch_add(self.context, lib.seccomp_arch_resolve_name(name)),
-                        f"seccomp_arch_add {name.decode()}")
-        for call in KEYRING_CALLS:
+            architecture = lib.seccomp_arch_resolve_name(name)
+            self._check(
+                lib.seccomp_arch_add(self.context, architecture), f"seccomp_arch_add {name.decode()}"
+            )
+        for call in KEYRING_CALLS + IO_URING_CALLS:
             self._rule(call)
         self._rule(b"socket", _ArgCmp(0, SCMP_CMP_EQ, AF_UNIX, 0))
 
@@ -366,9 +372,7 @@ def mebibytes(size: int) -> str:
     return f"{size / (1 << 20):g} MiB"
 
 
-def run(
-    script: bytes, last: int, seccomp: Seccomp, memory: int, cgroup_fd: int
-) -> None:
+def run(script: bytes, last: int, seccomp: Seccomp, memory: int, cgroup_fd: int) -> None:
     """Start the script, wait for it as PID 1, say how it ended; our exit ends the namespace."""
     with open(SCRIPT, "wb") as handle:
         handle.write(script)
