@@ -10,7 +10,8 @@ extras="[images]"
 # libxxhash-dev: xxHash's header, compiled into the hasher (Digest.XXH3, incremental rescans).
 packages="python3 python3-venv python3-dev gcc libssl-dev libxxhash-dev"
 # util-linux's `unshare` isolates custom checks; Essential in Debian, listed to say we rely on it.
-packages="$packages util-linux"
+# libseccomp2: the custom checks' seccomp filter (loaded through ctypes; without it they error).
+packages="$packages util-linux libseccomp2"
 if [ "${1:-}" = "--test" ]; then
     extras="[test]"  # which has those of [images] too
     # Reference tools the tests compare with, and debootstrap for real Debian roots.

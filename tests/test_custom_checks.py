@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +31,7 @@ from trees import as_nobody
 from scanner import UsageError, cli, scan_root
 from scanner.checks import select_checks
 from scanner.output.sarif import to_sarif
+from scanner.policy import _cgroup
 from scanner.policy.model import CustomCheckSpec, Policy
 from scanner.policy.runner import (
     OUTPUT_LIMIT,
@@ -201,6 +205,7 @@ class TestVerdicts:
         )
         assert variables.pop("HOME") == "/root"
         assert variables.pop("LANG") == "C"
+        assert variables.pop("TMPDIR") == "/dev/shm"  # the sandbox's scratch space
         assert set(variables) <= {"PWD", "SHLVL", "_", "OLDPWD"}, variables  # set by the shell
 
 
@@ -242,7 +247,7 @@ class TestInterpreter:
         assert all(os.path.islink(tmp_path / name) for name in ("tmp", "dev", "proc"))
         readonly = run_custom_check(spec(b"exit 0\n"), os.fspath(tmp_path), overlay=False)
         assert isinstance(readonly, Errored), readonly
-        assert "no /tmp" in readonly.reason  # read-only: refuses rather than follow the link
+        assert "no /dev" in readonly.reason  # read-only: refuses rather than follow the link
 
     def test_a_missing_shebang_interpreter_is_an_error(self, root: Path) -> None:
         result = run(b"#!/usr/bin/python3\nraise SystemExit(0)\n", root)  # not in minbase
@@ -283,11 +288,16 @@ class TestIsolation:
         assert isinstance(again, Passed), again
 
     def test_read_only_fallback_refuses_writes(self, scratch_root: Path) -> None:
-        script = b"echo x >> /etc/passwd && exit 1\necho ok > /tmp/scratch && cat /tmp/scratch\n"
+        script = (
+            b"echo x >> /etc/passwd && exit 1\n"
+            b"echo x > /tmp/in-target && exit 1\n"  # the target's /tmp is the target's: read-only
+            b'echo ok > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"\n'
+        )
         with unchanged_root(scratch_root):
             result = run_custom_check(spec(script), os.fspath(scratch_root), overlay=False)
         assert isinstance(result, Passed), result
-        assert "Read-only file system" in result.output and result.output.endswith("ok")
+        assert result.output.count("Read-only file system") == 2, result.output
+        assert result.output.endswith("ok")
         assert result.isolation.startswith("read-only bind")
 
     def test_the_scanners_network_is_unreachable(self, root: Path) -> None:
@@ -454,6 +464,9 @@ def test_scan_root_end_to_end(
     report = scan_root(root, checks=["9001", "9002", "9003"], policy=policy)
     assert report.checks == ("9001", "9002", "9003")
     document = json.loads(report.to_json())
+    # Which limits were in force depends on the machine (cgroup v2 or the fallback): named always.
+    limits = document["findings"][0].pop("limits")
+    assert limits.startswith("memory 256 MiB"), limits
     assert document["findings"] == [
         {
             "check": "9001",
@@ -471,7 +484,7 @@ def test_scan_root_end_to_end(
         {
             "kind": "custom-check-error",
             "message": "custom check 9003 (Custom test check) could not decide: "
-            "exited with status 7",
+            f"exited with status 7 (limits: {limits})",
             "check": "9003",
         }
     ]
@@ -565,3 +578,429 @@ def test_image_scan_runs_custom_checks_against_the_image(tmp_path: Path) -> None
     (problem,) = [p for p in report.problems if p.check == "9001"]
     assert problem.kind == "custom-check-error" and "cannot start the script" in problem.message
     assert report.target_kind == "image" and not report.complete
+
+
+# -- the target as it is: its /tmp, and the script's own scratch space ----------------------------
+
+# The check that goes with the product's reference Fargate task (../shared/examples): the task
+# copies /bin/sleep to /tmp/xmrig, a miner's name in a place the container writes to.
+MINER_CHECK = b'if [ -e /tmp/xmrig ]; then echo "a miner at /tmp/xmrig"; exit 1; fi\nexit 0\n'
+
+
+def reference_miner(shared_fixtures: Path) -> tuple[str, str]:
+    """(source, destination) of the `cp` the reference task definition runs."""
+    definition = shared_fixtures.parent.parent / "examples" / "fargate-task-definition.json"
+    (container,) = json.loads(definition.read_text())["containerDefinitions"]
+    command = " ".join(container["command"])
+    assert "cp /bin/sleep /tmp/xmrig" in command, command
+    return "/bin/sleep", "/tmp/xmrig"
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+@pytest.mark.parametrize("overlay", [True, False], ids=["overlay", "read-only"])
+def test_the_reference_miner_in_tmp_is_seen(
+    scratch_root: Path, shared_fixtures: Path, overlay: bool
+) -> None:
+    source, destination = reference_miner(shared_fixtures)
+    miner = scratch_root / destination.lstrip("/")
+    shutil.copy2(scratch_root / source.lstrip("/"), miner)  # what the task's command does
+    try:
+        with unchanged_root(scratch_root):
+            found = run_custom_check(spec(MINER_CHECK), os.fspath(scratch_root), overlay=overlay)
+    finally:
+        miner.unlink()
+    assert isinstance(found, Failed), found
+    assert found.output == "a miner at /tmp/xmrig"
+    clean = run_custom_check(spec(MINER_CHECK), os.fspath(scratch_root), overlay=overlay)
+    assert isinstance(clean, Passed), clean
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+def test_the_targets_tmp_is_never_written_and_scratch_is_its_own(scratch_root: Path) -> None:
+    (scratch_root / "tmp/left-by-the-target").write_text("kept\n")
+    before = sorted(os.listdir(scratch_root / "tmp"))
+    script = (
+        b"cat /tmp/left-by-the-target\n"
+        b"echo x > /tmp/written-in-the-sandbox || exit 3\n"  # the throw-away layer takes it
+        b'echo y > "$TMPDIR/scratch" && cat "$TMPDIR/scratch"\n'
+        b'[ "$TMPDIR" != /tmp ] && [ ! -e /tmp/scratch ] && echo separate\n'
+        b"exit 1\n"
+    )
+    try:
+        with unchanged_root(scratch_root):
+            result = run(script, scratch_root)
+        assert isinstance(result, Failed), result
+        assert result.output.splitlines() == ["kept", "y", "separate"]
+        assert sorted(os.listdir(scratch_root / "tmp")) == before
+    finally:
+        (scratch_root / "tmp/left-by-the-target").unlink()
+
+
+@pytest.mark.root
+def test_no_socket_file_reaches_a_host_daemon() -> None:
+    # Through the read-only fallback's bind, a socket file in the target is the host's very socket
+    # (an ssh-agent's in the live root's /tmp): AF_UNIX sockets are refused to the script.
+    directory = Path(tempfile.mkdtemp(prefix="scan-root-test-", dir="/var/tmp"))  # on the root fs
+    path = directory / "agent.sock"
+    try:
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(os.fspath(path))
+            listener.listen()
+            listener.setblocking(False)
+            with socket.socket(socket.AF_UNIX) as probe:
+                probe.connect(os.fspath(path))  # the socket works from outside
+                listener.accept()[0].close()
+            script = (
+                "#!/usr/bin/python3\nimport ctypes, os, socket\n"
+                # io_uring would make and connect the socket without the system calls.
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                "params = ctypes.create_string_buffer(120)\n"  # io_uring_setup: 425 on both
+                "ring = libc.syscall(425, 1, params)\n"
+                "print('io_uring', ring, os.strerror(ctypes.get_errno()))\n"
+                f"socket.socket(socket.AF_UNIX).connect({os.fspath(path)!r})\n"
+                "print('connected')\n"
+            ).encode()
+            results = [
+                run_custom_check(spec(script), "/", overlay=overlay) for overlay in (False, True)
+            ]
+            with pytest.raises(BlockingIOError):
+                listener.accept()  # nobody came
+    finally:
+        shutil.rmtree(directory)
+    for result in results:
+        assert isinstance(result, Failed), result
+        assert result.output.startswith("io_uring -1 Operation not permitted\n"), result.output
+        assert result.output.endswith("PermissionError: [Errno 1] Operation not permitted")
+
+
+# -- kernel keyrings ------------------------------------------------------------------------------
+
+# Reads the keyrings from inside the sandbox (the live root's python3, by system call number).
+KEYRING_PROBE = """\
+#!/usr/bin/python3
+import ctypes, os
+ADD_KEY, REQUEST_KEY, KEYCTL = {"x86_64": (248, 249, 250), "aarch64": (217, 218, 219)}[
+    os.uname().machine
+]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+DESCRIPTION = DESCRIPTION_HERE
+
+def call(*args):
+    ctypes.set_errno(0)
+    result = libc.syscall(*args)
+    return f"{result} {os.strerror(ctypes.get_errno()) if result < 0 else ''}".strip()
+
+buffer = ctypes.create_string_buffer(4096)
+for name, keyring in (("session", -3), ("user", -4), ("user-session", -5)):
+    print("search", name, call(KEYCTL, 10, keyring, b"user", DESCRIPTION, 0))
+    print("read", name, call(KEYCTL, 11, keyring, buffer, 4096))
+print("request_key", call(REQUEST_KEY, b"user", DESCRIPTION, None, 0))
+print("add_key", call(ADD_KEY, b"user", b"planted", b"x", 1, -3))
+for name in ("/proc/keys", "/proc/key-users"):
+    with open(name) as handle:
+        print(name, repr(handle.read()))
+"""
+
+KEYRING_CHILD = """\
+import ctypes, json, os, subprocess, sys
+from scanner.policy.model import CustomCheckSpec
+from scanner.policy.runner import run_custom_check
+from scanner.report import Severity
+
+KEYCTL = {"x86_64": 250, "aarch64": 219}[os.uname().machine]
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+# This child's own new session keyring: nothing of the host's is touched.
+assert libc.syscall(KEYCTL, 1, b"scan-root-test-session") > 0
+description = DESCRIPTION_HERE
+secret = b"not-a-real-secret-" + os.urandom(8).hex().encode()
+ADD_KEY = KEYCTL - 2
+assert libc.syscall(ADD_KEY, b"user", description, secret, len(secret), -3) > 0
+probe = sys.argv[1].encode()
+outside = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout
+spec = CustomCheckSpec(id="9001", name="keys", severity=Severity.HIGH, description="d",
+                       script=probe, timeout=20.0)
+result = run_custom_check(spec, "/")
+print(json.dumps({"outside": outside, "inside": result.output, "kind": type(result).__name__}))
+"""
+
+
+@pytest.mark.root
+def test_the_script_sees_no_keyring_of_the_host() -> None:
+    description = f"scan-root-test-{uuid.uuid4().hex}".encode()
+    probe = KEYRING_PROBE.replace("DESCRIPTION_HERE", repr(description))
+    source = KEYRING_CHILD.replace("DESCRIPTION_HERE", repr(description))
+    shown = subprocess.run(
+        [sys.executable, "-c", source, probe],
+        env=child_env(REPO / "tests"),
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    document = json.loads(shown)
+    outside = dict(line.split(" ", 1) for line in document["outside"].splitlines()[:1])
+    assert int(outside["search"].split()[1]) > 0, document  # the probe finds the key outside
+    assert document["kind"] == "Passed", document
+    inside = document["inside"].splitlines()
+    assert inside == [
+        "search session -1 Operation not permitted",
+        "read session -1 Operation not permitted",
+        "search user -1 Operation not permitted",
+        "read user -1 Operation not permitted",
+        "search user-session -1 Operation not permitted",
+        "read user-session -1 Operation not permitted",
+        "request_key -1 Operation not permitted",
+        "add_key -1 Operation not permitted",
+        "/proc/keys ''",
+        "/proc/key-users ''",
+    ], document
+
+
+# -- memory and process limits --------------------------------------------------------------------
+
+ALLOCATE_1_GIB = b"#!/usr/bin/python3\nblock = bytearray(1 << 30)\nprint('allocated 1 GiB')\n"
+# Forks until refused, then says how many children it had at once (the live root's python3).
+COUNT_FORKS = b"""\
+#!/usr/bin/python3
+import os, time
+children = []
+for _ in range(1000):
+    try:
+        pid = os.fork()
+    except OSError as error:
+        print("refused:", error.strerror)
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    children.append(pid)
+print(len(children))
+"""
+
+
+def limited(script: bytes, root: Path | str, *, cgroup: bool = True, **limits: int) -> CheckResult:
+    check = dataclasses.replace(spec(script), **limits)
+    return run_custom_check(check, os.fspath(root), cgroup=cgroup)
+
+
+def cgroup_in_force(result: CheckResult) -> bool:
+    assert isinstance(result, (Passed, Failed, Errored)) and result.limits, result
+    return "(cgroup v2)" in result.limits
+
+
+def per_namespace_pid_max() -> bool:
+    major, minor = os.uname().release.split(".")[:2]
+    return (int(major), int(minor.split("-")[0])) >= (6, 14)
+
+
+@pytest.mark.root
+class TestRlimitFallback:
+    """Without a cgroup v2 (asked for here; also what a cgroup v1 machine gets)."""
+
+    def test_1_gib_is_refused_and_never_passes(self) -> None:
+        result = limited(ALLOCATE_1_GIB, "/", cgroup=False)
+        assert not isinstance(result, Passed), result
+        assert result.output.endswith("MemoryError"), result.output
+        assert result.limits.startswith("memory 256 MiB per process (RLIMIT_AS), "), result.limits
+        assert "cgroup v2 not used: not asked for" in result.limits
+
+    @pytest.mark.debootstrap
+    def test_a_shell_that_runs_out_is_an_error(self, root: Path) -> None:
+        script = b"x=$(head -c 1073741824 /dev/zero | tr '\\0' x)\necho ${#x}\nexit 0\n"
+        result = limited(script, root, cgroup=False)
+        assert isinstance(result, Errored), result
+
+    def test_the_policys_memory_limit_is_used(self) -> None:
+        script = b"#!/usr/bin/python3\nblock = bytearray(300 << 20)\nprint('allocated')\n"
+        assert not isinstance(limited(script, "/", cgroup=False), Passed)
+        result = limited(script, "/", cgroup=False, memory_mib=512)
+        assert isinstance(result, Passed), result
+        assert result.output == "allocated"
+        assert result.limits.startswith("memory 512 MiB per process (RLIMIT_AS)"), result.limits
+
+    def test_processes_are_bounded(self) -> None:
+        started = time.monotonic()
+        result = limited(COUNT_FORKS, "/", cgroup=False, processes=8)
+        assert time.monotonic() - started < 15
+        assert isinstance(result, Passed), result
+        if per_namespace_pid_max():
+            # The script and 7 children: 8 processes.
+            assert result.output.splitlines() == ["refused: Resource temporarily unavailable", "7"]
+            assert "8 processes (the pid namespace's pid_max)" in result.limits, result.limits
+        else:
+            assert "processes not limited" in result.limits, result.limits
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+@pytest.mark.usefixtures("unchanged")
+def test_a_fork_bomb_ends_in_bounded_time(root: Path) -> None:
+    # Each level waits for two more: it never ends by itself, and grows as fast as it can fork.
+    bomb = b"bomb() { bomb | bomb; }\nbomb\n"
+    for cgroup in (True, False):
+        started = time.monotonic()
+        result = dataclasses.replace(spec(bomb, timeout=2.0), processes=16)
+        outcome = run_custom_check(result, os.fspath(root), cgroup=cgroup)
+        assert time.monotonic() - started < 20
+        assert isinstance(outcome, Errored), outcome
+        if cgroup_in_force(outcome):
+            assert outcome.reason.startswith("reached its limit of 16 processes"), outcome
+        elif per_namespace_pid_max():
+            assert "Cannot fork" in outcome.output, outcome  # the limit, before the timeout
+
+
+@pytest.mark.root
+def test_the_default_limits_are_named_and_hold() -> None:
+    # Whichever the machine gives: a cgroup v2 child, or the fallback (which says why).
+    result = limited(ALLOCATE_1_GIB, "/")
+    assert not isinstance(result, Passed), result
+    if cgroup_in_force(result):
+        assert isinstance(result, Errored) and result.reason.startswith("ran out of memory")
+        assert result.limits == "memory 256 MiB, 64 processes (cgroup v2)"
+    else:
+        assert "; cgroup v2 not used: " in result.limits, result.limits
+
+
+# -- the cgroup v2 path ---------------------------------------------------------------------------
+
+# What the kernel puts in a new cgroup v2 directory (the parts the runner reads and writes).
+KERNEL_FILES = {
+    "cgroup.procs": "",
+    "cgroup.events": "populated 0\nfrozen 0\n",
+    "cgroup.kill": "",
+    "memory.max": "max\n",
+    "memory.swap.max": "max\n",
+    "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+    "pids.max": "max\n",
+    "pids.events": "max 0\n",
+}
+
+
+@pytest.fixture
+def fake_cgroupfs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A parent cgroup whose children the kernel would fill; this machine's cgroup v2 has neither
+    memory nor pids (they are bound to cgroup v1), so the real one cannot be shown here."""
+    parent = tmp_path / "cgroup"
+    parent.mkdir()
+    real_mkdir, real_rmdir = os.mkdir, os.rmdir
+
+    # Everything else (tempfile, shutil) goes on to the real calls.
+    def mkdir(path: str, mode: int = 0o777, **kwargs: int) -> None:
+        real_mkdir(path, mode, **kwargs)
+        if not kwargs and os.path.dirname(path) == os.fspath(parent):
+            for name, text in KERNEL_FILES.items():
+                Path(path, name).write_text(text)
+
+    def rmdir(path: str, **kwargs: int) -> None:
+        if not kwargs and os.path.dirname(path) == os.fspath(parent):
+            for name in os.listdir(path):  # the kernel's files go with the directory
+                os.unlink(os.path.join(path, name))
+        real_rmdir(path, **kwargs)
+
+    monkeypatch.setattr(_cgroup, "find_parent", lambda: os.fspath(parent))
+    monkeypatch.setattr(_cgroup.os, "mkdir", mkdir)
+    monkeypatch.setattr(_cgroup.os, "rmdir", rmdir)
+    yield parent
+
+
+def _watch_child(parent: Path, seen: dict[str, str]) -> None:
+    """Copies the child cgroup's files while the sandbox runs (it is removed afterwards)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not seen:
+        for child in parent.iterdir():
+            procs = (child / "cgroup.procs").read_text()
+            if procs:
+                seen.update({p.name: p.read_text() for p in child.iterdir()}, name=child.name)
+        time.sleep(0.001)
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+def test_cgroup_v2_child_gets_the_limits_and_the_script(
+    fake_cgroupfs: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, str] = {}
+    watcher = threading.Thread(target=_watch_child, args=(fake_cgroupfs, seen))
+    watcher.start()
+    # The script outlives the watcher's first look: it sees cgroup.procs written.
+    result = limited(b"sleep 0.3\nexit 0\n", root, memory_mib=100, processes=9)
+    watcher.join()
+    assert isinstance(result, Passed), result
+    assert result.limits == "memory 100 MiB, 9 processes (cgroup v2)"
+    assert seen["name"].startswith("scan-root-check-")
+    assert (seen["memory.max"], seen["memory.swap.max"], seen["pids.max"]) == (
+        str(100 << 20),
+        "0",
+        "9",
+    )
+    assert seen["cgroup.procs"] == "0"  # the script's process joined it ("0": the writer)
+    assert list(fake_cgroupfs.iterdir()) == []  # removed after the run
+    assert Path(fake_cgroupfs, seen["name"]).exists() is False
+
+
+@pytest.mark.root
+@pytest.mark.debootstrap
+@pytest.mark.parametrize(
+    ("events", "reason"),
+    [
+        ({"memory.events": "max 7\noom 1\noom_kill 1\n"}, "ran out of memory: 1 process(es) "
+         "killed at its limit of 256 MiB"),
+        ({"pids.events": "max 3\n"}, "reached its limit of 64 processes: 3 fork(s) refused"),
+    ],
+)
+def test_a_limit_reached_in_the_cgroup_is_an_error_whatever_the_exit(
+    fake_cgroupfs: Path,
+    root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    events: dict[str, str],
+    reason: str,
+) -> None:
+    monkeypatch.setitem(KERNEL_FILES, *next(iter(events.items())))
+    result = limited(b"exit 0\n", root)  # a pass, had the script not run out
+    assert isinstance(result, Errored), result
+    assert result.reason == reason
+    assert result.limits == "memory 256 MiB, 64 processes (cgroup v2)"
+    assert list(fake_cgroupfs.iterdir()) == []
+
+
+def test_own_cgroup_is_found_from_proc() -> None:
+    mountinfo = (
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n"
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"
+    )
+    assert _cgroup.own_cgroup("4:memory:/x\n0::/\n", mountinfo) == "/sys/fs/cgroup/unified"
+    unified = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n"
+    assert (
+        _cgroup.own_cgroup("0::/system.slice/scan.service\n", unified)
+        == "/sys/fs/cgroup/system.slice/scan.service"
+    )
+    # A container's view of a bind of its own cgroup, with a space (escaped) in the mount point.
+    bound = "50 40 0:26 /kubepods/pod1 /sys/fs/my\\040cgroup ro - cgroup2 cgroup2 rw\n"
+    assert (
+        _cgroup.own_cgroup("0::/kubepods/pod1/c\n", bound) == "/sys/fs/my cgroup/c"
+    )
+    for proc, mounts, why in (
+        ("4:memory:/x\n", mountinfo, "in no cgroup v2"),
+        ("0::/\n", "35 31 0:32 / /m rw - cgroup cgroup rw,memory\n", "no cgroup2"),
+    ):
+        with pytest.raises(_cgroup.CgroupUnavailable, match=why):
+            _cgroup.own_cgroup(proc, mounts)
+
+
+@pytest.mark.root
+def test_this_machines_cgroups_are_judged_without_being_changed() -> None:
+    # Either a usable parent or a reason; never an exception, never a change to a cgroup here.
+    with open("/proc/self/cgroup") as handle:
+        before = handle.read()
+    try:
+        parent = _cgroup.find_parent()
+    except _cgroup.CgroupUnavailable as error:
+        assert str(error)
+    else:
+        assert os.path.isdir(parent)
+    with open("/proc/self/cgroup") as handle:
+        assert handle.read() == before

@@ -48,6 +48,8 @@ custom_checks:
     description: read as bytes, relative to the policy
     script_file: checks/latin1.sh
     timeout: 2.5
+    memory_mib: 1024
+    processes: 8
 """
 
 
@@ -74,6 +76,8 @@ def test_good_policy_is_read_in_full(tmp_path: Path) -> None:
     assert telnet.id == "9001" and telnet.script == b"#!/bin/sh\n! command -v telnet\n"
     assert telnet.severity is Severity.HIGH and telnet.timeout == 60.0
     assert from_file.id == "9002" and from_file.script == script and from_file.timeout == 2.5
+    assert (telnet.memory_mib, telnet.processes) == (256, 64)  # the defaults
+    assert (from_file.memory_mib, from_file.processes) == (1024, 8)
 
 
 def test_example_fargate_task_family_can_be_scoped(tmp_path: Path) -> None:
@@ -160,6 +164,18 @@ MISTAKES = [
     (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
      "    description: d\n    script: x\n    timeout: 0\n"),
      8, "custom_checks[0].timeout", "must be a number of seconds > 0"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n    memory_mib: 8\n"),
+     8, "custom_checks[0].memory_mib", "must be a whole number from 16 to 65536"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n    processes: " + "9" * 5000 + "\n"),
+     8, "custom_checks[0].processes", "must be a whole number from 1 to 4096"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n    processes: 0\n"),
+     8, "custom_checks[0].processes", "must be a whole number from 1 to 4096"),
+    (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
+     "    description: d\n    script: x\n    processes: 2.5\n"),
+     8, "custom_checks[0].processes", "must be a whole number from 1 to 4096"),
     (("version: 1\ncustom_checks:\n  - id: 9001\n    name: n\n    severity: low\n"
      "    description: d\n    script: '   '\n"),
      7, "custom_checks[0].script", "empty script"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import pickle
 import signal
@@ -51,6 +52,10 @@ def make_tree(root: Path) -> Path:
 
 def as_nobody(work: Callable[[], object]) -> object:
     """work() in a forked child running as uid/gid 65534: root is never denied, nobody is."""
+    # Codecs are imported on first use, and nobody may not read the interpreter's library (a
+    # pyenv under /root, mode 0700): the child gets the ones the scan uses already imported.
+    for codec in ("ascii", "latin-1"):
+        codecs.lookup(codec)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

@@ -34,10 +34,12 @@ class CustomCheck:
                 kind=KIND,
                 path=b"",  # about the whole root, not one file
                 detail=result.output or "(the script failed without output)",
-                extra={"isolation": result.isolation},
+                extra={"isolation": result.isolation, "limits": result.limits},
             )
         elif isinstance(result, Errored):
             message = f"custom check {self.id} ({self.title}) could not decide: {result.reason}"
+            if result.limits:
+                message += f" (limits: {result.limits})"
             if result.output:
                 message += f"; its output: {result.output}"
             yield Problem(kind="custom-check-error", message=message, check=self.id)

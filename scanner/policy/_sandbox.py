@@ -5,10 +5,14 @@
 # docstring describes the isolation. It imports only the standard library: it runs before the
 # scanner's package could be trusted to be importable, with no site directories.
 #
-# Arguments: BASE ROOT_FD STATUS_FD MODE. BASE is an empty directory to mount the work on; ROOT_FD
-# the root to scan (an O_PATH directory descriptor); MODE is `overlay`, or `read-only` to skip
-# overlayfs; fd 0 carries the script's text (read to EOF); STATUS_FD is the status pipe, one line
-# per event:
+# Arguments: BASE ROOT_FD STATUS_FD MODE MEMORY PROCESSES CGROUP_FD. BASE is an empty directory to
+# mount the work on; ROOT_FD the root to scan (an O_PATH directory descriptor); MODE is `overlay`,
+# or `read-only` to skip overlayfs; MEMORY (bytes) and PROCESSES are the script's limits; CGROUP_FD
+# is the runner's cgroup v2 child's `cgroup.procs`, open for writing, which the script joins before
+# it starts (the runner wrote the limits there), or -1: then this file sets rlimits and the pid
+# namespace's pid_max instead. fd 0 carries the script's text (read to EOF); STATUS_FD is the
+# status pipe, one line per event:
+#   "limits <limits>"    the resource limits the script will run under (before "ready")
 #   "ready <isolation>"  the sandbox is built and the script is about to run
 #   "error <reason>"     the sandbox could not be built, or the script could not be started
 #   "exit <code>" / "signal <number>"  how the script ended
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import sys
 
@@ -37,6 +42,28 @@ MNT_DETACH = 2
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # no glibc wrapper: the system call's number
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
+KEYCTL_JOIN_SESSION_KEYRING = 1  # <linux/keyctl.h>
+AF_UNIX = 1
+EPERM = 1
+# <seccomp.h>: the filter's actions and the one comparison used.
+SCMP_ACT_ALLOW = 0x7FFF0000
+SCMP_ACT_ERRNO_EPERM = 0x00050000 | EPERM
+SCMP_CMP_EQ = 4
+# The system calls of the kernel's keyrings: denied to the script, so it can neither read a key
+# the host holds (root's user keyring is shared by every root process) nor add or request one.
+KEYRING_CALLS = (b"add_key", b"request_key", b"keyctl")
+# io_uring makes sockets and connects without the system calls the filter sees (as Docker's
+# default profile, it is refused whole).
+IO_URING_CALLS = (b"io_uring_setup", b"io_uring_enter", b"io_uring_register")
+# The other architectures a process of this machine can run as; the filter covers them too (for
+# an architecture it does not name, libseccomp's default kills the process).
+EXTRA_ARCHITECTURES = {"x86_64": (b"x86", b"x32"), "aarch64": (b"arm",)}
+# Resource limits without a cgroup: pids in the pid namespace's own pid_max (Linux 6.14 made
+# pid_max a per-pid-namespace sysctl; before, it is the host's: never written then). Once the
+# namespace's last pid is past RESERVED_PIDS, the kernel allocates from RESERVED_PIDS up to
+# pid_max, so RESERVED_PIDS + N leaves N pids for the script and its processes and threads.
+PER_NAMESPACE_PID_MAX = (6, 14)
+RESERVED_PIDS = 300
 
 # What the script keeps of root's capabilities (Docker's default set plus DAC_READ_SEARCH, so a
 # check can read every file of the target). Everything that could undo the isolation is dropped:
@@ -61,21 +88,45 @@ KEPT_CAPABILITIES = frozenset(
 
 # Like Docker's masked and read-only /proc paths: a root script must not reach the host's kernel
 # through the fresh /proc (sysrq-trigger, kcore, sysctls are not namespaced).
-PROC_MASKED = (b"kcore", b"keys", b"latency_stats", b"timer_list", b"timer_stats", b"sched_debug")
+PROC_MASKED = (
+    b"kcore",
+    b"keys",
+    b"key-users",
+    b"latency_stats",
+    b"timer_list",
+    b"timer_stats",
+    b"sched_debug",
+)
 PROC_MASKED_DIRS = (b"acpi", b"scsi")
 PROC_READ_ONLY = (b"sys", b"sysrq-trigger", b"irq", b"bus", b"fs")
 
-# Bounded throw-away space: the overlay's upper layer and the private /tmp live in memory.
+# Bounded throw-away space: the overlay's upper layer and the script's scratch space live in
+# memory. The scratch space is the sandbox's own /dev/shm (TMPDIR): never the target's /tmp, which
+# the script sees as it is (a miner copied to /tmp is what a check looks for).
 UPPER_SIZE = b"size=256m"
-TMP_SIZE = b"size=64m"
-SCRIPT = b"/tmp/.scan-root-check"
+SCRATCH_SIZE = b"size=64m"
+SCRATCH = b"/dev/shm"
+SCRIPT = SCRATCH + b"/.scan-root-check"
 ENVIRONMENT = {
     b"PATH": b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     b"HOME": b"/root",
     b"LANG": b"C",
+    b"TMPDIR": SCRATCH,
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class _ArgCmp(ctypes.Structure):
+    """libseccomp's struct scmp_arg_cmp."""
+
+    _fields_ = [
+        ("arg", ctypes.c_uint),
+        ("op", ctypes.c_int),
+        ("datum_a", ctypes.c_uint64),
+        ("datum_b", ctypes.c_uint64),
+    ]
 
 
 class SetupError(Exception):
@@ -147,31 +198,38 @@ def build(base: bytes, overlay: bool) -> tuple[bytes, str]:
         return path
 
     dev = directory(b"dev")
-    if dev is not None:
-        mount(b"dev", dev, b"tmpfs", MS_NOSUID | MS_NOEXEC, b"mode=0755,size=64k")
-        for name, minor_major in (
-            (b"null", (1, 3)),
-            (b"zero", (1, 5)),
-            (b"full", (1, 7)),
-            (b"random", (1, 8)),
-            (b"urandom", (1, 9)),
-            (b"tty", (5, 0)),
-        ):
-            os.mknod(dev + b"/" + name, 0o666 | 0o020000, os.makedev(*minor_major))
-            os.chmod(dev + b"/" + name, 0o666)  # the umask must not narrow it
-        for name, target in (
-            (b"fd", b"/proc/self/fd"),
-            (b"stdin", b"/proc/self/fd/0"),
-            (b"stdout", b"/proc/self/fd/1"),
-            (b"stderr", b"/proc/self/fd/2"),
-        ):
-            os.symlink(target, dev + b"/" + name)
-        mount(b"", dev, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    if dev is None:
+        raise SetupError(
+            "the target has no /dev to mount the sandbox's devices and scratch space on "
+            "(read-only root)"
+        )
+    mount(b"dev", dev, b"tmpfs", MS_NOSUID | MS_NOEXEC, b"mode=0755,size=64k")
+    for name, minor_major in (
+        (b"null", (1, 3)),
+        (b"zero", (1, 5)),
+        (b"full", (1, 7)),
+        (b"random", (1, 8)),
+        (b"urandom", (1, 9)),
+        (b"tty", (5, 0)),
+    ):
+        os.mknod(dev + b"/" + name, 0o666 | 0o020000, os.makedev(*minor_major))
+        os.chmod(dev + b"/" + name, 0o666)  # the umask must not narrow it
+    for name, target in (
+        (b"fd", b"/proc/self/fd"),
+        (b"stdin", b"/proc/self/fd/0"),
+        (b"stdout", b"/proc/self/fd/1"),
+        (b"stderr", b"/proc/self/fd/2"),
+    ):
+        os.symlink(target, dev + b"/" + name)
+    os.mkdir(dev + b"/shm", 0o755)
+    mount(b"", dev, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC)
+    # Not noexec: the script itself is written there and run.
+    mount(b"shm", dev + b"/shm", b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777," + SCRATCH_SIZE)
     proc = directory(b"proc")
     if proc is not None:
         mount(b"proc", proc, b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         for name in PROC_MASKED:
-            if dev is not None and os.path.exists(proc + b"/" + name):
+            if os.path.exists(proc + b"/" + name):
                 bind_read_only(dev + b"/null", proc + b"/" + name)
         for name in PROC_MASKED_DIRS:
             if os.path.isdir(proc + b"/" + name):
@@ -179,10 +237,6 @@ def build(base: bytes, overlay: bool) -> tuple[bytes, str]:
         for name in PROC_READ_ONLY:
             if os.path.exists(proc + b"/" + name):
                 bind_read_only(proc + b"/" + name, proc + b"/" + name)
-    tmp = directory(b"tmp")
-    if tmp is None:
-        raise SetupError("the target has no /tmp to mount the private /tmp on (read-only root)")
-    mount(b"tmp", tmp, b"tmpfs", MS_NOSUID | MS_NODEV, b"mode=1777," + TMP_SIZE)
     return new_root, isolation
 
 
@@ -217,7 +271,108 @@ def drop_privileges(last: int) -> None:
         raise _fail("prctl(PR_SET_NO_NEW_PRIVS)", b"")
 
 
-def run(script: bytes, last: int) -> None:
+class Seccomp:
+    """The script's seccomp filter, built with libseccomp (the library runc and systemd use) through
+    ctypes: everything is allowed but the keyring system calls, and AF_UNIX sockets, which could
+    reach a host daemon through a socket file in the read-only root (an ssh-agent in the live
+    root's /tmp), and io_uring, which could make one unseen; socketpair() stays allowed. Built
+    here, loaded in the child just before exec."""
+
+    def __init__(self) -> None:
+        try:
+            self.lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+        except OSError as error:
+            raise SetupError(f"libseccomp (Debian: libseccomp2) is missing: {error}") from None
+        lib = self.lib
+        lib.seccomp_init.restype = ctypes.c_void_p
+        lib.seccomp_init.argtypes = [ctypes.c_uint32]
+        lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+        lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+        lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+        lib.seccomp_rule_add_array.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.POINTER(_ArgCmp),
+        ]
+        lib.seccomp_load.argtypes = [ctypes.c_void_p]
+        self.context = lib.seccomp_init(SCMP_ACT_ALLOW)
+        if not self.context:
+            raise SetupError("seccomp_init failed")
+        for name in EXTRA_ARCHITECTURES.get(os.uname().machine, ()):
+            architecture = lib.seccomp_arch_resolve_name(name)
+            self._check(
+                lib.seccomp_arch_add(self.context, architecture), f"seccomp_arch_add {name.decode()}"
+            )
+        for call in KEYRING_CALLS + IO_URING_CALLS:
+            self._rule(call)
+        self._rule(b"socket", _ArgCmp(0, SCMP_CMP_EQ, AF_UNIX, 0))
+
+    @staticmethod
+    def _check(result: int, what: str) -> None:
+        if result < 0:  # libseccomp returns -errno
+            raise SetupError(f"{what}: {os.strerror(-result)}")
+
+    def _rule(self, call: bytes, *compare: _ArgCmp) -> None:
+        number = self.lib.seccomp_syscall_resolve_name(call)
+        if number < 0:
+            raise SetupError(f"seccomp: unknown system call {call.decode()}")
+        array = (_ArgCmp * len(compare))(*compare) if compare else None
+        self._check(
+            self.lib.seccomp_rule_add_array(
+                self.context, SCMP_ACT_ERRNO_EPERM, number, len(compare), array
+            ),
+            f"seccomp rule for {call.decode()}",
+        )
+
+    def load(self) -> None:
+        self._check(self.lib.seccomp_load(self.context), "seccomp_load")
+
+    def syscall_number(self, call: bytes) -> int:
+        return int(self.lib.seccomp_syscall_resolve_name(call))
+
+
+def new_session_keyring(seccomp: Seccomp) -> None:
+    """Join a new, empty session keyring: whatever the scanner's session held is out of reach, even
+    of the kernel's own key searches on the script's behalf (which seccomp does not see)."""
+    number = seccomp.syscall_number(b"keyctl")
+    if _libc.syscall(ctypes.c_long(number), KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+        raise _fail("keyctl(KEYCTL_JOIN_SESSION_KEYRING)", b"")
+
+
+def limit_processes(count: int) -> str:
+    """Without a cgroup: leave `count` pids in this pid namespace (see PER_NAMESPACE_PID_MAX).
+
+    RLIMIT_NPROC cannot do it: the kernel never applies it to uid 0 (and for another uid it counts
+    every process of that user on the host, not the script's)."""
+    release = os.uname().release.split("-")[0].split(".")
+    try:
+        version = (int(release[0]), int(release[1]))
+    except (IndexError, ValueError):
+        return f"processes not limited (kernel release {os.uname().release!r} not understood)"
+    if version < PER_NAMESPACE_PID_MAX:
+        return (
+            f"processes not limited (no cgroup v2 pids controller; pid_max is per pid namespace "
+            f"from Linux {PER_NAMESPACE_PID_MAX[0]}.{PER_NAMESPACE_PID_MAX[1]}; RLIMIT_NPROC "
+            f"does not bind root)"
+        )
+    # This process is PID 1 of the new pid namespace: both sysctls are that namespace's.
+    for name, value in (("ns_last_pid", RESERVED_PIDS), ("pid_max", RESERVED_PIDS + count)):
+        with open(f"/proc/sys/kernel/{name}", "w") as handle:
+            handle.write(str(value))
+    with open("/proc/sys/kernel/pid_max") as handle:
+        if int(handle.read()) != RESERVED_PIDS + count:
+            raise SetupError("the pid namespace's pid_max did not take")
+    return f"{count} processes (the pid namespace's pid_max)"
+
+
+def mebibytes(size: int) -> str:
+    return f"{size / (1 << 20):g} MiB"
+
+
+def run(script: bytes, last: int, seccomp: Seccomp, memory: int, cgroup_fd: int) -> None:
     """Start the script, wait for it as PID 1, say how it ended; our exit ends the namespace."""
     with open(SCRIPT, "wb") as handle:
         handle.write(script)
@@ -233,7 +388,16 @@ def run(script: bytes, last: int) -> None:
             for number in (signal.SIGPIPE, signal.SIGXFSZ):
                 signal.signal(number, signal.SIG_DFL)
             os.umask(0o022)  # a fixed start, like the environment
+            if cgroup_fd >= 0:
+                # "0" moves the writer: the script and all it starts are in the limited cgroup,
+                # this PID 1 is not (its own memory is not the script's to spend).
+                os.write(cgroup_fd, b"0")
+                os.close(cgroup_fd)
+            else:
+                # Per process, and only address space: weaker than memory.max (runner.py says how).
+                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
             drop_privileges(last)
+            seccomp.load()  # last: after no_new_privs, which lets it load without CAP_SYS_ADMIN
             os.execve(argv[0], argv, ENVIRONMENT)
         except (OSError, SetupError) as error:
             status(f"error cannot start the script: {error}")
@@ -252,6 +416,7 @@ def run(script: bytes, last: int) -> None:
 def main() -> int:
     global ROOT_FD, STATUS_FD
     ROOT_FD, STATUS_FD = int(sys.argv[2]), int(sys.argv[3])
+    memory, processes, cgroup_fd = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
     chunks = []
     while chunk := os.read(0, 1 << 16):
         chunks.append(chunk)
@@ -260,15 +425,26 @@ def main() -> int:
     os.dup2(null, 0)  # the script reads nothing
     os.close(null)
     try:
+        if cgroup_fd >= 0:
+            os.set_inheritable(cgroup_fd, False)  # the child writes it and closes it before exec
+            limits = f"memory {mebibytes(memory)}, {processes} processes (cgroup v2)"
+        else:
+            limits = (
+                f"memory {mebibytes(memory)} per process (RLIMIT_AS), "
+                + limit_processes(processes)
+            )
         last = last_capability()
+        seccomp = Seccomp()
+        new_session_keyring(seccomp)
         new_root, isolation = build(os.fsencode(sys.argv[1]), sys.argv[4] == "overlay")
         os.close(ROOT_FD)  # a way back to the scanner's namespace: not kept while the script runs
         enter(new_root)
     except (OSError, SetupError) as error:
         status(f"error the sandbox could not be built: {error}")
         return 0
+    status(f"limits {limits}")
     status(f"ready {isolation}")
-    run(script, last)
+    run(script, last, seccomp, memory, cgroup_fd)
     return 0
 
 

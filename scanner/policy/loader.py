@@ -35,6 +35,9 @@ VERSION = 1
 FIRST_CUSTOM_ID = 9000
 MAX_POLICY_BYTES = 4 * 1024 * 1024  # a policy is hand-written: anything larger is a mistake
 MAX_SCRIPT_BYTES = 1024 * 1024
+# A custom check's resource limits: (least, most) of each per-check key (defaults in the model).
+MEMORY_MIB = (16, 64 * 1024)
+PROCESSES = (1, 4096)
 FIELDS = ("hosts", "images", "containers", "labels")
 
 _STR = "tag:yaml.org,2002:str"
@@ -174,6 +177,19 @@ class _Reader:
             return None
         return bool(self.value(node))
 
+    def integer(self, node: yaml.Node, field: str, least: int, most: int) -> int | None:
+        """A whole number in [least, most], or None with an issue."""
+        text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
+        # The length first: int() of thousands of digits is slow, and refused past 4,300.
+        if node.tag != _INT or not text.isascii() or not text.isdigit() or len(text) > 9:
+            self.error(node, field, f"must be a whole number from {least} to {most}")
+            return None
+        number = int(text)
+        if not least <= number <= most:
+            self.error(node, field, f"must be a whole number from {least} to {most}")
+            return None
+        return number
+
     def choice(self, node: yaml.Node, field: str, kind: str, parse: Callable[[str], Any]) -> Any:
         """An enum value spelled exactly (lower case), or None with an issue."""
         if not isinstance(node, yaml.ScalarNode):
@@ -236,7 +252,17 @@ class _Reader:
         return Collection(name=name, line=_line(node), **values)
 
     def custom_check(self, node: yaml.Node, field: str) -> CustomCheckSpec | None:
-        allowed = ("id", "name", "severity", "description", "script", "script_file", "timeout")
+        allowed = (
+            "id",
+            "name",
+            "severity",
+            "description",
+            "script",
+            "script_file",
+            "timeout",
+            "memory_mib",
+            "processes",
+        )
         keys = self.mapping(node, field, allowed, ("id", "name", "severity", "description"))
         if keys is None:
             return None
@@ -265,7 +291,12 @@ class _Reader:
                 self.error(timeout_node, f"{field}.timeout", "must be a number of seconds > 0")
             else:
                 timeout = float(number)
-        if None in (check_id, name, severity, description, script):
+        limits = {
+            key: self.integer(keys[key][1], f"{field}.{key}", *bounds)
+            for key, bounds in (("memory_mib", MEMORY_MIB), ("processes", PROCESSES))
+            if key in keys
+        }
+        if None in (check_id, name, severity, description, script, *limits.values()):
             return None
         return CustomCheckSpec(
             id=check_id,  # type: ignore[arg-type]
@@ -275,6 +306,7 @@ class _Reader:
             script=script,  # type: ignore[arg-type]
             timeout=timeout,
             line=_line(node),
+            **limits,  # type: ignore[arg-type]
         )
 
     def check_id(self, node: yaml.Node, field: str) -> str | None:

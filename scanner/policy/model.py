@@ -61,6 +61,8 @@ class CustomCheckSpec:
     description: str
     script: bytes  # the script's text; its shebang (or the target's /bin/sh) runs it
     timeout: float = 60.0  # seconds; a timeout is an error, never a pass
+    memory_mib: int = 256  # the script's memory (runner.py says how it is enforced)
+    processes: int = 64  # processes and threads the script may have at once, itself included
     line: int = 0
 
 

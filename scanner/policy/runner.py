@@ -11,14 +11,32 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   memory. Only the root's own file system is seen, like the scan's walk, which never crosses a
   mount point. If overlayfs cannot be mounted, the root stays a read-only bind (writes fail) and
   the result says so; if neither works the check is an error: it never runs unisolated.
-- A fresh `/proc` (this pid namespace only; kernel knobs masked or read-only as Docker does), a
-  read-only `/dev` with only null, zero, full, random, urandom and tty, and a private tmpfs `/tmp`.
+- The script sees the target as it is, its `/tmp` included (where a miner would be dropped).
+  A fresh `/proc` (this pid namespace only; kernel knobs and `/proc/keys` masked or read-only as
+  Docker does), a read-only `/dev` with only null, zero, full, random, urandom and tty, and the
+  script's own scratch space, a size-limited tmpfs `/dev/shm` named by `TMPDIR` (in the read-only
+  fallback the target's `/tmp` is read-only too).
 - `pivot_root` makes that tree the root and the old root is detached: unlike a chroot there is
   nothing to climb out to. For the live root `/` this is the same files, run directly by the same
   shell; only the writes and the network are taken away.
 - The script runs as root with a reduced capability bounding set (no SYS_ADMIN, SYS_CHROOT, MKNOD,
   NET_ADMIN, SYS_MODULE, SYS_PTRACE, ...) and no_new_privs, in a fixed environment (PATH,
-  HOME=/root, LANG=C): never the scanner's, which may hold secrets.
+  HOME=/root, LANG=C, TMPDIR=/dev/shm): never the scanner's, which may hold secrets.
+- Kernel keyrings: the sandbox joins a new, empty session keyring, and a seccomp filter (libseccomp)
+  makes add_key, request_key and keyctl fail with EPERM, so no key of the host (root's user keyring
+  is shared by every root process) can be read or searched. The same filter refuses AF_UNIX
+  sockets: through the read-only fallback's bind, a socket file in the target (an ssh-agent's in
+  the live root's `/tmp`) would reach a host daemon. Without libseccomp the check is an error.
+- Memory and processes (`memory_mib`, default 256, and `processes`, default 64, per check): a cgroup
+  v2 child of the scanner's own cgroup with memory.max (swap 0) and pids.max, when the scanner's
+  cgroup can have one (the root cgroup, or a delegated one with memory and pids enabled for its
+  children). The script joins it before exec; a kill by the OOM killer or a fork refused at the
+  limit makes the check an error, whatever the script's status. Otherwise, weaker: RLIMIT_AS per
+  process (an allocation past it fails inside the script, which decides what to do with that, and
+  N processes can hold N times the limit), and the pid namespace's own pid_max (Linux 6.14 and
+  later) for the process count, which the scanner cannot see reached. RLIMIT_NPROC is not used: the
+  kernel never applies it to uid 0, and it counts all of a user's processes on the host. Each
+  result names the limits in force (`limits`).
 - Its shebang picks the interpreter (the target's, since it runs in the target's root); without one
   the target's `/bin/sh` runs it. Exit 0 passes, 1 fails with its output as the cause; any other
   status, a signal or the timeout is an error. On timeout the whole process group is killed, and
@@ -41,9 +59,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import _cgroup
+from ._cgroup import Cgroup, CgroupUnavailable
 from .model import CustomCheckSpec
 
 __all__ = [
@@ -81,6 +101,7 @@ class Passed:
     output: str
     isolation: str
     seconds: float
+    limits: str  # the memory and process limits in force, and how
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,15 +111,18 @@ class Failed:
     output: str
     isolation: str
     seconds: float
+    limits: str
 
 
 @dataclass(frozen=True, slots=True)
 class Errored:
-    """Neither pass nor fail: another status, a signal, the timeout, or no sandbox."""
+    """Neither pass nor fail: another status, a signal, the timeout, a limit reached, or no
+    sandbox."""
 
     reason: str
     output: str = ""
     seconds: float = 0.0
+    limits: str = ""  # empty when the script never ran
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +160,12 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 def run_custom_check(
-    spec: CustomCheckSpec, root: str | bytes, *, overlay: bool = True
+    spec: CustomCheckSpec, root: str | bytes, *, overlay: bool = True, cgroup: bool = True
 ) -> CheckResult:
     """Run `spec`'s script against `root` in the sandbox; never raises for what the script does.
 
-    `overlay=False` skips overlayfs for the read-only fallback (what runs when overlayfs cannot).
+    `overlay=False` skips overlayfs for the read-only fallback (what runs when overlayfs cannot);
+    `cgroup=False` skips cgroup v2 for the rlimit fallback.
     """
     if os.geteuid() != 0:
         return Skipped(
@@ -159,19 +184,80 @@ def run_custom_check(
         os.close(root_fd)
         return Errored(f"cannot make the sandbox's work directory: {error}")
     try:
-        return _run(spec, unshare, root_fd, base, overlay)
+        return _limited(spec, unshare, root_fd, base, overlay, cgroup)
     finally:
         os.close(root_fd)
         # Only empty mount points were ever on disk: the namespace's tmpfs is gone with it.
         shutil.rmtree(base)
 
 
+def _limited(
+    spec: CustomCheckSpec, unshare: str, root_fd: int, base: str, overlay: bool, cgroup: bool
+) -> CheckResult:
+    """Run in a cgroup with the spec's limits when there can be one, else with the fallback's."""
+    memory = spec.memory_mib << 20
+    try:
+        if not cgroup:
+            raise CgroupUnavailable("not asked for")
+        group = Cgroup.create(_cgroup.find_parent(), memory, spec.processes)
+    except CgroupUnavailable as error:
+        result = _run(spec, unshare, root_fd, base, overlay, -1)
+        if isinstance(result, Errored) and not result.limits:
+            return result
+        # Why the weaker limits: the reader of the report should not have to guess.
+        return replace(result, limits=f"{result.limits}; cgroup v2 not used: {error}")
+    try:
+        procs = group.open_procs()
+    except OSError as error:
+        problem = group.remove()
+        return Errored(
+            f"cannot open its cgroup: {error.strerror}" + (f"; {problem}" if problem else "")
+        )
+    try:
+        result = _run(spec, unshare, root_fd, base, overlay, procs)
+    finally:
+        os.close(procs)
+        try:
+            oom_kills, refused_forks = group.events()
+        except (OSError, ValueError) as error:
+            oom_kills = refused_forks = 0
+            unread = f"cannot read its cgroup's events: {error}"
+        else:
+            unread = ""
+        problem = "; ".join(text for text in (unread, group.remove()) if text)
+    output, seconds, limits = result.output, result.seconds, result.limits
+    if oom_kills:
+        return Errored(
+            f"ran out of memory: {oom_kills} process(es) killed at its limit of "
+            f"{spec.memory_mib} MiB",
+            output,
+            seconds,
+            limits,
+        )
+    if refused_forks:
+        return Errored(
+            f"reached its limit of {spec.processes} processes: {refused_forks} fork(s) refused",
+            output,
+            seconds,
+            limits,
+        )
+    if problem:
+        return Errored(problem, output, seconds, limits)
+    return result
+
+
 def _run(
-    spec: CustomCheckSpec, unshare: str, root_fd: int, base: str, overlay: bool
+    spec: CustomCheckSpec,
+    unshare: str,
+    root_fd: int,
+    base: str,
+    overlay: bool,
+    cgroup_fd: int,
 ) -> CheckResult:
     status_read, status_write = os.pipe()
     output_read, output_write = os.pipe()
     started = time.monotonic()
+    passed = (root_fd, status_write) if cgroup_fd < 0 else (root_fd, status_write, cgroup_fd)
     try:
         process = subprocess.Popen(
             [
@@ -186,13 +272,16 @@ def _run(
                 str(root_fd),
                 str(status_write),
                 "overlay" if overlay else "read-only",
+                str(spec.memory_mib << 20),
+                str(spec.processes),
+                str(cgroup_fd),
             ],
             stdin=subprocess.PIPE,
             stdout=output_write,
             stderr=output_write,
             env={"PATH": _SYSTEM_PATH, "LANG": "C"},
             start_new_session=True,  # its own process group, killed whole on timeout
-            pass_fds=(root_fd, status_write),
+            pass_fds=passed,
         )
     except OSError as error:
         for fd in (status_read, status_write, output_read, output_write):
@@ -260,7 +349,10 @@ def _collect(
     if timed_out:
         _kill(process)
         return Errored(
-            f"timed out after {spec.timeout:g} s (the sandbox was killed)", output, seconds
+            f"timed out after {spec.timeout:g} s (the sandbox was killed)",
+            output,
+            seconds,
+            _limits(status.decode("utf-8", "backslashreplace")),
         )
     try:
         # Both pipes are closed: PID 1 is gone, so unshare is only exiting.
@@ -270,26 +362,36 @@ def _collect(
     return _verdict(status.decode("utf-8", "backslashreplace"), output, seconds, process.returncode)
 
 
+def _limits(status: str) -> str:
+    """The limits the sandbox said it set, "" before it said so."""
+    for line in status.splitlines():
+        word, _, rest = line.partition(" ")
+        if word == "limits":
+            return rest
+    return ""
+
+
 def _verdict(status: str, output: str, seconds: float, returncode: int) -> CheckResult:
     """Turn the sandbox's status lines into a result; silence or a setup error is an error."""
     isolation = ""
+    limits = _limits(status)
     for line in status.splitlines():
         word, _, rest = line.partition(" ")
         if word == "ready":
             isolation = rest
         elif word == "error":
-            return Errored(rest, output, seconds)
+            return Errored(rest, output, seconds, limits if isolation else "")
         elif word == "signal":
-            return Errored(f"killed by signal {rest}", output, seconds)
+            return Errored(f"killed by signal {rest}", output, seconds, limits)
         elif word == "exit":
             code = int(rest)
-            if not isolation:
+            if not isolation or not limits:
                 break  # a status before the sandbox said it was ready: not trusted
             if code == 0:
-                return Passed(output, isolation, seconds)
+                return Passed(output, isolation, seconds, limits)
             if code == 1:
-                return Failed(output, isolation, seconds)
-            return Errored(f"exited with status {code}", output, seconds)
+                return Failed(output, isolation, seconds, limits)
+            return Errored(f"exited with status {code}", output, seconds, limits)
     # unshare's own complaint (no CAP_SYS_ADMIN, no namespaces...) is the last line it wrote.
     said = output.splitlines()[-1] if output else f"unshare exited with status {returncode}"
     return Errored(
