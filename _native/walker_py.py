@@ -124,7 +124,7 @@ def _list_dir(
             except OSError as error:
                 listing.append(_error(path, error.errno or errno.EIO))
             else:
-                if path in mount_points:
+                if mount_points and path in mount_points:
                     listing.append(entry_from_stat(path, st, True))
                 elif unchanged is None or not unchanged.matches(path, st):
                     listing.append(entry_from_stat(path, st))
@@ -146,9 +146,9 @@ def walk(
     """Every entry below `root`, depth-first pre-order, names sorted as bytes; errors as data.
 
     Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended.
-    A mount point (another file system, or a bind mount of the same one: mountinfo's mount
-    points below the root, as the native walker's statx mount ids) is yielded with
-    `mount_point` set; with `one_file_system`, it is not descended, nor is a directory on
+    A mount point (another file system, or a bind mount of the same one: one of mountinfo's
+    mount points below the root, where the native walker compares statx mount ids) is yielded
+    with `mount_point` set; with `one_file_system`, it is not descended, nor is a directory on
     another device (a btrfs subvolume), and it is never matched (below).
     A regular file whose (dev, ino, size, mtime_ns, ctime_ns, mode) are the first six items of
     `unchanged[path]` is not yielded: its path is appended to `matched` instead (complete once

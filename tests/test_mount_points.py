@@ -81,9 +81,7 @@ def _tree(root: Path) -> Path:
 
 
 @ROOT_ONLY
-def test_bind_of_a_directory_elsewhere_is_not_entered(
-    walker: ModuleType, tmp_path: Path
-) -> None:
+def test_bind_of_a_directory_elsewhere_is_not_entered(walker: ModuleType, tmp_path: Path) -> None:
     root = _tree(tmp_path / "root")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -194,10 +192,27 @@ def test_a_root_that_is_itself_a_mount_point(walker: ModuleType, tmp_path: Path)
 
 
 @ROOT_ONLY
+def test_a_root_with_an_odd_name_reached_through_a_symlink(
+    walker: ModuleType, tmp_path: Path
+) -> None:
+    """mountinfo escapes the root's own path too; the walk's path may be a symlink to it."""
+    root = Path(os.fsdecode(bytes(tmp_path) + b"/r oot\\040\n\xe9"))
+    _tree(root)
+    (tmp_path / "link").symlink_to(root)
+    with bound(root / "a", root / "data"):
+        for path in (root, tmp_path / "link"):
+            entries = _entries(walker, path)
+            assert list(entries) == [b"a", b"a/file", b"data", b"z"]
+            assert _flagged(entries) == {b"data"}
+
+
+@ROOT_ONLY
 def test_a_tmpfs_mount_point_is_flagged_as_a_bind_is(walker: ModuleType, tmp_path: Path) -> None:
     root = _tree(tmp_path)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "scan-root-test", str(root / "data")], capture_output=True
+        ["mount", "-t", "tmpfs", "scan-root-test", str(root / "data")],
+        check=False,
+        capture_output=True,
     )
     assert done.returncode == 0, done.stderr
     try:
