@@ -393,7 +393,7 @@ cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged,
                      const Mounts* mounts):
     """_records of every directory in `rels`, read by up to `threads` threads (this one too).
 
-    GIL released: directory reads and one fstatat per entry, all syscalls (and waits on a cold
+    GIL released: directory reads and one statx per entry, all syscalls (and waits on a cold
     disk); on 1M files in 100k directories they are ~80% of the walk's CPU, so a second thread
     nearly halves its wall time. If a thread cannot start, the others read its share.
     """
