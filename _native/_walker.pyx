@@ -1,12 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Cython directory walker: one openat2 + getdents64 + fstatat pass per directory, GIL released.
+"""Cython directory walker: one openat2 + getdents64 + statx pass per directory, GIL released.
 
 Design (the pure-Python twin `walker_py` yields exactly the same sequence):
 
 * Each directory is opened relative to the root fd with open_beneath() (openat2 with
   RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or a component-wise O_NOFOLLOW walk on old kernels), so a
   directory swapped for a symlink mid-walk gives ELOOP instead of a walk outside the root.
-* All names of a directory are read and fstatat(AT_SYMLINK_NOFOLLOW)'d into a C array with the GIL
+* All names of a directory are read and statx(AT_SYMLINK_NOFOLLOW)'d into a C array with the GIL
   released (that loop is all syscalls), sorted with strcmp (bytewise, like Python's bytes order),
   and the directory is closed before any child is opened: open fds stay at three (the root's
   and one per reading thread) whatever the depth.
@@ -21,6 +21,11 @@ Design (the pure-Python twin `walker_py` yields exactly the same sequence):
 * 1,000,000 files in 100,000 directories, 2-vCPU EPYC shared with other jobs: 3.7 s against
   2.1 s for `find -xdev | wc -l` (which stats no file), the twin 6.5 s (bench/scale.py).
 * Only directories are ever opened, so FIFOs and devices cannot block the walk.
+* Mount points: statx (in place of fstatat: no syscall more, no measurable cost) gives each entry's
+  mount id (Linux >= 5.8); one that is not the root's is a mount point, a bind mount of the same
+  file system included, which st_dev cannot tell. On older kernels (or with statx refused by a
+  seccomp filter) entries are fstatat'd and /proc/self/mountinfo's mount points below the root,
+  read once per walk, tell them (mounts.py), as the twin always does.
 * walk(unchanged=...): a rescan's state maps paths to the identities it recorded; a regular file
   whose lstat matches is not built into a WalkEntry but appended to `matched`, as its record
   is made (in C, from the listing's raw fields). An unchanged root's stat rescan then yields only
@@ -35,20 +40,21 @@ from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItem
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, qsort
 
 from _native.posix cimport (
-    file_kind,
-    AT_SYMLINK_NOFOLLOW, DIR, EINTR, ENOMEM, O_DIRECTORY, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO,
-    S_ISLNK, S_ISREG, S_ISSOCK, close, closedir, dev_t, dirent, dirfd, errno, fdopendir, free,
+    file_kind, statx, statx_dev,
+    AT_EMPTY_PATH, AT_NO_AUTOMOUNT, AT_SYMLINK_NOFOLLOW, DIR, EINTR, ENOMEM,
+    O_DIRECTORY, O_RDONLY, S_ISBLK, S_ISCHR, S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK,
+    STATX_BASIC_STATS, STATX_MNT_ID, close, closedir, dev_t, dirent, dirfd, errno, fdopendir, free,
     fstatat, ino_t, malloc, memcpy, mode_t, nlink_t, off_t, open_beneath, readdir, realloc, set_errno,
-    strcmp, strlen, struct_stat,
+    strcmp, strlen, struct_stat, struct_statx,
 )
 
 from _native.threads cimport claim, run_on_threads
 from _native.types import FileKind, WalkEntry, WalkError
-from _native import cpus
+from _native import cpus, mounts
 
 __all__ = ["walk"]
 
@@ -57,6 +63,8 @@ cdef tuple _KINDS = (None,) + tuple(FileKind(n) for n in range(1, 9))
 
 # openat2 availability, probed on first use (see posix.open_beneath).
 cdef int _openat2_state = 0
+# statx with mount ids: 0 probed by each walk on its root, -1 never (the _use_statx hook).
+cdef int _statx_state = 0
 
 cdef extern from *:
     """
@@ -99,11 +107,13 @@ cdef extern from "Python.h":
 # the object and storing each field at its slot's offset (read from the slot's member descriptor
 # at import, so a change to WalkEntry's fields fails loudly here rather than corrupting memory).
 # The result is the same object WalkEntry(...) makes: same type, fields, equality and hash.
-_FIELDS = ("path", "kind", "mode", "size", "dev", "ino", "nlink", "mtime_ns", "ctime_ns")
+_FIELDS = (
+    "path", "kind", "mode", "size", "dev", "ino", "nlink", "mtime_ns", "ctime_ns", "mount_point"
+)
 if tuple(field.name for field in dataclasses.fields(WalkEntry)) != _FIELDS:
     raise ImportError("_walker: WalkEntry's fields changed; update _FIELDS and _entry")
 cdef type _ENTRY = WalkEntry
-cdef Py_ssize_t _OFFSETS[9]
+cdef Py_ssize_t _OFFSETS[10]
 for _index, _name in enumerate(_FIELDS):
     _slot = WalkEntry.__dict__[_name]
     if not isinstance(_slot, types.MemberDescriptorType):
@@ -124,6 +134,16 @@ cdef struct RawEntry:
     nlink_t nlink
     int64_t mtime_ns
     int64_t ctime_ns
+    bint mount_point
+
+
+cdef struct Mounts:
+    # How a listing tells mount points (walk): by statx's mount id, compared with `mnt_id`
+    # (the root's) or, when `own`, with the listed directory's own; else not at all here
+    # (mountinfo's paths are matched in _records).
+    bint use_statx
+    bint own
+    uint64_t mnt_id
 
 
 cdef struct Listing:
@@ -141,7 +161,7 @@ cdef inline void _store(object record, Py_ssize_t offset, object value):
 
 
 cdef object _entry(bytes path, RawEntry* raw):
-    """WalkEntry(path, kind, mode, size, dev, ino, nlink, mtime_ns, ctime_ns) from a RawEntry."""
+    """WalkEntry(path, kind, ..., ctime_ns, mount_point) from a RawEntry."""
     cdef object record = PyType_GenericAlloc(_ENTRY, 0)
     _store(record, _OFFSETS[0], path)
     _store(record, _OFFSETS[1], _KINDS[file_kind(raw.mode)])
@@ -152,6 +172,7 @@ cdef object _entry(bytes path, RawEntry* raw):
     _store(record, _OFFSETS[6], raw.nlink)
     _store(record, _OFFSETS[7], raw.mtime_ns)
     _store(record, _OFFSETS[8], raw.ctime_ns)
+    _store(record, _OFFSETS[9], True if raw.mount_point else False)
     return record
 
 
@@ -194,22 +215,64 @@ cdef int _append(Listing* listing, const char* name) noexcept nogil:
     return 0
 
 
-cdef int _read_dir(int root_fd, const char* rel, Listing* listing) noexcept nogil:
+cdef int _lstat(int fd, const char* name, const Mounts* mounts, uint64_t mnt_id,
+                RawEntry* entry) noexcept nogil:
+    """lstat `name` into `entry` (with its mount_point): 0, or the errno."""
+    cdef struct_stat st
+    cdef struct_statx stx
+    if mounts.use_statx:
+        # statx in place of fstatat, not beside it: the mount id costs no syscall. No automount
+        # (fstatat triggers none either).
+        if statx(fd, name, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT,
+                 STATX_BASIC_STATS | STATX_MNT_ID, &stx) != 0:
+            return errno
+        entry.mode = stx.stx_mode
+        entry.size = <off_t>stx.stx_size
+        entry.dev = statx_dev(&stx)
+        entry.ino = stx.stx_ino
+        entry.nlink = stx.stx_nlink
+        entry.mtime_ns = <int64_t>stx.stx_mtime.tv_sec * 1000000000 + stx.stx_mtime.tv_nsec
+        entry.ctime_ns = <int64_t>stx.stx_ctime.tv_sec * 1000000000 + stx.stx_ctime.tv_nsec
+        entry.mount_point = stx.stx_mnt_id != mnt_id
+        return 0
+    if fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0:
+        return errno
+    entry.mode = st.st_mode
+    entry.size = st.st_size
+    entry.dev = st.st_dev
+    entry.ino = st.st_ino
+    entry.nlink = st.st_nlink
+    entry.mtime_ns = <int64_t>st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
+    entry.ctime_ns = <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+    entry.mount_point = False
+    return 0
+
+
+cdef int _read_dir(int root_fd, const char* rel, Listing* listing,
+                   const Mounts* mounts) noexcept nogil:
     """Read and lstat every entry of `rel` into `listing`, sorted; 0 or the errno that stopped it.
 
-    Per-entry fstatat failures (an entry removed since readdir) are kept as the entry's `err`.
+    Per-entry lstat failures (an entry removed since readdir) are kept as the entry's `err`.
     """
     cdef int fd = open_beneath(root_fd, rel, O_RDONLY | O_DIRECTORY, &_openat2_state)
     cdef char buffer[_DENTS_BUFFER]
     cdef long length, at
     cdef scanroot_dirent64* found
     cdef const char* name
-    cdef struct_stat st
+    cdef struct_statx own
+    cdef uint64_t mnt_id = mounts.mnt_id
     cdef RawEntry* entry
     cdef size_t i
     cdef int err = 0
     if fd < 0:
         return errno
+    if mounts.use_statx and mounts.own:
+        # one_file_system=False only: the walk enters mounts, so this directory's may differ.
+        if statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &own) != 0:
+            err = errno
+            close(fd)
+            return err
+        mnt_id = own.stx_mnt_id
     # getdents64 itself rather than fdopendir/readdir: the same records, without the fstat and
     # fcntl fdopendir makes and the buffer it mallocs, per directory (~12% of a walk's syscalls).
     while not err:
@@ -235,17 +298,7 @@ cdef int _read_dir(int root_fd, const char* rel, Listing* listing) noexcept nogi
         for i in range(listing.count):
             entry = &listing.entries[i]
             entry.name = listing.names + entry.name_off
-            if fstatat(fd, entry.name, &st, AT_SYMLINK_NOFOLLOW) != 0:
-                entry.err = errno
-                continue
-            entry.err = 0
-            entry.mode = st.st_mode
-            entry.size = st.st_size
-            entry.dev = st.st_dev
-            entry.ino = st.st_ino
-            entry.nlink = st.st_nlink
-            entry.mtime_ns = <int64_t>st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
-            entry.ctime_ns = <int64_t>st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec
+            entry.err = _lstat(fd, entry.name, mounts, mnt_id, entry)
         qsort(listing.entries, listing.count, sizeof(RawEntry), _by_name)
     close(fd)
     return err
@@ -260,6 +313,7 @@ cdef struct Unchanged:
     PyObject* known      # dict path -> (dev, ino, size, mtime_ns, ctime_ns, mode, ...), or NULL
     PyObject* matched    # list the paths of unchanged regular files are appended to
     PyObject* skipped    # frozenset of walk's `skip` paths: those are never matched either
+    PyObject* inner      # frozenset of mountinfo's mount points below the root (no statx), or NULL
 
 
 cdef bint _same_identity(object recorded, RawEntry* raw):
@@ -299,7 +353,9 @@ cdef object _records(bytes rel, Listing* listing, int err, Unchanged* unchanged)
         if entry.err:
             records.append(_error(path, entry.err))
             continue
-        if unchanged.known != NULL and S_ISREG(entry.mode):
+        if unchanged.inner != NULL and path in <frozenset>unchanged.inner:
+            entry.mount_point = True
+        if unchanged.known != NULL and S_ISREG(entry.mode) and not entry.mount_point:
             recorded = PyDict_GetItem(<object>unchanged.known, path)
             if (
                 recorded != NULL
@@ -315,6 +371,7 @@ cdef object _records(bytes rel, Listing* listing, int err, Unchanged* unchanged)
 cdef struct Batch:
     # Directories read side by side (_list_dirs): claimed one at a time from `next`.
     int root_fd
+    const Mounts* mounts
     const char** rels
     Listing* listings
     int* errs
@@ -329,13 +386,14 @@ cdef void* _batch_worker(void* arg) noexcept nogil:
         i = claim(&batch.next, 1)
         if i >= batch.count:
             return NULL
-        batch.errs[i] = _read_dir(batch.root_fd, batch.rels[i], &batch.listings[i])
+        batch.errs[i] = _read_dir(batch.root_fd, batch.rels[i], &batch.listings[i], batch.mounts)
 
 
-cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged):
+cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged,
+                     const Mounts* mounts):
     """_records of every directory in `rels`, read by up to `threads` threads (this one too).
 
-    GIL released: directory reads and one fstatat per entry, all syscalls (and waits on a cold
+    GIL released: directory reads and one statx per entry, all syscalls (and waits on a cold
     disk); on 1M files in 100k directories they are ~80% of the walk's CPU, so a second thread
     nearly halves its wall time. If a thread cannot start, the others read its share.
     """
@@ -343,6 +401,7 @@ cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged):
     cdef size_t count = len(rels), i
     cdef list targets = [rel if rel else b"." for rel in rels]
     batch.root_fd = root_fd
+    batch.mounts = mounts
     batch.count = count
     batch.next = 0
     batch.rels = <const char**>malloc(count * sizeof(char*) + 1)
@@ -372,9 +431,19 @@ cdef list _list_dirs(int root_fd, list rels, int threads, Unchanged* unchanged):
         free(<void*>batch.rels)
 
 
-cdef object _list_dir(int root_fd, bytes rel, Unchanged* unchanged):
+cdef object _list_dir(int root_fd, bytes rel, Unchanged* unchanged, const Mounts* mounts):
     """Entries of one directory as Python records, or the WalkError that kept it from being read."""
-    return _list_dirs(root_fd, [rel], 1, unchanged)[0]
+    return _list_dirs(root_fd, [rel], 1, unchanged, mounts)[0]
+
+
+cdef bint _mount_id(int fd, uint64_t* mnt_id):
+    """True, with fd's mount id, when statx gives mount ids (Linux >= 5.8, and no seccomp
+    filter refusing statx); False when they must come from mountinfo."""
+    cdef struct_statx stx
+    if _statx_state < 0 or statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) != 0:
+        return False
+    mnt_id[0] = stx.stx_mnt_id
+    return (stx.stx_mask & STATX_MNT_ID) != 0
 
 
 def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list matched=None):
@@ -384,8 +453,11 @@ def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list match
          unchanged: Mapping[bytes, tuple] | None = None, matched: list[bytes] | None = None)
         -> Iterator[WalkEntry | WalkError]
 
-    Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended;
-    with `one_file_system`, a directory on another device is yielded but not descended.
+    Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended.
+    A mount point (another file system, or a bind mount of the same one: statx's mount id
+    differs from its directory's; without it, /proc/self/mountinfo's mount points below the
+    root) is yielded with `mount_point` set; with `one_file_system`, it is not descended, nor is
+    a directory on another device (a btrfs subvolume), and it is never matched (below).
     A regular file whose (dev, ino, size, mtime_ns, ctime_ns, mode) are the first six items of
     `unchanged[path]` is not yielded: its path is appended to `matched` instead (complete once
     the walk is exhausted; a rescan's unchanged files cost no entry object).
@@ -400,6 +472,9 @@ def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list match
     identities.known = <PyObject*>unchanged if unchanged else NULL
     identities.matched = <PyObject*>matched
     identities.skipped = <PyObject*>skipped
+    identities.inner = NULL
+    cdef Mounts mount_ids
+    cdef frozenset inner = None
     cdef int root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     cdef list stack, listing, wanted
     cdef Py_ssize_t position, ahead
@@ -410,7 +485,15 @@ def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list match
     threads = 1 if threads < 2 else 2
     try:
         root_dev = os.fstat(root_fd).st_dev
-        first = _list_dir(root_fd, b"", &identities)
+        mount_ids.mnt_id = 0
+        mount_ids.use_statx = _mount_id(root_fd, &mount_ids.mnt_id)
+        mount_ids.own = not one_file_system
+        if not mount_ids.use_statx:
+            # Read once; without /proc either, only another device tells a mount point.
+            inner = mounts.mount_points(root_fd)
+            if inner:
+                identities.inner = <PyObject*>inner
+        first = _list_dir(root_fd, b"", &identities, &mount_ids)
         if isinstance(first, WalkError):
             raise OSError(first.errno, first.message, os.fsdecode(root))
         # [listing, next index] per open level: memory is the listings along the current path.
@@ -430,7 +513,7 @@ def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list match
             if (
                 type(item) is WalkEntry
                 and item.kind is FileKind.DIRECTORY
-                and (not one_file_system or item.dev == root_dev)
+                and (not one_file_system or (item.dev == root_dev and not item.mount_point))
             ):
                 below = read_ahead.pop(item.path, None)
                 if below is None:
@@ -446,14 +529,17 @@ def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list match
                         if (
                             type(sibling) is WalkEntry
                             and sibling.kind is FileKind.DIRECTORY
-                            and (not one_file_system or sibling.dev == root_dev)
+                            and (
+                                not one_file_system
+                                or (sibling.dev == root_dev and not sibling.mount_point)
+                            )
                             and sibling.path not in skipped
                         ):
                             budget -= sibling.size
                             if budget < 0:
                                 break
                             wanted.append(sibling.path)
-                    found = _list_dirs(root_fd, wanted, threads, &identities)
+                    found = _list_dirs(root_fd, wanted, threads, &identities, &mount_ids)
                     below = found[0]
                     for i in range(1, len(wanted)):
                         read_ahead[wanted[i]] = found[i]
@@ -463,6 +549,12 @@ def walk(root, *, skip=(), bint one_file_system=True, unchanged=None, list match
                     stack.append([below, 0])
     finally:
         os.close(root_fd)
+
+
+def _use_statx(bint enabled):
+    """Testing hook: False forces the mountinfo fallback used on kernels without STATX_MNT_ID."""
+    global _statx_state
+    _statx_state = 0 if enabled else -1
 
 
 def _use_openat2(bint enabled):

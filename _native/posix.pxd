@@ -65,6 +65,71 @@ cdef extern from "<sys/stat.h>" nogil:
     bint S_ISBLK(mode_t m)
 
 
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <stdint.h>
+    #include <sys/syscall.h>
+    #include <sys/sysmacros.h>
+    #include <unistd.h>
+    /* struct statx as the kernel lays it out (linux/stat.h; 256 bytes), declared here so that the
+       build does not depend on the headers' age: stx_mnt_id is Linux >= 5.8. */
+    struct scanroot_statx_time { int64_t tv_sec; uint32_t tv_nsec; int32_t reserved; };
+    struct scanroot_statx {
+        uint32_t stx_mask, stx_blksize;
+        uint64_t stx_attributes;
+        uint32_t stx_nlink, stx_uid, stx_gid;
+        uint16_t stx_mode, stx_pad;
+        uint64_t stx_ino, stx_size, stx_blocks, stx_attributes_mask;
+        struct scanroot_statx_time stx_atime, stx_btime, stx_ctime, stx_mtime;
+        uint32_t stx_rdev_major, stx_rdev_minor, stx_dev_major, stx_dev_minor;
+        uint64_t stx_mnt_id;
+        uint64_t stx_spare[13];
+    };
+    _Static_assert(sizeof(struct scanroot_statx) == 256, "struct statx is 256 bytes");
+    enum {
+        SCANROOT_STATX_BASIC_STATS = 0x7ff,
+        SCANROOT_STATX_MNT_ID = 0x1000,
+        SCANROOT_AT_NO_AUTOMOUNT = 0x800,
+        SCANROOT_AT_EMPTY_PATH = 0x1000,
+    };
+    static inline int scanroot_statx(int dirfd, const char* path, int flags, unsigned int mask,
+                                     struct scanroot_statx* out) {
+    #ifdef SYS_statx
+        return (int)syscall(SYS_statx, dirfd, path, flags, mask, out);
+    #else
+        errno = ENOSYS;
+        return -1;
+    #endif
+    }
+    static inline unsigned long scanroot_statx_dev(const struct scanroot_statx* st) {
+        return makedev(st->stx_dev_major, st->stx_dev_minor);
+    }
+    """
+    cdef struct statx_time "scanroot_statx_time":
+        long long tv_sec
+        unsigned int tv_nsec
+    cdef struct struct_statx "scanroot_statx":
+        unsigned int stx_mask
+        unsigned int stx_nlink
+        unsigned short stx_mode
+        unsigned long long stx_ino
+        unsigned long long stx_size
+        statx_time stx_ctime
+        statx_time stx_mtime
+        unsigned long long stx_mnt_id
+    enum:
+        STATX_BASIC_STATS "SCANROOT_STATX_BASIC_STATS"
+        STATX_MNT_ID "SCANROOT_STATX_MNT_ID"
+        AT_NO_AUTOMOUNT "SCANROOT_AT_NO_AUTOMOUNT"
+        AT_EMPTY_PATH "SCANROOT_AT_EMPTY_PATH"
+    # statx(2) by its syscall (glibc's wrapper emulates it with fstatat where the kernel lacks
+    # it, and then says nothing of the mount); -1 with errno on failure, ENOSYS without it.
+    int statx "scanroot_statx"(int dirfd, const char* path, int flags, unsigned int mask,
+                               struct_statx* out) noexcept nogil
+    unsigned long statx_dev "scanroot_statx_dev"(const struct_statx* st) noexcept nogil
+
+
 cdef extern from "<fcntl.h>" nogil:
     enum:
         O_RDONLY

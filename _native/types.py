@@ -61,6 +61,10 @@ class WalkEntry:
     nlink: int
     mtime_ns: int
     ctime_ns: int
+    # A mount point below the root (a file system or a bind mount, of a directory or a single
+    # file): its fields are what is mounted there. The walk does not enter it (one_file_system)
+    # and the scan reads no file that is one: it is not the root's content.
+    mount_point: bool = False
 
 
 @dataclass(frozen=True, slots=True)

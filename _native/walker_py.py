@@ -8,6 +8,7 @@ import stat
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 
+from . import mounts
 from .types import FileKind, WalkEntry, WalkError
 
 __all__ = ["kind_of", "walk"]
@@ -31,7 +32,7 @@ def kind_of(mode: int) -> FileKind:
     return _KIND_BY_FMT.get(stat.S_IFMT(mode), FileKind.OTHER)
 
 
-def entry_from_stat(path: bytes, st: os.stat_result) -> WalkEntry:
+def entry_from_stat(path: bytes, st: os.stat_result, mount_point: bool = False) -> WalkEntry:
     """WalkEntry for `path` from its lstat result."""
     return WalkEntry(
         path,
@@ -43,6 +44,7 @@ def entry_from_stat(path: bytes, st: os.stat_result) -> WalkEntry:
         st.st_nlink,
         st.st_mtime_ns,
         st.st_ctime_ns,
+        mount_point,
     )
 
 
@@ -97,10 +99,14 @@ def _identity(st: os.stat_result) -> tuple[int, ...]:
 
 
 def _list_dir(
-    root_fd: int, rel: bytes, unchanged: _Unchanged | None = None
+    root_fd: int,
+    rel: bytes,
+    unchanged: _Unchanged | None = None,
+    mount_points: frozenset[bytes] = frozenset(),
 ) -> list[WalkEntry | WalkError] | WalkError:
     """Entries of one directory sorted by name bytes, or the error that kept it from being read
-    (a regular file `unchanged` matches is left out: its path goes to its matched list)."""
+    (a regular file `unchanged` matches is left out: its path goes to its matched list).
+    An entry whose path is in `mount_points` is flagged as a mount point and never matched."""
     try:
         fd = _open_dir(root_fd, rel)
     except OSError as error:
@@ -118,7 +124,9 @@ def _list_dir(
             except OSError as error:
                 listing.append(_error(path, error.errno or errno.EIO))
             else:
-                if unchanged is None or not unchanged.matches(path, st):
+                if mount_points and path in mount_points:
+                    listing.append(entry_from_stat(path, st, True))
+                elif unchanged is None or not unchanged.matches(path, st):
                     listing.append(entry_from_stat(path, st))
         return listing
     except OSError as error:
@@ -137,8 +145,11 @@ def walk(
 ) -> Iterator[WalkEntry | WalkError]:
     """Every entry below `root`, depth-first pre-order, names sorted as bytes; errors as data.
 
-    Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended;
-    with `one_file_system`, a directory on another device is yielded but not descended.
+    Symlinks are yielded, never followed. Paths in `skip` are neither yielded nor descended.
+    A mount point (another file system, or a bind mount of the same one: one of mountinfo's
+    mount points below the root, where the native walker compares statx mount ids) is yielded
+    with `mount_point` set; with `one_file_system`, it is not descended, nor is a directory on
+    another device (a btrfs subvolume), and it is never matched (below).
     A regular file whose (dev, ino, size, mtime_ns, ctime_ns, mode) are the first six items of
     `unchanged[path]` is not yielded: its path is appended to `matched` instead (complete once
     the walk is exhausted; a rescan's unchanged files cost no entry object).
@@ -153,7 +164,10 @@ def walk(
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         root_dev = os.fstat(root_fd).st_dev
-        first = _list_dir(root_fd, b"", identities)
+        # Python has no statx: the mount points below the root are read from mountinfo once.
+        # Without /proc only another device tells a mount point (a bind is then not told).
+        inner = mounts.mount_points(root_fd) or frozenset()
+        first = _list_dir(root_fd, b"", identities, inner)
         if isinstance(first, WalkError):
             raise OSError(first.errno, first.message, os.fsdecode(root))
         # A stack of (listing, next index): memory is the listings along the current path only.
@@ -171,9 +185,9 @@ def walk(
             if (
                 isinstance(item, WalkEntry)
                 and item.kind is FileKind.DIRECTORY
-                and (not one_file_system or item.dev == root_dev)
+                and (not one_file_system or (item.dev == root_dev and not item.mount_point))
             ):
-                below = _list_dir(root_fd, item.path, identities)
+                below = _list_dir(root_fd, item.path, identities, inner)
                 if isinstance(below, WalkError):
                     yield below
                 else:

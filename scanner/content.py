@@ -3,8 +3,8 @@
 Every regular file of the walk is offered to the content checks (425, 426); what they want —
 digests, a search for their markers — and what check 448 wants for the same path are merged
 into one request, so a file wanted by several checks is opened and read a single time. Package
-files the walk did not meet (missing, replaced by a symlink, on another mount) are verified
-afterwards by 448 alone.
+files the walk did not meet (missing, replaced by a symlink, on another mount, or a mount point
+themselves) are verified afterwards by 448 alone.
 
 With a state (`--state`, scanner/state.py) a file whose clean verdict still holds is not read
 (`stat`) or is read for its xxh3-128 alone (`content`); every other file goes through the same
@@ -109,8 +109,8 @@ def content_pass(
         stats.files_walked += 1
         if not stats.files_walked & 1023:
             context.pace()  # the walk and the checks' wants() run here, in Python
-        if item.kind is not FileKind.REGULAR or context.excluded(item.path):
-            continue
+        if item.kind is not FileKind.REGULAR or item.mount_point or context.excluded(item.path):
+            continue  # a file mounted in the root is not its content (448 judges it below)
         if state is not None and state.skip is not None and _is_state_file(item.path, state.skip):
             continue  # the state file itself (allowed inside the root): changes every scan
         verify = item.path in plan.flags

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-from _native import HashResult, HashStatus, WalkEntry
+from _native import HashResult, HashStatus, WalkEntry, mounts
 from pkgdb import InstalledFile
 
 from .atomic import write_atomically
@@ -212,17 +212,25 @@ def plan_fingerprint(records: Mapping[bytes, Sequence[InstalledFile]]) -> str:
     return hashlib.blake2b(dumped, digest_size=16).hexdigest()
 
 
-def _inside(path: str, root: str, root_dev: int) -> bool:
-    """True when `path` would be part of the scanned tree: under the root and on its device
-    (the walk never crosses a mount point, so a volume mounted inside the root is outside it)."""
+def _inside(path: str, root: str, root_dev: int, root_mount: int | None = None) -> bool:
+    """True when `path` would be part of the scanned tree: under the root, on its device and,
+    when `root_mount` (the root's mount id) is known, on its mount (the walk never crosses a
+    mount point, so a volume or a bind mount inside the root is outside it)."""
     directory = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
     real_root = os.path.realpath(root)
     if directory != real_root and not directory.startswith(real_root.rstrip("/") + "/"):
         return False
     try:
-        return os.stat(directory).st_dev == root_dev
+        fd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         return True  # cannot tell: treat as inside, the safe answer
+    try:
+        if os.fstat(fd).st_dev != root_dev:
+            return False
+        here = mounts.mount_id(fd) if root_mount is not None else None
+        return here is None or here == root_mount
+    finally:
+        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -440,7 +448,7 @@ def open_state(
     """
     name = os.fspath(path)
     root_stat = os.stat(root_fd)
-    inside = _inside(name, root_path, root_stat.st_dev)
+    inside = _inside(name, root_path, root_stat.st_dev, mounts.mount_id(root_fd))
     if inside and not allow_in_root:
         raise UsageError(
             f"{name}: the state file would be inside the scanned root {root_path}; "
