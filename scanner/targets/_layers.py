@@ -60,6 +60,9 @@ class ImageLimits:
     max_member_bytes: int = 16 * GiB  # one regular file
     max_ratio: int = 1000  # decompressed:compressed, checked once past ratio_floor bytes
     ratio_floor: int = 1 * GiB
+    # The same for a compressed image archive as a whole (.tar.gz, .tar.bz2, .tar.xz): images
+    # pack 2-5:1, and gzip cannot pass ~1030:1, so its bombs stay under the layers' ratio.
+    max_archive_ratio: int = 100
 
 
 class _Reader(Protocol):
