@@ -1,4 +1,4 @@
-"""Hostile outer archives: in-archive link loops and compressed-archive bombs give clear errors, fast."""
+"""Hostile outer archives: in-archive link loops, compressed-archive bombs: clear errors, fast."""
 
 from __future__ import annotations
 
@@ -88,7 +88,11 @@ def test_a_layer_link_is_followed(tmp_path: Path) -> None:
     data = _layer({"etc/hello": b"hi\n"})
     regular = tarfile.TarInfo("z/layer.tar")
     regular.size = len(data)
-    members = [regular, _link("m/layer.tar", "../z/layer.tar"), _link("l/layer.tar", "../m/layer.tar")]
+    members = [
+        regular,
+        _link("m/layer.tar", "../z/layer.tar"),
+        _link("l/layer.tar", "../m/layer.tar"),
+    ]
     archive = tmp_path / "linked.tar"
     archive.write_bytes(_save_members(members, {"z/layer.tar": data}) + bytes(1024))
     with open_image(archive, workdir=str(tmp_path), place=False) as image:

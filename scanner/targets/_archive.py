@@ -1,4 +1,4 @@
-"""A compressed image archive (`.tar.gz`, `.tar.bz2`, `.tar.xz`) read as its tar bytes, bomb-bounded.
+"""A compressed image archive (`.tar.gz`, `.tar.bz2`, `.tar.xz`) as its tar bytes, bomb-bounded.
 
 `tarfile`'s own `r:gz`/`r:bz2`/`r:xz` inflate without any limit: a 16 GiB gzip of zeros was
 inflated whole, and a bzip2 bomb of 1 TiB ran for hours. Here the decoder sits behind a seekable

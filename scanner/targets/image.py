@@ -53,8 +53,8 @@ from ._layers import Extent, ImageError, ImageLimits, LayerApplier
 
 __all__ = ["Image", "ImageError", "ImageLimits", "open_image"]
 
-_JSON_LIMIT = 16 << 20
-_LINK_HOPS = 40  # in-archive links followed to reach a member: the kernel's MAXSYMLINKS  # manifests and configs are kilobytes; refuse anything absurd
+_JSON_LIMIT = 16 << 20  # manifests and configs are kilobytes; refuse anything absurd
+_LINK_HOPS = 40  # in-archive links followed to reach a member: the kernel's MAXSYMLINKS
 _DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
