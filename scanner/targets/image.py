@@ -92,6 +92,8 @@ class Image:
     # Called after a scan: why what was scanned may not be this image any more (a file the
     # layers are read from in place changed since its digest was checked), or None.
     changed: Callable[[], str | None] = field(default=lambda: None, repr=False)
+    # Members the merged root lacks though they may hold data (unknown tar types): unverified.
+    unextracted: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -452,7 +454,8 @@ def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits, place
     finally:
         applier.close()
     extents = Extents(os.stat(root).st_dev, applier.placed) if applier.placed else None
-    return _image(root, plan, applier.problems, extents)
+    image = _image(root, plan, applier.problems, extents)
+    return dataclasses.replace(image, unextracted=tuple(applier.unextracted))
 
 
 def _image(root: str, plan: _Plan, extraction: list[str], extents: Extents | None) -> Image:
