@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import tarfile
 import time
 from collections.abc import Callable
@@ -186,3 +187,38 @@ def test_a_zstd_archive_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="zstd-compressed archive is not supported"):
         with open_image(archive, workdir=str(tmp_path)):
             pass
+
+
+def test_members_read_out_of_order_are_bounded_in_all(tmp_path: Path) -> None:
+    """Layers listed in the reverse of their order in a compressed archive: each read inflates
+    it again from the start. One pass stays under the budget (8 MiB); all of them may not."""
+    members, names = [], []
+    for number in range(4):
+        layer = _layer({f"f{number}": b"x"})
+        info = tarfile.TarInfo(f"l{number}/layer.tar")
+        info.size = len(layer)
+        members.append(_member(info, layer))
+        padding = tarfile.TarInfo(f"pad{number}")
+        padding.size = _MiB
+        members.append(_member(padding, os.urandom(_MiB)))  # incompressible: under the ratio
+        names.append(info.name)
+    config = json.dumps(image_config()).encode()
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": ["t:1"], "Layers": names[::-1]}])
+    head = [
+        _member(_info("manifest.json", len(manifest)), manifest.encode()),
+        _member(_info("c.json", len(config)), config),
+    ]
+    archive = tmp_path / "reversed.tar.gz"
+    archive.write_bytes(gzip.compress(b"".join(head + members) + bytes(1024), 1))
+    with open_image(archive, workdir=str(tmp_path), limits=ImageLimits(max_total_bytes=32 * _MiB)):
+        pass  # within a budget: scanned, out of order or not
+    limits = ImageLimits(max_total_bytes=8 * _MiB)
+    with pytest.raises(ImageError, match="inflated to more than 8388608 bytes in all"):
+        with open_image(archive, workdir=str(tmp_path), limits=limits):
+            pass
+
+
+def _info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info

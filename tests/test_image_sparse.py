@@ -282,6 +282,10 @@ HOSTILE = {
         "more than 2048 extension blocks",
     ),
     "1 TiB of holes": (_with_data(_old_gnu([(0, 10)], _TIB), 10), r"is 1099511627776 bytes"),
+    "2 GiB of holes": (
+        _with_data(_old_gnu([(0, 10)], 2 << 30), 10),
+        r"decompression bomb: a sparse file of 2147483648 bytes from 10 stored",
+    ),
     "pax 0.0 out of order": (
         _pax(
             [("GNU.sparse.size", "100"), ("GNU.sparse.numbytes", "4"), ("GNU.sparse.offset", "0")],

@@ -5,8 +5,8 @@ inflated whole, and a bzip2 bomb of 1 TiB ran for hours. Here the decoder sits b
 file whose every read and forward seek is checked against `ImageLimits`: past `ratio_floor`
 bytes, more than `max_archive_ratio` decompressed bytes per compressed byte read so far is a
 bomb, and no archive inflates past `max_total_bytes` (the budget for everything extracted from
-it). Either way an ImageError, after at most about `ratio_floor` bytes of a bomb's zeros (a
-second or two).
+it), in one pass or in all the passes that reading members out of order takes. Either way an
+ImageError, after at most about `ratio_floor` bytes of a bomb's zeros (a second or two).
 """
 
 from __future__ import annotations
@@ -48,6 +48,10 @@ class _Inflated:
         self.limits = limits
         self.errors = errors
         self.position = 0
+        # Every byte inflated, rewinds included: members read out of their order (a layer
+        # before the last, then the first) inflate the archive again from its start, so the
+        # work is bounded as a whole too, not only a pass's position.
+        self.inflated = 0
 
     def tell(self) -> int:
         return self.position
@@ -71,6 +75,7 @@ class _Inflated:
                 f"{self.path}: corrupt or truncated {self.kind} archive: {error}"
             ) from error
         self.position += len(data)
+        self.inflated += len(data)
         self._check()
         return data
 
@@ -99,6 +104,12 @@ class _Inflated:
             raise ImageError(
                 f"{self.path}: the {self.kind} archive inflates to more than "
                 f"{limits.max_total_bytes} bytes (limit)"
+            )
+        if self.inflated > limits.max_total_bytes:
+            raise ImageError(
+                f"{self.path}: the {self.kind} archive was inflated to more than "
+                f"{limits.max_total_bytes} bytes in all (limit): its members are read out of "
+                "their order, each read starting over"
             )
         if count > limits.ratio_floor:
             compressed = max(self.raw.tell(), 1)

@@ -643,6 +643,16 @@ class LayerApplier:
             raise ImageError(
                 f"{label}: {member.name!r} is {size} bytes (limit {limits.max_member_bytes})"
             )
+        if (
+            member.sparse is not None
+            and size > limits.ratio_floor
+            and size > limits.max_ratio * max(member.size, _tar.BLOCK)
+        ):
+            # Holes cost nothing to store and all of their size to read: a bomb, as for a layer.
+            raise ImageError(
+                f"{label}: {member.name!r}: decompression bomb: a sparse file of {size} bytes "
+                f"from {member.size} stored (limit {limits.max_ratio}:1)"
+            )
         self.total += size
         if self.total > limits.max_total_bytes:
             raise ImageError(
