@@ -157,3 +157,22 @@ def test_removers_take_deep_trees_with_few_fds(tmp_path: Path, name: str, few_fd
             remove_py.remove_tree(str(top))
     assert not left
     assert time.monotonic() - started < 5
+
+
+def test_one_member_20000_directories_deep(tmp_path: Path, few_fds: int) -> None:
+    """No member names its parents: they are made on the way, one fd at a time (each was
+    cached: EMFILE past the fd limit), and each path prefix was sliced (quadratic)."""
+    deep = _chain(20_000, "a")
+    layer = _layer(tmp_path / "layer.tar", [(deep + "f", b"1"), (deep + "g", b"2")])
+    started = time.monotonic()
+    with open_image(_save(tmp_path, [layer]), workdir=str(tmp_path), place=False) as image:
+        fd = os.open(image.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _level in range(20_000):
+                below = os.open("a", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = below
+            assert sorted(os.listdir(fd)) == ["f", "g"]
+        finally:
+            os.close(fd)
+    assert time.monotonic() - started < 10

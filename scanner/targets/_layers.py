@@ -821,19 +821,35 @@ class LayerApplier:
         if memo is not None and memo[0] == parts:
             return memo[1]
         node = self._top
-        for index, part in enumerate(parts):
-            child = node.children.get(part)
-            if child is None:
-                child = self._discover(node, parts, index, create, label, name, layer)
+        owned = -1  # an fd on `node` of this walk, once below a directory it made
+        try:
+            for index, part in enumerate(parts):
+                child = node.children.get(part)
                 if child is None:
-                    return None
-            node = child
+                    fd = owned if owned >= 0 else self._fd(node, label, name)
+                    child = self._discover(node, fd, parts, index, create, label, name, layer)
+                    if child is None:
+                        return None
+                    # Below a new directory all is new: go on with one fd of this walk at a
+                    # time (a member 100,000 directories deep must not cache 100,000 fds).
+                    below = self._open_dir(fd, child)
+                    if owned >= 0:
+                        os.close(owned)
+                    owned = below
+                node = child
+            if owned >= 0:
+                node.fd, owned = owned, -1  # the caller's next want: cached
+                self._open[node] = None
+        finally:
+            if owned >= 0:
+                os.close(owned)
         self._memo = (parts, node)
         return node
 
     def _discover(
         self,
         node: _Dir,
+        fd: int,
         parts: tuple[str, ...],
         index: int,
         create: bool,
@@ -841,10 +857,9 @@ class LayerApplier:
         name: str,
         layer: _Layer | None,
     ) -> _Dir | None:
-        """parts[index] below `node`, not yet a node: made when `create`, else None if absent."""
+        """parts[index] below `node` (open as `fd`), not yet a node: made when `create`, else
+        None if absent."""
         part = parts[index]
-        fd = self._fd(node, label, name)
-        where = "/".join(parts[: index + 1])
         try:
             try:
                 mode: int | None = os.lstat(part, dir_fd=fd).st_mode
@@ -857,11 +872,13 @@ class LayerApplier:
                 if layer is not None:
                     layer.add((node, part))
         except OSError as error:
+            where = "/".join(parts[: index + 1])
             raise ImageError(
                 f"{label}: {name!r}: cannot open {where!r}: {error.strerror}"
             ) from error
         if mode is not None and not stat.S_ISDIR(mode):
             what = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
+            where = "/".join(parts[: index + 1])
             raise ImageError(
                 f"{label}: {name!r}: parent {where!r} is {what} in the merged root; "
                 "refusing to extract through it"
