@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
 from imagebuilder import image_config, write_docker_save
 
 import _native
+from _native import TarFormatError
 from scanner import cli
 from scanner.targets import _tar
 from scanner.targets.image import ImageError, ImageLimits, open_image
@@ -370,3 +373,35 @@ def test_a_well_formed_hand_made_map(tmp_path: Path, parser: str) -> None:
         t = Path(image.root, "t").read_bytes()
     assert s == b"d" * 10 + bytes(40) + b"d" * 10 + bytes(40)
     assert t == bytes(96) + b"dddd"
+
+
+# -- the old GNU sparse map parser: both implementations agree ------------------------------
+
+_SPARSE_BLOCK = bytes(_old_gnu([(0, 10), (1 << 40, 3), (77, 0)], 1 << 41, extended=True))
+
+
+@seed(20261204)
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 511), st.integers(0, 255)), max_size=12),
+    st.booleans(),
+)
+def test_sparse_map_fuzz_both_agree(edits: list[tuple[int, int]], extension: bool) -> None:
+    """parse_sparse of both cores: the same map, or the same error, on damaged blocks."""
+    block = bytearray(_SPARSE_BLOCK)
+    for index, value in edits:
+        block[index] = value
+    outcomes = {}
+    for name, module in _native.untars().items():
+        try:
+            outcomes[name] = repr(module.parse_sparse(bytes(block), 9, extension))
+        except TarFormatError as error:
+            outcomes[name] = f"error: {error}"
+    assert len(set(outcomes.values())) == 1, outcomes
+
+
+def test_sparse_map_parsed_as_written(parser: str) -> None:
+    entries, extended, realsize = _tar.parse_sparse(_SPARSE_BLOCK, 0, False)
+    assert (entries, extended, realsize) == ([(0, 10), (1 << 40, 3), (77, 0)], True, 1 << 41)
+    with pytest.raises(TarFormatError, match="truncated sparse header at 3"):
+        _tar.parse_sparse(_SPARSE_BLOCK[:100], 3, True)
