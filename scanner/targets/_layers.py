@@ -7,9 +7,13 @@ never follows one out of it). Whiteouts follow the OCI image spec, layer.md "Whi
 https://github.com/opencontainers/image-spec/blob/main/layer.md#whiteouts
 
 Tar members come from `_tar` (a strict reader; no `tarfile`: its per-member stream objects cost
-~10x a scan of the same root). Directory fds opened for one member are kept for the next ones
-(tar order groups siblings) and dropped whenever something is removed, the only way a directory
-can be replaced. An uncompressed layer that is an extent of a file is read in place: file data
+~10x a scan of the same root). The merged tree's directories are kept as nodes (`_Dir`), so a
+member's parent is found without the disk, and in tar order in one comparison: work stays linear
+in the archive however deep the tree (5,000 nested directories took 600 s when each member's
+path was walked again). Directory fds opened for one member are kept for the next ones (tar
+order groups siblings), at most _DIR_CACHE of them, and dropped with their directory when
+something is removed, the only way a directory can be replaced. Nothing recurses by depth. An
+uncompressed layer that is an extent of a file is read in place: file data
 moves with sendfile, and its digest is computed over the same page-cached bytes by a second
 thread. Handing files to a second thread was tried twice and dropped: every file, +0.1 CPU-s;
 only the ~480 big ones (the sendfile bulk), +0.07 CPU-s; no wall-clock gain measurable on 2
