@@ -56,6 +56,7 @@ cdef extern from *:
 cdef enum:
     _DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC
     _OWNER_ALL = 0o700
+    _FD_WINDOW = 64  # directory levels that keep their fd open (see _remove_dir)
 
 
 cdef struct Names:
@@ -136,8 +137,9 @@ cdef int _unlink(int fd, const char* name, int flags) noexcept nogil:
     return errno
 
 
-cdef int _empty(int fd) noexcept nogil:
-    """Remove everything inside the open directory `fd`: 0 or the first errno met."""
+cdef int _empty(int* fd, int depth) noexcept nogil:
+    """Remove everything inside the open directory `fd[0]` (at `depth` below the tree's top;
+    the fd may be replaced on the way, see _remove_dir): 0 or the first errno met."""
     cdef Names names
     cdef size_t i, at = 0
     cdef int err
@@ -145,19 +147,19 @@ cdef int _empty(int fd) noexcept nogil:
     names.data = NULL
     names.is_dir = NULL
     names.capacity = names.is_dir_capacity = 0
-    err = _list(fd, &names)
-    if err == EACCES and fchmod(fd, _OWNER_ALL) == 0:
-        err = _list(fd, &names)
+    err = _list(fd[0], &names)
+    if err == EACCES and fchmod(fd[0], _OWNER_ALL) == 0:
+        err = _list(fd[0], &names)
     if err == 0:
         for i in range(names.count):
             name = names.data + at
             at += strlen(name) + 1
             if names.is_dir[i]:
-                err = _remove_dir(fd, name)
+                err = _remove_dir(fd, name, depth + 1)
             else:
-                err = _unlink(fd, name, 0)
+                err = _unlink(fd[0], name, 0)
                 if err == EISDIR:  # became a directory since the listing
-                    err = _remove_dir(fd, name)
+                    err = _remove_dir(fd, name, depth + 1)
             if err == ENOENT:
                 err = 0  # gone already: what removing it was for
             if err:
@@ -167,17 +169,30 @@ cdef int _empty(int fd) noexcept nogil:
     return err
 
 
-cdef int _remove_dir(int parent_fd, const char* name) noexcept nogil:
-    """Remove the directory `name` of `parent_fd` and all below it: 0 or an errno."""
-    cdef int fd = _open_dir(parent_fd, name)
+cdef int _remove_dir(int* parent_fd, const char* name, int depth) noexcept nogil:
+    """Remove the directory `name` of `parent_fd[0]` and all below it: 0 or an errno.
+
+    Past _FD_WINDOW levels the parent's fd is closed while its child is emptied and opened
+    again as the child's "..", so a tree of any depth holds ~_FD_WINDOW fds (one per level hit
+    EMFILE past the fd limit: 1,024 by default). The subtree was reached through O_NOFOLLOW
+    opens only, in a tree only its owner writes (a scratch tree): ".." is the parent listed.
+    """
+    cdef int fd = _open_dir(parent_fd[0], name)
     cdef int err
     if fd < 0:
         return errno
-    err = _empty(fd)
+    if depth > _FD_WINDOW:
+        close(parent_fd[0])
+        parent_fd[0] = -1
+    err = _empty(&fd, depth)
+    if parent_fd[0] < 0:
+        parent_fd[0] = _open_nointr(fd, b"..", _DIR_FLAGS)
+        if parent_fd[0] < 0 and not err:
+            err = errno
     close(fd)
     if err:
         return err
-    return _unlink(parent_fd, name, AT_REMOVEDIR)
+    return _unlink(parent_fd[0], name, AT_REMOVEDIR)
 
 
 cdef struct Work:
@@ -201,8 +216,9 @@ cdef void* _worker(void* arg) noexcept nogil:
             return NULL
         parent = _open_dir(work.root_fd, work.tops[i])
         if parent >= 0:
-            _remove_dir(parent, work.names[i])
-            close(parent)
+            _remove_dir(&parent, work.names[i], 2)
+            if parent >= 0:
+                close(parent)
 
 
 def _subtrees(int root_fd):
@@ -263,11 +279,12 @@ def remove_tree(path, *, int threads=0):
             with nogil:
                 run_on_threads(_worker, &work, threads)
         with nogil:
-            err = _empty(root_fd)  # what is left: the top levels, and any subtree that failed
+            err = _empty(&root_fd, 0)  # what is left: the top levels, and any subtree that failed
     finally:
         free(work.tops)
         free(work.names)
-        os.close(root_fd)
+        if root_fd >= 0:
+            os.close(root_fd)
     if err:
         raise OSError(err, os.strerror(err), os.fsdecode(target))
     os.rmdir(target)

@@ -10,7 +10,7 @@ from libc.stdint cimport uint64_t
 
 from .types import TarFormatError
 
-__all__ = ["BLOCK", "parse_header", "parse_pax"]
+__all__ = ["BLOCK", "parse_header", "parse_pax", "parse_sparse"]
 
 BLOCK = 512
 cdef uint64_t _LIMIT = (<uint64_t>1) << 63
@@ -136,3 +136,29 @@ def parse_pax(bytes data not None, offset):
         )
         at = end
     return records
+
+
+def parse_sparse(bytes block not None, offset, bint extension):
+    """The old GNU sparse map of a type 'S' header (4 entries at 386, isextended at 482, real
+    size at 483) or of one of its extension blocks (21 entries, isextended at 504). The map
+    ends at the first entry whose size field starts with NUL, as in GNU tar's sparse.c."""
+    if len(block) != BLOCK:
+        raise TarFormatError(f"truncated sparse header at {offset}")
+    cdef const unsigned char* raw = <const unsigned char*>(<char*>block)
+    cdef Py_ssize_t start = 0 if extension else 386
+    cdef Py_ssize_t count = 21 if extension else 4
+    cdef Py_ssize_t flag = 504 if extension else 482
+    cdef Py_ssize_t index, at
+    entries = []
+    for index in range(count):
+        at = start + 24 * index
+        if raw[at + 12] == 0:
+            break
+        entries.append(
+            (
+                _number(raw + at, 12, "sparse offset", offset),
+                _number(raw + at + 12, 12, "sparse size", offset),
+            )
+        )
+    realsize = 0 if extension else _number(raw + 483, 12, "sparse real size", offset)
+    return entries, raw[flag] != 0, realsize

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from .types import TarFormatError
 
-__all__ = ["BLOCK", "Header", "parse_header", "parse_pax"]
+__all__ = ["BLOCK", "Header", "SparseBlock", "parse_header", "parse_pax", "parse_sparse"]
 
 BLOCK = 512
 _LIMIT = 1 << 63  # larger numbers (base-256 allows 95 bits) are refused, not carried around
 # (name, type, mode, uid, gid, size, mtime, linkname)
 Header = tuple[str, bytes, int, int, int, int, int, str]
+# (map entries (offset, numbytes), another extension block follows, real size (0 in an extension))
+SparseBlock = tuple[list[tuple[int, int]], bool, int]
 
 
 def _text(field: bytes) -> str:
@@ -88,3 +90,25 @@ def parse_pax(data: bytes, offset: int) -> dict[str, str]:
         records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         at = end
     return records
+
+
+def parse_sparse(block: bytes, offset: int, extension: bool) -> SparseBlock:
+    """The old GNU sparse map of a type 'S' header (4 entries at 386, isextended at 482, real
+    size at 483) or of one of its extension blocks (21 entries, isextended at 504). The map
+    ends at the first entry whose size field starts with NUL, as in GNU tar's sparse.c."""
+    if len(block) != BLOCK:
+        raise TarFormatError(f"truncated sparse header at {offset}")
+    start, count, flag = (0, 21, 504) if extension else (386, 4, 482)
+    entries = []
+    for index in range(count):
+        at = start + 24 * index
+        if block[at + 12] == 0:
+            break
+        entries.append(
+            (
+                _number(block[at : at + 12], "sparse offset", offset),
+                _number(block[at + 12 : at + 24], "sparse size", offset),
+            )
+        )
+    realsize = 0 if extension else _number(block[483:495], "sparse real size", offset)
+    return entries, block[flag] != 0, realsize

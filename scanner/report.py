@@ -156,6 +156,7 @@ class Problem:
             "custom-check-error",
             "custom-check-skipped",
             "image-changed",
+            "image-member-skipped",
         )
 
 

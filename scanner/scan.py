@@ -302,6 +302,9 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
             "labels": dict(image.labels),
         }
         report.problems.extend(Problem(kind="image", message=message) for message in image.problems)
+        report.problems.extend(
+            Problem(kind="image-member-skipped", message=message) for message in image.unextracted
+        )
         trouble = image.changed()
         if trouble is not None:  # the scan may not describe image.image_id: not verified
             report.problems.append(Problem(kind="image-changed", message=trouble))

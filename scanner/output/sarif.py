@@ -56,6 +56,7 @@ _PROBLEMS = {
     "no-package-db": "No package database: nothing to verify package files against",
     "input": "An input file had a line that could not be used",
     "image": "Something in the image could not be applied",
+    "image-member-skipped": "An image member was not extracted, so it was not verified",
     "task-metadata": "The ECS task metadata endpoint could not be read",
 }
 

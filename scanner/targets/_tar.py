@@ -10,7 +10,11 @@ Stricter than `tarfile` on purpose: a bad checksum, a negative or absurd number,
 member, an oversized or malformed pax/GNU record is an error naming the offset — never a silent
 end of the layer. Formats: POSIX.1-2001 pax (https://pubs.opengroup.org/onlinepubs/9699919799/
 utilities/pax.html#tag_20_92_13_01), GNU tar's 'L'/'K' long names and base-256 numbers
-(https://www.gnu.org/software/tar/manual/html_node/Standard.html).
+(https://www.gnu.org/software/tar/manual/html_node/Standard.html), and GNU sparse files in all
+four of GNU tar's formats: old GNU 'S' and pax 0.0, 0.1 and 1.0
+(https://www.gnu.org/software/tar/manual/html_node/Sparse-Formats.html). A sparse member's map
+is checked as Go's archive/tar (what container runtimes extract with) checks it: entries in
+order, not overlapping, inside the real size, their sizes adding up to the data stored.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from _native import TarFormatError, untar
 
 parse_header = untar.parse_header  # the Cython parser when built, else its pure twin
 parse_pax = untar.parse_pax
+parse_sparse = untar.parse_sparse
 
 __all__ = [
     "BLOCK",
@@ -35,6 +40,7 @@ __all__ = [
     "members",
     "parse_header",
     "parse_pax",
+    "parse_sparse",
 ]
 
 BLOCK = 512
@@ -51,6 +57,10 @@ _MTIME_LIMIT = 1 << 40  # about year 36,812: beyond it utime(2) fails; refuse it
 # Types whose size field never announces data (Go's archive/tar and tarfile agree).
 _HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")
 _ZERO = bytes(BLOCK)
+# A sparse map is read into memory: bounded like a pax record (GNU tar has no bound at all).
+_MAX_SPARSE_BLOCKS = MAX_META // BLOCK  # old GNU extension blocks: 21 entries each
+_SPARSE_PREFIX = "GNU.sparse."
+SparseMap = tuple[tuple[int, int], ...]
 
 
 @dataclass(slots=True)
@@ -66,7 +76,10 @@ class Member:
     mtime: float
     linkname: str
     offset: int
-    sparse: bool = False
+    # A sparse file: its (offset, size) data regions, `size` bytes stored one after the other,
+    # and the file's real size; the rest of it is holes (zeros).
+    sparse: SparseMap | None = None
+    realsize: int = 0
 
     def isreg(self) -> bool:
         return self.type in _REGULAR
@@ -259,11 +272,133 @@ def _meta(blocks: Blocks, size: int, offset: int, what: str) -> bytes:
     return data
 
 
+# -- sparse files ----------------------------------------------------------------------------
+
+
+def _gnu_sparse(blocks: Blocks, header: bytes, offset: int) -> tuple[SparseMap, int]:
+    """An old GNU 'S' member's map: in its header, then in extension blocks before the data."""
+    entries, extended, realsize = parse_sparse(header, offset, False)
+    complete = len(entries) == 4
+    for _count in range(_MAX_SPARSE_BLOCKS):
+        if not extended:
+            return tuple(entries), realsize
+        if not complete:
+            raise TarFormatError(f"sparse header at {offset}: the map ends before its extension")
+        block = blocks.read(BLOCK)
+        more, extended, _ = parse_sparse(block, offset, True)
+        complete = len(more) == 21
+        entries += more
+    raise TarFormatError(
+        f"sparse header at {offset}: more than {_MAX_SPARSE_BLOCKS} extension blocks (limit)"
+    )
+
+
+def _decimal(text: str, what: str, offset: int) -> int:
+    if not text.isdigit() or not text.isascii() or len(text) > 19:
+        raise TarFormatError(f"pax header at {offset}: {what} {text[:40]!r} is not a number")
+    return int(text)
+
+
+def _pax_pairs(raw: bytes) -> Iterator[tuple[str, str]]:
+    """Every record of a pax header in order, repeated keys included (parse_pax checked it)."""
+    at = 0
+    while at < len(raw) and raw[at] != 0:
+        space = raw.index(b" ", at)
+        end = at + int(raw[at:space])
+        key, _, value = raw[space + 1 : end - 1].partition(b"=")
+        yield key.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")
+        at = end
+
+
+def _pax_sparse(
+    blocks: Blocks, records: dict[str, str], raw: bytes, size: int, offset: int
+) -> tuple[SparseMap, int, int]:
+    """(map, real size, data size after the map) of a pax sparse member: 0.0 (repeated offset
+    and numbytes records), 0.1 (one GNU.sparse.map record) or 1.0 (the map is the first
+    blocks of the member's data, decimal numbers one a line)."""
+    numbers: list[int]
+    major = records.get(_SPARSE_PREFIX + "major")
+    if major is not None:
+        minor = records.get(_SPARSE_PREFIX + "minor")
+        if (major, minor) != ("1", "0"):
+            raise TarFormatError(f"pax header at {offset}: sparse format {major}.{minor} unknown")
+        realsize = _decimal(records.get(_SPARSE_PREFIX + "realsize", ""), "real size", offset)
+        numbers, used = _map_in_data(blocks, size, offset)
+        size -= used
+    else:
+        realsize = _decimal(records.get(_SPARSE_PREFIX + "size", ""), "sparse size", offset)
+        if _SPARSE_PREFIX + "map" in records:  # 0.1
+            text = records[_SPARSE_PREFIX + "map"]
+            parts = text.split(",") if text else []
+            numbers = [_decimal(part, "sparse map entry", offset) for part in parts]
+        else:  # 0.0
+            wanted = {_SPARSE_PREFIX + "offset": 0, _SPARSE_PREFIX + "numbytes": 1}
+            numbers = []
+            for key, value in _pax_pairs(raw):
+                if key in wanted:
+                    if wanted[key] != len(numbers) % 2:
+                        raise TarFormatError(f"pax header at {offset}: sparse records out of order")
+                    numbers.append(_decimal(value, key, offset))
+        count = records.get(_SPARSE_PREFIX + "numblocks")
+        if count is not None and _decimal(count, "numblocks", offset) * 2 != len(numbers):
+            raise TarFormatError(f"pax header at {offset}: sparse numblocks disagrees with the map")
+    if len(numbers) % 2:
+        raise TarFormatError(f"pax header at {offset}: sparse map of an odd length")
+    pairs = tuple(zip(numbers[0::2], numbers[1::2], strict=True))
+    return pairs, realsize, size
+
+
+def _map_in_data(blocks: Blocks, size: int, offset: int) -> tuple[list[int], int]:
+    """Pax 1.0: the map's numbers (count, then offset and size of each region), one per line
+    at the start of the data, padded to a block; and how many bytes of data it took."""
+    count: int | None = None
+    numbers: list[int] = []
+    partial = b""
+    used = 0
+    while count is None or len(numbers) < 2 * count:
+        if used + BLOCK > min(size, MAX_META):
+            raise TarFormatError(f"sparse map at {offset}: malformed, truncated or too long")
+        block = blocks.read(BLOCK)
+        if len(block) < BLOCK:
+            raise TarFormatError(f"sparse map at {offset}: truncated")
+        used += BLOCK
+        lines = (partial + block).split(b"\n")
+        partial = lines.pop()  # the start of a number the next block ends, or the padding
+        for line in lines:
+            value = _decimal(line.decode("ascii", "replace"), "sparse map entry", offset)
+            if count is None:
+                count = value
+            else:
+                numbers.append(value)
+            if len(numbers) == 2 * count:
+                break  # the rest of the block is padding
+    return numbers, used
+
+
+def _check_map(regions: SparseMap, realsize: int, size: int, offset: int) -> None:
+    """Go's archive/tar's rules: in order, no overlap, within the real size, sizes add up."""
+    end = 0
+    stored = 0
+    for start, length in regions:
+        if start < end or start + length > realsize:
+            raise TarFormatError(
+                f"sparse map at {offset}: region ({start}, {length}) overlaps or passes the "
+                f"real size {realsize}"
+            )
+        end = start + length
+        stored += length
+    if stored != size:
+        raise TarFormatError(
+            f"sparse map at {offset}: its regions hold {stored} bytes, the member {size}"
+        )
+
+
 def members(blocks: Blocks) -> Iterator[Member]:
     """Yield the members of a tar stream; the caller must consume (copy or skip) `size` bytes
     of each regular member before asking for the next. Stops at the first zero block."""
     global_pax: dict[str, str] = {}
     pax: dict[str, str] = {}
+    pax_raw = b""  # the member's own pax header, for pax 0.0's repeated sparse records
     long_name: str | None = None
     long_link: str | None = None
     while True:
@@ -279,8 +414,13 @@ def members(blocks: Blocks) -> Iterator[Member]:
             return
         name, type_, mode, uid, gid, size, mtime, linkname = parse_header(block, offset)
         if type_ in (b"x", b"g"):
-            records = parse_pax(_meta(blocks, size, offset, "pax header"), offset)
-            (pax if type_ == b"x" else global_pax).update(records)
+            raw = _meta(blocks, size, offset, "pax header")
+            records = parse_pax(raw, offset)
+            if type_ == b"x":
+                pax.update(records)
+                pax_raw = raw
+            else:
+                global_pax.update(records)
             continue
         if type_ in (b"L", b"K"):
             text = _text(_meta(blocks, size, offset, "GNU long name"))
@@ -294,7 +434,6 @@ def members(blocks: Blocks) -> Iterator[Member]:
             name = long_name
         if long_link is not None:
             linkname = long_link
-        sparse = type_ == b"S"
         if records:
             if "mtime" in records:
                 try:
@@ -307,14 +446,24 @@ def members(blocks: Blocks) -> Iterator[Member]:
                 size = _pax_number(records, "size", size, offset)
                 uid = _pax_number(records, "uid", uid, offset)
                 gid = _pax_number(records, "gid", gid, offset)
-                sparse = sparse or any(key.startswith("GNU.sparse.") for key in records)
         if not -_MTIME_LIMIT < mtime < _MTIME_LIMIT:
             raise TarFormatError(f"header at {offset}: mtime {mtime} out of range")
-        pax, long_name, long_link = {}, None, None
+        sparse: SparseMap | None = None
+        realsize = 0
+        if type_ == b"S":
+            sparse, realsize = _gnu_sparse(blocks, block, offset)
+        elif type_ in _REGULAR and any(key.startswith(_SPARSE_PREFIX) for key in pax):
+            name = pax.get(_SPARSE_PREFIX + "name", name)  # 0.1, 1.0: the header's is made up
+            sparse, realsize, size = _pax_sparse(blocks, pax, pax_raw, size, offset)
+        if sparse is not None:
+            _check_map(sparse, realsize, size, offset)
+        pax, pax_raw, long_name, long_link = {}, b"", None, None
         if type_ in _HEADER_ONLY:
             size_of_data = 0
         else:
             size_of_data = size
-        yield Member(name, type_, mode, uid, gid, size_of_data, mtime, linkname, offset, sparse)
+        yield Member(
+            name, type_, mode, uid, gid, size_of_data, mtime, linkname, offset, sparse, realsize
+        )
         # The caller consumed the data of a regular member; pad to the block boundary.
         blocks.skip(-size_of_data % BLOCK)

@@ -34,24 +34,27 @@ import errno
 import hashlib
 import json
 import os
+import posixpath
 import re
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import _native
 from _native import Extents
 from pkgdb import DATABASE_DIRS
 from pkgdb.rootfs import Identity, identity
 
+from ._archive import inflated
 from ._layers import Extent, ImageError, ImageLimits, LayerApplier
 
 __all__ = ["Image", "ImageError", "ImageLimits", "open_image"]
 
 _JSON_LIMIT = 16 << 20  # manifests and configs are kilobytes; refuse anything absurd
+_LINK_HOPS = 40  # in-archive links followed to reach a member: the kernel's MAXSYMLINKS
 _DIGEST = re.compile(r"^(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})$")
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -89,6 +92,8 @@ class Image:
     # Called after a scan: why what was scanned may not be this image any more (a file the
     # layers are read from in place changed since its digest was checked), or None.
     changed: Callable[[], str | None] = field(default=lambda: None, repr=False)
+    # Members the merged root lacks though they may hold data (unknown tar types): unverified.
+    unextracted: tuple[str, ...] = ()
 
 
 @contextlib.contextmanager
@@ -335,10 +340,9 @@ class _TarSource(_Source):
             self.plain = not self.file.read(6).startswith(_COMPRESSED)
             self.file.seek(0)
             self.compressed = not self.plain
-            if self.plain:
-                self.archive = tarfile.open(fileobj=self.file, mode="r:")  # noqa: SIM115
-            else:
-                self.archive = tarfile.open(fileobj=self.file, mode="r:*")  # noqa: SIM115
+            # A compressed archive through our bounded decoder: tarfile's own has no bomb limit.
+            stream = self.file if self.plain else inflated(self.file, path, limits)
+            self.archive = tarfile.open(fileobj=cast(IO[bytes], stream), mode="r:")  # noqa: SIM115
             self.members: dict[str, tarfile.TarInfo] = {}
             for count, member in enumerate(self.archive, 1):
                 if count > limits.max_entries:
@@ -358,14 +362,30 @@ class _TarSource(_Source):
         member = self.members.get(_clean(name))
         return member.size if member is not None else 0
 
+    def _resolve(self, name: str) -> tarfile.TarInfo:
+        """The member `name` names, through in-archive links (docker save links identical layers),
+        at most _LINK_HOPS of them: tarfile's own resolution recurses without end on a loop."""
+        key = _clean(name)
+        for _hop in range(_LINK_HOPS + 1):
+            member = self.members.get(key)
+            if member is None:
+                raise ImageError(f"{self.path}: {name} is missing from the archive")
+            if member.issym():
+                directory = posixpath.dirname(member.name)
+                target = posixpath.normpath(posixpath.join(directory, member.linkname))
+            elif member.islnk():
+                target = posixpath.normpath(member.linkname)
+            else:
+                return member
+            key = _clean(target)
+            if key == ".." or key.startswith("../"):
+                raise ImageError(f"{self.path}: {name}: a link out of the archive")
+        raise ImageError(f"{self.path}: {name}: more than {_LINK_HOPS} links (a link loop)")
+
     def open(self, name: str) -> IO[bytes]:
-        member = self.members.get(_clean(name))
-        if member is None:
-            raise ImageError(f"{self.path}: {name} is missing from the archive")
+        member = self._resolve(name)
         try:
-            stream = self.archive.extractfile(
-                member
-            )  # follows in-archive links, as docker save uses
+            stream = self.archive.extractfile(member)
         except (tarfile.TarError, KeyError) as error:
             raise ImageError(f"{self.path}: {name}: {error}") from error
         if stream is None:
@@ -374,8 +394,8 @@ class _TarSource(_Source):
 
     @contextlib.contextmanager
     def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
-        member = self.members.get(_clean(name))
-        if self.plain and member is not None and member.isreg() and not member.issparse():
+        member = self._resolve(name)
+        if self.plain and member.isreg() and not member.issparse():
             yield Extent(self.file.fileno(), member.offset_data, member.size)
         else:
             with self.open(name) as stream:
@@ -434,7 +454,8 @@ def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits, place
     finally:
         applier.close()
     extents = Extents(os.stat(root).st_dev, applier.placed) if applier.placed else None
-    return _image(root, plan, applier.problems, extents)
+    image = _image(root, plan, applier.problems, extents)
+    return dataclasses.replace(image, unextracted=tuple(applier.unextracted))
 
 
 def _image(root: str, plan: _Plan, extraction: list[str], extents: Extents | None) -> Image:
