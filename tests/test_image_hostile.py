@@ -385,3 +385,39 @@ def test_a_refused_compressed_layer_leaves_no_decoding_thread(
     with pytest.raises(ImageError, match="path traversal"):
         scan(env, [blob])
     assert not [t for t in threading.enumerate() if t.name == "scan-root-layer-decode"]
+
+
+def test_a_whiteout_carrying_data_is_not_verified(env: dict[str, Path], parser: str) -> None:
+    """Found by the fuzz suite: a key renamed `.wh..wh..opq` (or `.wh.NAME`) vanished and the
+    image was clean. A whiteout's name is all a runtime applies; data or a link in one is not
+    extracted, so the report is incomplete."""
+    key = b"-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    for name in (".wh..wh..opq", "srv/.wh.app"):
+        image = scan(env, [layer(member("srv/keep", b"k"), member(name, key))])
+        assert any(repr(name) in problem for problem in image.unextracted), name
+    linked = member("srv/.wh.x", type=tarfile.SYMTYPE, linkname="/etc/shadow")
+    assert scan(env, [layer(linked)]).unextracted
+    empty = scan(env, [layer(member("srv/keep", b"k"), member("srv/.wh.gone", b""))])
+    assert empty.unextracted == ()
+
+
+@pytest.mark.parametrize("field", ["uid", "gid"])
+@pytest.mark.parametrize("value", [b"\xff" * 8, b"\x80" + b"\xff" * 7])
+def test_owner_ids_out_of_range_are_clear_errors(
+    env: dict[str, Path], parser: str, field: str, value: bytes
+) -> None:
+    """Found by the fuzz suite: a base-256 uid of -1 reached fchown (OverflowError, exit 5)."""
+    blob = bytearray(layer(member("a", b"A")))
+    at = {"uid": 108, "gid": 116}[field]
+    blob[at : at + 8] = value
+    _fix_sum(blob, 0)
+    with pytest.raises(ImageError, match=f"(negative {field}|{field} .* out of range)"):
+        scan(env, [bytes(blob)])
+
+
+def test_pax_owner_ids_out_of_range_are_clear_errors(env: dict[str, Path], parser: str) -> None:
+    for records in ({"uid": "-1"}, {"gid": "4294967295"}, {"uid": "9" * 40}):
+        info, data = member("a", b"A")
+        info.pax_headers = {**records, "path": "a"}
+        with pytest.raises(ImageError, match="(uid|gid)"):
+            scan(env, [layer((info, data))])

@@ -553,6 +553,12 @@ class LayerApplier:
             return 0  # the root itself: it stays 0700, as private as the temp dir must be
         base = parts[-1]
         if base.startswith(_WHITEOUT):
+            if not member.isreg() or member.size or member.sparse:
+                # Runtimes write whiteouts as empty files and apply only the name: data or a
+                # link here was put there by someone, and would be dropped unseen.
+                self.unextracted.append(
+                    f"{label}: whiteout {member.name!r} carries data or a link: not extracted"
+                )
             self._whiteout(parts, member.name, label, layer)
             return int(absolute)
         parent = self._lookup(parts[:-1], create=True, label=label, name=member.name, layer=layer)

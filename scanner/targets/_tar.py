@@ -462,8 +462,21 @@ def members(blocks: Blocks) -> Iterator[Member]:
             size_of_data = 0
         else:
             size_of_data = size
+        _check_ids(uid, gid, offset)
         yield Member(
             name, type_, mode, uid, gid, size_of_data, mtime, linkname, offset, sparse, realsize
         )
         # The caller consumed the data of a regular member; pad to the block boundary.
         blocks.skip(-size_of_data % BLOCK)
+
+
+
+# uid_t is 32 bits, and (uid_t)-1 means "leave unchanged" to chown; a base-256 field can say
+# anything beyond (negative, 88 bits): a malformed header, refused as such.
+_MAX_ID = 2**32 - 2
+
+
+def _check_ids(uid: int, gid: int, offset: int) -> None:
+    for name, value in (("uid", uid), ("gid", gid)):
+        if not 0 <= value <= _MAX_ID:
+            raise TarFormatError(f"header at {offset}: {name} {value} out of range")
