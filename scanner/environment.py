@@ -191,7 +191,8 @@ def from_env_file(path: str) -> tuple[list[EnvVar], list[str]]:
     Leading whitespace is dropped; `#` lines and blank lines are ignored; `NAME=value` keeps the
     value as-is — docker does NOT strip quotes (`A="x"` sets `"x"`, quotes included; moby#46773,
     docker/cli#3630; docker/cli#6805 proposes stripping and is not merged), nor trailing
-    whitespace. A bare `NAME` takes the docker client's own value, unknown here: a problem.
+    whitespace. A bare `NAME` takes the docker client's own value, unknown here: a problem that
+    gives the line's number, not its text.
     Invalid UTF-8, an empty name or a name with whitespace make docker refuse the file; so do we
     (UsageError), naming the line but never echoing it, as it may hold a secret.
     """
@@ -223,9 +224,12 @@ def from_env_file(path: str) -> tuple[list[EnvVar], list[str]]:
         if " " in name or "\t" in name:
             raise UsageError(f"{path}: line {number}: variable name contains whitespace")
         if not equals:
+            # Docker takes the line as a name whose value is the client's own, but a line
+            # without `=` is as often a pasted token, a URL with a password or a key's body
+            # line: it is named by its number only, never echoed.
             problems.append(
-                f"{source}: could not verify {name} (line {number}): its value comes from the "
-                "environment of the docker client"
+                f"{source}: could not verify line {number}: it has no `=`, so its value would "
+                "come from the environment of the docker client"
             )
             continue
         variables.append(EnvVar(name, value, source))
