@@ -15,7 +15,7 @@ the next one present is read instead and the failure is a problem; if none can b
 
 Per header: a header that cannot be parsed is a problem naming the database and the header
 number, and the others are still read. Which files give records (ghosts, file states, types)
-is described in `_package.py`; the counts of skipped files are in `RpmDB.skipped`.
+and what of them is verified is described in `_package.py`; the counts are in `RpmDB.skipped`.
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ class RpmDBError(PkgDBError):
 
 @dataclass(frozen=True, slots=True)
 class SkippedFiles:
-    """Files the headers list that give no InstalledFile, by reason (rpm -V skips them too)."""
+    """Files the headers list whose content is not verified, by reason (rpm -V skips it too)."""
 
-    ghost: int = 0  # %ghost: content never installed by rpm
-    not_normal_state: int = 0  # FILESTATES replaced / not installed / net-shared / wrong color
+    ghost: int = 0  # %ghost: content never installed by rpm (a record: permissions verified)
+    not_normal_state: int = 0  # FILESTATES not installed / net-shared (no record)
     directory: int = 0
     other_type: int = 0  # devices, fifos, sockets
 
