@@ -11,7 +11,9 @@ file: files are told apart by device and inode). We read the one rpm would use, 
 Berkeley DB `Packages` (each in `usr/lib/sysimage/rpm`, then `var/lib/rpm`). Every other
 database present is named in a problem ("not read"). If the chosen one cannot be used at all,
 the next one present is read instead and the failure is a problem; if none can be used,
-`RpmDBError`.
+`RpmDBError`. A database path that holds something unusable (a fifo, a device, a directory) or
+cannot be looked up (a symlink loop in its directories) counts as present: a problem, never
+"no rpm database".
 
 Per header: a header that cannot be parsed is a problem naming the database and the header
 number, and the others are still read. Which files give records (ghosts, file states, types)
@@ -82,8 +84,9 @@ class RpmDB(PackageDB):
 
 
 def present(root: RootFS) -> bool:
-    """Whether `root` holds any rpm database file."""
-    return bool(_found(root, []))
+    """Whether `root` holds any rpm database file, or something unusable where one belongs."""
+    problems: list[PkgDBProblem] = []
+    return bool(_found(root, problems) or problems)
 
 
 def read(root: RootFS) -> RpmDB:
@@ -91,6 +94,10 @@ def read(root: RootFS) -> RpmDB:
     problems: list[PkgDBProblem] = []
     found = _found(root, problems)
     if not found:
+        if problems:  # a database path holds a fifo, a device, a directory, or loops
+            raise RpmDBError(
+                "; ".join(f"/{p.source.decode(errors='replace')}: {p.message}" for p in problems)
+            )
         looked = ", ".join("/" + path.decode() for path, _ in DATABASES)
         raise RpmDBError(f"no rpm database found (looked for {looked})")
     failures: list[str] = []
@@ -122,11 +129,16 @@ def _found(root: RootFS, problems: list[PkgDBProblem]) -> list[tuple[bytes, Back
     for path, backend in DATABASES:
         try:
             st = root.lstat(path)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # nothing there (or a parent is a plain file): no database
+        except OSError as error:
+            # a symlink loop in the rpmdb directory's path, or no permission to look: a
+            # database may be there, unseen (never "no package manager")
+            problems.append(PkgDBProblem(MANAGER, path, f"cannot be looked up: {error.strerror}"))
             continue
         if not stat.S_ISREG(st.st_mode):
-            if not stat.S_ISDIR(st.st_mode):
-                problems.append(PkgDBProblem(MANAGER, path, "not a regular file, not read"))
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            problems.append(PkgDBProblem(MANAGER, path, f"{kind}, not read"))
             continue
         if (st.st_dev, st.st_ino) in seen:
             continue  # the same file under its other directory name
