@@ -15,8 +15,9 @@ the next one present is read instead and the failure is a problem; if none can b
 cannot be looked up (a symlink loop in its directories) counts as present: a problem, never
 "no rpm database".
 
-Per header: a header that cannot be parsed is a problem naming the database and the header
-number, and the others are still read. Which files give records (ghosts, file states, types)
+Per header: a header that cannot be parsed, or whose SHA-256/SHA-1 header digest does not match
+its immutable region (`_digest.py`), is a problem naming the database and the header number,
+and the others are still read. Which files give records (ghosts, file states, types)
 and what of them is verified is described in `_package.py`; the counts are in `RpmDB.skipped`.
 """
 
@@ -31,7 +32,7 @@ from dataclasses import dataclass, replace
 
 from ..records import PackageDB, PkgDBError, PkgDBProblem
 from ..rootfs import RootFS
-from . import _bdb, _header, _ndb, _sqlite
+from . import _bdb, _digest, _header, _ndb, _sqlite
 from ._package import MANAGER, ConvertedHeader, Skipped, convert
 from ._source import Backend, BlobProblem, HeaderBlob, StorageError
 
@@ -197,11 +198,17 @@ def _collect(
             continue
         headers += 1
         try:
-            converted: ConvertedHeader = convert(_header.parse(item.data), skipped)
+            header = _header.parse(item.data)
+            converted: ConvertedHeader = convert(header, skipped)
         except _header.HeaderError as error:
             problem(item.number, f"unreadable header: {error}")
             continue
         label = f"{converted.package.name}: "
+        # Its files are still listed: a finding on them is worth more than silence, and the
+        # problem already makes the verdict incomplete.
+        damaged = _digest.check(item.data, header)
+        if damaged is not None:
+            problem(item.number, label + damaged)
         for message in converted.problems:
             problem(item.number, label + message)
         packages.append(converted.package)

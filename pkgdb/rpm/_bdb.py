@@ -13,6 +13,9 @@ Format (libdb `dbinc/db_page.h`, `dbinc/hash.h`; the read-only walk follows rpm'
     small item, H_KEYDATA inline;
   * an overflow item is a chain of overflow pages (type 7) whose `hf_offset` field is the number
     of bytes used on that page.
+Damage checks: the number of key/value pairs found must be the metadata's key count (`nelem`,
+offset 88, which libdb keeps with every put and delete; it counts rpm's key 0 too), and the file
+must be whole pages; a page that says it is another page, or has the wrong type, is refused.
 Hostile-input bounds: every page number is checked against the last page and the file size,
 every chain (bucket or overflow) keeps a visited set so a loop ends it, an item is at most the
 file's size and rpm's header ceiling, and a page whose own page number disagrees is refused.
@@ -69,6 +72,8 @@ class _Pages:
         max_bucket: int,
         spares: tuple[int, ...],
         file_pages: int,
+        records: int,
+        size: int,
     ) -> None:
         self.fd = fd
         self.order = order
@@ -77,6 +82,9 @@ class _Pages:
         self.max_bucket = max_bucket
         self.spares = spares
         self.file_pages = file_pages
+        self.records = records  # the metadata's key count (hash `nelem`), rpm's counter included
+        self.size = size
+        self.pairs = 0  # key/value pairs the bucket pages hold
         # after the 8-byte LSN: pgno, prev, next, entries, hf_offset, level, type
         self.header = struct.Struct(order + "8xIIIHHBB")
         self.u16 = struct.Struct(order + "H")
@@ -111,19 +119,38 @@ class _Pages:
         if meta[25] != _P_HASHMETA:
             raise StorageError(f"page 0 has type {meta[25]}, not a hash metadata page")
         last_page = struct.unpack_from(order + "I", meta, 32)[0]
-        max_bucket = struct.unpack_from(order + "I", meta, 72)[0]
+        max_bucket, _, _, _, records = struct.unpack_from(order + "5I", meta, 72)
         spares = struct.unpack_from(order + "32I", meta, 96)
         size = os.fstat(fd).st_size
         if max_bucket > last_page:
             raise StorageError(f"max bucket {max_bucket} but only {last_page + 1} pages")
-        return cls(fd, order, page_size, last_page, max_bucket, spares, size // page_size)
+        return cls(
+            fd, order, page_size, last_page, max_bucket, spares, size // page_size, records, size
+        )
 
     def walk(self) -> Iterator[HeaderBlob | BlobProblem]:
+        yield from self.walk_buckets()
+        # Damage that leaves every page readable (a wrong page size, a page overwritten with
+        # zeros, a chain cut short) loses records silently: count them against the metadata.
+        if self.pairs != self.records:
+            yield BlobProblem(
+                None,
+                f"the hash metadata counts {self.records} records, the bucket pages hold "
+                f"{self.pairs}: records are lost or the file is damaged",
+            )
+
+    def walk_buckets(self) -> Iterator[HeaderBlob | BlobProblem]:
         if self.file_pages <= self.last_page:
             yield BlobProblem(
                 None,
                 f"truncated: the metadata says {self.last_page + 1} pages of {self.page_size} "
                 f"bytes, the file holds {self.file_pages}; headers on missing pages are lost",
+            )
+        elif self.size % self.page_size:
+            yield BlobProblem(
+                None,
+                f"{self.size} bytes is not a whole number of {self.page_size}-byte pages "
+                "(misaligned)",
             )
         visited: set[int] = set()  # hash pages: a bucket chain that comes back ends there
         # A bucket's first page is at least its own number, so buckets from `file_pages` on lie
@@ -189,6 +216,7 @@ class _Pages:
             return
         offsets = struct.unpack_from(f"{self.order}{entries}H", page, _PAGE_HEADER)
         minimum = _PAGE_HEADER + 2 * entries
+        self.pairs += entries // 2
         for index in range(0, entries, 2):
             key_off, value_off = offsets[index], offsets[index + 1]
             # items fill the page from its end: an item ends where the previous one starts
