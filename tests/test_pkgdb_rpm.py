@@ -676,3 +676,22 @@ def test_libdb_empty_bucket_page(built_rpm: Path, tmp_path: Path) -> None:
     assert not any(data[4096 : 4096 + 26])  # bucket 0's page 1 was never written
     db = read_root(root)
     assert db.problems == () and evr_line(db) == ["scanroot-test 2:1.2-3 x86_64"]
+
+
+@pytest.mark.parametrize("name", [n for k, n in FIXTURES if k == "sqlite"])
+def test_sqlite_without_proc_reads_the_same(
+    shared_fixtures: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without /proc the file's bytes are handed to SQLite: rpm's WAL-mode databases too."""
+    from pkgdb.rpm import _sqlite
+
+    root = fixture_root(shared_fixtures, tmp_path, "sqlite", name)
+    expected = read_root(root)
+    assert (root / "var/lib/rpm/rpmdb.sqlite").read_bytes()[18:20] == b"\2\2"  # WAL mode
+    monkeypatch.setattr(_sqlite, "_same_file", lambda a, b: False)
+    db = read_root(root)
+    assert (db.packages, db.files, db.problems) == (
+        expected.packages,
+        expected.files,
+        expected.problems,
+    )

@@ -63,9 +63,14 @@ def _connect(fd: int) -> sqlite3.Connection:
     size = os.fstat(fd).st_size
     if size > MAX_DESERIALIZE_BYTES:
         raise StorageError(f"{size} bytes: too large to load without /proc")
-    data = os.pread(fd, size, 0)
+    data = bytearray(os.pread(fd, size, 0))
+    # rpm's databases are in WAL mode (header bytes 18 and 19 = 2), which an in-memory database
+    # cannot open ("unable to open database file"); our private copy is read as a rollback-
+    # journal one (1), which reads the same pages.
+    if data[18:20] == b"\2\2":
+        data[18:20] = b"\1\1"
     connection = sqlite3.connect(":memory:")
-    connection.deserialize(data)
+    connection.deserialize(bytes(data))
     return connection
 
 
