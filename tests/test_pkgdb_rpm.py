@@ -695,3 +695,17 @@ def test_sqlite_without_proc_reads_the_same(
         expected.files,
         expected.problems,
     )
+
+
+def test_sqlite_schema_with_undecodable_bytes_is_refused(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    """SQLite's error quotes the damaged schema; Python could not decode it (a crash, found by
+    tests/test_pkgdb_rpm_fuzz.py): it is a database that cannot be read."""
+    root = fixture_root(shared_fixtures, tmp_path, "sqlite", "rockylinux-9-htop-only")
+    path = root / "var/lib/rpm/rpmdb.sqlite"
+    data = bytearray(path.read_bytes())
+    data[data.rfind(b"CREATE INDEX 'Basenames_hnum_idx'") + 5] = 0xAE
+    path.write_bytes(bytes(data))
+    with pytest.raises(RpmDBError, match="damaged schema"):
+        read_root(root)

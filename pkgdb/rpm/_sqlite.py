@@ -47,6 +47,9 @@ def blobs(fd: int) -> Iterator[HeaderBlob | BlobProblem]:
         cursor = connection.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
     except sqlite3.Error as error:
         raise StorageError(f"SQLite cannot read it: {error}") from error
+    except UnicodeDecodeError as error:
+        # SQLite's message quotes the damaged schema, which Python cannot decode
+        raise StorageError(f"SQLite cannot read it: damaged schema ({error.reason})") from error
     return _rows(connection, cursor)
 
 
@@ -87,7 +90,7 @@ def _rows(
         while True:
             try:
                 row = cursor.fetchone()
-            except sqlite3.Error as error:
+            except (sqlite3.Error, UnicodeDecodeError) as error:
                 # a damaged page: SQLite stops the scan, so do we, keeping what was read
                 yield BlobProblem(None, f"SQLite stopped reading Packages: {error}")
                 return
