@@ -254,3 +254,75 @@ def test_bdb_key_count_damage_alone_is_a_problem(shared_fixtures: Path, tmp_path
     db = _bdb_root(shared_fixtures, tmp_path, lambda d: struct.pack_into("<I", d, 88, 3))
     assert [p.name for p in db.packages] == ["htop"]
     assert "counts 3 records, the bucket pages hold 2" in messages(db)
+
+
+def _set_header_key(data: bytearray, number: int, new: int) -> None:
+    """The hash item whose key is header `number` gets key `new` (pages parsed, not searched)."""
+    page_size = struct.unpack_from("<I", data, 20)[0]
+    for pgno in range(1, len(data) // page_size):
+        base = pgno * page_size
+        if data[base + 25] != 13:  # P_HASH
+            continue
+        entries = struct.unpack_from("<H", data, base + 20)[0]
+        offsets = struct.unpack_from(f"<{entries}H", data, base + 26)
+        for key_off in offsets[::2]:
+            if struct.unpack_from("<I", data, base + key_off + 1)[0] == number:
+                struct.pack_into("<I", data, base + key_off + 1, new)
+                return
+    raise AssertionError(f"no key {number}")
+
+
+def test_bdb_header_key_read_as_the_counter_is_a_problem(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    db = _bdb_root(shared_fixtures, tmp_path, lambda d: _set_header_key(d, 1, 0))
+    assert db.packages == ()
+    assert "key 0 is not rpm's one 4-byte counter" in messages(db)
+
+
+def test_bdb_header_number_above_the_counter_is_a_problem(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    db = _bdb_root(shared_fixtures, tmp_path, lambda d: _set_header_key(d, 1, 7))
+    assert "header 7 is above rpm's counter 1" in messages(db)
+
+
+def test_bdb_metadata_without_bucket_pages_is_a_problem(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    """Key count, max bucket and spares zeroed: it would read as a valid empty database."""
+
+    def zero(data: bytearray) -> None:
+        data[72:224] = bytes(152)
+
+    db = _bdb_root(shared_fixtures, tmp_path, zero)
+    assert db.packages == ()
+    assert "bucket 0 maps to page 0" in messages(db)
+
+
+def test_ndb_slot_set_free_loses_no_package_silently(shared_fixtures: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    dest = root / "usr/lib/sysimage/rpm/Packages.db"
+    dest.parent.mkdir(parents=True)
+    data = bytearray((shared_fixtures / "rpm/ndb/sle15-bci.Packages.db").read_bytes())
+    index = struct.unpack_from("<I", data, 36)[0]  # the first slot's package
+    struct.pack_into("<I", data, 40, 0)  # its block offset 0: a free slot
+    dest.write_bytes(bytes(data))
+    db = read_root(root)
+    assert len(db.packages) == 35
+    assert f"1 blobs no slot points to (package index [{index}])" in messages(db)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_digest_tag_of_the_wrong_type_is_a_problem_not_a_crash(
+    shared_fixtures: Path, tmp_path: Path, backend: str
+) -> None:
+    def edit(blob: bytes) -> bytes:
+        data = bytearray(blob)
+        struct.pack_into(">II", data, _entries(blob)[SHA256HEADER][0] + 4, 7, 0)  # BIN, offset
+        struct.pack_into(">I", data, _entries(blob)[SHA256HEADER][0] + 12, 1)  # count
+        return bytes(data)
+
+    db = read_root(damaged(shared_fixtures, tmp_path, backend, edit))
+    assert [p.name for p in db.packages] == ["htop"] and db.files
+    assert "header digest tag unreadable" in messages(db)

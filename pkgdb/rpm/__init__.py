@@ -206,7 +206,10 @@ def _collect(
         label = f"{converted.package.name}: "
         # Its files are still listed: a finding on them is worth more than silence, and the
         # problem already makes the verdict incomplete.
-        damaged = _digest.check(item.data, header)
+        try:
+            damaged = _digest.check(item.data, header)
+        except _header.HeaderError as error:
+            damaged = f"header digest tag unreadable: {error}"
         if damaged is not None:
             problem(item.number, label + damaged)
         for message in converted.problems:

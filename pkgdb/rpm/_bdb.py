@@ -85,6 +85,8 @@ class _Pages:
         self.records = records  # the metadata's key count (hash `nelem`), rpm's counter included
         self.size = size
         self.pairs = 0  # key/value pairs the bucket pages hold
+        self.counters: list[bytes] = []  # values of key 0 (rpm's instance counter: one, 4 bytes)
+        self.highest = 0  # the highest header number seen
         # after the 8-byte LSN: pgno, prev, next, entries, hf_offset, level, type
         self.header = struct.Struct(order + "8xIIIHHBB")
         self.u16 = struct.Struct(order + "H")
@@ -138,6 +140,18 @@ class _Pages:
                 f"the hash metadata counts {self.records} records, the bucket pages hold "
                 f"{self.pairs}: records are lost or the file is damaged",
             )
+        # rpm keeps, under key 0, the last header number it gave out (4 bytes): a second
+        # key 0, or another value, is a header whose key was damaged (read as the counter).
+        if len(self.counters) > 1 or any(
+            len(value) != 5 or value[0] != _H_KEYDATA for value in self.counters
+        ):
+            yield BlobProblem(None, "key 0 is not rpm's one 4-byte counter: a header key is damaged")
+        elif self.counters:
+            counter = struct.unpack_from(self.order + "I", self.counters[0], 1)[0]
+            if self.highest > counter:
+                yield BlobProblem(
+                    None, f"header {self.highest} is above rpm's counter {counter}: damaged key"
+                )
 
     def walk_buckets(self) -> Iterator[HeaderBlob | BlobProblem]:
         if self.file_pages <= self.last_page:
@@ -163,6 +177,10 @@ class _Pages:
             )
         for bucket in range(buckets):
             pgno = self.bucket_page(bucket)
+            if not pgno:
+                # page 0 is the metadata: every bucket has a page of its own (libdb)
+                yield BlobProblem(None, f"bucket {bucket} maps to page 0: damaged metadata")
+                continue
             while pgno:
                 if pgno in visited:
                     yield BlobProblem(None, f"bucket {bucket}: page {pgno} reached twice (loop)")
@@ -229,9 +247,11 @@ class _Pages:
                 yield BlobProblem(None, f"page {pgno}: key {index // 2} is not a header number")
                 continue
             number = struct.unpack_from(self.order + "I", key, 1)[0]
-            if number == 0:
-                continue  # rpm's "next header number" counter, not a header
             value = page[value_off:key_off]
+            if number == 0:
+                self.counters.append(value)  # rpm's header-number counter, not a header
+                continue
+            self.highest = max(self.highest, number)
             try:
                 data = self.value(value)
             except ValueError as error:

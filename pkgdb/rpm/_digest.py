@@ -33,7 +33,8 @@ _ENTRY = struct.Struct(">IIiI")  # tag, type, offset (signed: the trailer's is n
 
 
 def check(blob: bytes, header: Header) -> str | None:
-    """Why the header's digest does not hold (None: it holds, or the header carries none).
+    """Why the header's digest does not hold (None: it holds, or the header carries none);
+    HeaderError if a digest tag itself is malformed.
 
     `blob` is the header `parse()` accepted (so its preamble and index are well formed).
     """
