@@ -189,7 +189,7 @@ def test_fuzz_ndb_pages(data: bytes) -> None:
 # one package and one file (every base case lists some). SCANROOT_FUZZ_MUTATIONS=N per case
 # runs a longer campaign locally; the outcome counts go to stdout (pytest -s).
 
-MUTATIONS = int(os.environ.get("SCANROOT_FUZZ_MUTATIONS", "150"))
+MUTATIONS = int(os.environ.get("SCANROOT_FUZZ_MUTATIONS", "400"))
 MUTATION_SECONDS = 2.0
 SEED = int(os.environ.get("SCANROOT_FUZZ_SEED", "448"))
 

@@ -119,11 +119,11 @@ def test_records_carry_rpms_verify_flags(root: Path) -> None:
     }
 
 
-def test_clean_root_is_clean_for_both(root: Path) -> None:
+def test_clean_root_is_clean_for_both(scan_impl: str, root: Path) -> None:
     assert rpm_va(root) == set() == ours(root)
 
 
-def test_tampered_root_gets_rpm_va_verdicts(root: Path) -> None:
+def test_tampered_root_gets_rpm_va_verdicts(scan_impl: str, root: Path) -> None:
     bin_dir = root / "usr/bin"
     with open(bin_dir / "sr-plain", "ab") as handle:
         handle.write(b"x")  # content: reported
@@ -159,7 +159,7 @@ def test_tampered_root_gets_rpm_va_verdicts(root: Path) -> None:
     assert ours(root) == expected
 
 
-def test_ghost_of_another_type_and_content_is_silent(root: Path) -> None:
+def test_ghost_of_another_type_and_content_is_silent(scan_impl: str, root: Path) -> None:
     ghost = root / "var/lib/srv/ghost-present"
     ghost.mkdir(parents=True)
     ghost.chmod(0o644)  # a directory where a file was declared, with the declared permissions
