@@ -9,6 +9,7 @@ import os
 import shutil
 import sqlite3
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -326,3 +327,34 @@ def test_digest_tag_of_the_wrong_type_is_a_problem_not_a_crash(
     db = read_root(damaged(shared_fixtures, tmp_path, backend, edit))
     assert [p.name for p in db.packages] == ["htop"] and db.files
     assert "header digest tag unreadable" in messages(db)
+
+
+def test_ndb_sparse_free_space_is_searched_in_bounded_time(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    """A Packages.db padded with a 64 GiB hole: the lost-blob search skips holes."""
+    root = tmp_path / "root"
+    dest = root / "usr/lib/sysimage/rpm/Packages.db"
+    dest.parent.mkdir(parents=True)
+    shutil.copyfile(shared_fixtures / "rpm/ndb/sle15-bci.Packages.db", dest)
+    with open(dest, "r+b") as handle:
+        handle.truncate(64 << 30)
+    started = time.monotonic()
+    db = read_root(root)
+    assert time.monotonic() - started < 5
+    assert len(db.packages) == 36 and db.problems == ()
+
+
+def test_ndb_free_space_search_is_capped(
+    shared_fixtures: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pkgdb.rpm import _ndb
+
+    monkeypatch.setattr(_ndb, "MAX_FREE_SCAN", 0)
+    root = tmp_path / "root"
+    dest = root / "usr/lib/sysimage/rpm/Packages.db"
+    dest.parent.mkdir(parents=True)
+    data = (shared_fixtures / "rpm/ndb/sle15-bci.Packages.db").read_bytes()
+    dest.write_bytes(data + b"\x01" * 4096)  # written (not a hole) free space at the end
+    db = read_root(root)
+    assert "bytes of free space beyond the first 0 not searched" in messages(db)

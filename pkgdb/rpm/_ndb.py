@@ -84,28 +84,56 @@ def _walk(fd: int, slot_pages: int, file_blocks: int) -> Iterator[HeaderBlob | B
     if bad_page is not None:
         yield BlobProblem(None, bad_page)
         return
-    orphans = _orphans(fd, covered, slot_pages * (_PAGE // _BLOCK), file_blocks)
+    orphans, unchecked = _orphans(fd, covered, slot_pages * (_PAGE // _BLOCK), file_blocks)
     if orphans:
         yield BlobProblem(
             None,
             f"{len(orphans)} blobs no slot points to (package index {orphans[:5]}): "
             "a damaged slot lost them",
         )
+    if unchecked:
+        yield BlobProblem(
+            None,
+            f"{unchecked} bytes of free space beyond the first {MAX_FREE_SCAN} not searched "
+            "for blobs a damaged slot lost",
+        )
 
 
-def _orphans(fd: int, covered: list[tuple[int, int]], first: int, file_blocks: int) -> list[int]:
-    """Package indexes of blob heads lying outside every slot's blob.
+# Free space searched for lost blobs; a real Packages.db holds little (rpm truncates it), and
+# holes of a sparse file cost nothing (skipped with SEEK_DATA).
+MAX_FREE_SCAN: Final = 64 << 20
+
+
+def _orphans(
+    fd: int, covered: list[tuple[int, int]], first: int, file_blocks: int
+) -> tuple[list[int], int]:
+    """Package indexes of blob heads lying outside every slot's blob, and the bytes of free
+    space left unsearched (beyond MAX_FREE_SCAN).
 
     rpm zeroes a blob it deletes or moves (rpmpkgDelBlob, and rpmpkgPutInternal writes only
     over zeros), so outside the slots' blobs a healthy file holds only zeros: a blob head there
-    is a package whose slot was damaged (set free, or pointed elsewhere). Reads each gap once,
-    1 MiB at a time.
+    is a package whose slot was damaged (set free, or pointed elsewhere).
     """
     found: list[int] = []
-    for start, gap_end in _gaps(covered, first, file_blocks):
-        while start < gap_end:
-            chunk_blocks = min(gap_end - start, (1 << 20) // _BLOCK)
-            chunk = os.pread(fd, chunk_blocks * _BLOCK, start * _BLOCK)
+    budget = MAX_FREE_SCAN
+    unchecked = 0
+    for start, end in _gaps(covered, first, file_blocks):
+        position, stop = start * _BLOCK, end * _BLOCK
+        while position < stop:
+            try:
+                position = os.lseek(fd, position, os.SEEK_DATA)
+            except OSError:
+                break  # ENXIO: only a hole up to the end of the file
+            if position >= stop:
+                break
+            size = min(stop - position, 1 << 20)
+            if budget < size:
+                unchecked += stop - position
+                break
+            budget -= size
+            # `position` is 16-aligned (a block, or a file system block from SEEK_DATA) and so
+            # is `size`: a 16-byte blob head never straddles two chunks.
+            chunk = os.pread(fd, size, position)
             at = chunk.find(_HEAD_MAGIC)
             while at >= 0:
                 if at % _BLOCK == 0 and at + _HEAD.size <= len(chunk):
@@ -113,8 +141,10 @@ def _orphans(fd: int, covered: list[tuple[int, int]], first: int, file_blocks: i
                     if index:
                         found.append(index)
                 at = chunk.find(_HEAD_MAGIC, at + 1)
-            start += chunk_blocks
-    return found
+            if len(chunk) < size:
+                break  # the file shrank under us: nothing more to search
+            position += size
+    return found, unchecked
 
 
 def _gaps(

@@ -310,6 +310,8 @@ def _files(
             if state not in _STATES:
                 bad_states += 1
                 continue
+            if len(_VERIFY_CACHE) >= _VERIFY_CACHE_SIZE:
+                _VERIFY_CACHE.clear()  # hostile headers may hold a distinct value per file
             verify = _VERIFY_CACHE[key] = _verify(*key)
         digest = link_target = None
         if flag & RPMFILE_GHOST:
@@ -363,6 +365,7 @@ def _files(
 _RPMVERIFY_ALL = 0xFFFFFFFF  # an absent FILEVERIFYFLAGS: rpm verifies everything
 # (FILEVERIFYFLAGS value, ghost bit, state) -> Verify: a header has a handful of distinct keys.
 _VERIFY_CACHE: dict[tuple[int, int, int], Verify] = {}
+_VERIFY_CACHE_SIZE = 1024
 
 
 def _verify(vflags: int, ghost: int, state: int) -> Verify:
