@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import struct
 import subprocess
 from pathlib import Path
 
@@ -61,6 +63,8 @@ OUR_CLASSES = {
 }
 # "SM5DLUGTP  c /path": the result letters, an optional attribute marker, the path.
 LINE = re.compile(r"^(?P<flags>\S+)\s+(?:[cdglr]\s+)?(?P<path>/.*)$")
+# rpm -V names a file's state after its path: "missing   /usr/bin/x (replaced)".
+STATE_SUFFIX = re.compile(r" \((replaced|not installed|net shared|wrong color)\)$")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +89,7 @@ def rpm_va(root: Path) -> set[tuple[str, str]]:
     for line in out.splitlines():
         match = LINE.match(line)
         assert match, line
-        flags, path = match["flags"], match["path"]
+        flags, path = match["flags"], STATE_SUFFIX.sub("", match["path"])
         if flags == "missing":
             found.add((path, "missing"))
             continue
@@ -165,3 +169,56 @@ def test_ghost_of_another_type_and_content_is_silent(scan_impl: str, root: Path)
     ghost.chmod(0o644)  # a directory where a file was declared, with the declared permissions
     (root / "var/lib/srv/ghost-absent").symlink_to("/nowhere")
     assert rpm_va(root) == set() == ours(root)
+
+
+def set_file_states(root: Path, states: dict[bytes, int]) -> None:
+    """FILESTATES of the named files rewritten in the root's rpmdb (outside the immutable
+    region: rpm's header digest does not cover it, and rpm -V reads it as we do)."""
+    connection = sqlite3.connect(root / "var/lib/rpm/rpmdb.sqlite")
+    try:
+        [(number, blob)] = connection.execute("SELECT hnum, blob FROM Packages").fetchall()
+        il = struct.unpack_from(">I", blob)[0]
+        entries = {
+            tag: (offset, count)
+            for tag, _, offset, count in struct.iter_unpack(">IIII", blob[8 : 8 + 16 * il])
+        }
+        store = 8 + 16 * il
+
+        def strings(tag: int) -> list[bytes]:
+            offset, count = entries[tag]
+            return blob[store + offset :].split(b"\0")[:count]
+
+        dirs, bases = strings(1118), strings(1117)
+        indexes = struct.unpack_from(f">{len(bases)}I", blob, store + entries[1116][0])
+        paths = [(dirs[i] + base).lstrip(b"/") for i, base in zip(indexes, bases)]
+        data = bytearray(blob)
+        for path, state in states.items():
+            data[store + entries[1029][0] + paths.index(path)] = state
+        connection.execute("UPDATE Packages SET blob = ? WHERE hnum = ?", (bytes(data), number))
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def test_file_states_as_rpm_va_reads_them(scan_impl: str, root: Path) -> None:
+    """replaced (1): existence only; not installed (2): skipped; wrong color (4): no content."""
+    set_file_states(
+        root,
+        {
+            b"usr/bin/sr-plain": 1,
+            b"usr/bin/sr-nomode": 1,
+            b"etc/srv/required.conf": 2,
+            b"usr/bin/sr-nolink": 4,
+            b"usr/bin/sr-nomd5-link": 4,
+        },
+    )
+    with open(root / "usr/bin/sr-plain", "ab") as handle:
+        handle.write(b"x")  # replaced: its content is the other package's business
+    (root / "usr/bin/sr-nomode").unlink()  # replaced, but gone: missing
+    (root / "etc/srv/required.conf").unlink()  # not installed: nothing expected
+    with open(root / "usr/bin/sr-nolink", "ab") as handle:
+        handle.write(b"x")  # wrong color: content not compared ...
+    (root / "usr/bin/sr-nomd5-link").chmod(0o700)  # ... but its mode is
+    expected = {("/usr/bin/sr-nomode", "missing"), ("/usr/bin/sr-nomd5-link", "mode")}
+    assert rpm_va(root) == expected
+    assert ours(root) == expected
