@@ -358,3 +358,38 @@ def test_ndb_free_space_search_is_capped(
     dest.write_bytes(data + b"\x01" * 4096)  # written (not a hole) free space at the end
     db = read_root(root)
     assert "bytes of free space beyond the first 0 not searched" in messages(db)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_wrong_color_state_on_a_file_without_colour_is_a_problem(
+    shared_fixtures: Path, tmp_path: Path, backend: str
+) -> None:
+    """FILESTATES lies outside the header digest; "wrong color" (content not compared) is only
+    possible for a file of a colour (ELF), so on htop's .desktop file it is damage."""
+
+    def edit(blob: bytes) -> bytes:
+        il = struct.unpack_from(">I", blob)[0]
+        _, _, offset, _ = _entries(blob)[FILESTATES]
+        data = bytearray(blob)
+        data[8 + 16 * il + offset + _strings(blob, BASENAMES).index(b"htop.desktop")] = 4
+        return bytes(data)
+
+    db = read_root(damaged(shared_fixtures, tmp_path, backend, edit))
+    assert "FILESTATES values no rpm writes" in messages(db)
+    assert b"usr/share/applications/htop.desktop" not in {f.path for f in db.files}
+
+
+def _strings(blob: bytes, tag: int) -> list[bytes]:
+    il = struct.unpack_from(">I", blob)[0]
+    _, _, offset, count = _entries(blob)[tag]
+    return blob[8 + 16 * il + offset :].split(b"\0")[:count]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_entry_after_the_region_replacing_a_verified_tag_is_a_problem(
+    shared_fixtures: Path, tmp_path: Path, backend: str
+) -> None:
+    """INSTALLTIME's entry (after the region) renamed FILEVERIFYFLAGS: as rpm, the last entry
+    of a tag wins, which would slip new verify flags past the region's digest."""
+    db = read_root(damaged(shared_fixtures, tmp_path, backend, rename_tag(1008, 1045)))
+    assert "tags [1045] of the immutable header region are replaced after it" in messages(db)

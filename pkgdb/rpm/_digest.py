@@ -10,7 +10,8 @@ are hex digests of: the header magic `8e ad e8 01 00 00 00 00`, `ril` and `rdl` 
 u32), the region's `ril` index entries, and its `rdl` data bytes (rpm `hdrblobDigestUpdate`,
 checked at every read by `headerCheck` in rpm >= 4.14). Any change inside the region — a
 renamed BASENAMES tag, a digest, mode or flag of a file — breaks it. Entries outside the region
-(FILESTATES) are not covered: rpm cannot check them either.
+(FILESTATES) are not covered: rpm cannot check them either; but one that replaces a region
+entry of a tag rpm -V compares is reported, since it would bypass the digest.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ _REGION_TAGS: Final = frozenset((61, 62, 63))
 _SHA1HEADER: Final = 269
 _SHA256HEADER: Final = 273
 _BIN: Final = 7
-_ENTRY = struct.Struct(">IIiI")  # tag, type, offset (signed: the trailer's is negative), count
+_ENTRY = struct.Struct(">IIiI")
+# What rpm -V compares of a file (sizes, modes, digests, link targets, flags, verify flags, the
+# digest algorithm), and the package's identity. rpm itself replaces only paths (relocation)
+# and adds install-time tags (FILESTATES, INSTALLTIME) after the region.
+_VERIFIED_TAGS: Final = frozenset(
+    (1000, 1001, 1002, 1003, 1028, 1030, 1035, 1036, 1037, 1045, 5008, 5011)
+)  # tag, type, offset (signed: the trailer's is negative), count
 
 
 def check(blob: bytes, header: Header) -> str | None:
@@ -47,6 +54,13 @@ def check(blob: bytes, header: Header) -> str | None:
         return f"header digest not checkable: {region}"
     ril, rdl = region
     il = struct.unpack_from(">I", blob)[0]
+    # An entry after the region replaces the region's entry of the same tag (rpm's dribbles):
+    # for what rpm -V compares, that would bypass the digest.
+    inside = {tag for (tag,) in struct.iter_unpack(">I12x", blob[8 : 8 + 16 * ril])}
+    outside = {tag for (tag,) in struct.iter_unpack(">I12x", blob[8 + 16 * ril : 8 + 16 * il])}
+    replaced = sorted(inside & outside & _VERIFIED_TAGS)
+    if replaced:
+        return f"tags {replaced} of the immutable header region are replaced after it"
     store = 8 + 16 * il
     parts = (struct.pack(">II", ril, rdl), blob[8 : 8 + 16 * ril], blob[store : store + rdl])
     if sha256 is not None:
