@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import stat
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +31,10 @@ def _device(path: Path) -> None:
 
 
 def _socket(path: Path) -> None:
-    with socket.socket(socket.AF_UNIX) as server:
-        server.bind(str(path))
+    # bound under a short directory, then moved: a socket path is limited to 108 bytes
+    with tempfile.TemporaryDirectory() as short, socket.socket(socket.AF_UNIX) as server:
+        server.bind(os.path.join(short, "s"))
+        os.rename(os.path.join(short, "s"), path)
 
 
 def _directory(path: Path) -> None:
