@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from . import apk, dpkg, rpm
-from .records import DigestAlgorithm, InstalledFile, Package, PackageDB, PkgDBError, PkgDBProblem
+from .records import (
+    DigestAlgorithm,
+    InstalledFile,
+    Package,
+    PackageDB,
+    PkgDBError,
+    PkgDBProblem,
+    Verify,
+)
 from .rootfs import RootFS
 
 # Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
@@ -24,4 +32,5 @@ __all__ = [
     "PkgDBError",
     "PkgDBProblem",
     "RootFS",
+    "Verify",
 ]

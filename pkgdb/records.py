@@ -12,6 +12,7 @@ __all__ = [
     "PackageDB",
     "PkgDBError",
     "PkgDBProblem",
+    "Verify",
 ]
 
 
@@ -22,6 +23,22 @@ class DigestAlgorithm(enum.Enum):
     SHA1 = "sha1"
     SHA256 = "sha256"
     SHA256_160 = "sha256-160"  # the first 20 bytes of SHA-256 (apk packages with `f:S`)
+
+
+class Verify(enum.IntFlag):
+    """Which attributes of an installed file its manager asks to verify (rpm `%verify`).
+
+    rpm keeps them per file (FILEVERIFYFLAGS, `%verify(not md5 size mtime)`) and `rpm -V` checks
+    nothing else; dpkg and apk records verify everything they record (ALL).
+    """
+
+    NONE = 0
+    DIGEST = 1
+    SIZE = 2
+    LINK_TARGET = 4
+    PERMISSIONS = 8  # the 12 permission bits
+    FILE_TYPE = 16  # regular file / symlink / other (rpm's MODE covers both, but for %ghost)
+    ALL = 31
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +64,8 @@ class InstalledFile:
     `mode` is the full st_mode *including the file-type bits* (S_IFREG, S_IFLNK) where the
     manager records it, else None. For a symlink (mode S_IFLNK), `link_target` is the recorded
     target where the manager stores it (rpm), and `digest`, if any, is a digest of the target
-    string (apk's `Z:` on a symlink), never of the file it points to.
+    string (apk's `Z:` on a symlink), never of the file it points to. `verify` says which
+    differences count (rpm's per-file `%verify`); `missing_ok` that an absent file is no finding.
     """
 
     path: bytes
@@ -60,6 +78,8 @@ class InstalledFile:
     mode: int | None = None  # None: this manager records no mode (dpkg)
     size: int | None = None  # None: this manager records no size (dpkg, apk)
     link_target: bytes | None = None  # a symlink's recorded target (rpm FILELINKTOS)
+    verify: Verify = Verify.ALL  # what may be reported of it but "missing" (rpm %verify)
+    missing_ok: bool = False  # its absence is no finding (rpm %config(missingok), %ghost)
 
 
 @dataclass(frozen=True, slots=True)

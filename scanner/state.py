@@ -189,6 +189,8 @@ _RECORD_FIELDS = attrgetter(
     "size",
     "is_config",
     "link_target",
+    "verify",
+    "missing_ok",
 )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rpmbuild import RPM_DB, build_rpm, install_rpm
 
-from pkgdb.records import DigestAlgorithm, InstalledFile
+from pkgdb.records import DigestAlgorithm, InstalledFile, Verify
 from pkgdb.rootfs import RootFS
 from pkgdb.rpm import RpmDB, RpmDBError, _header, present, read
 from pkgdb.rpm._package import RPMFILE_GHOST, Tag
@@ -112,12 +112,13 @@ def parse_dump(text: str) -> dict[str, list[list[str]]]:
     return sections
 
 
-def skipped_by_header(root: Path, db: RpmDB) -> set[tuple[str, bytes]]:
-    """(package, path) of ghosts and not-normal file states, straight from the header tags."""
+def skipped_by_header(root: Path, db: RpmDB) -> dict[tuple[str, bytes], str]:
+    """(package, path) -> "ghost" for ghosts, "absent" for the file states rpm -V skips (not
+    installed, net-shared), straight from the header tags."""
     from pkgdb.rpm import DATABASES
 
     backend = dict(DATABASES)[db.database]
-    out: set[tuple[str, bytes]] = set()
+    out: dict[tuple[str, bytes], str] = {}
     fd = os.open(root / os.fsdecode(db.database), os.O_RDONLY)
     try:
         for blob in backend.blobs(fd):
@@ -128,17 +129,26 @@ def skipped_by_header(root: Path, db: RpmDB) -> set[tuple[str, bytes]]:
             states = h.ints(Tag.FILESTATES) or (0,) * len(bases)
             name = (h.string(Tag.NAME) or b"").decode()
             for i, base in enumerate(bases):
-                if flags[i] & RPMFILE_GHOST or states[i]:
-                    out.add((name, (dirs[idx[i]] + base).lstrip(b"/")))
+                path = (dirs[idx[i]] + base).lstrip(b"/")
+                if states[i] in (2, 3):
+                    out[name, path] = "absent"
+                elif flags[i] & RPMFILE_GHOST:
+                    out[name, path] = "ghost"
     finally:
         os.close(fd)
     return out
 
 
 def check_against_dump(
-    records: list[InstalledFile], lines: list[list[str]], skipped: set[bytes]
+    records: list[InstalledFile],
+    lines: list[list[str]],
+    skipped: set[bytes],
+    ghosts: frozenset[bytes] | set[bytes] = frozenset(),
 ) -> int:
-    """Every dump line agrees with our record for its path; returns how many records matched."""
+    """Every dump line agrees with our record for its path; returns how many records matched.
+
+    `skipped` paths have no record; `ghosts` have one without digest, verified for permissions.
+    """
     by_path = {f.path: f for f in records}
     matched = 0
     for path_s, size, _mtime, digest, mode_s, _o, _g, isconfig, _doc, _rdev, link in lines:
@@ -150,7 +160,13 @@ def check_against_dump(
             continue
         assert record is not None, path
         assert (record.mode, record.size, record.is_config) == (mode, int(size), isconfig == "1")
-        if stat.S_ISLNK(mode):
+        if path in ghosts:
+            assert (record.digest, record.verify, record.missing_ok) == (
+                None,
+                Verify.PERMISSIONS,
+                True,
+            )
+        elif stat.S_ISLNK(mode):
             assert (record.link_target, record.digest) == (os.fsencode(link), None)
         else:
             assert record.link_target is None
@@ -175,8 +191,9 @@ def test_fixture_files_match_rpm_dump(
     assert dump
     for package, lines in dump.items():
         records = [f for f in db.files if f.package == package]
-        paths = {p for n, p in skipped if n == package}
-        assert check_against_dump(records, lines, paths) == len(records)
+        paths = {p for (n, p), why in skipped.items() if n == package and why == "absent"}
+        ghosts = {p for (n, p), why in skipped.items() if n == package and why == "ghost"}
+        assert check_against_dump(records, lines, paths, ghosts) == len(records)
     path, size, digest = SAMPLES[name]
     sample = [f for f in db.files if f.path == path.encode()]
     assert sample and sample[0].size == size and sample[0].digest == bytes.fromhex(digest)
@@ -244,8 +261,9 @@ def test_db_symlink_out_of_root_is_not_followed(shared_fixtures: Path, tmp_path:
     (tmp_path / "usr/lib/sysimage").mkdir(parents=True)
     (tmp_path / "usr/lib/sysimage/rpm").symlink_to(target.parent)  # absolute: means <root>/...
     with RootFS(str(tmp_path)) as fs:
-        assert present(fs) is False
-        with pytest.raises(RpmDBError):
+        # present, since a symlink stands where a database belongs: unread, so a problem
+        assert present(fs) is True
+        with pytest.raises(RpmDBError, match="not a regular file"):
             read(fs)
 
 
@@ -533,9 +551,10 @@ def test_rpmbuild_root_matches_rpm(built_rpm: Path, tmp_path: Path) -> None:
     assert (db.backend, db.problems) == ("sqlite", ())
     assert evr_line(db) == referee_list(root) == ["scanroot-test 2:1.2-3 x86_64"]
     dump = referee_dump(root)
-    check_against_dump(list(db.files), dump["scanroot-test"], {b"var/lib/scanroot/state"})
+    check_against_dump(list(db.files), dump["scanroot-test"], set(), {b"var/lib/scanroot/state"})
     paths = {f.path: f for f in db.files}
-    assert b"var/lib/scanroot/state" not in paths  # %ghost
+    ghost = paths[b"var/lib/scanroot/state"]  # %ghost: permissions only, absence is no finding
+    assert (ghost.digest, ghost.verify, ghost.missing_ok) == (None, Verify.PERMISSIONS, True)
     assert b"etc/scanroot" not in paths and b"var/lib/scanroot/empty" not in paths  # %dir
     assert paths[b"etc/scanroot/sr.conf"].is_config
     link = paths[b"usr/bin/sr-link"]
@@ -639,7 +658,7 @@ def test_libdb_written_bdb_both_byte_orders(
     assert evr_line(db) == referee_list(root, *bdb_ro) and len(db.packages) == 104
     ours = [f for f in db.files if f.package == "scanroot-test"]
     dump = referee_dump(root, *bdb_ro)
-    check_against_dump(ours, dump["scanroot-test"], {b"var/lib/scanroot/state"})
+    check_against_dump(ours, dump["scanroot-test"], set(), {b"var/lib/scanroot/state"})
     assert tuple(ours) == from_sqlite.files
 
 
@@ -657,3 +676,36 @@ def test_libdb_empty_bucket_page(built_rpm: Path, tmp_path: Path) -> None:
     assert not any(data[4096 : 4096 + 26])  # bucket 0's page 1 was never written
     db = read_root(root)
     assert db.problems == () and evr_line(db) == ["scanroot-test 2:1.2-3 x86_64"]
+
+
+@pytest.mark.parametrize("name", [n for k, n in FIXTURES if k == "sqlite"])
+def test_sqlite_without_proc_reads_the_same(
+    shared_fixtures: Path, tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without /proc the file's bytes are handed to SQLite: rpm's WAL-mode databases too."""
+    from pkgdb.rpm import _sqlite
+
+    root = fixture_root(shared_fixtures, tmp_path, "sqlite", name)
+    expected = read_root(root)
+    assert (root / "var/lib/rpm/rpmdb.sqlite").read_bytes()[18:20] == b"\2\2"  # WAL mode
+    monkeypatch.setattr(_sqlite, "_same_file", lambda a, b: False)
+    db = read_root(root)
+    assert (db.packages, db.files, db.problems) == (
+        expected.packages,
+        expected.files,
+        expected.problems,
+    )
+
+
+def test_sqlite_schema_with_undecodable_bytes_is_refused(
+    shared_fixtures: Path, tmp_path: Path
+) -> None:
+    """SQLite's error quotes the damaged schema; Python could not decode it (a crash, found by
+    tests/test_pkgdb_rpm_fuzz.py): it is a database that cannot be read."""
+    root = fixture_root(shared_fixtures, tmp_path, "sqlite", "rockylinux-9-htop-only")
+    path = root / "var/lib/rpm/rpmdb.sqlite"
+    data = bytearray(path.read_bytes())
+    data[data.rfind(b"CREATE INDEX 'Basenames_hnum_idx'") + 5] = 0xAE
+    path.write_bytes(bytes(data))
+    with pytest.raises(RpmDBError, match="damaged schema"):
+        read_root(root)

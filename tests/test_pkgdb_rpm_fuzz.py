@@ -9,8 +9,12 @@ for fresh, non-derandomized inputs) runs a longer one locally.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
+import struct
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -19,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pkgdb.rpm import _bdb, _header, _ndb
+from pkgdb import PkgDBProblem, rpm
+from pkgdb.rpm import _bdb, _header, _ndb, _sqlite
 from pkgdb.rpm._package import Skipped, convert
-from pkgdb.rpm._source import BlobProblem, HeaderBlob, StorageError
+from pkgdb.rpm._source import Backend, BlobProblem, HeaderBlob, StorageError
 
 EXAMPLES = int(os.environ.get("SCANROOT_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(
@@ -173,3 +178,141 @@ def _ndb_hot() -> list[int]:
 @given(mutations(NDB, _ndb_hot()))
 def test_fuzz_ndb_pages(data: bytes) -> None:
     guarded(lambda: _read_all(_ndb.blobs, data))
+
+
+# --- seeded campaign through the whole reader: never a silent clean -------------------------
+#
+# Each case is a real database (or header) damaged by a seeded mutation and read the way
+# pkgdb.rpm.read reads the file it chose (backend, header parse, conversion, digest check).
+# Property: no exception but StorageError (which read() turns into a problem), at most
+# MUTATION_SECONDS per read, and never a silent clean: a read with no problem lists at least
+# one package and one file (every base case lists some). SCANROOT_FUZZ_MUTATIONS=N per case
+# runs a longer campaign locally; the outcome counts go to stdout (pytest -s).
+
+MUTATIONS = int(os.environ.get("SCANROOT_FUZZ_MUTATIONS", "400"))
+MUTATION_SECONDS = 2.0
+SEED = int(os.environ.get("SCANROOT_FUZZ_SEED", "448"))
+
+
+def _small_ndb() -> bytes:
+    """A valid ndb file holding the two smallest real blobs of the SLE 15 Packages.db."""
+    source = _load(RPM / "ndb" / "sle15-bci.Packages.db")
+    if not source:
+        return b""
+    used = sorted(
+        (count, index, offset)
+        for magic, index, offset, count in struct.iter_unpack("<4sIII", source[32:4096])
+        if magic == b"Slot" and offset
+    )[:2]
+    slots, blobs, block = [], [], 256  # blobs start after the one 4 KiB slot page
+    for count, index, offset in used:
+        slots.append(struct.pack("<4sIII", b"Slot", index, block, count))
+        blobs.append(source[offset * 16 : (offset + count) * 16])
+        block += count
+    free = struct.pack("<4sIII", b"Slot", 0, 0, 0) * (254 - len(slots))
+    return source[:32] + b"".join(slots) + free + b"".join(blobs)
+
+
+def _sqlite_blob_only() -> bytes:
+    return _load(RPM / "sqlite" / "rockylinux-9-htop-only.rpmdb.sqlite")
+
+
+class _OneBlob:
+    """A 'backend' whose file is one bare header blob: the header path without storage."""
+
+    NAME = "header"
+    FILENAME = b"header"
+
+    @staticmethod
+    def blobs(fd: int) -> Iterator[HeaderBlob | BlobProblem]:
+        size = os.fstat(fd).st_size
+        yield HeaderBlob(1, os.pread(fd, size, 0))
+
+
+def _cases() -> dict[str, tuple[Backend, bytes, list[int]]]:
+    small_ndb = _small_ndb()
+    return {
+        "header": (_OneBlob, BLOB, _index_offsets(BLOB)),
+        "bdb": (_bdb, BDB, _bdb_hot()),
+        # 23 pages: a 78 KB header over 20 overflow pages
+        "bdb-overflow": (_bdb, _load(RPM / "bdb" / "libuuid-md5-trailing-zero.Packages"), _bdb_hot()),
+        "ndb": (_ndb, small_ndb, [0, 4, 8, 12, 16] + list(range(32, 64)) + [4096, 4100, 4108]),
+        "sqlite": (_sqlite, _sqlite_blob_only(), [16, 17, 18, 28, 32, 36, 44, 52, 56, 92, 96, 100]),
+    }
+
+
+CASES = _cases()
+
+
+def _mutate(rng: random.Random, base: bytes, hot: list[int]) -> tuple[bytes, str]:
+    """One seeded damage: bytes overwritten (often at structural offsets), a span zeroed or
+    shifted, the file cut short or extended. Returns the data and a description."""
+    data = bytearray(base)
+    kind = rng.choice(("overwrite", "overwrite", "hot", "hot", "zero", "shift", "cut", "extend"))
+    if kind in ("overwrite", "hot"):
+        for _ in range(rng.randint(1, 4)):
+            if kind == "hot":
+                at = max(0, min(len(data) - 1, rng.choice(hot) + rng.randint(-4, 4)))
+            else:
+                at = rng.randrange(len(data))
+            data[at : at + 1] = bytes([rng.randrange(256)])
+        return bytes(data), kind
+    if kind == "zero":
+        at, length = rng.randrange(len(data)), rng.choice((16, 512, 4096))
+        data[at : at + length] = bytes(min(length, len(data) - at))
+        return bytes(data), f"zero {length}@{at}"
+    if kind == "shift":
+        at, length = rng.randrange(len(data)), rng.randint(1, 64)
+        return bytes(data[:at] + bytes(length) + data[at:]), f"shift {length}@{at}"
+    if kind == "cut":
+        at = rng.randrange(len(data))
+        return bytes(data[:at]), f"cut@{at}"
+    return bytes(data) + bytes(rng.randint(1, 4096)), "extend"
+
+
+def _read_case(backend: Backend, data: bytes) -> tuple[str, int, int, tuple[object, ...]]:
+    """(outcome, packages, files, what was read) of one database image read like read() does."""
+    fd = memfd(data)
+    problems: list[PkgDBProblem] = []
+    try:
+        try:
+            db = rpm._collect(b"db", backend, backend.blobs(fd), problems)
+        except StorageError:
+            return "refused", 0, 0, ()
+    finally:
+        os.close(fd)
+    shape = (db.packages, db.files)
+    return ("problem" if problems else "clean"), len(db.packages), len(db.files), shape
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mutations_are_never_a_silent_clean(case: str) -> None:
+    backend, base, hot = CASES[case]
+    if not base:
+        pytest.skip("fixture absent")
+    outcome, packages, files, original = _read_case(backend, base)
+    assert (outcome, packages > 0, files > 0) == ("clean", True, True)
+    rng = random.Random(f"{SEED}-{case}")
+    counts: Counter[str] = Counter()
+    different: list[str] = []
+    slowest = 0.0
+    for number in range(MUTATIONS):
+        data, how = _mutate(rng, base, hot)
+        started = time.monotonic()
+        result: list[tuple[str, int, int, tuple[object, ...]]] = []
+        guarded(lambda: result.append(_read_case(backend, data)))
+        took = time.monotonic() - started
+        slowest = max(slowest, took)
+        outcome, packages, files, shape = result[0]
+        where = f"{case} mutation {number} (seed {SEED}): {how}"
+        assert took < MUTATION_SECONDS, where
+        if outcome == "clean":
+            assert packages and files, f"silent clean: {where}"
+            outcome = "same" if shape == original else "clean, different"
+            if outcome != "same":
+                different.append(how)
+        counts[outcome] += 1
+    print(
+        f"\n{case}: {MUTATIONS} mutations, {dict(counts)}, slowest read {slowest * 1000:.0f} ms"
+        + (f"; silently different: {different[:5]}" if different else "")
+    )

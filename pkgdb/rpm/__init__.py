@@ -11,11 +11,14 @@ file: files are told apart by device and inode). We read the one rpm would use, 
 Berkeley DB `Packages` (each in `usr/lib/sysimage/rpm`, then `var/lib/rpm`). Every other
 database present is named in a problem ("not read"). If the chosen one cannot be used at all,
 the next one present is read instead and the failure is a problem; if none can be used,
-`RpmDBError`.
+`RpmDBError`. A database path that holds something unusable (a fifo, a device, a directory) or
+cannot be looked up (a symlink loop in its directories) counts as present: a problem, never
+"no rpm database".
 
-Per header: a header that cannot be parsed is a problem naming the database and the header
-number, and the others are still read. Which files give records (ghosts, file states, types)
-is described in `_package.py`; the counts of skipped files are in `RpmDB.skipped`.
+Per header: a header that cannot be parsed, or whose SHA-256/SHA-1 header digest does not match
+its immutable region (`_digest.py`), is a problem naming the database and the header number,
+and the others are still read. Which files give records (ghosts, file states, types)
+and what of them is verified is described in `_package.py`; the counts are in `RpmDB.skipped`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, replace
 
 from ..records import PackageDB, PkgDBError, PkgDBProblem
 from ..rootfs import RootFS
-from . import _bdb, _header, _ndb, _sqlite
+from . import _bdb, _digest, _header, _ndb, _sqlite
 from ._package import MANAGER, ConvertedHeader, Skipped, convert
 from ._source import Backend, BlobProblem, HeaderBlob, StorageError
 
@@ -63,10 +66,10 @@ class RpmDBError(PkgDBError):
 
 @dataclass(frozen=True, slots=True)
 class SkippedFiles:
-    """Files the headers list that give no InstalledFile, by reason (rpm -V skips them too)."""
+    """Files the headers list whose content is not verified, by reason (rpm -V skips it too)."""
 
-    ghost: int = 0  # %ghost: content never installed by rpm
-    not_normal_state: int = 0  # FILESTATES replaced / not installed / net-shared / wrong color
+    ghost: int = 0  # %ghost: content never installed by rpm (a record: permissions verified)
+    not_normal_state: int = 0  # FILESTATES not installed / net-shared (no record)
     directory: int = 0
     other_type: int = 0  # devices, fifos, sockets
 
@@ -82,8 +85,9 @@ class RpmDB(PackageDB):
 
 
 def present(root: RootFS) -> bool:
-    """Whether `root` holds any rpm database file."""
-    return bool(_found(root, []))
+    """Whether `root` holds any rpm database file, or something unusable where one belongs."""
+    problems: list[PkgDBProblem] = []
+    return bool(_found(root, problems) or problems)
 
 
 def read(root: RootFS) -> RpmDB:
@@ -91,6 +95,10 @@ def read(root: RootFS) -> RpmDB:
     problems: list[PkgDBProblem] = []
     found = _found(root, problems)
     if not found:
+        if problems:  # a database path holds a fifo, a device, a directory, or loops
+            raise RpmDBError(
+                "; ".join(f"/{p.source.decode(errors='replace')}: {p.message}" for p in problems)
+            )
         looked = ", ".join("/" + path.decode() for path, _ in DATABASES)
         raise RpmDBError(f"no rpm database found (looked for {looked})")
     failures: list[str] = []
@@ -122,11 +130,16 @@ def _found(root: RootFS, problems: list[PkgDBProblem]) -> list[tuple[bytes, Back
     for path, backend in DATABASES:
         try:
             st = root.lstat(path)
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # nothing there (or a parent is a plain file): no database
+        except OSError as error:
+            # a symlink loop in the rpmdb directory's path, or no permission to look: a
+            # database may be there, unseen (never "no package manager")
+            problems.append(PkgDBProblem(MANAGER, path, f"cannot be looked up: {error.strerror}"))
             continue
         if not stat.S_ISREG(st.st_mode):
-            if not stat.S_ISDIR(st.st_mode):
-                problems.append(PkgDBProblem(MANAGER, path, "not a regular file, not read"))
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            problems.append(PkgDBProblem(MANAGER, path, f"{kind}, not read"))
             continue
         if (st.st_dev, st.st_ino) in seen:
             continue  # the same file under its other directory name
@@ -185,11 +198,20 @@ def _collect(
             continue
         headers += 1
         try:
-            converted: ConvertedHeader = convert(_header.parse(item.data), skipped)
+            header = _header.parse(item.data)
+            converted: ConvertedHeader = convert(header, skipped)
         except _header.HeaderError as error:
             problem(item.number, f"unreadable header: {error}")
             continue
         label = f"{converted.package.name}: "
+        # Its files are still listed: a finding on them is worth more than silence, and the
+        # problem already makes the verdict incomplete.
+        try:
+            damaged = _digest.check(item.data, header)
+        except _header.HeaderError as error:
+            damaged = f"header digest tag unreadable: {error}"
+        if damaged is not None:
+            problem(item.number, label + damaged)
         for message in converted.problems:
             problem(item.number, label + message)
         packages.append(converted.package)

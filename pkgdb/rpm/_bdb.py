@@ -13,6 +13,9 @@ Format (libdb `dbinc/db_page.h`, `dbinc/hash.h`; the read-only walk follows rpm'
     small item, H_KEYDATA inline;
   * an overflow item is a chain of overflow pages (type 7) whose `hf_offset` field is the number
     of bytes used on that page.
+Damage checks: the number of key/value pairs found must be the metadata's key count (`nelem`,
+offset 88, which libdb keeps with every put and delete; it counts rpm's key 0 too), and the file
+must be whole pages; a page that says it is another page, or has the wrong type, is refused.
 Hostile-input bounds: every page number is checked against the last page and the file size,
 every chain (bucket or overflow) keeps a visited set so a loop ends it, an item is at most the
 file's size and rpm's header ceiling, and a page whose own page number disagrees is refused.
@@ -69,6 +72,8 @@ class _Pages:
         max_bucket: int,
         spares: tuple[int, ...],
         file_pages: int,
+        records: int,
+        size: int,
     ) -> None:
         self.fd = fd
         self.order = order
@@ -77,6 +82,11 @@ class _Pages:
         self.max_bucket = max_bucket
         self.spares = spares
         self.file_pages = file_pages
+        self.records = records  # the metadata's key count (hash `nelem`), rpm's counter included
+        self.size = size
+        self.pairs = 0  # key/value pairs the bucket pages hold
+        self.counters: list[bytes] = []  # values of key 0 (rpm's instance counter: one, 4 bytes)
+        self.highest = 0  # the highest header number seen
         # after the 8-byte LSN: pgno, prev, next, entries, hf_offset, level, type
         self.header = struct.Struct(order + "8xIIIHHBB")
         self.u16 = struct.Struct(order + "H")
@@ -111,19 +121,50 @@ class _Pages:
         if meta[25] != _P_HASHMETA:
             raise StorageError(f"page 0 has type {meta[25]}, not a hash metadata page")
         last_page = struct.unpack_from(order + "I", meta, 32)[0]
-        max_bucket = struct.unpack_from(order + "I", meta, 72)[0]
+        max_bucket, _, _, _, records = struct.unpack_from(order + "5I", meta, 72)
         spares = struct.unpack_from(order + "32I", meta, 96)
         size = os.fstat(fd).st_size
         if max_bucket > last_page:
             raise StorageError(f"max bucket {max_bucket} but only {last_page + 1} pages")
-        return cls(fd, order, page_size, last_page, max_bucket, spares, size // page_size)
+        return cls(
+            fd, order, page_size, last_page, max_bucket, spares, size // page_size, records, size
+        )
 
     def walk(self) -> Iterator[HeaderBlob | BlobProblem]:
+        yield from self.walk_buckets()
+        # Damage that leaves every page readable (a wrong page size, a page overwritten with
+        # zeros, a chain cut short) loses records silently: count them against the metadata.
+        if self.pairs != self.records:
+            yield BlobProblem(
+                None,
+                f"the hash metadata counts {self.records} records, the bucket pages hold "
+                f"{self.pairs}: records are lost or the file is damaged",
+            )
+        # rpm keeps, under key 0, the last header number it gave out (4 bytes): a second
+        # key 0, or another value, is a header whose key was damaged (read as the counter).
+        if len(self.counters) > 1 or any(
+            len(value) != 5 or value[0] != _H_KEYDATA for value in self.counters
+        ):
+            yield BlobProblem(None, "key 0 is not rpm's one 4-byte counter: a header key is damaged")
+        elif self.counters:
+            counter = struct.unpack_from(self.order + "I", self.counters[0], 1)[0]
+            if self.highest > counter:
+                yield BlobProblem(
+                    None, f"header {self.highest} is above rpm's counter {counter}: damaged key"
+                )
+
+    def walk_buckets(self) -> Iterator[HeaderBlob | BlobProblem]:
         if self.file_pages <= self.last_page:
             yield BlobProblem(
                 None,
                 f"truncated: the metadata says {self.last_page + 1} pages of {self.page_size} "
                 f"bytes, the file holds {self.file_pages}; headers on missing pages are lost",
+            )
+        elif self.size % self.page_size:
+            yield BlobProblem(
+                None,
+                f"{self.size} bytes is not a whole number of {self.page_size}-byte pages "
+                "(misaligned)",
             )
         visited: set[int] = set()  # hash pages: a bucket chain that comes back ends there
         # A bucket's first page is at least its own number, so buckets from `file_pages` on lie
@@ -136,6 +177,10 @@ class _Pages:
             )
         for bucket in range(buckets):
             pgno = self.bucket_page(bucket)
+            if not pgno:
+                # page 0 is the metadata: every bucket has a page of its own (libdb)
+                yield BlobProblem(None, f"bucket {bucket} maps to page 0: damaged metadata")
+                continue
             while pgno:
                 if pgno in visited:
                     yield BlobProblem(None, f"bucket {bucket}: page {pgno} reached twice (loop)")
@@ -189,6 +234,7 @@ class _Pages:
             return
         offsets = struct.unpack_from(f"{self.order}{entries}H", page, _PAGE_HEADER)
         minimum = _PAGE_HEADER + 2 * entries
+        self.pairs += entries // 2
         for index in range(0, entries, 2):
             key_off, value_off = offsets[index], offsets[index + 1]
             # items fill the page from its end: an item ends where the previous one starts
@@ -201,9 +247,11 @@ class _Pages:
                 yield BlobProblem(None, f"page {pgno}: key {index // 2} is not a header number")
                 continue
             number = struct.unpack_from(self.order + "I", key, 1)[0]
-            if number == 0:
-                continue  # rpm's "next header number" counter, not a header
             value = page[value_off:key_off]
+            if number == 0:
+                self.counters.append(value)  # rpm's header-number counter, not a header
+                continue
+            self.highest = max(self.highest, number)
             try:
                 data = self.value(value)
             except ValueError as error:

@@ -12,7 +12,9 @@ Checks are rpm's own (`rpmpkgReadSlots`, `rpmpkgReadBlob`): a slot must lie afte
 area and inside the file, its blob's head must name the same package and its block count must
 match the blob length, and the tail must repeat the length. rpm verifies the adler32 only in
 `--verifydb`; we check it too (it is cheap) and report a mismatch, but still use the blob as rpm
-would. Memory: one slot page and one blob at a time; a blob is at most the file's size.
+would. rpm zeroes every blob it deletes or moves, so a blob head outside every slot's blob is a
+package whose slot was damaged: a problem. Memory: one slot page and one blob at a time; a blob
+is at most the file's size.
 """
 
 from __future__ import annotations
@@ -64,11 +66,13 @@ def _walk(fd: int, slot_pages: int, file_blocks: int) -> Iterator[HeaderBlob | B
     # Blobs must not overlap (rpm's rpmpkgFindEmptyOffset calls that "eek"); refusing overlaps
     # also keeps the total bytes read within the file size, however many slots point at one blob.
     end = 0
+    covered: list[tuple[int, int]] = []  # (first block, end block) of every blob read
     for offset, count, index in sorted(slots):
         if offset < end:
             yield BlobProblem(index, f"blob at block {offset} overlaps the previous blob")
             continue
         end = offset + count
+        covered.append((offset, end))
         try:
             blob, checksum_ok = _blob(fd, index, offset, count)
         except ValueError as error:
@@ -79,6 +83,81 @@ def _walk(fd: int, slot_pages: int, file_blocks: int) -> Iterator[HeaderBlob | B
         yield HeaderBlob(index, blob)
     if bad_page is not None:
         yield BlobProblem(None, bad_page)
+        return
+    orphans, unchecked = _orphans(fd, covered, slot_pages * (_PAGE // _BLOCK), file_blocks)
+    if orphans:
+        yield BlobProblem(
+            None,
+            f"{len(orphans)} blobs no slot points to (package index {orphans[:5]}): "
+            "a damaged slot lost them",
+        )
+    if unchecked:
+        yield BlobProblem(
+            None,
+            f"{unchecked} bytes of free space beyond the first {MAX_FREE_SCAN} not searched "
+            "for blobs a damaged slot lost",
+        )
+
+
+# Free space searched for lost blobs; a real Packages.db holds little (rpm truncates it), and
+# holes of a sparse file cost nothing (skipped with SEEK_DATA).
+MAX_FREE_SCAN: Final = 64 << 20
+
+
+def _orphans(
+    fd: int, covered: list[tuple[int, int]], first: int, file_blocks: int
+) -> tuple[list[int], int]:
+    """Package indexes of blob heads lying outside every slot's blob, and the bytes of free
+    space left unsearched (beyond MAX_FREE_SCAN).
+
+    rpm zeroes a blob it deletes or moves (rpmpkgDelBlob, and rpmpkgPutInternal writes only
+    over zeros), so outside the slots' blobs a healthy file holds only zeros: a blob head there
+    is a package whose slot was damaged (set free, or pointed elsewhere).
+    """
+    found: list[int] = []
+    budget = MAX_FREE_SCAN
+    unchecked = 0
+    for start, end in _gaps(covered, first, file_blocks):
+        position, stop = start * _BLOCK, end * _BLOCK
+        while position < stop:
+            try:
+                position = os.lseek(fd, position, os.SEEK_DATA)
+            except OSError:
+                break  # ENXIO: only a hole up to the end of the file
+            if position >= stop:
+                break
+            size = min(stop - position, 1 << 20)
+            if budget < size:
+                unchecked += stop - position
+                break
+            budget -= size
+            # `position` is 16-aligned (a block, or a file system block from SEEK_DATA) and so
+            # is `size`: a 16-byte blob head never straddles two chunks.
+            chunk = os.pread(fd, size, position)
+            at = chunk.find(_HEAD_MAGIC)
+            while at >= 0:
+                if at % _BLOCK == 0 and at + _HEAD.size <= len(chunk):
+                    index = _HEAD.unpack_from(chunk, at)[1]
+                    if index:
+                        found.append(index)
+                at = chunk.find(_HEAD_MAGIC, at + 1)
+            if len(chunk) < size:
+                break  # the file shrank under us: nothing more to search
+            position += size
+    return found, unchecked
+
+
+def _gaps(
+    covered: list[tuple[int, int]], first: int, file_blocks: int
+) -> Iterator[tuple[int, int]]:
+    """The block ranges of [first, file_blocks) outside the sorted, disjoint `covered`."""
+    position = first
+    for begin, end in covered:
+        if begin > position:
+            yield position, begin
+        position = max(position, end)
+    if position < file_blocks:
+        yield position, file_blocks
 
 
 def _read_slots(

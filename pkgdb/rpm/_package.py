@@ -1,16 +1,26 @@
 """Turns one parsed rpm header into a Package and the InstalledFile records rpm -V would verify.
 
-Which files are kept, in this order of tests (each skip is counted in `Skipped`):
-  * `%ghost` files (RPMFILE_GHOST): rpm never installed their content, `rpm -V` skips them;
-  * files whose FILESTATES entry is not 0 "normal": 1 replaced (another package's copy won),
-    2 not installed (`--excludedocs`, `%_netsharedpath`, `--excludepath`, a language not
-    installed), 3 net-shared, 4 wrong color (the other multilib arch's copy won), 255 = -1
-    "missing" (a header that was never installed). A missing FILESTATES tag means all normal;
-  * anything but a regular file or a symlink (directories, devices, fifos): no content digest.
+Which files give records, and what of them is verified, as rpm 4.18's `rpmfilesVerify` and
+`verifyHeader` (lib/verify.c) decide it:
+  * FILEVERIFYFLAGS (`%verify(not md5 size mtime)`; absent: everything) become the record's
+    `verify`: digest, size, link target, and MODE as permissions and file type;
+  * `%ghost` files (RPMFILE_GHOST): rpm never installed their content, so only their
+    permissions are verified (not even their type), and their absence is no finding;
+  * `%config(missingok)` (RPMFILE_MISSINGOK): verified as any file, but absence is no finding;
+  * FILESTATES: 0 "normal" and 255 = -1 "missing" (a header never installed; rpm verifies it
+    nevertheless) are verified; 1 "replaced" (another package's copy won) only for existence;
+    4 "wrong color" (the other multilib arch's copy won; only a file with a FILECOLORS colour
+    can have it) without digest and size; 2 "not installed" and 3 "net-shared" are skipped. A
+    missing FILESTATES tag means all normal;
+  * directories, devices, fifos and sockets have no content digest and are skipped.
 The path is DIRNAMES[DIRINDEXES[i]] + BASENAMES[i] (OLDFILENAMES in pre-4.0 headers), bytes,
 without the leading "/". Digests are FILEDIGESTS hex turned into raw bytes, with the algorithm of
 FILEDIGESTALGO (absent: MD5, as rpm < 4.6 wrote). A regular file with an empty digest, or a
 digest of the wrong length, gets digest None (and a problem for the wrong length).
+
+Values rpm never writes — a file type no `stat` has, FILEFLAGS bits no rpm defines, a FILESTATES
+value outside those above, file tags without BASENAMES — are damage: the files concerned are
+not verified and a problem says so (never a package that silently lists fewer files).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ from dataclasses import fields
 from itertools import repeat
 from types import MemberDescriptorType
 
-from ..records import DigestAlgorithm, InstalledFile, Package
+from ..records import DigestAlgorithm, InstalledFile, Package, Verify
 from ._header import Header, HeaderError
 
 __all__ = ["ConvertedHeader", "Skipped", "Tag", "convert"]
@@ -45,6 +55,8 @@ class Tag:
     FILEDIGESTS = 1035  # FILEMD5S before rpm 4.6
     FILELINKTOS = 1036
     FILEFLAGS = 1037
+    FILEVERIFYFLAGS = 1045
+    FILECOLORS = 1140
     DIRINDEXES = 1116
     BASENAMES = 1117
     DIRNAMES = 1118
@@ -53,13 +65,45 @@ class Tag:
 
 
 RPMFILE_CONFIG = 1 << 0
+RPMFILE_MISSINGOK = 1 << 3
 RPMFILE_GHOST = 1 << 6
+# Every FILEFLAGS bit rpm has defined (rpmfiles.h rpmfileAttrs_e, CONFIG .. ARTIFACT = 1 << 12,
+# including the retired EXCLUDE, UNPATCHED and POLICY bits old headers may carry).
+RPMFILE_KNOWN = (1 << 13) - 1
+
+# FILESTATES (rpmfiles.h rpmfileState_e); a CHAR, so -1 "missing" reads as 255.
 RPMFILE_STATE_NORMAL = 0
+RPMFILE_STATE_REPLACED = 1
+RPMFILE_STATE_NOTINSTALLED = 2
+RPMFILE_STATE_NETSHARED = 3
+RPMFILE_STATE_WRONGCOLOR = 4
+RPMFILE_STATE_MISSING = 255
+
+# FILEVERIFYFLAGS bits (rpmvf.h rpmVerifyAttrs_e) that 448 can check; the others (user, group,
+# mtime, rdev, capabilities) it does not verify at all.
+RPMVERIFY_FILEDIGEST = 1 << 0
+RPMVERIFY_FILESIZE = 1 << 1
+RPMVERIFY_LINKTO = 1 << 2
+RPMVERIFY_MODE = 1 << 6
 
 _S_IFMT = 0o170000  # stat.S_IFMT() as a mask, so the hot loop makes no call per file
 _S_IFREG = stat.S_IFREG
 _S_IFLNK = stat.S_IFLNK
 _S_IFDIR = stat.S_IFDIR
+# The file types a `stat` can give; FILEMODES with any other type bits is damage.
+_FILE_TYPES = frozenset(
+    (stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR, stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO,
+     stat.S_IFSOCK)
+)  # fmt: skip
+_STATES = frozenset(
+    (RPMFILE_STATE_NORMAL, RPMFILE_STATE_REPLACED, RPMFILE_STATE_NOTINSTALLED,
+     RPMFILE_STATE_NETSHARED, RPMFILE_STATE_WRONGCOLOR, RPMFILE_STATE_MISSING)
+)  # fmt: skip
+# Tags that only a header listing files has: one of them without BASENAMES/OLDFILENAMES means
+# the name list was lost (a renamed or dropped tag), not a package without files.
+_FILE_TAGS = (
+    1028, 1029, 1030, 1035, 1036, 1037, 1045, 1116, 1118, 5008,
+)  # FILESIZES .. FILEVERIFYFLAGS, DIRINDEXES, DIRNAMES, LONGFILESIZES  # fmt: skip
 
 # PGPHASHALGO values (rpmpgp.h) that our records can name; others (SHA-384 = 9, SHA-512 = 10,
 # SHA-224 = 11, ...) give digest None and a problem.
@@ -70,13 +114,13 @@ _DIGEST_BYTES = {DigestAlgorithm.MD5: 16, DigestAlgorithm.SHA1: 20, DigestAlgori
 # Plain slotted classes, not dataclasses: each dataclass costs about a millisecond of import time
 # at every start of the scanner, and these never leave pkgdb.rpm.
 class Skipped:
-    """Files a header lists that give no InstalledFile, by reason (rpm -V skips them too)."""
+    """Files a header lists whose content is not verified, by reason (rpm -V skips it too)."""
 
     __slots__ = ("directory", "ghost", "not_normal_state", "other_type")
 
     def __init__(self) -> None:
-        self.ghost = 0
-        self.not_normal_state = 0  # FILESTATES replaced / not installed / net-shared / wrong color
+        self.ghost = 0  # %ghost: a record without digest (only permissions are verified)
+        self.not_normal_state = 0  # FILESTATES not installed / net-shared: no record
         self.directory = 0
         self.other_type = 0  # devices, fifos, sockets: no content to digest
 
@@ -101,7 +145,7 @@ def _file_maker() -> Callable[..., InstalledFile]:
     """
     names = (
         "path", "package", "version", "manager", "digest", "algorithm", "is_config", "mode",
-        "size", "link_target",
+        "size", "link_target", "verify", "missing_ok",
     )  # fmt: skip
     slots = [InstalledFile.__dict__.get(name) for name in names]
     if (
@@ -111,13 +155,15 @@ def _file_maker() -> Callable[..., InstalledFile]:
     ):
         return InstalledFile
     (path_, package_, version_, manager_, digest_, algorithm_, is_config_, mode_, size_,
-     link_target_) = (slot.__set__ for slot in slots)  # type: ignore[union-attr]  # fmt: skip
+     link_target_, verify_, missing_ok_) = (
+        slot.__set__ for slot in slots  # type: ignore[union-attr]
+    )  # fmt: skip
     new = object.__new__
 
     def make(
         path: bytes, package: str, version: str, manager: str, digest: bytes | None,
         algorithm: DigestAlgorithm | None, is_config: bool, mode: int | None,
-        size: int | None, link_target: bytes | None,
+        size: int | None, link_target: bytes | None, verify: Verify, missing_ok: bool,
     ) -> InstalledFile:  # fmt: skip
         record = new(InstalledFile)
         path_(record, path)
@@ -130,6 +176,8 @@ def _file_maker() -> Callable[..., InstalledFile]:
         mode_(record, mode)
         size_(record, size)
         link_target_(record, link_target)
+        verify_(record, verify)
+        missing_ok_(record, missing_ok)
         return record
 
     return make
@@ -195,7 +243,10 @@ def _files(
     header: Header, name: str, evr: str, skipped: Skipped, problems: list[str]
 ) -> list[InstalledFile]:
     paths = _paths(header)
-    if not paths:
+    if paths is None:
+        present = [tag for tag in _FILE_TAGS if tag in header]
+        if present:
+            raise HeaderError(f"file tags {present} but no BASENAMES or OLDFILENAMES")
         return []
     count = len(paths)
     modes = header.ints(Tag.FILEMODES)
@@ -206,9 +257,12 @@ def _files(
     links = header.strings(Tag.FILELINKTOS)
     flags = header.ints(Tag.FILEFLAGS)
     states = header.ints(Tag.FILESTATES)
+    verify_flags = header.ints(Tag.FILEVERIFYFLAGS)
+    colors = header.ints(Tag.FILECOLORS)
     for tag, values in (
         ("FILEMODES", modes), ("FILESIZES", sizes), ("FILEDIGESTS", digests),
         ("FILELINKTOS", links), ("FILEFLAGS", flags), ("FILESTATES", states),
+        ("FILEVERIFYFLAGS", verify_flags), ("FILECOLORS", colors),
     ):  # fmt: skip
         if values is not None and len(values) != count:
             raise HeaderError(f"{tag} has {len(values)} entries for {count} files")
@@ -216,31 +270,62 @@ def _files(
     # A regular file's digest is decoded only if there is an algorithm to name it by.
     hex_size = 2 * digest_size if algorithm is not None else -1
     ghost = not_normal = directories = others = bad_digests = 0
+    bad_modes = bad_flags = bad_states = 0
     files: list[InstalledFile] = []
     append = files.append
     new_file = _new_file
     unhex = binascii.a2b_hex
     manager = MANAGER
+    verify_of = _VERIFY_CACHE.get
     # One pass, no per-file calls but the record's: an absent tag reads as its default value
-    # (no flags, state normal, no size, no digest, no link target).
-    for path, mode, flag, state, size, hexdigest, link in zip(
+    # (no flags, state normal, verify everything, no size, no digest, no link target).
+    for path, mode, flag, state, color, vflag, size, hexdigest, link in zip(
         paths,
         modes,
         repeat(0) if flags is None else flags,
         repeat(RPMFILE_STATE_NORMAL) if states is None else states,
+        repeat(0) if colors is None else colors,
+        repeat(_RPMVERIFY_ALL) if verify_flags is None else verify_flags,
         repeat(None) if sizes is None else sizes,
         repeat(b"") if digests is None else digests,
         repeat(None) if links is None else links,
     ):
-        if flag & RPMFILE_GHOST:
-            ghost += 1
+        if flag & ~RPMFILE_KNOWN:
+            bad_flags += 1
             continue
-        if state != RPMFILE_STATE_NORMAL:
+        if state != RPMFILE_STATE_NORMAL and (
+            state == RPMFILE_STATE_NOTINSTALLED or state == RPMFILE_STATE_NETSHARED
+        ):
             not_normal += 1
             continue
         kind = mode & _S_IFMT
+        if kind == _S_IFDIR:
+            directories += 1
+            continue
+        if kind != _S_IFREG and kind != _S_IFLNK:
+            if kind in _FILE_TYPES:
+                others += 1
+            else:
+                bad_modes += 1
+            continue
+        key = (vflag, flag & RPMFILE_GHOST, state)
+        verify = verify_of(key)
+        if state == RPMFILE_STATE_WRONGCOLOR and not color:
+            # rpm gives this state only to a file of a colour (ELF32/ELF64) another arch's
+            # package also installs; FILESTATES is outside the header digest, so check that
+            bad_states += 1
+            continue
+        if verify is None:
+            if state not in _STATES:
+                bad_states += 1
+                continue
+            if len(_VERIFY_CACHE) >= _VERIFY_CACHE_SIZE:
+                _VERIFY_CACHE.clear()  # hostile headers may hold a distinct value per file
+            verify = _VERIFY_CACHE[key] = _verify(*key)
         digest = link_target = None
-        if kind == _S_IFREG:
+        if flag & RPMFILE_GHOST:
+            ghost += 1  # rpm never wrote its content: there is no digest to compare
+        elif kind == _S_IFREG:
             if hexdigest and hex_size > 0:
                 if len(hexdigest) == hex_size:
                     try:
@@ -249,14 +334,8 @@ def _files(
                         bad_digests += 1
                 else:
                     bad_digests += 1
-        elif kind == _S_IFLNK:
-            link_target = link
-        elif kind == _S_IFDIR:
-            directories += 1
-            continue
         else:
-            others += 1
-            continue
+            link_target = link
         append(
             new_file(
                 path,
@@ -269,6 +348,8 @@ def _files(
                 mode,
                 size,
                 link_target,
+                verify,
+                (flag & (RPMFILE_MISSINGOK | RPMFILE_GHOST)) != 0,
             )
         )
     skipped.ghost += ghost
@@ -280,7 +361,41 @@ def _files(
             f"{bad_digests} FILEDIGESTS entries are not {digest_size}-byte hex digests: "
             "those files have no digest"
         )
+    for number, what in (
+        (bad_modes, "FILEMODES with a file type no file system has"),
+        (bad_flags, f"FILEFLAGS bits no rpm defines (above {RPMFILE_KNOWN:#x})"),
+        (bad_states, "FILESTATES values no rpm writes (or \"wrong color\" without a colour)"),
+    ):
+        if number:
+            problems.append(f"{number} files have {what}: not verified (damaged header)")
     return files
+
+
+_RPMVERIFY_ALL = 0xFFFFFFFF  # an absent FILEVERIFYFLAGS: rpm verifies everything
+# (FILEVERIFYFLAGS value, ghost bit, state) -> Verify: a header has a handful of distinct keys.
+_VERIFY_CACHE: dict[tuple[int, int, int], Verify] = {}
+_VERIFY_CACHE_SIZE = 1024
+
+
+def _verify(vflags: int, ghost: int, state: int) -> Verify:
+    """What rpm -V checks of one file (rpmfilesVerify), in the terms 448 can check."""
+    verify = Verify.NONE
+    if vflags & RPMVERIFY_FILEDIGEST:
+        verify |= Verify.DIGEST
+    if vflags & RPMVERIFY_FILESIZE:
+        verify |= Verify.SIZE
+    if vflags & RPMVERIFY_LINKTO:
+        verify |= Verify.LINK_TARGET
+    if vflags & RPMVERIFY_MODE:
+        verify |= Verify.PERMISSIONS | Verify.FILE_TYPE
+    if ghost:
+        # "Content checks of %ghost files are meaningless"; of MODE only the permissions count.
+        verify &= Verify.PERMISSIONS
+    if state == RPMFILE_STATE_REPLACED:
+        verify = Verify.NONE  # "For replaced files we can only verify if it exists at all"
+    elif state == RPMFILE_STATE_WRONGCOLOR:
+        verify &= ~(Verify.DIGEST | Verify.SIZE)  # the other arch's copy is the one installed
+    return verify
 
 
 def _algorithm(header: Header, problems: list[str]) -> tuple[DigestAlgorithm | None, int]:

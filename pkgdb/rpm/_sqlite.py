@@ -47,6 +47,9 @@ def blobs(fd: int) -> Iterator[HeaderBlob | BlobProblem]:
         cursor = connection.execute("SELECT hnum, blob FROM Packages ORDER BY hnum")
     except sqlite3.Error as error:
         raise StorageError(f"SQLite cannot read it: {error}") from error
+    except UnicodeDecodeError as error:
+        # SQLite's message quotes the damaged schema, which Python cannot decode
+        raise StorageError(f"SQLite cannot read it: damaged schema ({error.reason})") from error
     return _rows(connection, cursor)
 
 
@@ -63,9 +66,14 @@ def _connect(fd: int) -> sqlite3.Connection:
     size = os.fstat(fd).st_size
     if size > MAX_DESERIALIZE_BYTES:
         raise StorageError(f"{size} bytes: too large to load without /proc")
-    data = os.pread(fd, size, 0)
+    data = bytearray(os.pread(fd, size, 0))
+    # rpm's databases are in WAL mode (header bytes 18 and 19 = 2), which an in-memory database
+    # cannot open ("unable to open database file"); our private copy is read as a rollback-
+    # journal one (1), which reads the same pages.
+    if data[18:20] == b"\2\2":
+        data[18:20] = b"\1\1"
     connection = sqlite3.connect(":memory:")
-    connection.deserialize(data)
+    connection.deserialize(bytes(data))
     return connection
 
 
@@ -82,7 +90,7 @@ def _rows(
         while True:
             try:
                 row = cursor.fetchone()
-            except sqlite3.Error as error:
+            except (sqlite3.Error, UnicodeDecodeError) as error:
                 # a damaged page: SQLite stops the scan, so do we, keeping what was read
                 yield BlobProblem(None, f"SQLite stopped reading Packages: {error}")
                 return

@@ -10,6 +10,10 @@ a file is a binary when any of these holds —
     bits stripped is still judged, although its on-disk form no longer says "binary".
 Everything else (documentation, data, conffiles) is verified only with `--all-files`; a changed
 conffile is then the lower-severity kind `config-modified`, since conffiles change legitimately.
+
+What is compared follows the record's `verify` (rpm's per-file `%verify`, as `rpm -V` honours
+it: content by digest and size, the link target, the permissions, the file type), and an absent
+file whose record is `missing_ok` (rpm `%config(missingok)`, `%ghost`) is no finding.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 
 import _native
 from _native import Digest, FileKind, HashResult, HashStatus
-from pkgdb import READERS, DigestAlgorithm, InstalledFile
+from pkgdb import READERS, DigestAlgorithm, InstalledFile, Verify
 
 from ..report import Finding, PackageRef, Problem, Severity
 from .base import ScanContext
@@ -34,7 +38,7 @@ __all__ = ["PackageBinariesCheck", "is_binary"]
 ID = "448"
 # Bump when a change could turn a clean verdict into a finding (or back): rescan states
 # (scanner/state.py) recorded under another version are then dropped.
-VERSION = 1
+VERSION = 2
 MANAGERS = ", ".join(reader.MANAGER for reader in READERS)
 TITLE = "Package binaries should not be altered"
 
@@ -164,7 +168,11 @@ class PackageBinariesCheck:
                 plan.flags[physical] = 0
             else:
                 records.append(record)
-            if record.algorithm is not None and record.digest is not None:
+            if (
+                record.algorithm is not None
+                and record.digest is not None
+                and record.verify & Verify.DIGEST
+            ):
                 plan.flags[physical] |= _DIGEST_FLAG[record.algorithm]
         return plan
 
@@ -205,19 +213,28 @@ class PackageBinariesCheck:
             Severity.LOW if record.is_config else Severity.HIGH if binary else Severity.MEDIUM
         )
         recorded_link = record.mode is not None and stat.S_ISLNK(record.mode)
+        verify = record.verify
         if status is HashStatus.MISSING:
-            yield self._finding(record, physical, severity, "missing")
+            if not record.missing_ok:
+                yield self._finding(record, physical, severity, "missing")
         elif recorded_link:
             yield from self._judge_symlink(record, physical, result, severity)
         elif status is HashStatus.SYMLINK:
-            target = (result.link_target or b"").decode("utf-8", "backslashreplace")
-            yield self._finding(
-                record, physical, severity, "replaced-by-symlink", detail=f"symlink to {target}"
-            )
+            # rpm -V: a symlink's target against the (empty) recorded one, if LINKTO is verified
+            if verify & Verify.LINK_TARGET:
+                target = (result.link_target or b"").decode("utf-8", "backslashreplace")
+                yield self._finding(
+                    record,
+                    physical,
+                    severity,
+                    "replaced-by-symlink",
+                    detail=f"symlink to {target}",
+                )
         elif status is HashStatus.NOT_REGULAR:
-            yield self._finding(
-                record, physical, severity, "not-a-regular-file", detail=_kind_name(result)
-            )
+            if verify & Verify.FILE_TYPE:
+                yield self._finding(
+                    record, physical, severity, "not-a-regular-file", detail=_kind_name(result)
+                )
         else:
             yield from self._judge_regular(record, physical, result, severity)
 
@@ -225,7 +242,8 @@ class PackageBinariesCheck:
         self, record: InstalledFile, physical: bytes, result: HashResult, severity: Severity
     ) -> Iterator[Finding | Problem]:
         changed = "config-modified" if record.is_config else "modified"
-        if record.size is not None and record.size != result.size:
+        verify = record.verify
+        if verify & Verify.SIZE and record.size is not None and record.size != result.size:
             # As rpm -V: a size mismatch is a modification, whatever the digest would say.
             actual = _digest_of(result, record.algorithm) if record.algorithm else None
             yield self._finding(
@@ -236,30 +254,49 @@ class PackageBinariesCheck:
                 actual=actual.hex() if actual else None,
                 detail=f"size {result.size}, recorded {record.size}",
             )
-        elif record.digest is None or record.algorithm is None:
+        elif verify & Verify.DIGEST:  # else the package asks not to (rpm %verify(not md5))
+            yield from self._judge_digest(record, physical, result, severity, changed)
+        if (
+            verify & Verify.PERMISSIONS
+            and record.mode is not None
+            and _permissions(record.mode) != _permissions(result.mode)
+        ):
+            yield self._mode_finding(record, physical, result)
+
+    def _judge_digest(
+        self,
+        record: InstalledFile,
+        physical: bytes,
+        result: HashResult,
+        severity: Severity,
+        changed: str,
+    ) -> Iterator[Finding | Problem]:
+        if record.digest is None or record.algorithm is None:
             yield self._unverified(
                 record, physical, None, "the package manager records no digest for this file"
             )
-        else:
-            actual = _digest_of(result, record.algorithm)
-            if actual is None:
-                yield self._unverified(record, physical, errno_codes.EIO, "digest not computed")
-            elif actual != record.digest:
-                yield self._finding(record, physical, severity, changed, actual=actual.hex())
-        if record.mode is not None and _permissions(record.mode) != _permissions(result.mode):
-            yield self._mode_finding(record, physical, result)
+            return
+        actual = _digest_of(result, record.algorithm)
+        if actual is None:
+            yield self._unverified(record, physical, errno_codes.EIO, "digest not computed")
+        elif actual != record.digest:
+            yield self._finding(record, physical, severity, changed, actual=actual.hex())
 
     def _judge_symlink(
         self, record: InstalledFile, physical: bytes, result: HashResult, severity: Severity
     ) -> Iterator[Finding | Problem]:
         if result.status is not HashStatus.SYMLINK:
-            yield self._finding(
-                record,
-                physical,
-                severity,
-                "not-a-symlink",
-                detail=f"a {_kind_name(result)} where a symlink was recorded",
-            )
+            # rpm -V sees this through MODE (the type) or, for a regular file, digest and size
+            if record.verify & (Verify.FILE_TYPE | Verify.DIGEST | Verify.SIZE):
+                yield self._finding(
+                    record,
+                    physical,
+                    severity,
+                    "not-a-symlink",
+                    detail=f"a {_kind_name(result)} where a symlink was recorded",
+                )
+            return
+        if not record.verify & Verify.LINK_TARGET:
             return
         target = result.link_target or b""
         shown = target.decode("utf-8", "backslashreplace")
