@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 
 __all__ = ["write_atomically"]
@@ -11,9 +13,18 @@ __all__ = ["write_atomically"]
 def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
     """Temp file `.NAME.XXXX.tmp` beside `path`, fsync, rename, fsync the directory.
 
-    Raises OSError; a temp file is never left behind. The temp name is part of the contract:
+    Raises OSError, also when `path` is something other than a file or a symlink (a device,
+    a FIFO: not ours to replace); a temp file is never left behind. The temp name is part of the contract:
     the content pass skips a state file's temporaries when the state lies inside the root.
     """
+    try:
+        present = os.lstat(path).st_mode
+    except FileNotFoundError:
+        present = None
+    if present is not None and not (stat.S_ISREG(present) or stat.S_ISLNK(present)):
+        # The rename would put a file where a device, FIFO or directory was (/dev/zero given
+        # as --state): never ours to replace. A symlink is replaced itself, never followed.
+        raise OSError(errno.EEXIST, "not a regular file", path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(
         prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory

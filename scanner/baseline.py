@@ -21,8 +21,12 @@ from typing import Any
 
 from .atomic import write_atomically
 from .errors import UsageError
+from .jsonload import InputFileError, load_json, read_bounded
 from .report import Finding, Report, display_path
 from .version import __version__
+
+# A baseline is accepted findings, ~100 bytes each: this is some 300,000 of them.
+MAX_BASELINE_BYTES = 32 * 1024 * 1024
 
 __all__ = [
     "BASELINE_SCHEMA",
@@ -118,14 +122,12 @@ class Baseline:
     @classmethod
     def read(cls, path: str) -> Baseline:
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
+            data = read_bounded(path, what="baseline", max_bytes=MAX_BASELINE_BYTES)
+            document = load_json(data, what=f"baseline {path}", max_bytes=MAX_BASELINE_BYTES)
         except OSError as error:
             raise BaselineError(f"cannot read baseline {path}: {error.strerror}") from error
-        try:
-            document = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise BaselineError(f"baseline {path}: not valid JSON ({error})") from error
+        except InputFileError as error:
+            raise BaselineError(str(error)) from error
         return cls(_entries(document, path))
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
+from .jsonload import InputFileError, load_json, read_bounded
+
+# ECS refuses task definitions over 64 KiB; describe-task-definition's output adds little.
+MAX_TASK_DEFINITION_BYTES = 1024 * 1024
+MAX_ENV_FILE_BYTES = 4 * 1024 * 1024
 
 __all__ = [
     "PROC_ENVIRON",
@@ -85,19 +89,12 @@ def read_task_definition(path: str) -> TaskDefinition:
     https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task_definition_parameters.html
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_bounded(path, what="task definition", max_bytes=MAX_TASK_DEFINITION_BYTES)
+        document = load_json(data, what=path, max_bytes=MAX_TASK_DEFINITION_BYTES)
     except OSError as error:
         raise UsageError(f"{path}: cannot read task definition: {error.strerror}") from error
-    try:
-        document = json.loads(data)
-    except json.JSONDecodeError as error:
-        # msg/line/column only: the offending text could be a secret.
-        raise UsageError(
-            f"{path}: invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
-        ) from error
-    except UnicodeDecodeError as error:
-        raise UsageError(f"{path}: invalid JSON: not UTF-8 text") from error
+    except InputFileError as error:  # its message quotes no content: it could be a secret
+        raise UsageError(str(error)) from error
     if not isinstance(document, dict):
         raise _bad(path, "the top level must be a JSON object")
     if isinstance(document.get("taskDefinition"), dict):
@@ -197,10 +194,11 @@ def from_env_file(path: str) -> tuple[list[EnvVar], list[str]]:
     (UsageError), naming the line but never echoing it, as it may hold a secret.
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        data = read_bounded(path, what="env file", max_bytes=MAX_ENV_FILE_BYTES)
     except OSError as error:
         raise UsageError(f"{path}: cannot read env file: {error.strerror}") from error
+    except InputFileError as error:
+        raise UsageError(str(error)) from error
     source = f"env-file:{path}"
     variables: list[EnvVar] = []
     problems: list[str] = []

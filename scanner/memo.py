@@ -22,6 +22,7 @@ trusts any of it.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -139,18 +140,34 @@ def keep_fingerprint(plan: VerifyPlan, fingerprint: str | None) -> None:
         kept.fingerprint = fingerprint
 
 
-def kept_state(name: str, decode: Callable[[bytes], Decoded]) -> Decoded:
+# A state records ~130 bytes a file: this is about two million files.
+MAX_STATE_BYTES = 256 * 1024 * 1024
+
+
+def kept_state(
+    name: str, decode: Callable[[bytes], Decoded], state_error: Callable[[str], Exception]
+) -> Decoded:
     """The decoded state file `name`: kept when its identity is the same, else
     read and decoded (and kept when settled). OSError when it cannot be read, decode's error
-    when it is not a valid state."""
+    when it is not a valid state, `state_error(why)` when it is no regular file of a sane size."""
     global _state
     read_ns = time.time_ns()
-    with open(name, "rb") as handle:
-        seen = identity(os.fstat(handle.fileno()))
+    # Non-blocking, and judged by fstat before a byte is read: a state file in the root can be
+    # swapped for a FIFO (which would stall every later scan), a device or a sparse giant.
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    with open(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise state_error("not a regular file")
+        if info.st_size > MAX_STATE_BYTES:
+            raise state_error(f"{info.st_size} bytes, over the limit of {MAX_STATE_BYTES}")
+        seen = identity(info)
         kept = _state
         if kept is not None and kept[0] == name and kept[1] == seen:
             return kept[2]
-        data = handle.read()
+        data = handle.read(MAX_STATE_BYTES + 1)
+    if len(data) > MAX_STATE_BYTES:
+        raise state_error(f"grew past the limit of {MAX_STATE_BYTES} bytes")
     decoded = decode(data)
     _state = (name, seen, decoded) if _settled(seen, read_ns) else None
     return decoded

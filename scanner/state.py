@@ -47,6 +47,7 @@ from pkgdb import InstalledFile
 
 from .atomic import write_atomically
 from .errors import UsageError
+from .jsonload import load_json
 from .memo import kept_state
 from .report import Finding, PackageRef, Problem, Severity
 from .version import __version__
@@ -163,9 +164,9 @@ def decode(data: bytes) -> tuple[dict[str, Any], dict[bytes, Entry]]:
     (length,) = _LENGTH.unpack_from(body, at)
     at += _LENGTH.size
     try:
-        header = json.loads(body[at : at + length])
-        count, paths_length = int(header["count"]), int(header["paths_length"])
-    except (ValueError, KeyError, TypeError) as error:
+        header = load_json(body[at : at + length], what="state header", max_bytes=len(body))
+        count, paths_length = int(header["count"]), int(header["paths_length"])  # type: ignore[index]
+    except (ValueError, KeyError, TypeError) as error:  # JSONInputError is a ValueError
         raise StateError(f"corrupt header: {error}") from error
     at += length
     if not isinstance(header, dict) or len(body) != at + count * RECORD.size + paths_length:
@@ -477,7 +478,7 @@ def open_state(
         return session, None, None
     try:
         # Decoded once per process while the file keeps its identity (a defender's loop).
-        old_header, entries = kept_state(name, decode)
+        old_header, entries = kept_state(name, decode, StateError)
     except FileNotFoundError:
         return session, None, f"state {name}: none yet, full scan (the state is written after it)"
     except OSError as error:

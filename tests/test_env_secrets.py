@@ -334,7 +334,7 @@ def test_task_definition_with_planted_secrets(tmp_path: Path, wrapped: bool) -> 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('{"family": "x", "containerDefinitions": [', "invalid JSON"),
+        ('{"family": "x", "containerDefinitions": [', "not valid JSON"),
         ('{"family": "x"}', "no containerDefinitions"),
         ('{"taskDefinition": {"family": "x"}}', "no containerDefinitions"),
         ('["not", "an", "object"]', "top level must be a JSON object"),

@@ -86,7 +86,7 @@ def _break(document: dict[str, Any], how: str) -> bytes:
 @pytest.mark.parametrize(
     ("how", "expected"),
     [
-        ("invalid-json", "invalid JSON"),
+        ("invalid-json", "not valid JSON"),
         ("no-containerDefinitions", "no containerDefinitions"),
         ("empty-containerDefinitions", "containerDefinitions is empty"),
         ("containerDefinitions-not-list", "containerDefinitions must be a list of objects"),

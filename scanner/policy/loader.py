@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from ..jsonload import InputFileError, read_bounded
 from ..report import Severity
 from .model import DEFAULT_RULE_NAME, Collection, CustomCheckSpec, Effect, Policy, Rule
 from .wildcards import PatternError, Shape, compile_field, parse_pattern
@@ -342,10 +343,12 @@ class _Reader:
         else:
             path = os.path.join(self.base_dir, text)  # relative to the policy file
             try:
-                with open(path, "rb") as handle:
-                    data = handle.read(MAX_SCRIPT_BYTES + 1)
+                data = read_bounded(path, what="script", max_bytes=MAX_SCRIPT_BYTES)
             except OSError as error:
                 self.error(value_node, where, f"cannot read {path}: {error.strerror or error}")
+                return None
+            except InputFileError as error:  # not a regular file, or too large
+                self.error(value_node, where, str(error))
                 return None
         if len(data) > MAX_SCRIPT_BYTES:
             self.error(value_node, where, f"script larger than {MAX_SCRIPT_BYTES} bytes")
@@ -557,12 +560,11 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     """Read and validate the policy file at `path` (see parse_policy)."""
     source = os.fspath(path)
     try:
-        with open(source, "rb") as handle:
-            data = handle.read(MAX_POLICY_BYTES + 1)
+        data = read_bounded(source, what="policy", max_bytes=MAX_POLICY_BYTES)
     except OSError as error:
         raise PolicyError(
             [PolicyIssue(source, None, "", f"cannot read: {error.strerror or error}")]
         ) from error
-    if len(data) > MAX_POLICY_BYTES:
-        raise PolicyError([PolicyIssue(source, None, "", f"larger than {MAX_POLICY_BYTES} bytes")])
+    except InputFileError as error:  # a FIFO, a device, or larger than MAX_POLICY_BYTES
+        raise PolicyError([PolicyIssue(source, None, "", str(error))]) from error
     return parse_policy(data, source, os.path.dirname(os.path.abspath(source)))

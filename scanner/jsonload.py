@@ -1,0 +1,99 @@
+"""Bounded reading of untrusted JSON files: regular files only, capped in size and nesting."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+__all__ = ["InputFileError", "JSONInputError", "load_json", "read_bounded"]
+
+# Deeper than any document we read needs (a task definition is ~6 deep, an image config ~5),
+# far below where Python's own recursion (ours, or the json decoder's) would give out.
+DEFAULT_MAX_DEPTH = 64
+
+
+class InputFileError(ValueError):
+    """An input file refused before it is read: not a regular file, or too large."""
+
+
+class JSONInputError(InputFileError):
+    """A file that is not a JSON document we accept; the message never quotes its content."""
+
+
+def read_bounded(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> bytes:
+    """The bytes of `path`, which must be a regular file of at most `max_bytes`.
+
+    Opened non-blocking, so a FIFO put where a file belongs cannot stall the scan, and sized by
+    fstat before any read, so /dev/zero or a sparse 2 GiB file cost nothing. OSError (ENOENT,
+    EACCES...) is left to the caller, which knows how to word it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(f"{os.fsdecode(path)}: {what} is not a regular file")
+        if info.st_size > max_bytes:
+            raise InputFileError(
+                f"{os.fsdecode(path)}: {what} is {info.st_size} bytes, over the limit of "
+                f"{max_bytes}"
+            )
+        chunks = []
+        left = max_bytes + 1  # one byte more tells a file that grew since fstat
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise InputFileError(f"{os.fsdecode(path)}: {what} grew past {max_bytes} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _depth_within(document: object, max_depth: int) -> bool:
+    """Whether no container in `document` is nested deeper than `max_depth` (iterative)."""
+    stack: list[tuple[object, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value  # type: ignore[assignment]
+        else:
+            continue
+        if depth > max_depth:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def load_json(
+    data: bytes | str, *, what: str, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH
+) -> object:
+    """`data` parsed, or JSONInputError saying why not (size, UTF-8, syntax, nesting).
+
+    The json decoder meets deep nesting with RecursionError, which it raises cleanly (it counts
+    its own recursion); that and anything nested past `max_depth` is refused here, so that no
+    caller walking the document can recurse without bound either.
+    """
+    if len(data) > max_bytes:
+        raise JSONInputError(f"{what}: {len(data)} bytes, over the limit of {max_bytes}")
+    try:
+        document = json.loads(data)
+    except json.JSONDecodeError as error:
+        # msg/line/column only: the offending text could be a secret.
+        raise JSONInputError(
+            f"{what}: not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from None
+    except UnicodeDecodeError:
+        raise JSONInputError(f"{what}: not valid JSON: not UTF-8 text") from None
+    except RecursionError:
+        raise JSONInputError(f"{what}: nested deeper than {max_depth} levels") from None
+    except ValueError:  # an integer of more digits than int() takes (sys.int_info)
+        raise JSONInputError(f"{what}: not valid JSON: a number too long to read") from None
+    if not _depth_within(document, max_depth):
+        raise JSONInputError(f"{what}: nested deeper than {max_depth} levels")
+    return document

@@ -1,0 +1,122 @@
+"""Files named on the command line that someone else may have put there: FIFOs, devices, sparse
+giants and JSON nested past reason give a clear answer at once, in bounded memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import findings_tree
+from child import child_env
+from scanner import jsonload
+from scanner.cli import main
+
+PEAK_RSS_KB = 150 * 1024
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> findings_tree.Tree:
+    return findings_tree.build(tmp_path_factory.mktemp("inputs"), tamper=(findings_tree.BINARY,))
+
+
+def hostile(kind: str, where: Path) -> str:
+    """A path to a FIFO, a character device, or a sparse file of 2 GiB."""
+    if kind == "fifo":
+        path = where / "fifo"
+        os.mkfifo(path)
+        return str(path)
+    if kind == "zero":
+        return "/dev/zero"
+    path = where / "sparse"
+    with open(path, "wb") as handle:
+        handle.truncate(2 << 30)
+    return str(path)
+
+
+def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
+    """(exit code, stderr, peak RSS in KB) of `scan-root ARGV` in a child process."""
+    probe = textwrap.dedent(
+        """
+        import resource, subprocess, sys
+        done = subprocess.run([sys.executable, "-m", "scanner.cli", *sys.argv[1:]],
+                              capture_output=True, text=True)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        sys.stderr.write(done.stderr)
+        print(done.returncode, peak)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=timeout,
+        check=True,
+    )
+    code, peak = done.stdout.split()
+    return int(code), done.stderr, int(peak)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+@pytest.mark.parametrize("option", ["--baseline", "--task-definition", "--policy", "--env-file"])
+def test_untrusted_input_files_are_refused_at_once(
+    tree: findings_tree.Tree, tmp_path: Path, option: str, kind: str
+) -> None:
+    path = hostile(kind, tmp_path)
+    started = time.monotonic()
+    code, stderr, peak = run_child([str(tree.root), *tree.options, option, path])
+    assert code == 2, stderr
+    assert time.monotonic() - started < 15
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
+    assert "regular file" in stderr or "over the limit" in stderr or "larger" in stderr, stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_state_that_is_no_file_is_a_full_scan(
+    tree: findings_tree.Tree, tmp_path: Path, kind: str
+) -> None:
+    """An in-root state swapped for a FIFO must not stop every later scan, nor a giant one
+    exhaust memory: the state is not used (a problem), the scan is a full one and finds."""
+    path = hostile(kind, tmp_path)
+    before = os.stat(path)
+    code, stderr, peak = run_child([str(tree.root), *tree.options, "--state", path])
+    assert code == 1, stderr  # the tampered binary, found by the full scan
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
+    after = os.stat(path)
+    if kind != "sparse":  # a device or FIFO is never replaced by the state written after
+        assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+@pytest.mark.parametrize("option", ["--baseline", "--task-definition"])
+def test_deeply_nested_json_is_a_clear_error(
+    tree: findings_tree.Tree, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str,
+    depth: int,
+) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"a": ' + "[" * depth + "]" * depth + "}")
+    assert main([str(tree.root), *tree.options, option, str(path)]) == 2
+    assert "nested deeper than" in capsys.readouterr().err
+
+
+def test_load_json_bounds() -> None:
+    assert jsonload.load_json(b'{"a": [[1]]}', what="x", max_bytes=100) == {"a": [[1]]}
+    with pytest.raises(jsonload.JSONInputError, match="over the limit"):
+        jsonload.load_json(b"[]" * 100, what="x", max_bytes=10)
+    with pytest.raises(jsonload.JSONInputError, match="nested deeper than 3"):
+        jsonload.load_json(b"[[[[]]]]", what="x", max_bytes=100, max_depth=3)
+    assert jsonload.load_json(b"[[[]]]", what="x", max_bytes=100, max_depth=3) == [[[]]]
+    with pytest.raises(jsonload.JSONInputError, match="too long"):
+        jsonload.load_json(b"1" * 5000, what="x", max_bytes=10_000)
+    secret = "Tr0ub4dor-prod"
+    with pytest.raises(jsonload.JSONInputError) as caught:
+        jsonload.load_json('{"password": ' + secret + "}", what="x", max_bytes=100)
+    assert secret not in str(caught.value)
+    assert json.dumps(jsonload.load_json("{}", what="x", max_bytes=2)) == "{}"
