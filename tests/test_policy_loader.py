@@ -274,3 +274,81 @@ def test_readme_example_is_a_valid_policy(tmp_path: Path) -> None:
     policy = load_policy(write(tmp_path, example))
     assert [rule.name for rule in policy.rules] == ["web-gate"]
     assert policy.custom_checks[0].timeout == 30.0
+
+
+# --- hostile policies: each a clear PolicyError, fast and small --------------------------------
+
+
+def _refused(tmp_path: Path, text: str, seconds: float = 5.0) -> PolicyError:
+    import time
+
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert time.monotonic() - started < seconds
+    return caught.value
+
+
+@pytest.mark.parametrize("depth", [100, 50_000])
+def test_deep_nesting_is_refused(tmp_path: Path, depth: int) -> None:
+    for text in ("a: " + "[" * depth + "]" * depth + "\n", "a:\n" + "".join(
+        " " * level + "- \n" for level in range(min(depth, 2000))
+    )):
+        error = _refused(tmp_path, "version: 1\n" + text)
+        assert "nested deeper than" in str(error) or "invalid YAML" in str(error)
+
+
+def test_alias_amplification_is_refused(tmp_path: Path) -> None:
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    for level in range(1, 12):
+        lines.append(f"a{level}: &a{level} [{', '.join([f'*a{level - 1}'] * 9)}]")
+    lines.append("rules: *a11")
+    error = _refused(tmp_path, "version: 1\n" + "\n".join(lines) + "\n")
+    assert "aliases expand to more than" in str(error)
+
+
+def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(
+        "version: 1\nrules:\n"
+        "  - name: a\n    effects: &strict {\"448\": block}\n"
+        "  - name: b\n    effects: *strict\n"
+    )
+    assert [rule.name for rule in load_policy(path).rules] == ["a", "b"]
+
+
+def test_an_alias_walked_many_times_caps_the_errors(tmp_path: Path) -> None:
+    """Each alias of a bad rule list is validated again: the issues stop at MAX_ISSUES."""
+    bad = '[{"name": "r", "effects": {"448": nope}}]'
+    text = f"version: 1\nrules: [&bad {bad[1:-1]}, " + ", ".join(["*bad"] * 250) + "]\n"
+    error = _refused(tmp_path, text)
+    assert len(error.issues) <= 201
+
+
+@pytest.mark.parametrize(
+    ("fragment", "field"),
+    [
+        ("version: " + "9" * 5000, "version"),
+        ("version: 1\ncustom_checks:\n  - id: " + "9" * 5000, "custom_checks[0].id"),
+        ("version: 1\ncustom_checks:\n  - {id: 9001, timeout: 1.0e+300}", "timeout"),
+        ("version: 1\ncustom_checks:\n  - {id: 9001, timeout: .inf}", "timeout"),
+        ("version: 1\ncustom_checks:\n  - {id: 9001, timeout: .nan}", "timeout"),
+        ("version: 1\ncustom_checks:\n  - {id: 9001, timeout: -1}", "timeout"),
+    ],
+)
+def test_numbers_out_of_range_name_their_field(tmp_path: Path, fragment: str, field: str) -> None:
+    error = _refused(tmp_path, fragment + "\n")
+    assert any(field in issue.field for issue in error.issues), str(error)
+
+
+def test_a_duplicate_rule_name_is_reported_beside_other_errors(tmp_path: Path) -> None:
+    error = _refused(
+        tmp_path,
+        "version: 1\nrules:\n"
+        "  - name: same\n    effects: {\"448\": blok}\n"
+        "  - name: same\n    effects: {\"448\": alert}\n",
+    )
+    messages = str(error)
+    assert "blok" in messages and "same" in messages and "duplicate" in messages.lower()

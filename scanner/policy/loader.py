@@ -36,6 +36,14 @@ VERSION = 1
 FIRST_CUSTOM_ID = 9000
 MAX_POLICY_BYTES = 4 * 1024 * 1024  # a policy is hand-written: anything larger is a mistake
 MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_TIMEOUT = 3600  # seconds: a custom check runs inside every scan
+MAX_ID_DIGITS = 9
+# A hand-written policy is a few levels deep with a handful of aliases; past these bounds it is
+# an attack on the loader (nesting that exhausts recursion, aliases that multiply the walk).
+MAX_DEPTH = 32
+MAX_ALIASES = 256
+MAX_EVENTS = 200_000
+MAX_ISSUES = 200
 # A custom check's resource limits: (least, most) of each per-check key (defaults in the model).
 MEMORY_MIB = (16, 64 * 1024)
 PROCESSES = (1, 4096)
@@ -96,10 +104,18 @@ class _Reader:
 
     def error(self, node: yaml.Node | int, field: str, message: str) -> None:
         line = node if isinstance(node, int) else _line(node)
+        if len(self.issues) == MAX_ISSUES:
+            # Aliases can make one bad node be visited a million times: the list stays short.
+            self.issues.append(PolicyIssue(self.source, line, "", "too many errors; stopped"))
+            raise _TooManyIssues
         self.issues.append(PolicyIssue(self.source, line, field, message))
 
     def value(self, node: yaml.ScalarNode) -> Any:
-        return self._constructor.construct_object(node)
+        """The scalar's value; None for a number int() refuses (more than 4,300 digits)."""
+        try:
+            return self._constructor.construct_object(node)
+        except ValueError:
+            return None
 
     def duplicate(self, first_line: int | None, node: yaml.Node, field: str, what: str) -> bool:
         """True, with an error naming the first one, when an id or name was seen already (at
@@ -288,8 +304,12 @@ class _Reader:
                 if isinstance(timeout_node, yaml.ScalarNode) and timeout_node.tag in (_INT, _FLOAT)
                 else None
             )
-            if number is None or not math.isfinite(number) or number <= 0:
-                self.error(timeout_node, f"{field}.timeout", "must be a number of seconds > 0")
+            if number is None or not math.isfinite(number) or not 0 < number <= MAX_TIMEOUT:
+                self.error(
+                    timeout_node,
+                    f"{field}.timeout",
+                    f"must be a number of seconds > 0 and at most {MAX_TIMEOUT}",
+                )
             else:
                 timeout = float(number)
         limits = {
@@ -314,6 +334,9 @@ class _Reader:
         text = str(node.value) if isinstance(node, yaml.ScalarNode) else ""
         if node.tag not in (_INT, _STR) or not text.isascii() or not text.isdigit():
             self.error(node, field, f"must be a decimal number >= {FIRST_CUSTOM_ID}")
+            return None
+        if len(text) > MAX_ID_DIGITS:  # before int(): thousands of digits are slow, or refused
+            self.error(node, field, f"longer than {MAX_ID_DIGITS} digits")
             return None
         if int(text) < FIRST_CUSTOM_ID or text != str(int(text)):
             self.error(
@@ -485,7 +508,10 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
     Raises PolicyError listing every issue, each with `source:line: field: message`.
     """
     try:
+        _check_shape(data, source)
         top = yaml.compose(data, Loader=yaml.SafeLoader)
+        if top is not None:
+            _check_expansion(top, source)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark is not None else 1
@@ -496,6 +522,13 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
     if top is None:
         raise PolicyError([PolicyIssue(source, 1, "", "empty policy (expected 'version: 1')")])
     reader = _Reader(source, base_dir)
+    try:
+        return _validate(top, reader, source)
+    except _TooManyIssues:
+        raise PolicyError(reader.issues) from None
+
+
+def _validate(top: yaml.Node, reader: _Reader, source: str) -> Policy:
     document = reader.mapping(
         top, "", ("version", "collections", "rules", "custom_checks"), ("version",)
     )
@@ -538,12 +571,14 @@ def parse_policy(data: bytes | str, source: str = "<policy>", base_dir: str = ".
         for index, node in enumerate(reader.sequence(document["rules"][1], "rules")):
             field = f"rules[{index}]"
             rule = reader.rule(node, field, collections, known_checks, custom_ids)
-            if rule is None:
+            name = rule.name if rule is not None else _name_of(node)
+            if name is None:
                 continue
-            what = f"rule name {rule.name!r}"
-            if not reader.duplicate(names.get(rule.name), node, f"{field}.name", what):
-                names[rule.name] = rule.line
-                rules.append(rule)
+            # Checked for an invalid rule too: one error must not hide another.
+            if not reader.duplicate(names.get(name), node, f"{field}.name", f"rule name {name!r}"):
+                names[name] = _line(node)
+                if rule is not None:
+                    rules.append(rule)
 
     if reader.issues:
         raise PolicyError(reader.issues)
@@ -568,3 +603,66 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     except InputFileError as error:  # a FIFO, a device, or larger than MAX_POLICY_BYTES
         raise PolicyError([PolicyIssue(source, None, "", str(error))]) from error
     return parse_policy(data, source, os.path.dirname(os.path.abspath(source)))
+
+
+class _TooManyIssues(Exception):
+    """MAX_ISSUES reached: validation stops, the issues so far are the answer."""
+
+
+def _name_of(node: yaml.Node) -> str | None:
+    """The `name:` string of a mapping node, whatever else is wrong with it."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == "name" and isinstance(value, yaml.ScalarNode):
+                return str(value.value)
+    return None
+
+
+def _check_shape(data: bytes | str, source: str) -> None:
+    """Refuse, from the event stream (iterative: no recursion), a document nested deeper than
+    MAX_DEPTH, with more than MAX_ALIASES aliases or MAX_EVENTS events."""
+    depth = aliases = 0
+    for count, event in enumerate(yaml.parse(data, Loader=yaml.SafeLoader)):
+        if count > MAX_EVENTS:
+            _refuse(source, event, f"more than {MAX_EVENTS} YAML nodes")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                _refuse(source, event, f"nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                _refuse(source, event, f"more than {MAX_ALIASES} aliases")
+
+
+def _refuse(source: str, event: yaml.Event, message: str) -> None:
+    line = event.start_mark.line + 1 if event.start_mark is not None else None
+    raise PolicyError([PolicyIssue(source, line, "", message)])
+
+
+def _check_expansion(top: yaml.Node, source: str) -> None:
+    """Refuse a document whose aliases, expanded, would be more than MAX_EVENTS nodes (a
+    "billion laughs": nine aliases of nine aliases...), counted without expanding anything:
+    each node's expanded size once, memoized (the nesting is at most MAX_DEPTH deep)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(key) + size(value) for key, value in node.value)
+        sizes[id(node)] = total = min(total, MAX_EVENTS + 1)
+        return total
+
+    if size(top) > MAX_EVENTS:
+        _refuse_at(source, top, f"aliases expand to more than {MAX_EVENTS} YAML nodes")
+
+
+def _refuse_at(source: str, node: yaml.Node, message: str) -> None:
+    raise PolicyError([PolicyIssue(source, _line(node), "", message)])
