@@ -59,6 +59,7 @@ class TaskDefinition:
     problems: tuple[str, ...]  # what could not be checked (S3 environmentFiles)
     images: tuple[str | None, ...] = ()  # each container's image, parallel to `containers`
     revision: int | None = None
+    compatibilities: tuple[str, ...] = ()  # requiresCompatibilities: ("FARGATE",), ("EC2",)...
 
 
 def _bad(path: str, what: str) -> UsageError:
@@ -161,7 +162,16 @@ def read_task_definition(path: str) -> TaskDefinition:
         tuple(problems),
         tuple(images),
         revision if isinstance(revision, int) else None,
+        _compatibilities(path, document.get("requiresCompatibilities")),
     )
+
+
+def _compatibilities(path: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise _bad(path, "requiresCompatibilities must be a list of strings")
+    return tuple(raw)
 
 
 def from_task_definition(path: str) -> tuple[list[EnvVar], list[str]]:

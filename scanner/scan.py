@@ -17,7 +17,7 @@ from .checks import Check, ContentCheck, select_checks
 from .checks.base import ScanContext, ScanOptions
 from .checks.package_binaries import PackageBinariesCheck
 from .content import content_pass
-from .environment import check_sources
+from .environment import check_sources, read_task_definition
 from .errors import TargetError, UsageError
 from .manifests import read_manifests
 from .memo import kept_manifests
@@ -26,7 +26,7 @@ from .policy.model import CustomCheckSpec, Policy
 from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
-from .targets.ecs import read_task_metadata
+from .targets.ecs import EXECUTION_ENV, FARGATE_EXECUTION_ENV, read_task_metadata
 from .version import __version__
 
 __all__ = ["ScanArguments", "iter_scan", "open_root", "scan_image", "scan_root"]
@@ -222,6 +222,10 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
     report.problems.extend(Problem(kind="task-metadata", message=message) for message in problems)
     if identity is None:
         report.target_details["host"] = socket.gethostname()
+        if os.environ.get(EXECUTION_ENV) == FARGATE_EXECUTION_ENV:
+            # The endpoint is down or unset, but the platform says where we are: a block must
+            # still never be applied to a Fargate task.
+            report.target_details["launch_type"] = "FARGATE"
         return
     report.target_details["host"] = identity.host
     report.target_details["task"] = identity.task_dict()
@@ -262,6 +266,13 @@ def _scan(
         checks=tuple(check.id for check in selected),
     )
     _identify(report, root)
+    definitions = [read_task_definition(path) for path in arguments.get("task_definitions", ())]
+    if definitions:
+        # What the task runs as, when it is described offline: rules scope by its family.
+        report.target_details["task_definitions"] = [
+            {"family": d.family, "revision": d.revision, "compatibilities": list(d.compatibilities)}
+            for d in definitions
+        ]
     for item in _stream(root, selected, report, arguments):
         if isinstance(item, Finding):
             report.findings.append(item)

@@ -335,3 +335,74 @@ def test_report_host_falls_back_to_hostname_on_a_broken_endpoint(
     report = scanner.scan_root(tmp_path, checks=["448"])
     assert report.to_dict()["target"]["host"] == socket.gethostname()
     assert any(p.kind == "task-metadata" for p in report.problems)
+
+
+BLOCK_448 = 'version: 1\nrules:\n  - name: no-tampering\n    effects: {"448": block}\n'
+
+
+@pytest.fixture
+def tampered(tmp_path: Any) -> Any:
+    import findings_tree
+
+    return findings_tree.build(tmp_path / "tree", tamper=(findings_tree.BINARY,))
+
+
+def _gate(tampered: Any, tmp_path: Any, policy: str, *extra: str) -> int:
+    from scanner.cli import main
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
+    return main([str(tampered.root), *tampered.options, "--checks", "448", "--policy", str(path),
+                 *extra])
+
+
+def test_fargate_by_its_execution_env_when_the_endpoint_is_down(
+    tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Metadata unreachable, but the platform says Fargate: a block is never applied (exit 1,
+    the finding as an alert), where before it blocked (exit 4)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(METADATA_ENV, f"http://127.0.0.1:{port}/v4/app")
+    monkeypatch.setenv("AWS_EXECUTION_ENV", "AWS_ECS_FARGATE")
+    assert _gate(tampered, tmp_path, BLOCK_448) == 1
+    monkeypatch.delenv("AWS_EXECUTION_ENV")
+    assert _gate(tampered, tmp_path, BLOCK_448) == 4  # no sign of Fargate: the block holds
+
+
+@pytest.mark.parametrize(("launch_type", "code"), [("FARGATE", 1), ("EC2", 4), (None, 1)])
+def test_a_task_is_fargate_by_its_launch_type(
+    agent: Agent, tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+    launch_type: str | None, code: int,
+) -> None:
+    """An EC2-launch task runs on a host that can be blocked on: it is no Fargate task."""
+    serve_task(agent, LaunchType=launch_type)
+    monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
+    assert _gate(tampered, tmp_path, BLOCK_448) == code
+
+
+def test_an_offline_task_definitions_family_scopes_rules(tampered: Any, tmp_path: Any) -> None:
+    """Collections match the task's name: given offline, the definition's family is it."""
+    policy = (
+        "version: 1\ncollections:\n  - name: web\n    hosts: [\"web-*\"]\n"
+        "rules:\n  - name: web-quiet\n    collections: [web]\n    effects: {\"448\": ignore}\n"
+    )
+    definition = tmp_path / "task.json"
+    for family, code in (("web-frontend", 0), ("batch", 1)):
+        definition.write_text(json.dumps(
+            {"family": family, "containerDefinitions": [{"name": "app", "image": "x"}]}
+        ))
+        assert _gate(tampered, tmp_path, policy, "--task-definition", str(definition)) == code
+
+
+def test_an_offline_fargate_only_task_definition_is_never_blocked(
+    tampered: Any, tmp_path: Any
+) -> None:
+    definition = tmp_path / "task.json"
+    for compatibilities, code in ((["FARGATE"], 1), (["EC2"], 4), (["EC2", "FARGATE"], 4)):
+        definition.write_text(json.dumps({
+            "family": "web", "requiresCompatibilities": compatibilities,
+            "containerDefinitions": [{"name": "app", "image": "x"}],
+        }))
+        assert _gate(tampered, tmp_path, BLOCK_448, "--task-definition", str(definition)) == code

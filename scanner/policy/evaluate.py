@@ -70,9 +70,21 @@ def _strings(values: Iterable[Any]) -> tuple[str, ...]:
 
 
 def _is_fargate(report: Report) -> bool:
-    # Inside an ECS task every report carries `task`; an image scanned there is still an image.
-    return report.target_kind == "task" or (
-        report.target_kind != "image" and "task" in report.target_details
+    """Whether the target is a Fargate task. An image scanned there is still an image; a task
+    is one by its launch type when the metadata gives it (EC2 tasks run on a host that can be
+    blocked on), else by `launch_type` from AWS_EXECUTION_ENV (the endpoint down), else by an
+    offline task definition that can only run on Fargate."""
+    details = report.target_details
+    if report.target_kind == "image":
+        return False
+    task = details.get("task")
+    if isinstance(task, Mapping):
+        return task.get("launch_type", "FARGATE") == "FARGATE"
+    if details.get("launch_type") == "FARGATE":
+        return True
+    return any(
+        definition.get("compatibilities") == ["FARGATE"]
+        for definition in details.get("task_definitions") or ()
     )
 
 
@@ -86,8 +98,10 @@ def target_of(report: Report) -> Target:
         # The task and container, if any, are where the scanner runs, not what it scans.
         task, container = {}, {}
     labels = image.get("labels") or {}
+    # An offline task definition names the family the task runs as: collections match it.
+    families = [definition.get("family") for definition in details.get("task_definitions") or ()]
     return Target(
-        hosts=_strings([details.get("host"), task.get("id"), task.get("family")]),
+        hosts=_strings([details.get("host"), task.get("id"), task.get("family"), *families]),
         images=_strings(
             [
                 image.get("name"),

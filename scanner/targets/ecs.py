@@ -24,6 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
+    "EXECUTION_ENV",
+    "FARGATE_EXECUTION_ENV",
     "METADATA_ENV",
     "ContainerInfo",
     "TaskIdentity",
@@ -33,6 +35,10 @@ __all__ = [
 ]
 
 METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
+# Set by the platform in every Fargate container, metadata endpoint or not.
+# https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
+EXECUTION_ENV = "AWS_EXECUTION_ENV"
+FARGATE_EXECUTION_ENV = "AWS_ECS_FARGATE"
 # A task document lists every container of the task; a few KiB each. Anything this large is not
 # the agent speaking.
 MAX_RESPONSE = 4 * 1024 * 1024
