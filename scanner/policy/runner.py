@@ -20,13 +20,17 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   nothing to climb out to. For the live root `/` this is the same files, run directly by the same
   shell; only the writes and the network are taken away.
 - The script runs as root with a reduced capability bounding set (no SYS_ADMIN, SYS_CHROOT, MKNOD,
-  NET_ADMIN, SYS_MODULE, SYS_PTRACE, ...) and no_new_privs, in a fixed environment (PATH,
-  HOME=/root, LANG=C, TMPDIR=/dev/shm): never the scanner's, which may hold secrets.
+  NET_ADMIN, SYS_MODULE, SYS_PTRACE, DAC_READ_SEARCH, ...) and no_new_privs, in a fixed
+  environment (PATH, HOME=/root, LANG=C, TMPDIR=/dev/shm): never the scanner's, which may hold
+  secrets.
 - Kernel keyrings: the sandbox joins a new, empty session keyring, and a seccomp filter (libseccomp)
   makes add_key, request_key and keyctl fail with EPERM, so no key of the host (root's user keyring
-  is shared by every root process) can be read or searched. The same filter refuses AF_UNIX
-  sockets: through the read-only fallback's bind, a socket file in the target (an ssh-agent's in
-  the live root's `/tmp`) would reach a host daemon. Without libseccomp the check is an error.
+  is shared by every root process) can be read or searched. The same filter refuses sockets of
+  every family but the empty network namespace's (AF_INET, AF_INET6, AF_NETLINK): through the
+  read-only fallback's bind, a socket file in the target (an ssh-agent's in the live root's
+  `/tmp`) would reach a host daemon, and AF_VSOCK a VM's hypervisor; io_uring; open_by_handle_at,
+  which reaches the whole file system beneath a bind; and memfd_create (ENOSYS: memory no limit
+  of the fallback counts). Without libseccomp the check is an error.
 - Memory and processes (`memory_mib`, default 256, and `processes`, default 64, per check): a cgroup
   v2 child of the scanner's own cgroup with memory.max (swap 0) and pids.max, when the scanner's
   cgroup can have one (the root cgroup, or a delegated one with memory and pids enabled for its
@@ -34,7 +38,9 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   limit makes the check an error, whatever the script's status. Otherwise, weaker: RLIMIT_AS per
   process (an allocation past it fails inside the script, which decides what to do with that, and
   N processes can hold N times the limit), and the pid namespace's own pid_max (Linux 6.14 and
-  later) for the process count, which the scanner cannot see reached. RLIMIT_NPROC is not used: the
+  later) for the process count, which the scanner cannot see reached. In both, the IPC namespace's
+  System V shared memory is capped at `memory_mib` in all, and the two tmpfs (the overlay's upper
+  layer, the scratch space) have an inode count as well as a size. RLIMIT_NPROC is not used: the
   kernel never applies it to uid 0, and it counts all of a user's processes on the host. Each
   result names the limits in force (`limits`).
 - Its shebang picks the interpreter (the target's, since it runs in the target's root); without one
@@ -394,6 +400,15 @@ def _verdict(status: str, output: str, seconds: float, returncode: int) -> Check
             return Errored(f"exited with status {code}", output, seconds, limits)
     # unshare's own complaint (no CAP_SYS_ADMIN, no namespaces...) is the last line it wrote.
     said = output.splitlines()[-1] if output else f"unshare exited with status {returncode}"
+    if isolation and limits:
+        # The script ran: what it printed is the output, not a reason the sandbox gives.
+        return Errored(
+            f"the sandbox ended without saying how the script ended (unshare's status "
+            f"{returncode})",
+            output,
+            seconds,
+            limits,
+        )
     return Errored(
         f"the sandbox could not be built, the script did not run: {said}", output, seconds
     )
