@@ -214,8 +214,9 @@ def plan_fingerprint(records: Mapping[bytes, Sequence[InstalledFile]]) -> str:
 
 def _inside(path: str, root: str, root_dev: int, root_mount: int | None = None) -> bool:
     """True when `path` would be part of the scanned tree: under the root, on its device and,
-    when `root_mount` (the root's mount id) is known, on its mount (the walk never crosses a
-    mount point, so a volume or a bind mount inside the root is outside it)."""
+    when `root_mount` (the root's mount id) is known, on its mount or a bind of the root's own
+    directories (the walk never crosses a mount point, so a volume or a bind mount of a directory
+    from elsewhere inside the root is outside it)."""
     directory = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
     real_root = os.path.realpath(root)
     if directory != real_root and not directory.startswith(real_root.rstrip("/") + "/"):
@@ -228,9 +229,29 @@ def _inside(path: str, root: str, root_dev: int, root_mount: int | None = None) 
         if os.fstat(fd).st_dev != root_dev:
             return False
         here = mounts.mount_id(fd) if root_mount is not None else None
-        return here is None or here == root_mount
+        if here is None or here == root_mount:
+            return True
+        # Another mount of the root's file system: a bind of one of the root's own directories
+        # puts the file in the walked tree all the same (where the walk meets that directory).
+        return _below_in_file_system(fd, root)
     finally:
         os.close(fd)
+
+
+def _below_in_file_system(fd: int, root: str) -> bool:
+    """True when the directory `fd` is the root or below it in their one file system, or when
+    /proc cannot tell (the safe answer)."""
+    try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return True
+    try:
+        here, top = mounts.file_system_path(fd), mounts.file_system_path(root_fd)
+    finally:
+        os.close(root_fd)
+    if here is None or top is None:
+        return True
+    return here == top or here.startswith(top.rstrip(b"/") + b"/")
 
 
 @dataclass(slots=True)
