@@ -82,3 +82,24 @@ def test_a_state_file_on_a_bind_of_the_roots_own_directory_is_inside_it(tmp_path
         with pytest.raises(UsageError, match="inside the scanned root"):
             scanner.scan_root(root, checks=["448"], state=on_own, process_env=False)
         assert not (root / "own/scan.state").exists()
+
+
+@ROOT_ONLY
+def test_a_state_file_in_the_directory_the_root_is_a_bind_of_is_inside_it(tmp_path: Path) -> None:
+    # The root is a bind of `source`: a state file under `source` is in the walked tree though
+    # its path is not under the root's.
+    source = _tree(tmp_path / "source")
+    root = tmp_path / "root"
+    root.mkdir()
+    with bound(source, root):
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            root_dev, root_mount = os.fstat(fd).st_dev, mounts.mount_id(fd)
+        finally:
+            os.close(fd)
+        assert state._inside(str(source / "a/scan.state"), str(root), root_dev, root_mount)
+        assert not state._inside(str(tmp_path / "scan.state"), str(root), root_dev, root_mount)
+        # Without the root's mount id (no /proc), a path elsewhere is taken as outside, as before.
+        assert not state._inside(str(source / "a/scan.state"), str(root), root_dev)
+        with pytest.raises(UsageError, match="inside the scanned root"):
+            scanner.scan_root(root, checks=["448"], state=source / "a/scan.state")
