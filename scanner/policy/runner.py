@@ -37,7 +37,8 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   children). The script joins it before exec; a kill by the OOM killer or a fork refused at the
   limit makes the check an error, whatever the script's status. Otherwise, weaker: RLIMIT_AS per
   process (an allocation past it fails inside the script, which decides what to do with that, and
-  N processes can hold N times the limit), and the pid namespace's own pid_max (Linux 6.14 and
+  N processes can hold N times the limit; kernel memory held through descriptors, socket buffers
+  and pipes, is not counted at all), and the pid namespace's own pid_max (Linux 6.14 and
   later) for the process count, which the scanner cannot see reached. In both, the IPC namespace's
   System V shared memory is capped at `memory_mib` in all, and the two tmpfs (the overlay's upper
   layer, the scratch space) have an inode count as well as a size. RLIMIT_NPROC is not used: the
