@@ -349,3 +349,64 @@ def test_a_mount_point_that_is_not_utf8_does_not_crash_the_cgroup_lookup(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(("parent ", "unavailable ")), done.stdout
+
+
+# -- the 32-bit ABI -------------------------------------------------------------------------------
+
+# The same refused calls made through int $0x80 (the i386 system call table, its own numbers; the
+# kernel's seccomp sees another architecture): the filter must hold there too.
+I386_PROBE = r"""
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <sys/mman.h>
+
+static long i386(long number, long a, long b, long c) {
+    long result;
+    __asm__ volatile ("int $0x80" : "=a"(result) : "a"(number), "b"(a), "c"(b), "d"(c) : "memory");
+    return result;
+}
+
+int main(void) {
+    /* Arguments the 32-bit calls point to must lie below 4 GiB. */
+    unsigned int* low = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    low[0] = 1; low[1] = 1; low[2] = 0;                      /* AF_UNIX, SOCK_STREAM, 0 */
+    printf("keyctl %ld\n", i386(288, 0, -4, 0));            /* KEYCTL_GET_KEYRING_ID, user */
+    printf("add_key %ld\n", i386(286, 0, 0, 0));
+    printf("socketcall unix %ld\n", i386(102, 1, (long)low, 0));
+    printf("socket unix %ld\n", i386(359, 1, 1, 0));
+    printf("socket vsock %ld\n", i386(359, 40, 1, 0));
+    printf("io_uring_setup %ld\n", i386(425, 1, (long)(low + 64), 0));
+    printf("open_by_handle_at %ld\n", i386(342, -100, (long)(low + 64), 0));
+    printf("memfd_create %ld\n", i386(356, (long)low, 0, 0));
+    return 1;
+}
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the i386 ABI of an x86_64 kernel")
+def test_the_filter_holds_for_the_32_bit_abi(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "dev").mkdir()
+    (tmp_path / "probe.c").write_text(I386_PROBE)
+    built = subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(root / "bin/probe"), str(tmp_path / "probe.c")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    result = run_custom_check(spec(b"#!/bin/probe\n"), os.fspath(root))
+    eperm, enosys = "-1", "-38"
+    assert failed_output(result).splitlines() == [
+        f"keyctl {eperm}",
+        f"add_key {eperm}",
+        f"socketcall unix {eperm}",
+        f"socket unix {eperm}",
+        f"socket vsock {eperm}",
+        f"io_uring_setup {eperm}",
+        f"open_by_handle_at {eperm}",
+        f"memfd_create {enosys}",
+    ]
