@@ -410,3 +410,58 @@ def test_the_filter_holds_for_the_32_bit_abi(tmp_path: Path) -> None:
         f"open_by_handle_at {eperm}",
         f"memfd_create {enosys}",
     ]
+
+
+# -- a /tmp of its own ----------------------------------------------------------------------------
+
+# The reference check (`[ -e /tmp/xmrig ]`), and a write to /tmp, as a static binary: the target
+# root holds nothing else.
+TMP_PROBE = r"""
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+int main(void) {
+    int found = access("/tmp/xmrig", F_OK) == 0;
+    int fd = open("/tmp/written-in-the-sandbox", O_WRONLY | O_CREAT, 0644);
+    printf("%s; write %s\n", found ? "a miner at /tmp/xmrig" : "no miner",
+           fd >= 0 ? "kept" : "refused");
+    return found;
+}
+"""
+
+
+@pytest.fixture
+def own_tmp_target(tmp_path: Path) -> Iterator[Path]:
+    """A target root whose /tmp is a tmpfs of its own (a live root's or a task's usual /tmp)
+    holding a miner; the directory beneath the mount is empty."""
+    root = tmp_path / "root"
+    for name in ("bin", "dev", "tmp"):
+        (root / name).mkdir(parents=True)
+    (tmp_path / "probe.c").write_text(TMP_PROBE)
+    built = subprocess.run(
+        ["gcc", "-static", "-O1", "-o", str(root / "bin/probe"), str(tmp_path / "probe.c")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "scan-root-test", str(root / "tmp")], check=True
+    )
+    try:
+        (root / "tmp/xmrig").write_bytes(b"\x7fELF a miner")
+        yield root
+    finally:
+        subprocess.run(["umount", str(root / "tmp")], check=True)
+
+
+@pytest.mark.root
+@MODES
+def test_a_tmp_that_is_a_mount_of_its_own_is_seen(own_tmp_target: Path, overlay: bool) -> None:
+    # The root's bind is not recursive: it showed the empty directory beneath the target's /tmp
+    # mount, and `[ -e /tmp/xmrig ]` passed with a miner there.
+    result = run_custom_check(spec(b"#!/bin/probe\n"), os.fspath(own_tmp_target), overlay=overlay)
+    written = "kept" if overlay else "refused"  # in the throw-away layer, or not at all
+    assert failed_output(result) == f"a miner at /tmp/xmrig; write {written}"
+    assert sorted(os.listdir(own_tmp_target / "tmp")) == ["xmrig"]

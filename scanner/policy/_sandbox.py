@@ -253,7 +253,69 @@ def build(base: bytes, overlay: bool) -> tuple[bytes, str]:
         for name in PROC_READ_ONLY:
             if os.path.exists(proc + b"/" + name):
                 bind_read_only(proc + b"/" + name, proc + b"/" + name)
+    own_tmp = target_tmp(source)
+    if own_tmp is not None:
+        try:
+            show_tmp(own_tmp, base, directory(b"tmp"), writable)
+        finally:
+            os.close(own_tmp)
     return new_root, isolation
+
+
+def mount_id(fd: int) -> int:
+    """The id of the mount `fd` is on (/proc/self/fdinfo)."""
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"mnt_id:"):
+                return int(line[7:])
+    raise SetupError(f"no mount id in /proc/self/fdinfo/{fd}")
+
+
+def target_tmp(source: bytes) -> int | None:
+    """An O_PATH descriptor of the target's /tmp when that is a mount of its own (a tmpfs, a
+    volume: the usual /tmp of a live root or a task), else None. The root's bind is not recursive
+    and would show the empty directory beneath it, where a dropped miner is not."""
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        opened = os.open(source + b"/tmp", flags)
+    except OSError:
+        return None  # no /tmp directory (a symlink is the root's own, seen through the bind)
+    try:
+        # The target's very /tmp (its path could have been swapped since the root was opened).
+        expected = os.stat(b"tmp", dir_fd=ROOT_FD, follow_symlinks=False)
+        found = os.fstat(opened)
+        if (found.st_dev, found.st_ino) != (expected.st_dev, expected.st_ino):
+            raise SetupError(f"{os.fsdecode(source)}/tmp changed while the sandbox was being built")
+        parent = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            separate = mount_id(parent) != mount_id(opened)
+        finally:
+            os.close(parent)
+    except BaseException:
+        os.close(opened)
+        raise
+    if not separate:
+        os.close(opened)
+        return None
+    return opened
+
+
+def show_tmp(own_tmp: int, base: bytes, tmp: bytes | None, writable: bool) -> None:
+    """Mount the target's own /tmp mount (`own_tmp`) on the new root's `tmp`: read-only under a
+    throw-away overlay like the root, or read-only alone in the read-only fallback."""
+    if tmp is None:
+        raise SetupError("the target's /tmp is a mount; the read-only root has no /tmp to show it")
+    lower = base + b"/tmp-lower"
+    os.mkdir(lower, 0o700)
+    # Bound through the descriptor: exactly the directory checked, whatever its path is now.
+    bind_read_only(b"/proc/self/fd/%d" % own_tmp, lower, MS_NOSUID | MS_NODEV)
+    if not writable:
+        bind_read_only(lower, tmp, MS_NOSUID | MS_NODEV)
+        return
+    for name in (b"tmp-upper", b"tmp-work"):
+        os.mkdir(base + b"/" + name, 0o700)
+    options = b"lowerdir=%s,upperdir=%s/tmp-upper,workdir=%s/tmp-work" % (lower, base, base)
+    mount(b"overlay", tmp, b"overlay", MS_NOSUID | MS_NODEV, options)
 
 
 def enter(new_root: bytes) -> None:

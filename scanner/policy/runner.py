@@ -11,7 +11,9 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   memory. Only the root's own file system is seen, like the scan's walk, which never crosses a
   mount point. If overlayfs cannot be mounted, the root stays a read-only bind (writes fail) and
   the result says so; if neither works the check is an error: it never runs unisolated.
-- The script sees the target as it is, its `/tmp` included (where a miner would be dropped).
+- The script sees the target as it is, its `/tmp` included (where a miner would be dropped);
+  a `/tmp` that is a mount of its own (a tmpfs, a volume) is shown too, under its own throw-away
+  overlay (read-only in the fallback): the root's bind alone would show the directory beneath.
   A fresh `/proc` (this pid namespace only; kernel knobs and `/proc/keys` masked or read-only as
   Docker does), a read-only `/dev` with only null, zero, full, random, urandom and tty, and the
   script's own scratch space, a size-limited tmpfs `/dev/shm` named by `TMPDIR` (in the read-only
