@@ -465,3 +465,39 @@ def test_a_tmp_that_is_a_mount_of_its_own_is_seen(own_tmp_target: Path, overlay:
     written = "kept" if overlay else "refused"  # in the throw-away layer, or not at all
     assert failed_output(result) == f"a miner at /tmp/xmrig; write {written}"
     assert sorted(os.listdir(own_tmp_target / "tmp")) == ["xmrig"]
+
+
+# -- user namespaces ------------------------------------------------------------------------------
+
+USERNS_PROBE = b"""\
+#!/usr/bin/python3
+import ctypes, os, subprocess, threading
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+print("unshare", libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), os.strerror(ctypes.get_errno()))
+# clone(2) itself, with the flag: the raw system call (x86_64 56, aarch64 220).
+NUMBER = {"x86_64": 56, "aarch64": 220}[os.uname().machine]
+ctypes.set_errno(0)
+print("clone", libc.syscall(NUMBER, CLONE_NEWUSER | 17, None, None, None, None),
+      os.strerror(ctypes.get_errno()))  # 17: SIGCHLD; a child would print nothing
+# What the C library does with clone3 refused (ENOSYS): falls back, threads and children work.
+thread = threading.Thread(target=lambda: print("thread ran"))
+thread.start()
+thread.join()
+done = subprocess.run(["/bin/sh", "-c", "echo child ran"], capture_output=True, text=True)
+print(done.stdout.strip())
+exit(1)
+"""
+
+
+@pytest.mark.root
+def test_no_user_namespace_and_no_tmpfs_of_its_own() -> None:
+    # In a user namespace of its own (CAP_SETUID maps root to root) the script mounted a tmpfs of
+    # half the host's memory and filled 300 MiB of it under a 64 MiB limit.
+    result = run_custom_check(spec(USERNS_PROBE, memory_mib=64), "/", cgroup=False)
+    assert failed_output(result).splitlines() == [
+        "unshare -1 Operation not permitted",
+        "clone -1 Operation not permitted",
+        "thread ran",
+        "child ran",
+    ]

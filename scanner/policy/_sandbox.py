@@ -62,6 +62,12 @@ HANDLE_CALLS = (b"open_by_handle_at",)
 # of a size-limited tmpfs): ENOSYS, so that a program falls back to $TMPDIR as it does on an old
 # kernel.
 MEMFD_CALLS = (b"memfd_create", b"memfd_secret")
+# A new user namespace gives the script every capability over namespaces of its own: mounts (a tmpfs
+# of half the host's memory, which no limit of the fallback counts) and the kernel surface behind
+# them. unshare and clone are refused that flag; clone3 passes its flags in memory the filter
+# cannot read, so it is ENOSYS, on which the C library falls back to clone (as under Docker).
+CLONE_NEWUSER = 0x10000000
+CLONE_CALLS = (b"unshare", b"clone")
 # The socket families a socket() may name: those of the network namespace, which is empty. Every
 # other family is refused, named or yet to be: AF_UNIX (through the read-only fallback's bind, a
 # socket file in the target, an ssh-agent's in the live root's /tmp, is a host daemon's), AF_VSOCK
@@ -352,9 +358,9 @@ def drop_privileges(last: int) -> None:
 class Seccomp:
     """The script's seccomp filter, built with libseccomp (the library runc and systemd use) through
     ctypes: everything is allowed but the keyring system calls, sockets of a family outside the
-    network namespace (ALLOWED_FAMILIES), io_uring, which could make one unseen, open_by_handle_at
-    and memfd_create; socketpair() stays allowed. Built here, loaded in the child just before
-    exec."""
+    network namespace (ALLOWED_FAMILIES), io_uring, which could make one unseen, open_by_handle_at,
+    memfd_create and new user namespaces; socketpair() stays allowed. Built here, loaded in the
+    child just before exec."""
 
     def __init__(self) -> None:
         try:
@@ -386,8 +392,10 @@ class Seccomp:
             )
         for call in KEYRING_CALLS + IO_URING_CALLS + HANDLE_CALLS:
             self._rule(call, EPERM)
-        for call in MEMFD_CALLS:
+        for call in MEMFD_CALLS + (b"clone3",):
             self._rule(call, ENOSYS)
+        for call in CLONE_CALLS:
+            self._rule(call, EPERM, _ArgCmp(0, SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
         for family in range(FAMILY_LIMIT):
             if family not in ALLOWED_FAMILIES:
                 self._rule(b"socket", EPERM, _ArgCmp(0, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, family))

@@ -31,8 +31,9 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   every family but the empty network namespace's (AF_INET, AF_INET6, AF_NETLINK): through the
   read-only fallback's bind, a socket file in the target (an ssh-agent's in the live root's
   `/tmp`) would reach a host daemon, and AF_VSOCK a VM's hypervisor; io_uring; open_by_handle_at,
-  which reaches the whole file system beneath a bind; and memfd_create (ENOSYS: memory no limit
-  of the fallback counts). Without libseccomp the check is an error.
+  which reaches the whole file system beneath a bind; memfd_create (ENOSYS: memory no limit of
+  the fallback counts); and new user namespaces (in one, the script could mount a tmpfs of its
+  own, unbounded). Without libseccomp the check is an error.
 - Memory and processes (`memory_mib`, default 256, and `processes`, default 64, per check): a cgroup
   v2 child of the scanner's own cgroup with memory.max (swap 0) and pids.max, when the scanner's
   cgroup can have one (the root cgroup, or a delegated one with memory and pids enabled for its
