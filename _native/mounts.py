@@ -6,13 +6,17 @@ import os
 import re
 from collections.abc import Iterable
 
-__all__ = ["below", "mount_id", "mount_points", "parse_mountinfo"]
+__all__ = [
+    "below",
+    "file_system_path",
+    "in_file_system",
+    "mount_id", "mount_points",
+    "parse_mountinfo",
+]
 
 # mountinfo writes a space, tab, newline and backslash in a path as \ooo (the kernel's
 # seq_path_root with " \t\n\\"); nothing else is escaped.
 _ESCAPE = re.compile(rb"\\([0-7]{3})")
-# A directory path gains this when the directory was removed; it then matches no mount.
-_DELETED = b" (deleted)"
 
 
 def mount_id(fd: int) -> int | None:
@@ -28,16 +32,48 @@ def mount_id(fd: int) -> int | None:
     return None
 
 
+def _unescape(field: bytes) -> bytes:
+    return _ESCAPE.sub(lambda found: bytes([int(found[1], 8) & 0xFF]), field)
+
+
+def _lines(text: bytes) -> list[list[bytes]]:
+    """The fields of each well-formed line of a mountinfo text."""
+    return [
+        fields
+        for fields in (line.split(b" ") for line in text.split(b"\n"))
+        if len(fields) >= 5 and fields[0].isdigit() and fields[1].isdigit()
+    ]
+
+
 def parse_mountinfo(text: bytes) -> list[tuple[int, int, bytes]]:
     """(mount id, parent id, mount point) of each well-formed line of a mountinfo text."""
-    mounts = []
-    for line in text.split(b"\n"):
-        fields = line.split(b" ")
-        if len(fields) < 5 or not fields[0].isdigit() or not fields[1].isdigit():
+    return [(int(fields[0]), int(fields[1]), _unescape(fields[4])) for fields in _lines(text)]
+
+
+def in_file_system(text: bytes, identifier: int, path: bytes) -> bytes | None:
+    """Where `path` (absolute, on mount `identifier`) lies in its file system: the mount's root
+    there (mountinfo's fourth field) joined with the path below its mount point; two mounts of
+    one file system show the same directory where these are equal. None when not told."""
+    for fields in _lines(text):
+        if int(fields[0]) != identifier:
             continue
-        point = _ESCAPE.sub(lambda found: bytes([int(found[1], 8) & 0xFF]), fields[4])
-        mounts.append((int(fields[0]), int(fields[1]), point))
-    return mounts
+        root, point = _unescape(fields[3]).rstrip(b"/"), _unescape(fields[4]).rstrip(b"/")
+        if path.rstrip(b"/") != point and not path.startswith(point + b"/"):
+            return None
+        return root + path.rstrip(b"/")[len(point) :] or b"/"
+    return None
+
+
+def file_system_path(fd: int) -> bytes | None:
+    """in_file_system for the directory `fd`, from /proc; None when /proc cannot tell."""
+    identifier, path = mount_id(fd), _path(fd)
+    if identifier is None or path is None:
+        return None
+    try:
+        with open("/proc/self/mountinfo", "rb") as handle:
+            return in_file_system(handle.read(), identifier, path)
+    except OSError:
+        return None
 
 
 def below(mounts: Iterable[tuple[int, int, bytes]], root: bytes, root_id: int) -> frozenset[bytes]:
@@ -66,14 +102,27 @@ def mount_points(root_fd: int) -> frozenset[bytes] | None:
     """Paths, relative to the directory `root_fd` (no leading slash), of every mount point
     below it, from /proc/self/mountinfo; None when /proc cannot tell."""
     identifier = mount_id(root_fd)
+    path = _path(root_fd)
+    if identifier is None or path is None:
+        return None
     try:
-        path = os.readlink(f"/proc/self/fd/{root_fd}".encode())
         with open("/proc/self/mountinfo", "rb") as handle:
             text = handle.read()
     except OSError:
         return None
-    # A path outside this process's root reads "(unreachable)/..." and mountinfo cannot be
-    # matched with it; a removed directory has nothing mounted below it any more.
-    if identifier is None or not path.startswith(b"/") or path.endswith(_DELETED):
-        return None
     return below(parse_mountinfo(text), path, identifier)
+
+
+def _path(fd: int) -> bytes | None:
+    """The absolute path of the directory `fd`, when that path still leads to it."""
+    try:
+        path = os.readlink(f"/proc/self/fd/{fd}".encode())
+        # A path outside this process's root reads "(unreachable)/..." and mountinfo cannot be
+        # matched with it; a removed directory gains " (deleted)", but so may a directory's own
+        # name: the path is trusted only when it leads to the very directory.
+        opened, found = os.fstat(fd), os.stat(path)
+    except OSError:
+        return None
+    if not path.startswith(b"/") or (opened.st_dev, opened.st_ino) != (found.st_dev, found.st_ino):
+        return None
+    return path

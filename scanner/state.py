@@ -217,23 +217,47 @@ def plan_fingerprint(records: Mapping[bytes, Sequence[InstalledFile]]) -> str:
 
 def _inside(path: str, root: str, root_dev: int, root_mount: int | None = None) -> bool:
     """True when `path` would be part of the scanned tree: under the root, on its device and,
-    when `root_mount` (the root's mount id) is known, on its mount (the walk never crosses a
-    mount point, so a volume or a bind mount inside the root is outside it)."""
+    when `root_mount` (the root's mount id) is known, on its mount (the walk never crosses a mount
+    point, so a volume or a bind mount of a directory from elsewhere inside the root is outside
+    it); or, wherever its path, in a directory the root shows (a bind of one of the root's own
+    directories, or the directory the root is itself a bind of)."""
     directory = os.path.realpath(os.path.dirname(os.path.abspath(path)) or ".")
     real_root = os.path.realpath(root)
-    if directory != real_root and not directory.startswith(real_root.rstrip("/") + "/"):
-        return False
+    under = directory == real_root or directory.startswith(real_root.rstrip("/") + "/")
     try:
         fd = os.open(directory, os.O_PATH | os.O_CLOEXEC)
     except OSError:
-        return True  # cannot tell: treat as inside, the safe answer
+        return under  # cannot tell: under the root's path is inside, the safe answer
     try:
         if os.fstat(fd).st_dev != root_dev:
             return False
-        here = mounts.mount_id(fd) if root_mount is not None else None
-        return here is None or here == root_mount
+        if under:
+            here = mounts.mount_id(fd) if root_mount is not None else None
+            if here is None or here == root_mount:
+                return True
+        elif root_mount is None:
+            return False  # no /proc: another path on the root's device is taken as elsewhere
+        # Another mount of the root's file system, or another path: inside where the walk would
+        # meet the same directory of that file system.
+        return _below_in_file_system(fd, root, unknown=under)
     finally:
         os.close(fd)
+
+
+def _below_in_file_system(fd: int, root: str, *, unknown: bool) -> bool:
+    """True when the directory `fd` is the root or below it in their one file system; `unknown`
+    when /proc cannot tell."""
+    try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return unknown
+    try:
+        here, top = mounts.file_system_path(fd), mounts.file_system_path(root_fd)
+    finally:
+        os.close(root_fd)
+    if here is None or top is None:
+        return unknown
+    return here == top or here.startswith(top.rstrip(b"/") + b"/")
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ __all__ = ["CGROUP_PREFIX", "Cgroup", "CgroupUnavailable", "find_parent"]
 
 CGROUP_PREFIX = "scan-root-check-"
 CONTROLLERS = ("memory", "pids")
+_ESCAPE = re.compile(r"\\([0-7]{3})")
 _EMPTY_WAIT = 5.0  # seconds for the killed processes to leave before the cgroup is removed
 
 
@@ -19,7 +21,9 @@ class CgroupUnavailable(Exception):
 
 
 def _read(path: str) -> str:
-    with open(path) as handle:
+    # Paths are bytes to the kernel: a mount point or cgroup named in another encoding (a volume
+    # a hostile image declared) must not stop the read; surrogates carry them back to os.* calls.
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
         return handle.read()
 
 
@@ -44,8 +48,8 @@ def own_cgroup(proc_cgroup: str, mountinfo: str) -> str:
         root, point = fields[3], fields[4]
         if root == "/" or relative == root or relative.startswith(root + "/"):
             inside = relative[len(root) :] if root != "/" else relative
-            # mountinfo escapes space, tab, newline and backslash as octal.
-            point = point.encode().decode("unicode_escape")
+            # mountinfo escapes space, tab, newline and backslash as octal; nothing else.
+            point = _ESCAPE.sub(lambda found: chr(int(found[1], 8)), point)
             return os.path.normpath(point + "/" + inside.lstrip("/"))
     raise CgroupUnavailable("no cgroup2 file system is mounted")
 

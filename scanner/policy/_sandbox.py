@@ -43,18 +43,38 @@ PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}  # no glibc wrapper: the system call
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 KEYCTL_JOIN_SESSION_KEYRING = 1  # <linux/keyctl.h>
-AF_UNIX = 1
 EPERM = 1
+ENOSYS = 38
 # <seccomp.h>: the filter's actions and the one comparison used.
 SCMP_ACT_ALLOW = 0x7FFF0000
-SCMP_ACT_ERRNO_EPERM = 0x00050000 | EPERM
-SCMP_CMP_EQ = 4
+SCMP_ACT_ERRNO = 0x00050000  # | the errno
+SCMP_CMP_MASKED_EQ = 7  # (argument & datum_a) == datum_b
 # The system calls of the kernel's keyrings: denied to the script, so it can neither read a key
 # the host holds (root's user keyring is shared by every root process) nor add or request one.
 KEYRING_CALLS = (b"add_key", b"request_key", b"keyctl")
 # io_uring makes sockets and connects without the system calls the filter sees (as Docker's
 # default profile, it is refused whole).
 IO_URING_CALLS = (b"io_uring_setup", b"io_uring_enter", b"io_uring_register")
+# A file handle opens any inode of the file system the handle's mount is on, outside the bind of
+# the target too (the "shocker" escape): refused, as CAP_DAC_READ_SEARCH is dropped.
+HANDLE_CALLS = (b"open_by_handle_at",)
+# Memory no limit of the fallback counts (an unmapped memfd is neither address space nor a file
+# of a size-limited tmpfs): ENOSYS, so that a program falls back to $TMPDIR as it does on an old
+# kernel.
+MEMFD_CALLS = (b"memfd_create", b"memfd_secret")
+# A new user namespace gives the script every capability over namespaces of its own: mounts (a tmpfs
+# of half the host's memory, which no limit of the fallback counts) and the kernel surface behind
+# them. unshare and clone are refused that flag; clone3 passes its flags in memory the filter
+# cannot read, so it is ENOSYS, on which the C library falls back to clone (as under Docker).
+CLONE_NEWUSER = 0x10000000
+CLONE_CALLS = (b"unshare", b"clone")
+# The socket families a socket() may name: those of the network namespace, which is empty. Every
+# other family is refused, named or yet to be: AF_UNIX (through the read-only fallback's bind, a
+# socket file in the target, an ssh-agent's in the live root's /tmp, is a host daemon's), AF_VSOCK
+# (not namespaced: a VM's hypervisor), AF_BLUETOOTH, AF_ALG, ... The kernel reads the family as an
+# int: the filter compares the low 32 bits only, or a family with high bits set would pass it.
+ALLOWED_FAMILIES = frozenset({2, 10, 16})  # AF_INET, AF_INET6, AF_NETLINK
+FAMILY_LIMIT = 128  # the kernel has 46 (AF_MAX); it refuses any family at or past its own
 # The other architectures a process of this machine can run as; the filter covers them too (for
 # an architecture it does not name, libseccomp's default kills the process).
 EXTRA_ARCHITECTURES = {"x86_64": (b"x86", b"x32"), "aarch64": (b"arm",)}
@@ -65,15 +85,15 @@ EXTRA_ARCHITECTURES = {"x86_64": (b"x86", b"x32"), "aarch64": (b"arm",)}
 PER_NAMESPACE_PID_MAX = (6, 14)
 RESERVED_PIDS = 300
 
-# What the script keeps of root's capabilities (Docker's default set plus DAC_READ_SEARCH, so a
-# check can read every file of the target). Everything that could undo the isolation is dropped:
+# What the script keeps of root's capabilities (Docker's default set: DAC_OVERRIDE already lets a
+# check read every file of the target). Everything that could undo the isolation is dropped:
 # SYS_ADMIN (mount, unshare, pivot_root), SYS_CHROOT, MKNOD, NET_ADMIN, NET_RAW, SYS_MODULE,
-# SYS_RAWIO, SYS_PTRACE, SYS_BOOT, SYS_TIME, SYS_RESOURCE, BPF, PERFMON, ...
+# SYS_RAWIO, SYS_PTRACE, SYS_BOOT, SYS_TIME, SYS_RESOURCE, BPF, PERFMON, and DAC_READ_SEARCH
+# (open_by_handle_at reaches the whole file system beneath a bind mount), ...
 KEPT_CAPABILITIES = frozenset(
     {
         0,  # CHOWN
-        1,  # DAC_OVERRIDE
-        2,  # DAC_READ_SEARCH
+        1,  # DAC_OVERRIDE (reads and searches every file and directory)
         3,  # FOWNER
         4,  # FSETID
         5,  # KILL (only processes of the sandbox's own pid namespace are visible)
@@ -103,8 +123,10 @@ PROC_READ_ONLY = (b"sys", b"sysrq-trigger", b"irq", b"bus", b"fs")
 # Bounded throw-away space: the overlay's upper layer and the script's scratch space live in
 # memory. The scratch space is the sandbox's own /dev/shm (TMPDIR): never the target's /tmp, which
 # the script sees as it is (a miner copied to /tmp is what a check looks for).
-UPPER_SIZE = b"size=256m"
-SCRATCH_SIZE = b"size=64m"
+# The inode counts are bounded too: an empty file or directory takes no block of `size` but about
+# 1 KiB of kernel memory.
+UPPER_SIZE = b"size=256m,nr_inodes=65536"
+SCRATCH_SIZE = b"size=64m,nr_inodes=16384"
 SCRATCH = b"/dev/shm"
 SCRIPT = SCRATCH + b"/.scan-root-check"
 ENVIRONMENT = {
@@ -237,7 +259,69 @@ def build(base: bytes, overlay: bool) -> tuple[bytes, str]:
         for name in PROC_READ_ONLY:
             if os.path.exists(proc + b"/" + name):
                 bind_read_only(proc + b"/" + name, proc + b"/" + name)
+    own_tmp = target_tmp(source)
+    if own_tmp is not None:
+        try:
+            show_tmp(own_tmp, base, directory(b"tmp"), writable)
+        finally:
+            os.close(own_tmp)
     return new_root, isolation
+
+
+def mount_id(fd: int) -> int:
+    """The id of the mount `fd` is on (/proc/self/fdinfo)."""
+    with open(f"/proc/self/fdinfo/{fd}", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"mnt_id:"):
+                return int(line[7:])
+    raise SetupError(f"no mount id in /proc/self/fdinfo/{fd}")
+
+
+def target_tmp(source: bytes) -> int | None:
+    """An O_PATH descriptor of the target's /tmp when that is a mount of its own (a tmpfs, a
+    volume: the usual /tmp of a live root or a task), else None. The root's bind is not recursive
+    and would show the empty directory beneath it, where a dropped miner is not."""
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        opened = os.open(source + b"/tmp", flags)
+    except OSError:
+        return None  # no /tmp directory (a symlink is the root's own, seen through the bind)
+    try:
+        # The target's very /tmp (its path could have been swapped since the root was opened).
+        expected = os.stat(b"tmp", dir_fd=ROOT_FD, follow_symlinks=False)
+        found = os.fstat(opened)
+        if (found.st_dev, found.st_ino) != (expected.st_dev, expected.st_ino):
+            raise SetupError(f"{os.fsdecode(source)}/tmp changed while the sandbox was being built")
+        parent = os.open(source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            separate = mount_id(parent) != mount_id(opened)
+        finally:
+            os.close(parent)
+    except BaseException:
+        os.close(opened)
+        raise
+    if not separate:
+        os.close(opened)
+        return None
+    return opened
+
+
+def show_tmp(own_tmp: int, base: bytes, tmp: bytes | None, writable: bool) -> None:
+    """Mount the target's own /tmp mount (`own_tmp`) on the new root's `tmp`: read-only under a
+    throw-away overlay like the root, or read-only alone in the read-only fallback."""
+    if tmp is None:
+        raise SetupError("the target's /tmp is a mount; the read-only root has no /tmp to show it")
+    lower = base + b"/tmp-lower"
+    os.mkdir(lower, 0o700)
+    # Bound through the descriptor: exactly the directory checked, whatever its path is now.
+    bind_read_only(b"/proc/self/fd/%d" % own_tmp, lower, MS_NOSUID | MS_NODEV)
+    if not writable:
+        bind_read_only(lower, tmp, MS_NOSUID | MS_NODEV)
+        return
+    for name in (b"tmp-upper", b"tmp-work"):
+        os.mkdir(base + b"/" + name, 0o700)
+    options = b"lowerdir=%s,upperdir=%s/tmp-upper,workdir=%s/tmp-work" % (lower, base, base)
+    mount(b"overlay", tmp, b"overlay", MS_NOSUID | MS_NODEV, options)
 
 
 def enter(new_root: bytes) -> None:
@@ -273,10 +357,10 @@ def drop_privileges(last: int) -> None:
 
 class Seccomp:
     """The script's seccomp filter, built with libseccomp (the library runc and systemd use) through
-    ctypes: everything is allowed but the keyring system calls, and AF_UNIX sockets, which could
-    reach a host daemon through a socket file in the read-only root (an ssh-agent in the live
-    root's /tmp), and io_uring, which could make one unseen; socketpair() stays allowed. Built
-    here, loaded in the child just before exec."""
+    ctypes: everything is allowed but the keyring system calls, sockets of a family outside the
+    network namespace (ALLOWED_FAMILIES), io_uring, which could make one unseen, open_by_handle_at,
+    memfd_create and new user namespaces; socketpair() stays allowed. Built here, loaded in the
+    child just before exec."""
 
     def __init__(self) -> None:
         try:
@@ -306,23 +390,29 @@ class Seccomp:
             self._check(
                 lib.seccomp_arch_add(self.context, architecture), f"seccomp_arch_add {name.decode()}"
             )
-        for call in KEYRING_CALLS + IO_URING_CALLS:
-            self._rule(call)
-        self._rule(b"socket", _ArgCmp(0, SCMP_CMP_EQ, AF_UNIX, 0))
+        for call in KEYRING_CALLS + IO_URING_CALLS + HANDLE_CALLS:
+            self._rule(call, EPERM)
+        for call in MEMFD_CALLS + (b"clone3",):
+            self._rule(call, ENOSYS)
+        for call in CLONE_CALLS:
+            self._rule(call, EPERM, _ArgCmp(0, SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+        for family in range(FAMILY_LIMIT):
+            if family not in ALLOWED_FAMILIES:
+                self._rule(b"socket", EPERM, _ArgCmp(0, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, family))
 
     @staticmethod
     def _check(result: int, what: str) -> None:
         if result < 0:  # libseccomp returns -errno
             raise SetupError(f"{what}: {os.strerror(-result)}")
 
-    def _rule(self, call: bytes, *compare: _ArgCmp) -> None:
+    def _rule(self, call: bytes, errno: int, *compare: _ArgCmp) -> None:
         number = self.lib.seccomp_syscall_resolve_name(call)
         if number < 0:
             raise SetupError(f"seccomp: unknown system call {call.decode()}")
         array = (_ArgCmp * len(compare))(*compare) if compare else None
         self._check(
             self.lib.seccomp_rule_add_array(
-                self.context, SCMP_ACT_ERRNO_EPERM, number, len(compare), array
+                self.context, SCMP_ACT_ERRNO | errno, number, len(compare), array
             ),
             f"seccomp rule for {call.decode()}",
         )
@@ -366,6 +456,22 @@ def limit_processes(count: int) -> str:
         if int(handle.read()) != RESERVED_PIDS + count:
             raise SetupError("the pid namespace's pid_max did not take")
     return f"{count} processes (the pid namespace's pid_max)"
+
+
+def limit_ipc(memory: int) -> None:
+    """Bound this IPC namespace's System V objects (its sysctls are the namespace's own): shared
+    memory to the script's memory limit in all, few message queues and semaphores. A segment
+    outlives its detaching, so neither RLIMIT_AS nor a process count bounds it."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    for name, value in (
+        ("shmmax", memory),
+        ("shmall", memory // page),
+        ("shmmni", 64),
+        ("msgmni", 16),  # of msgmnb (16 KiB) each
+        ("sem", "32 1024 32 32"),  # per set, in all, per semop, sets
+    ):
+        with open(f"/proc/sys/kernel/{name}", "w") as handle:
+            handle.write(str(value))
 
 
 def mebibytes(size: int) -> str:
@@ -416,6 +522,9 @@ def run(script: bytes, last: int, seccomp: Seccomp, memory: int, cgroup_fd: int)
 def main() -> int:
     global ROOT_FD, STATUS_FD
     ROOT_FD, STATUS_FD = int(sys.argv[2]), int(sys.argv[3])
+    # Python's SIGINT handler would let the script end this PID 1 (`kill -INT 1`) and lose its
+    # verdict; with the default action, the kernel drops a signal sent to PID 1 from inside.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     memory, processes, cgroup_fd = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
     chunks = []
     while chunk := os.read(0, 1 << 16):
@@ -433,6 +542,7 @@ def main() -> int:
                 f"memory {mebibytes(memory)} per process (RLIMIT_AS), "
                 + limit_processes(processes)
             )
+        limit_ipc(memory)
         last = last_capability()
         seccomp = Seccomp()
         new_session_keyring(seccomp)

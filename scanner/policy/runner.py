@@ -11,7 +11,9 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   memory. Only the root's own file system is seen, like the scan's walk, which never crosses a
   mount point. If overlayfs cannot be mounted, the root stays a read-only bind (writes fail) and
   the result says so; if neither works the check is an error: it never runs unisolated.
-- The script sees the target as it is, its `/tmp` included (where a miner would be dropped).
+- The script sees the target as it is, its `/tmp` included (where a miner would be dropped);
+  a `/tmp` that is a mount of its own (a tmpfs, a volume) is shown too, under its own throw-away
+  overlay (read-only in the fallback): the root's bind alone would show the directory beneath.
   A fresh `/proc` (this pid namespace only; kernel knobs and `/proc/keys` masked or read-only as
   Docker does), a read-only `/dev` with only null, zero, full, random, urandom and tty, and the
   script's own scratch space, a size-limited tmpfs `/dev/shm` named by `TMPDIR` (in the read-only
@@ -20,21 +22,29 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
   nothing to climb out to. For the live root `/` this is the same files, run directly by the same
   shell; only the writes and the network are taken away.
 - The script runs as root with a reduced capability bounding set (no SYS_ADMIN, SYS_CHROOT, MKNOD,
-  NET_ADMIN, SYS_MODULE, SYS_PTRACE, ...) and no_new_privs, in a fixed environment (PATH,
-  HOME=/root, LANG=C, TMPDIR=/dev/shm): never the scanner's, which may hold secrets.
+  NET_ADMIN, SYS_MODULE, SYS_PTRACE, DAC_READ_SEARCH, ...) and no_new_privs, in a fixed
+  environment (PATH, HOME=/root, LANG=C, TMPDIR=/dev/shm): never the scanner's, which may hold
+  secrets.
 - Kernel keyrings: the sandbox joins a new, empty session keyring, and a seccomp filter (libseccomp)
   makes add_key, request_key and keyctl fail with EPERM, so no key of the host (root's user keyring
-  is shared by every root process) can be read or searched. The same filter refuses AF_UNIX
-  sockets: through the read-only fallback's bind, a socket file in the target (an ssh-agent's in
-  the live root's `/tmp`) would reach a host daemon. Without libseccomp the check is an error.
+  is shared by every root process) can be read or searched. The same filter refuses sockets of
+  every family but the empty network namespace's (AF_INET, AF_INET6, AF_NETLINK): through the
+  read-only fallback's bind, a socket file in the target (an ssh-agent's in the live root's
+  `/tmp`) would reach a host daemon, and AF_VSOCK a VM's hypervisor; io_uring; open_by_handle_at,
+  which reaches the whole file system beneath a bind; memfd_create (ENOSYS: memory no limit of
+  the fallback counts); and new user namespaces (in one, the script could mount a tmpfs of its
+  own, unbounded). Without libseccomp the check is an error.
 - Memory and processes (`memory_mib`, default 256, and `processes`, default 64, per check): a cgroup
   v2 child of the scanner's own cgroup with memory.max (swap 0) and pids.max, when the scanner's
   cgroup can have one (the root cgroup, or a delegated one with memory and pids enabled for its
   children). The script joins it before exec; a kill by the OOM killer or a fork refused at the
   limit makes the check an error, whatever the script's status. Otherwise, weaker: RLIMIT_AS per
   process (an allocation past it fails inside the script, which decides what to do with that, and
-  N processes can hold N times the limit), and the pid namespace's own pid_max (Linux 6.14 and
-  later) for the process count, which the scanner cannot see reached. RLIMIT_NPROC is not used: the
+  N processes can hold N times the limit; kernel memory held through descriptors, socket buffers
+  and pipes, is not counted at all), and the pid namespace's own pid_max (Linux 6.14 and
+  later) for the process count, which the scanner cannot see reached. In both, the IPC namespace's
+  System V shared memory is capped at `memory_mib` in all, and the two tmpfs (the overlay's upper
+  layer, the scratch space) have an inode count as well as a size. RLIMIT_NPROC is not used: the
   kernel never applies it to uid 0, and it counts all of a user's processes on the host. Each
   result names the limits in force (`limits`).
 - Its shebang picks the interpreter (the target's, since it runs in the target's root); without one
@@ -394,6 +404,15 @@ def _verdict(status: str, output: str, seconds: float, returncode: int) -> Check
             return Errored(f"exited with status {code}", output, seconds, limits)
     # unshare's own complaint (no CAP_SYS_ADMIN, no namespaces...) is the last line it wrote.
     said = output.splitlines()[-1] if output else f"unshare exited with status {returncode}"
+    if isolation and limits:
+        # The script ran: what it printed is the output, not a reason the sandbox gives.
+        return Errored(
+            f"the sandbox ended without saying how the script ended (unshare's status "
+            f"{returncode})",
+            output,
+            seconds,
+            limits,
+        )
     return Errored(
         f"the sandbox could not be built, the script did not run: {said}", output, seconds
     )
