@@ -21,6 +21,8 @@ if [ "${1:-}" = "--test" ]; then
     packages="$packages openssl openssh-client gnupg putty-tools default-jre-headless"
     # skopeo checks that the test image builder writes layouts real tools accept.
     packages="$packages skopeo"
+    # libc6-dev: the sandbox tests compile small static probes (gcc -static needs libc.a).
+    packages="$packages libc6-dev"
 fi
 
 if [ "$(id -u)" = 0 ]; then
