@@ -43,7 +43,9 @@ def _member(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
 
 def _save_members(layer_members: list[tarfile.TarInfo], layer_data: dict[str, bytes]) -> bytes:
     """A docker save archive, without its end blocks, whose manifest names `l/layer.tar`."""
-    config = json.dumps(image_config()).encode()
+    config_document = image_config()
+    config_document["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]  # one layer, one diff_id
+    config = json.dumps(config_document).encode()
     manifest = json.dumps([{"Config": "c.json", "RepoTags": ["t:1"], "Layers": ["l/layer.tar"]}])
     out = []
     for name, data in (("manifest.json", manifest.encode()), ("c.json", config)):
@@ -202,7 +204,9 @@ def test_members_read_out_of_order_are_bounded_in_all(tmp_path: Path) -> None:
         padding.size = _MiB
         members.append(_member(padding, os.urandom(_MiB)))  # incompressible: under the ratio
         names.append(info.name)
-    config = json.dumps(image_config()).encode()
+    config_document = image_config()
+    config_document["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64] * len(names)
+    config = json.dumps(config_document).encode()
     manifest = json.dumps([{"Config": "c.json", "RepoTags": ["t:1"], "Layers": names[::-1]}])
     head = [
         _member(_info("manifest.json", len(manifest)), manifest.encode()),
