@@ -226,3 +226,25 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size
     return info
+
+
+def test_a_symlink_without_a_target_is_not_extracted(
+    tmp_path: Path, scan_impl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """symlink(2) refuses an empty target: such a member was an OSError (exit 5, found by the
+    fuzz suite); it is not extracted, and the report says so (incomplete, exit 3)."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        archive.addfile(_link("etc/empty", ""))
+        hello = tarfile.TarInfo("etc/hello")
+        hello.size = 3
+        archive.addfile(hello, io.BytesIO(b"hi\n"))
+    data = layer.getvalue()
+    regular = tarfile.TarInfo("l/layer.tar")
+    regular.size = len(data)
+    archive_path = tmp_path / "empty-link.tar"
+    archive_path.write_bytes(_save_members([regular], {"l/layer.tar": data}) + bytes(1024))
+    argv = ["image", str(archive_path), "--quiet", "--no-process-env", "--format", "json"]
+    assert cli.main(argv) == 3
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert any("'etc/empty' has no target" in problem["message"] for problem in problems)

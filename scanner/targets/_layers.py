@@ -599,6 +599,9 @@ class LayerApplier:
             self._file(blocks, member, parent, fd, parts, label)
             return
         if member.issym():
+            if not member.linkname:  # symlink(2) refuses an empty target (ENOENT): no such link
+                self.unextracted.append(f"{label}: symlink {member.name!r} has no target")
+                return
             self._replacing(parent, fd, name, os.symlink, member.linkname, name, dir_fd=fd)
             if self._owner is not None and (member.uid, member.gid) != self._owner:
                 os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
