@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from .gate import (
 from .output import FORMATS
 from .prefetch import start_early_prefetch
 from .report import Severity
+from .terminate import Terminated, terminating
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ exit codes:
      wins over 1 and 3, and over --fail-on and --baseline
   5  internal error: scan-root itself failed (a bug; the traceback is on stderr), also
      with --exit-zero
+  143, 130  stopped by SIGTERM or SIGINT (128 + the signal), temporary files removed
 """
 
 
@@ -71,8 +74,10 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         parser.add_argument(
             "root",
             metavar="IMAGE",
-            help="an OCI image layout directory, an OCI archive or a `docker save` tarball",
+            help="an OCI image layout directory, an OCI archive or a `docker save` tarball or "
+            "directory; IMAGE:TAG picks one image of several",
         )
+        parser.add_argument("--tag", metavar="TAG", help="the image of IMAGE to scan, by tag")
     else:
         parser.add_argument(
             "root", nargs="?", default="/", help="root directory to scan (default: /)"
@@ -206,7 +211,13 @@ def _packages_parser() -> argparse.ArgumentParser:
         prog="scan-root packages",
         description="List what every package manager found in ROOT says is installed.",
     )
-    parser.add_argument("root", nargs="?", default="/", help="root directory (default: /)")
+    parser.add_argument(
+        "root",
+        nargs="?",
+        default="/",
+        help="root directory (default: /), or an image as `scan-root image` takes it",
+    )
+    parser.add_argument("--tag", metavar="TAG", help="with an image: the one to list, by tag")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--output", metavar="FILE", help="write the list to FILE, not stdout")
     return parser
@@ -291,7 +302,7 @@ def _packages(argv: Sequence[str]) -> int:
 
     args = _packages_parser().parse_args(argv)
     try:
-        inventory = list_packages(args.root)
+        inventory = list_packages(args.root, tag=args.tag)
     except ScannerError as error:
         print(f"scan-root: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -312,7 +323,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns its exit code (EPILOG). A failure of scan-root itself is exit 5
     with its traceback, never Python's 1, which would read as "findings"."""
     try:
-        return _main(argv)
+        with terminating():  # a `finally` that removes an image's scratch tree runs on SIGTERM
+            return _main(argv)
+    except Terminated as stop:
+        print(
+            f"scan-root: stopped by {signal.Signals(stop.signum).name}; no report "
+            "(temporary files removed)",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum  # what a shell shows for a process its signal ended
     except Exception:  # noqa: BLE001 - reported in full, then a distinct exit code
         traceback.print_exc()
         print(
@@ -353,7 +372,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from pkgdb import PkgDBError
 
     from .policy import PolicyError, load_policy
-    from .scan import scan_image, scan_root
+    from .scan import ScanArguments, scan_image, scan_root
 
     policy: Policy | None = None
     if args.policy is not None:
@@ -368,8 +387,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.baseline is not None:  # read before the scan: a bad baseline fails fast
             accepted = baselines.prepare(args.baseline, args.root, update=args.update_baseline)
-        report = (scan_image if image else scan_root)(
-            args.root,
+        options = ScanArguments(
             checks=checks,
             jobs=args.jobs,
             all_files=args.all_files,
@@ -388,6 +406,10 @@ def _main(argv: Sequence[str] | None) -> int:
             progress=_progress_printer(show_progress),
             policy=policy,
         )
+        if image:
+            report = scan_image(args.root, tag=args.tag, **options)
+        else:
+            report = scan_root(args.root, **options)
     except (UsageError, TargetError) as error:
         print(f"scan-root: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pkgdb import Package
@@ -11,6 +12,7 @@ from pkgdb import Package
 from .manifests import read_manifests
 from .report import SCHEMA_VERSION, Problem
 from .scan import open_root
+from .targets.layout import image_format
 
 __all__ = ["Inventory", "list_packages"]
 
@@ -68,11 +70,43 @@ class Inventory:
         return "\n".join(lines) + "\n"
 
 
-def list_packages(root: str | os.PathLike[str] = "/") -> Inventory:
-    """Read every package database in `root` and list its packages, sorted by manager and name."""
+def list_packages(root: str | os.PathLike[str] = "/", *, tag: str | None = None) -> Inventory:
+    """Read every package database in `root` and list its packages, sorted by manager and name.
+
+    `root` may be an image (an OCI layout or archive, a `docker save`; `tag` or `PATH:TAG`
+    picks one of several): its layers are applied to a temporary directory, as scan_image does,
+    and the image's own problems are listed too. Raises ImageError for an unusable image."""
+    if tag is not None or _is_image(root):
+        return _image_packages(root, tag)
     with open_root(root) as rootfs:
         manifests = read_manifests(rootfs)
-    packages = sorted(
-        manifests.packages, key=lambda p: (p.manager, p.name, p.version, p.arch or "")
-    )
-    return Inventory(os.fspath(root), tuple(packages), tuple(manifests.problems))
+    return _inventory(root, manifests.packages, manifests.problems)
+
+
+def _is_image(root: str | os.PathLike[str]) -> bool:
+    """Whether `root` is an image, or `PATH:TAG` of one."""
+    if image_format(root) is not None:
+        return True
+    if os.path.lexists(root):
+        return False
+    from .targets.image import split_reference  # the layer code: only for images
+
+    path, tag = split_reference(os.fspath(root))
+    return tag is not None and image_format(path) is not None
+
+
+def _image_packages(path: str | os.PathLike[str], tag: str | None) -> Inventory:
+    from .targets.image import open_image
+
+    with open_image(path, tag=tag) as image, open_root(image.root) as rootfs:
+        manifests = read_manifests(rootfs)
+        problems = [*manifests.problems]
+        problems += [Problem(kind="image", message=message) for message in image.problems]
+    return _inventory(path, manifests.packages, problems)
+
+
+def _inventory(
+    root: str | os.PathLike[str], packages: Iterable[Package], problems: Iterable[Problem]
+) -> Inventory:
+    ordered = sorted(packages, key=lambda p: (p.manager, p.name, p.version, p.arch or ""))
+    return Inventory(os.fspath(root), tuple(ordered), tuple(problems))

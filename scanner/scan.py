@@ -27,9 +27,21 @@ from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
 from .targets.ecs import EXECUTION_ENV, FARGATE_EXECUTION_ENV, read_task_metadata
+from .targets.layout import image_format
 from .version import __version__
 
 __all__ = ["ScanArguments", "iter_scan", "open_root", "scan_image", "scan_root"]
+
+
+def refuse_image(root: str | os.PathLike[str]) -> None:
+    """TargetError when `root` is an image, not a root filesystem: scanned as a directory, a
+    layout or a save would give a clean report about blobs, not the image's files."""
+    kind = image_format(root)
+    if kind is not None:
+        raise TargetError(
+            f"{root} is {kind}, not a root filesystem: did you mean `scan-root image {root}`? "
+            "(scanner.scan_image)"
+        )
 
 
 def open_root(root: str | os.PathLike[str]) -> RootFS:
@@ -116,6 +128,7 @@ def iter_scan(
     """
     if arguments.get("policy") is not None:
         raise UsageError("iter_scan streams undecided findings: pass the policy to scan_root")
+    refuse_image(root)
     yield from _stream(root, select_checks(arguments.get("checks")), report, arguments)
 
 
@@ -244,6 +257,7 @@ def scan_root(root: str | os.PathLike[str] = "/", **arguments: Unpack[ScanArgume
     library must not lower its caller's priority unasked.
     """
     policy = arguments.pop("policy", None)
+    refuse_image(root)
     report = _scan(root, _custom_checks(policy), arguments)
     if policy is not None:
         apply_policy(report, policy)
@@ -281,11 +295,14 @@ def _scan(
     return report
 
 
-def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments]) -> Report:
+def scan_image(
+    path: str | os.PathLike[str], *, tag: str | None = None, **arguments: Unpack[ScanArguments]
+) -> Report:
     """Scan a container image (OCI layout or archive, `docker save` tarball) like a root.
 
     The layers are applied, whiteouts included, into a private temporary directory that is always
-    removed; its config's Env is a 424 source. Raises ImageError for an unusable or hostile image.
+    removed; its config's Env is a 424 source. `tag` (or `PATH:TAG`) picks one image of several.
+    Raises ImageError for an unusable or hostile image.
     """
     # Imported here: tarfile, zipfile and the layer code cost every root scan ~15 ms otherwise.
     from .targets.image import open_image
@@ -293,7 +310,7 @@ def scan_image(path: str | os.PathLike[str], **arguments: Unpack[ScanArguments])
     policy = arguments.pop("policy", None)  # applied once the image's identity is known
     custom = _custom_checks(policy)
     # A custom check's script reads the tree itself: every file must then hold its bytes.
-    with open_image(path, place=not custom) as image:
+    with open_image(path, tag=tag, place=not custom) as image:
         arguments.setdefault("image_env", image.env)
         if image.extents is not None:
             arguments.setdefault("extents", image.extents)

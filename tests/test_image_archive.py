@@ -43,7 +43,9 @@ def _member(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
 
 def _save_members(layer_members: list[tarfile.TarInfo], layer_data: dict[str, bytes]) -> bytes:
     """A docker save archive, without its end blocks, whose manifest names `l/layer.tar`."""
-    config = json.dumps(image_config()).encode()
+    config_document = image_config()
+    config_document["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64]  # one layer, one diff_id
+    config = json.dumps(config_document).encode()
     manifest = json.dumps([{"Config": "c.json", "RepoTags": ["t:1"], "Layers": ["l/layer.tar"]}])
     out = []
     for name, data in (("manifest.json", manifest.encode()), ("c.json", config)):
@@ -202,7 +204,9 @@ def test_members_read_out_of_order_are_bounded_in_all(tmp_path: Path) -> None:
         padding.size = _MiB
         members.append(_member(padding, os.urandom(_MiB)))  # incompressible: under the ratio
         names.append(info.name)
-    config = json.dumps(image_config()).encode()
+    config_document = image_config()
+    config_document["rootfs"]["diff_ids"] = ["sha256:" + "0" * 64] * len(names)
+    config = json.dumps(config_document).encode()
     manifest = json.dumps([{"Config": "c.json", "RepoTags": ["t:1"], "Layers": names[::-1]}])
     head = [
         _member(_info("manifest.json", len(manifest)), manifest.encode()),
@@ -222,3 +226,25 @@ def _info(name: str, size: int) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = size
     return info
+
+
+def test_a_symlink_without_a_target_is_not_extracted(
+    tmp_path: Path, scan_impl: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """symlink(2) refuses an empty target: such a member was an OSError (exit 5, found by the
+    fuzz suite); it is not extracted, and the report says so (incomplete, exit 3)."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        archive.addfile(_link("etc/empty", ""))
+        hello = tarfile.TarInfo("etc/hello")
+        hello.size = 3
+        archive.addfile(hello, io.BytesIO(b"hi\n"))
+    data = layer.getvalue()
+    regular = tarfile.TarInfo("l/layer.tar")
+    regular.size = len(data)
+    archive_path = tmp_path / "empty-link.tar"
+    archive_path.write_bytes(_save_members([regular], {"l/layer.tar": data}) + bytes(1024))
+    argv = ["image", str(archive_path), "--quiet", "--no-process-env", "--format", "json"]
+    assert cli.main(argv) == 3
+    problems = json.loads(capsys.readouterr().out)["problems"]
+    assert any("'etc/empty' has no target" in problem["message"] for problem in problems)

@@ -39,7 +39,7 @@ from _native import remove_py
 from ..errors import ScannerError
 from . import _tar
 
-__all__ = ["Extent", "ImageError", "ImageLimits", "LayerApplier"]
+__all__ = ["Extent", "ImageError", "ImageLimits", "LayerApplier", "ScratchFull"]
 
 GiB = 1 << 30
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -51,10 +51,18 @@ _COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"BZh")
 _DIR_CACHE = 256  # open directory fds kept between members (tar order groups siblings)
 _CHAIN_KEEP = 32  # of a long way down from an open ancestor, the fds kept (the deepest)
 _AHEAD_CHUNKS = 8  # decoded chunks (of _CHUNK) waiting for the extraction: 8 MiB at most
+# What a scratch filesystem holds per entry beyond its data: on tmpfs, an inode and a dentry
+# (~1 KiB of kernel memory each) and data in whole pages.
+_ENTRY_BYTES = 1024
+_PAGE = 4096
 
 
 class ImageError(ScannerError):
     """The image cannot be read, or it is hostile (traversal, bomb, corrupt or truncated layer)."""
+
+
+class ScratchFull(ImageError):
+    """The layers need more than the scratch directory's budget (LayerApplier's `budget`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +399,10 @@ class LayerApplier:
     that readers open by path) are always copied. An inode freed by a removal and given to a
     new file cannot be mistaken: a new copied file over `place_over` drops its inode's entry,
     and a smaller one never matches a placed length.
+
+    With `budget`, the bytes the extracted tree may take where it is written (a memory
+    filesystem: RAM) are counted as they are written, data in whole pages plus _ENTRY_BYTES an
+    entry, and ScratchFull is raised before the write that would pass it.
     """
 
     def __init__(
@@ -399,8 +411,11 @@ class LayerApplier:
         limits: ImageLimits,
         place_over: int | None = None,
         keep_whole: tuple[str, ...] = (),
+        budget: int | None = None,
     ) -> None:
         self.limits = limits
+        self.budget = budget
+        self.written = 0  # bytes charged against `budget`
         self.problems: list[str] = []
         # Members the merged root lacks though they may hold data (unknown tar types): not
         # verified, so each makes the report incomplete.
@@ -561,6 +576,7 @@ class LayerApplier:
                 )
             self._whiteout(parts, member.name, label, layer)
             return int(absolute)
+        self._charge(_ENTRY_BYTES + len(member.linkname))
         parent = self._lookup(parts[:-1], create=True, label=label, name=member.name, layer=layer)
         assert parent is not None
         if (parent, base) in layer:
@@ -583,6 +599,9 @@ class LayerApplier:
             self._file(blocks, member, parent, fd, parts, label)
             return
         if member.issym():
+            if not member.linkname:  # symlink(2) refuses an empty target (ENOENT): no such link
+                self.unextracted.append(f"{label}: symlink {member.name!r} has no target")
+                return
             self._replacing(parent, fd, name, os.symlink, member.linkname, name, dir_fd=fd)
             if self._owner is not None and (member.uid, member.gid) != self._owner:
                 os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
@@ -690,6 +709,7 @@ class LayerApplier:
         """Copy a member's data into `fd`, or leave the file sparse and note where it lies."""
         over = self.place_over
         if over is None or member.size <= over:
+            self._charge(-(-member.size // _PAGE) * _PAGE)
             blocks.copy(fd, member.size)
             return
         if isinstance(blocks, _tar.ExtentBlocks) and not (
@@ -699,6 +719,7 @@ class LayerApplier:
             os.ftruncate(fd, member.size)
             self.placed[os.fstat(fd).st_ino] = (blocks.fd, offset, member.size)
             return
+        self._charge(-(-member.size // _PAGE) * _PAGE)
         blocks.copy(fd, member.size)
         if self.placed:
             self.placed.pop(os.fstat(fd).st_ino, None)  # a freed inode given to this new file
@@ -709,11 +730,18 @@ class LayerApplier:
         assert member.sparse is not None
         for start, length in member.sparse:
             if length:
+                self._charge(-(-length // _PAGE) * _PAGE)
                 os.lseek(fd, start, os.SEEK_SET)
                 blocks.copy(fd, length)
         os.ftruncate(fd, member.realsize)
         if self.placed:
             self.placed.pop(os.fstat(fd).st_ino, None)  # a freed inode given to this new file
+
+    def _charge(self, size: int) -> None:
+        """Count `size` bytes about to be written; ScratchFull before passing the budget."""
+        self.written += size
+        if self.budget is not None and self.written > self.budget:
+            raise ScratchFull(f"the image takes more than {self.budget} bytes to extract")
 
     def _metadata(self, fd: int, member: _tar.Member) -> None:
         _stamp(fd, member, self._owner)

@@ -32,10 +32,10 @@ import contextlib
 import dataclasses
 import errno
 import hashlib
-import json
 import os
 import posixpath
 import re
+import secrets
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -48,10 +48,13 @@ from _native import Extents
 from pkgdb import DATABASE_DIRS
 from pkgdb.rootfs import Identity, identity
 
+from ..jsonload import JSONInputError, load_json
 from ._archive import inflated
-from ._layers import Extent, ImageError, ImageLimits, LayerApplier
+from . import _fields
+from ._beneath import Escape, open_beneath
+from ._layers import Extent, ImageError, ImageLimits, LayerApplier, ScratchFull
 
-__all__ = ["Image", "ImageError", "ImageLimits", "open_image"]
+__all__ = ["Image", "ImageError", "ImageLimits", "open_image", "split_reference"]
 
 _JSON_LIMIT = 16 << 20  # manifests and configs are kilobytes; refuse anything absurd
 _LINK_HOPS = 40  # in-archive links followed to reach a member: the kernel's MAXSYMLINKS
@@ -100,11 +103,16 @@ class Image:
 def open_image(
     path: str | os.PathLike[str],
     *,
+    tag: str | None = None,
     limits: ImageLimits = DEFAULT_LIMITS,
     workdir: str | None = None,
     place: bool = True,
 ) -> Iterator[Image]:
     """Merge the image at `path` into a temp dir and yield it.
+
+    `tag` picks one image of a layout or archive that holds several (an OCI layout's
+    `org.opencontainers.image.ref.name`, a `docker save`'s RepoTags); `PATH:TAG` says the same
+    when PATH exists and PATH:TAG does not (split_reference).
 
     With `place` (the default), files over PLACE_OVER bytes of uncompressed layers are left
     sparse and read in place by the scan's hasher (Image.extents), outside the package databases;
@@ -112,29 +120,69 @@ def open_image(
     needs.
 
     The temp dir is made under `workdir`, else $TMPDIR when set, else a memory filesystem
-    (/dev/shm) when it has room for the layers, else the system temp dir (`_scratch_dirs`).
-    It is removed on exit, also when the body or the extraction raises.
+    (/dev/shm) when it has room for the layers, else the system temp dir (`_scratch_dirs`). On
+    a memory filesystem (that one, or a tmpfs $TMPDIR) what is written is budgeted
+    (`_budget`): past it, the extraction starts over on disk, or fails when there is no disk
+    to go to. The temp dir is removed on exit, also when the body or the extraction raises
+    (KeyboardInterrupt or the CLI's SIGTERM included).
     Raises ImageError for an unreadable, invalid or hostile image.
     """
-    source = _open_source(os.fspath(path), limits)
+    path, named = split_reference(os.fspath(path))
+    if tag is not None and named is not None:
+        raise ImageError(f"{path}: a tag given twice ({named!r} in the path and {tag!r})")
+    source = _open_source(path, limits)
     try:
-        plan = _plan(source)
+        plan = _plan(source, tag if tag is not None else named)
         candidates = [workdir] if workdir is not None else _scratch_dirs(source, plan, place)
         for number, directory in enumerate(candidates, 1):
-            root = tempfile.mkdtemp(prefix="scan-root-image-", dir=directory)
+            budget = _budget(directory)
+            root = os.path.join(
+                directory or tempfile.gettempdir(), f"scan-root-image-{secrets.token_hex(8)}"
+            )
+            foreign = False
             try:
+                # Made inside the try: an exception raised right after mkdir (a signal's) still
+                # finds the finally below.
                 try:
-                    image = _extract(source, plan, root, limits, place)
+                    os.mkdir(root, 0o700)
+                except FileExistsError:
+                    foreign = True  # not ours (a 64-bit random name taken): never removed
+                    raise
+                try:
+                    image = _extract(source, plan, root, limits, place, budget)
                 except (OSError, ImageError) as error:
-                    if number < len(candidates) and _no_space(error):
-                        continue  # the memory filesystem filled up: start over on disk
+                    if number < len(candidates) and (
+                        _no_space(error) or isinstance(error, ScratchFull)
+                    ):
+                        continue  # the memory filesystem is full or its budget spent: on disk
+                    if isinstance(error, ScratchFull):
+                        raise ScratchFull(
+                            f"{path}: {error} in {os.path.dirname(root)}, a memory "
+                            f"filesystem (budget: a third of its room and of the memory "
+                            "available); point $TMPDIR at a directory on disk"
+                        ) from None
                     raise
                 yield dataclasses.replace(image, changed=_watch(source))
                 return
             finally:
-                _remove_tree(root)
+                if not foreign:
+                    with contextlib.suppress(FileNotFoundError):  # a signal before mkdir
+                        _remove_tree(root)
     finally:
         source.close()
+
+
+def split_reference(path: str) -> tuple[str, str | None]:
+    """(path, tag) of `PATH:TAG` when PATH exists and the whole does not; else (path, None).
+    Each `:` from the left is tried: `image.tar:alpine:3.20` names the tag `alpine:3.20`."""
+    if os.path.lexists(path):
+        return path, None
+    at = path.find(":")
+    while at > 0:
+        if at + 1 < len(path) and os.path.lexists(path[:at]):
+            return path[:at], path[at + 1 :]
+        at = path.find(":", at + 1)
+    return path, None
 
 
 def _watch(source: _Source) -> Callable[[], str | None]:
@@ -158,6 +206,8 @@ def _watch(source: _Source) -> Callable[[], str | None]:
 
 
 _MEMORY_DIR = "/dev/shm"
+_MEMORY_FILESYSTEMS = frozenset({b"tmpfs", b"ramfs"})
+_MEMORY_SHARE = 3  # a memory filesystem takes at most 1/3 of its room and of our memory
 _COMPRESSION_GUESS = 5  # decompressed:compressed size assumed when choosing where to extract
 # Of an uncompressed layer whose files are placed, the share the scratch tree takes: inodes,
 # directories, the package databases (bookworm-apps: 627 MB of layer, ~10 MB of tmpfs).
@@ -170,7 +220,9 @@ def _scratch_dirs(source: _Source, plan: _Plan, place: bool) -> list[str | None]
     for recently deleted inodes after the previous scan's removal), tmpfs ~0.3 s (README,
     Performance). It takes RAM for the scan's duration, so only when what the layers will take
     (a compressed one x5, a placed one 1/16) fits in a third of both the free tmpfs space and the
-    memory available to us. An explicit $TMPDIR always wins. None means the system temp dir."""
+    memory available to us. That is a guess (a bomb inflates far more): the writes themselves
+    are held to the same third (`_budget`). An explicit $TMPDIR always wins. None means the
+    system temp dir."""
     if os.environ.get("TMPDIR"):
         return [None]
     need = 0.0
@@ -180,14 +232,51 @@ def _scratch_dirs(source: _Source, plan: _Plan, place: bool) -> list[str | None]
             need += size * _COMPRESSION_GUESS
         else:
             need += size * _PLACED_SHARE if place else size
-    try:
-        info = os.statvfs(_MEMORY_DIR)
-    except OSError:
-        return [None]
-    room = min(info.f_bavail * info.f_frsize, _memory_available())
-    if not os.access(_MEMORY_DIR, os.W_OK) or need > room // 3:
+    room = _room(_MEMORY_DIR)
+    if room is None or not os.access(_MEMORY_DIR, os.W_OK) or need > room // _MEMORY_SHARE:
         return [None]
     return [_MEMORY_DIR, None]
+
+
+def _room(directory: str) -> int | None:
+    """What a memory filesystem can still take: its free space (ramfs: unlimited) and the
+    memory available to us, the smaller; None when it cannot be known."""
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return None
+    memory = _memory_available()
+    free = info.f_bavail * info.f_frsize if info.f_blocks else memory
+    return min(free, memory) if memory > 0 else free
+
+
+def _budget(directory: str | None) -> int | None:
+    """The bytes the extracted tree may take in `directory` (None: the system temp dir) when it
+    is on a memory filesystem: a third of its room (the share `_scratch_dirs` chose it for),
+    counted as written (LayerApplier's `budget`). None on disk: the image limits only."""
+    path = directory if directory is not None else tempfile.gettempdir()
+    if directory != _MEMORY_DIR and not _memory_backed(path):
+        return None
+    room = _room(path)
+    return None if room is None else room // _MEMORY_SHARE
+
+
+def _memory_backed(path: str) -> bool:
+    """Whether `path` is on tmpfs or ramfs (/proc/self/mountinfo: the mount of its device)."""
+    try:
+        device = os.stat(path).st_dev
+        with open("/proc/self/mountinfo", "rb") as mounts:
+            table = mounts.read()
+    except OSError:
+        return False
+    wanted = f"{os.major(device)}:{os.minor(device)}".encode()
+    for line in table.splitlines():
+        fields = line.split()
+        # ID PARENT MAJOR:MINOR ROOT POINT OPTIONS [OPTIONAL...] - TYPE SOURCE SUPER-OPTIONS
+        if len(fields) > 2 and fields[2] == wanted and b"-" in fields[6:]:
+            kind = fields[fields.index(b"-", 6) + 1 :][:1]
+            return kind[0] in _MEMORY_FILESYSTEMS if kind else False
+    return False
 
 
 def _memory_available() -> int:
@@ -264,6 +353,7 @@ class _Source:
             yield stream
 
     def read_json(self, name: str, digest: str | None = None) -> tuple[Any, bytes]:
+        """(document, bytes) of a JSON blob, its size and nesting capped (scanner.jsonload)."""
         with self.open(name) as stream:
             raw = stream.read(_JSON_LIMIT + 1)
         if len(raw) > _JSON_LIMIT:
@@ -273,42 +363,67 @@ class _Source:
             if hashlib.new(algorithm, raw).hexdigest() != expected:
                 raise ImageError(f"{self.path}: {name}: digest mismatch: content is not {digest}")
         try:
-            return json.loads(raw), raw
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ImageError(f"{self.path}: {name}: invalid JSON: {error}") from error
+            return load_json(raw, what=name, max_bytes=_JSON_LIMIT), raw
+        except JSONInputError as error:
+            raise ImageError(f"{self.path}: {error}") from None
 
 
 def _clean(name: str) -> str:
     return "/".join(part for part in name.split("/") if part not in ("", "."))
 
 
+class _Missing(ImageError):
+    """A file of the image directory does not exist."""
+
+
 class _DirSource(_Source):
+    """A layout or `docker save` tree on disk. Every file is opened beneath it (_beneath): a
+    blob that is a symlink to a host file, or a name with `..`, would scan the host's file."""
+
     def __init__(self, path: str) -> None:
         super().__init__(path)
         self._blobs: list[IO[bytes]] = []
+        try:
+            self._top = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as error:
+            raise ImageError(f"{path}: cannot open the directory: {error.strerror}") from error
 
-    def _join(self, name: str) -> str:
+    def _fd(self, name: str) -> int:
         clean = _clean(name)
         if not clean or ".." in clean.split("/"):
             raise ImageError(f"{self.path}: invalid blob path {name!r}")
-        return os.path.join(self.path, clean)
+        try:
+            return open_beneath(self._top, clean)
+        except FileNotFoundError:
+            raise _Missing(f"{self.path}: {name} is missing") from None
+        except Escape as error:
+            raise ImageError(f"{self.path}: {error}") from None
+        except OSError as error:
+            raise ImageError(f"{self.path}: {name}: {error.strerror}") from error
 
     def has(self, name: str) -> bool:
-        return os.path.isfile(self._join(name))
+        """Whether `name` exists; one that exists but cannot be opened beneath the directory is
+        there too, for open() to say why."""
+        try:
+            os.close(self._fd(name))
+        except _Missing:
+            return False
+        except ImageError:
+            return True
+        return True
 
     def size(self, name: str) -> int:
         try:
-            return os.stat(self._join(name)).st_size
-        except OSError:
+            fd = self._fd(name)
+        except ImageError:
             return 0
+        try:
+            return os.fstat(fd).st_size
+        finally:
+            os.close(fd)
 
     def open(self, name: str) -> IO[bytes]:
-        try:
-            return open(self._join(name), "rb")
-        except FileNotFoundError:
-            raise ImageError(f"{self.path}: {name} is missing") from None
-        except OSError as error:
-            raise ImageError(f"{self.path}: {name}: {error.strerror}") from error
+        return os.fdopen(self._fd(name), "rb")
 
     @contextlib.contextmanager
     def layer(self, name: str) -> Iterator[IO[bytes] | Extent]:
@@ -321,6 +436,9 @@ class _DirSource(_Source):
         for stream in self._blobs:
             stream.close()
         self._blobs.clear()
+        if self._top >= 0:
+            os.close(self._top)
+            self._top = -1
 
     def _open_fds(self) -> list[int]:
         return [stream.fileno() for stream in self._blobs]
@@ -422,7 +540,7 @@ def _open_source(path: str, limits: ImageLimits) -> _Source:
 
 @dataclass(slots=True)
 class _Plan:
-    config: dict[str, Any]
+    config: _fields.Config
     image_id: str
     layers: list[tuple[str, str | None]]  # (name inside the source, expected digest)
     name: str | None = None
@@ -431,20 +549,39 @@ class _Plan:
     problems: list[str] = field(default_factory=list)
 
 
-def _plan(source: _Source) -> _Plan:
+def _plan(source: _Source, tag: str | None = None) -> _Plan:
     if source.has("manifest.json"):
-        return _docker_plan(source)
-    if source.has("index.json"):
-        return _oci_plan(source)
-    raise ImageError(
-        f"{source.path}: not an image: neither an OCI layout (index.json) nor a docker save "
-        "archive (manifest.json)"
-    )
+        plan = _docker_plan(source, tag)
+    elif source.has("index.json"):
+        plan = _oci_plan(source, tag)
+    else:
+        raise ImageError(
+            f"{source.path}: not an image: neither an OCI layout (index.json) nor a docker save "
+            "archive (manifest.json)"
+        )
+    # One diff_id per layer, in order, is what the image id (the config's digest) vouches for:
+    # with fewer layers listed, files the image has would be missed, with more, files it lacks
+    # scanned. docker load ("layers length mismatch") and containerd refuse such an image; so
+    # do we: an error, not a problem next to a report that would read complete.
+    diff_ids = plan.config.diff_ids or 0
+    if diff_ids != len(plan.layers):
+        raise ImageError(
+            f"{source.path}: the manifest lists {len(plan.layers)} layers, the image config "
+            f"{diff_ids} diff_ids (rootfs): not a valid image"
+        )
+    return plan
 
 
-def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits, place: bool) -> Image:
+def _extract(
+    source: _Source,
+    plan: _Plan,
+    root: str,
+    limits: ImageLimits,
+    place: bool,
+    budget: int | None = None,
+) -> Image:
     keep_whole = tuple(os.fsdecode(directory) for directory in DATABASE_DIRS)
-    applier = LayerApplier(root, limits, PLACE_OVER if place else None, keep_whole)
+    applier = LayerApplier(root, limits, PLACE_OVER if place else None, keep_whole, budget)
     try:
         for number, (name, digest) in enumerate(plan.layers, 1):
             label = f"layer {number} ({name})"
@@ -460,62 +597,84 @@ def _extract(source: _Source, plan: _Plan, root: str, limits: ImageLimits, place
 
 def _image(root: str, plan: _Plan, extraction: list[str], extents: Extents | None) -> Image:
     config = plan.config
-    runtime = config.get("config") or {}
-    if not isinstance(runtime, dict):
-        raise ImageError("image config: 'config' is not an object")
-    env = []
-    for entry in runtime.get("Env") or ():
-        if isinstance(entry, str):
-            name, _, value = entry.partition("=")
-            env.append((name, value))
-    labels = runtime.get("Labels") or {}
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids")
     problems = list(plan.problems)
-    if isinstance(diff_ids, list) and len(diff_ids) != len(plan.layers):
-        problems.append(f"config lists {len(diff_ids)} diff_ids for {len(plan.layers)} layers")
-    platform = None
-    if isinstance(config.get("os"), str) and isinstance(config.get("architecture"), str):
-        platform = f"{config['os']}/{config['architecture']}"
     return Image(
         root=root,
         name=plan.name,
         tags=plan.tags,
         image_id=plan.image_id,
         digest=plan.digest,
-        env=tuple(env),
-        user=runtime.get("User") or None,
-        labels=MappingProxyType({str(k): str(v) for k, v in dict(labels).items()}),
+        env=config.env,
+        user=config.user,
+        labels=MappingProxyType(dict(config.labels)),
         problems=tuple(problems + extraction),
-        platform=platform,
+        platform=config.platform,
         extents=extents,
     )
 
 
-def _config(source: _Source, name: str, digest: str | None) -> tuple[dict[str, Any], str]:
-    config, raw = source.read_json(name, digest)
-    if not isinstance(config, dict):
-        raise ImageError(f"{source.path}: image config {name} is not a JSON object")
-    return config, "sha256:" + hashlib.sha256(raw).hexdigest()
+def _config(source: _Source, name: str, digest: str | None) -> tuple[_fields.Config, str]:
+    document, raw = source.read_json(name, digest)
+    parsed = _fields.config(document, f"{source.path}: image config {name}")
+    return parsed, "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _docker_plan(source: _Source) -> _Plan:
+def _matches(name: str, wanted: str) -> bool:
+    """Whether the image named `name` is the one `wanted` asks for: the same name, its tag
+    (`1.0` for `example/app:1.0`), or its name without the registry (`app:1.0`)."""
+    if name == wanted:
+        return True
+    if "/" not in wanted and ":" not in wanted:
+        _, colon, tag = name.rpartition(":")
+        return bool(colon) and "/" not in tag and tag == wanted
+    return name.endswith("/" + wanted)
+
+
+def _listed(names: list[str]) -> str:
+    """Names from the image for a message: quoted (escaping control characters), ten at most."""
+    shown = ", ".join(repr(name) for name in names[:10])
+    return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
+
+
+_CHOOSE = "choose one: IMAGE:TAG or --tag TAG"
+
+
+def _docker_plan(source: _Source, tag: str | None) -> _Plan:
     """`docker save`: manifest.json = [{"Config": ..., "RepoTags": [...], "Layers": [...]}]."""
     manifest, _ = source.read_json("manifest.json")
-    if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict):
-        raise ImageError(f"{source.path}: manifest.json is not a non-empty list of images")
-    entry = manifest[0]
+    where = f"{source.path}: manifest.json"
+    if not isinstance(manifest, list) or not manifest:
+        raise ImageError(f"{where} is not a non-empty list of images")
+    entries = []
+    for number, entry in enumerate(manifest):
+        entry = _fields.obj(entry, f"{where}[{number}]")
+        tags = tuple(_fields.strings(entry, "RepoTags", f"{where}[{number}]") or ())
+        entries.append((number, entry, tags))
     problems = []
-    if len(manifest) > 1:
-        problems.append(f"the archive holds {len(manifest)} images; scanned the first")
-    config_name, layers = entry.get("Config"), entry.get("Layers")
-    if not isinstance(config_name, str) or not isinstance(layers, list):
-        raise ImageError(f"{source.path}: manifest.json: missing 'Config' or 'Layers'")
+    every = [name for _, _, tags in entries for name in tags]
+    if tag is not None:
+        chosen = [item for item in entries if any(_matches(name, tag) for name in item[2])]
+        if len(chosen) != 1:
+            what = "no image" if not chosen else f"{len(chosen)} images"
+            raise ImageError(f"{where}: {what} tagged {tag!r} (tags: {_listed(every)})")
+        number, entry, tags = chosen[0]
+    else:
+        number, entry, tags = entries[0]
+        if len(entries) > 1:
+            problems.append(
+                f"the archive holds {len(entries)} images; scanned the first ({_CHOOSE}; tags: "
+                f"{_listed(every)})"
+            )
+    at = f"{where}[{number}]"
+    config_name = _fields.member(entry, "Config", str, at)
+    layers = _fields.strings(entry, "Layers", at)
+    if config_name is None or layers is None:
+        raise ImageError(f"{at}: missing 'Config' or 'Layers'")
     config, image_id = _config(source, config_name, _blob_digest(config_name))
-    tags = tuple(tag for tag in entry.get("RepoTags") or () if isinstance(tag, str))
     return _Plan(
         config=config,
         image_id=image_id,
-        layers=[(str(layer), _blob_digest(str(layer))) for layer in layers],
+        layers=[(layer, _blob_digest(layer)) for layer in layers],
         name=tags[0] if tags else None,
         tags=tags,
         problems=problems,
@@ -539,33 +698,30 @@ def _blob(source: _Source, descriptor: Any, what: str) -> tuple[str, str]:
     return f"blobs/{algorithm}/{hexdigest}", digest
 
 
-def _oci_plan(source: _Source) -> _Plan:
+def _oci_plan(source: _Source, tag: str | None) -> _Plan:
     """OCI layout: index.json -> (image index ->) manifest -> config + layers."""
     if not source.has("oci-layout"):
         raise ImageError(f"{source.path}: index.json without oci-layout: not an OCI image layout")
     index, _ = source.read_json("index.json")
     problems: list[str] = []
-    top = _pick(source, index, "index.json", problems)
-    annotations = top.get("annotations") or {}
+    top = _pick(source, index, "index.json", problems, tag, top=True)
     descriptor = top
     for _depth in range(4):  # nested image indexes, bounded
-        if descriptor.get("mediaType") not in _INDEX_TYPES:
+        if descriptor.get("mediaType") not in _INDEX_TYPES:  # a string: checked by _pick
             break
         name, digest = _blob(source, descriptor, "image index")
         nested, _ = source.read_json(name, digest)
         descriptor = _pick(source, nested, name, problems)
     name, digest = _blob(source, descriptor, "manifest")
     manifest, _ = source.read_json(name, digest)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("layers"), list):
-        raise ImageError(
-            f"{source.path}: manifest {digest}: no 'layers' list (an index nested too deep?)"
-        )
+    where = f"{source.path}: manifest {digest}"
+    manifest = _fields.obj(manifest, where)
+    if _fields.member(manifest, "layers", list, where) is None:
+        raise ImageError(f"{where}: no 'layers' list (an index nested too deep?)")
     config_name, config_digest = _blob(source, manifest.get("config"), f"manifest {digest} config")
     config, image_id = _config(source, config_name, config_digest)
     layers = [_blob(source, layer, f"manifest {digest} layer") for layer in manifest["layers"]]
-    ref = annotations.get(_REF_NAME)
-    full = annotations.get(_CONTAINERD_NAME)
-    tags = tuple(dict.fromkeys(value for value in (full, ref) if isinstance(value, str)))
+    tags = _names(top)
     return _Plan(
         config=config,
         image_id=image_id,
@@ -577,33 +733,61 @@ def _oci_plan(source: _Source) -> _Plan:
     )
 
 
-def _pick(source: _Source, index: Any, where: str, problems: list[str]) -> dict[str, Any]:
-    """The one manifest of an index, or linux/amd64 among several (attestations ignored)."""
-    manifests = index.get("manifests") if isinstance(index, dict) else None
-    if not isinstance(manifests, list) or not manifests:
-        raise ImageError(f"{source.path}: {where}: no 'manifests' list")
-    candidates = [
-        entry
-        for entry in manifests
-        if isinstance(entry, dict)
-        and (entry.get("annotations") or {}).get("vnd.docker.reference.type")
-        != "attestation-manifest"
-    ]
+def _names(entry: dict[str, Any]) -> tuple[str, ...]:
+    """An index entry's names: containerd's full one first, then the OCI ref name (a tag)."""
+    annotations = entry.get("annotations") or {}  # checked by _pick: strings
+    names = (annotations.get(_CONTAINERD_NAME), annotations.get(_REF_NAME))
+    return tuple(dict.fromkeys(name for name in names if name is not None))
+
+
+def _platform(entry: dict[str, Any]) -> str:
+    info = entry.get("platform") or {}  # checked by _pick: an object of strings
+    return f"{info.get('os', '?')}/{info.get('architecture', '?')}"
+
+
+def _pick(
+    source: _Source,
+    index: Any,
+    where: str,
+    problems: list[str],
+    tag: str | None = None,
+    *,
+    top: bool = False,
+) -> dict[str, Any]:
+    """The manifest of an index that `tag` names (index.json), or its one manifest, or
+    linux/amd64 among several (attestations ignored). At the top, entries of several names and
+    no tag are an error: which to scan is the caller's choice."""
+    at = f"{source.path}: {where}"
+    manifests = _fields.member(_fields.obj(index, at), "manifests", list, at)
+    if not manifests:
+        raise ImageError(f"{at}: no 'manifests' list")
+    candidates = []
+    for number, entry in enumerate(manifests):
+        entry_at = f"{at}: manifests[{number}]"
+        entry = _fields.obj(entry, entry_at)
+        _fields.member(entry, "mediaType", str, entry_at)
+        annotations = _fields.mapping(entry, "annotations", entry_at)
+        platform = _fields.member(entry, "platform", dict, entry_at)
+        if platform is not None:
+            for key in ("os", "architecture"):
+                _fields.member(platform, key, str, f"{entry_at}: platform")
+        if annotations.get("vnd.docker.reference.type") != "attestation-manifest":
+            candidates.append(entry)
+    every = list(dict.fromkeys(name for entry in candidates for name in _names(entry)))
+    if tag is not None:
+        candidates = [e for e in candidates if any(_matches(name, tag) for name in _names(e))]
+        if not candidates:
+            raise ImageError(f"{at}: no image tagged {tag!r} (tags: {_listed(every)})")
+    elif top and len({_names(entry) for entry in candidates if _names(entry)}) > 1:
+        raise ImageError(f"{at}: several images, tagged {_listed(every)}: {_CHOOSE}")
     if len(candidates) == 1:
         return candidates[0]
-
-    def platform(entry: dict[str, Any]) -> str:
-        info = entry.get("platform") or {}
-        return f"{info.get('os', '?')}/{info.get('architecture', '?')}"
-
     wanted = "/".join(_WANTED_PLATFORM)
     for entry in candidates:
-        if platform(entry) == wanted:
+        if _platform(entry) == wanted:
             problems.append(
                 f"{where} lists {len(candidates)} manifests; scanned {wanted} ({entry.get('digest')})"
             )
             return entry
-    found = ", ".join(platform(entry) for entry in candidates) or "none"
-    raise ImageError(
-        f"{source.path}: {where}: {len(candidates)} manifests and none is {wanted} ({found})"
-    )
+    found = ", ".join(_platform(entry) for entry in candidates) or "none"
+    raise ImageError(f"{at}: {len(candidates)} manifests and none is {wanted} ({found})")
