@@ -41,6 +41,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import errno
 import re
 import stat
 from dataclasses import dataclass, field
@@ -242,8 +243,12 @@ def _read_db(root: RootFS) -> tuple[bytes, bytes]:
         except FileNotFoundError:
             continue
         except OSError as error:
+            if error.errno == errno.EFBIG:
+                raise ApkDBError(
+                    f"/{path.decode()}: larger than {MAX_DB_BYTES >> 20} MiB, not read"
+                ) from error
             raise ApkDBError(f"/{path.decode()}: cannot read: {error.strerror}") from error
-        if len(data) >= MAX_DB_BYTES:
+        if len(data) >= MAX_DB_BYTES:  # it grew while being read
             raise ApkDBError(f"/{path.decode()}: larger than {MAX_DB_BYTES >> 20} MiB, not read")
         return path, data
     raise ApkDBError(f"/{DB_PATHS[0].decode()}: no apk installed database")

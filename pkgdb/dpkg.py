@@ -162,11 +162,16 @@ class _Reader:
         except FileNotFoundError:
             return None
         except OSError as error:
+            reason = (
+                f"larger than {limit >> 20} MiB, not read"
+                if error.errno == errno.EFBIG
+                else f"cannot read: {error.strerror}"
+            )
             if path == STATUS:
-                raise DpkgDBError(f"/{path.decode()}: cannot read: {error.strerror}") from error
-            self.problem(path, f"cannot read: {error.strerror}")
+                raise DpkgDBError(f"/{path.decode()}: {reason}") from error
+            self.problem(path, reason)
             return None
-        if len(data) >= limit:
+        if len(data) >= limit:  # it grew while being read
             if path == STATUS:
                 raise DpkgDBError(f"/{path.decode()}: larger than {limit >> 20} MiB, not read")
             self.problem(path, f"larger than {limit >> 20} MiB, not read")
@@ -359,6 +364,9 @@ class _Reader:
         for line in data.split(b"\n"):
             path = line.strip(b"/")
             if not path or path == b"." or self.filters.excluded(path):
+                continue
+            if b"\0" in path:
+                unverifiable += 1  # no file has this name: what it stood for cannot be checked
                 continue
             try:
                 mode = self.root.lstat(path).st_mode

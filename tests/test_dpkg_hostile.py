@@ -1,0 +1,207 @@
+"""Hostile dpkg and apk databases: each is a problem or a clear error, in bounded time and memory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import pytest
+from child import run_python
+
+import scanner
+from pkgdb import RootFS, apk, dpkg
+from pkgdb.dpkg_files import parse_conffiles, parse_diversions, parse_md5sums
+from pkgdb.stanzas import MalformedLines, Stanza, parse_stanzas
+
+ELF = b"\x7fELF\x02\x01\x01" + bytes(200)
+STANZA = b"Package: tool\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n\n"
+
+
+class Hang(Exception):
+    pass
+
+
+def _alarm(signum: int, frame: FrameType | None) -> None:
+    raise Hang("no answer within the time allowed")
+
+
+def within(seconds: int, call: Callable[[], object]) -> object:
+    """`call()`, failing (not hanging) when it takes longer than `seconds`."""
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(seconds)
+    try:
+        return call()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def dpkg_root(root: Path, files: dict[bytes, bytes], md5sums: bytes | None = None) -> Path:
+    """A dpkg root whose package `tool` owns `files` (intact, 0755); md5sums as given or right."""
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    for path, content in files.items():
+        full = bytes(root) + b"/" + path
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as handle:
+            handle.write(content)
+        os.chmod(full, 0o755)
+    (root / "var/lib/dpkg/status").write_bytes(STANZA)
+    if md5sums is None:
+        md5sums = b"".join(
+            hashlib.md5(c).hexdigest().encode() + b"  " + p + b"\n" for p, c in files.items()
+        )
+    (root / "var/lib/dpkg/info/tool.md5sums").write_bytes(md5sums)
+    return root
+
+
+def problems(report: scanner.Report) -> list[str]:
+    return [f"{p.to_dict().get('path')}: {p.message}" for p in report.problems]
+
+
+# --- 1. crashes and hangs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [64 << 10, 1 << 20])
+def test_status_line_without_colon_is_parsed_in_linear_time(size: int) -> None:
+    # A search for the next field restarted at each byte of the line: 64 KiB took 17 s.
+    data = b"Package: a\nStatus: install ok installed\n" + b"x" * size + b"\nVersion: 1\n\n"
+    items = within(3, lambda: list(parse_stanzas(data, frozenset({b"Package", b"Version"}))))
+    assert items == [
+        MalformedLines(3, 3, "neither a 'Field: value' line nor a continuation line"),
+        Stanza(1, {b"Package": b"a", b"Version": b"1"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"x" * (1 << 20),
+        b"a:" * (1 << 19),
+        b" " * (1 << 20),
+        b"\t:" * (1 << 19),
+        (b"x" * 1000 + b"\n") * 1000,
+        b"Conffiles:\n" + b" /a b\n" * (1 << 16),
+    ],
+    ids=["letters", "colons", "spaces", "tab-colon", "many-lines", "conffiles"],
+)
+def test_status_shapes_are_read_in_bounded_time(tmp_path: Path, line: bytes) -> None:
+    root = dpkg_root(tmp_path / "root", {})
+    (root / "var/lib/dpkg/status").write_bytes(STANZA + line + b"\n\n" + STANZA)
+
+    def read() -> dpkg.DpkgDB:
+        with RootFS(root) as fs:
+            return dpkg.read(fs)
+
+    db = within(5, read)
+    assert isinstance(db, dpkg.DpkgDB) and [p.name for p in db.packages] == ["tool"]
+
+
+def test_md5sums_fifo_is_a_problem(tmp_path: Path, scan_impl: str) -> None:
+    # The prefetch hint on a FIFO raised ESPIPE ("Illegal seek"): a crash, exit 5.
+    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
+    md5sums = root / "var/lib/dpkg/info/tool.md5sums"
+    md5sums.unlink()
+    os.mkfifo(md5sums)
+    report = within(10, lambda: scanner.scan_root(root, checks=["448"]))
+    assert not report.complete
+    assert any("tool.md5sums" in p and "not a regular file" in p for p in problems(report))
+
+
+def test_md5sums_path_with_a_nul_byte_is_a_malformed_line(tmp_path: Path, scan_impl: str) -> None:
+    # A NUL reached os.lstat: ValueError ("embedded null byte"), a crash.
+    good = hashlib.md5(ELF).hexdigest().encode()
+    md5sums = good + b"  usr/bin/tool\n" + good + b"  usr/bin/a\0b\n"
+    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF}, md5sums)
+    report = scanner.scan_root(root, checks=["448"])
+    assert not report.complete and report.findings == []
+    assert any("line 2: path contains a NUL byte" in p for p in problems(report))
+
+
+@pytest.mark.parametrize(
+    ("parse", "data"),
+    [
+        (parse_md5sums, b"0" * 32 + b"  a\0b\n"),
+        (parse_conffiles, b" /etc/a\0b " + b"0" * 32),
+        (parse_diversions, b"/a\0b\n/c\n:\n"),
+    ],
+    ids=["md5sums", "conffiles", "diversions"],
+)
+def test_nul_in_any_recorded_path_is_an_error(
+    parse: Callable[[bytes], tuple[object, list[tuple[int, str]]]], data: bytes
+) -> None:
+    found, errors = parse(data)
+    assert not found and len(errors) == 1
+
+
+@pytest.mark.parametrize("components", [1000, 2030])
+def test_md5sums_path_of_many_components(
+    tmp_path: Path, scan_impl: str, components: int
+) -> None:
+    # Each component was one level of recursion in RootFS: RecursionError, a crash.
+    deep = b"usr/bin/" + b"/".join([b"d"] * components) + b"/tool"
+    good = hashlib.md5(ELF).hexdigest().encode()
+    md5sums = good + b"  " + deep + b"\n" + good + b"  usr/bin/tool\n"
+    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF}, md5sums)
+    report = scanner.scan_root(root, checks=["448"])
+    [finding] = report.findings  # a binary the package lists but is not there
+    assert finding.kind == "missing" and finding.path == deep
+
+
+def test_symlink_target_of_many_components_resolves(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    os.symlink("/" + "./" * 2000 + "real", root / "link")
+    with RootFS(root) as fs:
+        assert fs.resolve(b"link/file") == b"real/file"
+
+
+def _rss_after_reading(root: Path) -> dict[str, object]:
+    source = (
+        "import json, resource, sys\n"
+        "from pkgdb import READERS, RootFS, PkgDBError\n"
+        "errors = []\n"
+        f"with RootFS({str(root)!r}) as fs:\n"
+        "    for reader in READERS:\n"
+        "        if reader.present(fs):\n"
+        "            try:\n"
+        "                reader.read(fs)\n"
+        "            except PkgDBError as error:\n"
+        "                errors.append(str(error))\n"
+        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'errors': errors, 'rss_kib': rss}))\n"
+    )
+    result: dict[str, object] = json.loads(run_python(source))
+    return result
+
+
+@pytest.mark.parametrize("db", ["var/lib/dpkg/status", "lib/apk/db/installed"])
+def test_sparse_3_gb_database_is_refused_before_reading(tmp_path: Path, db: str) -> None:
+    # It was read up to the 256 MiB limit (537 MiB RSS with the join) before being refused.
+    root = tmp_path / "root"
+    (root / db).parent.mkdir(parents=True)
+    (root / "var/lib/dpkg/info").mkdir(parents=True, exist_ok=True)
+    with open(root / db, "wb") as handle:
+        handle.write(STANZA)
+        handle.truncate(3 << 30)
+    result = _rss_after_reading(root)
+    [error] = result["errors"]  # type: ignore[misc]
+    assert "larger than 256 MiB, not read" in error
+    assert int(result["rss_kib"]) < 150 * 1024  # type: ignore[call-overload]
+
+
+def test_sparse_dpkg_config_is_refused_before_reading(tmp_path: Path) -> None:
+    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
+    (root / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
+    with open(root / "etc/dpkg/dpkg.cfg.d/huge", "wb") as handle:
+        handle.truncate(3 << 30)
+    result = _rss_after_reading(root)
+    assert result["errors"] == []
+    assert int(result["rss_kib"]) < 150 * 1024  # type: ignore[call-overload]
+    with RootFS(root) as fs:
+        db = dpkg.read(fs)
+    assert any("huge" in p.source.decode() and "path filters" in p.message for p in db.problems)
