@@ -47,6 +47,7 @@ import stat
 from dataclasses import dataclass, field
 
 from .dpkg_filters import glob_to_regex
+from .presence import db_present
 from .records import (
     DigestAlgorithm,
     InstalledFile,
@@ -76,6 +77,7 @@ DATABASE_DIRS = (b"lib/apk/db", b"usr/lib/apk/db", b"etc/apk")
 # apk-tools' `apk_db_layer_name(APK_DB_LAYER_ROOT)`; usr-merged apk roots (Chimera Linux) keep it
 # in usr/lib with `lib -> usr/lib`, which RootFS resolves; the second path covers a missing link.
 DB_PATHS = (b"lib/apk/db/installed", b"usr/lib/apk/db/installed")
+_DB_IN_APK = b"db/installed"
 PROTECTED_PATHS_D = b"etc/apk/protected_paths.d"
 DEFAULT_PROTECTED_PATHS = (b"+etc", b"@etc/init.d", b"!etc/apk")  # apk_db_open
 
@@ -212,14 +214,10 @@ def parse_digest(value: bytes) -> tuple[bytes, DigestAlgorithm] | str:
 
 
 def present(root: RootFS) -> bool:
-    """Whether `root` has an apk installed database."""
-    for path in DB_PATHS:
-        try:
-            root.lstat(path)
-        except OSError:
-            continue
-        return True
-    return False
+    """Whether `root` has an apk installed database, or its place is taken by something
+    unusable (then read() says why)."""
+    # From lib/apk down, which only apk makes: a FIFO or loop at lib/apk or lib/apk/db counts.
+    return any(db_present(root, path[: -len(_DB_IN_APK) - 1], (_DB_IN_APK,)) for path in DB_PATHS)
 
 
 def read(root: RootFS) -> PackageDB:

@@ -36,6 +36,7 @@ from typing import TypeVar
 
 from .dpkg_files import Diversion, parse_conffiles, parse_diversions, parse_md5sums
 from .dpkg_filters import PathFilter, PathFilters, read_filters
+from .presence import db_present
 from .records import (
     DigestAlgorithm,
     InstalledFile,
@@ -102,14 +103,9 @@ class DpkgDB(PackageDB):
 
 
 def present(root: RootFS) -> bool:
-    """Whether `root` has a dpkg database (a status file or a status.d directory)."""
-    for path in (STATUS, STATUS_D):
-        try:
-            root.lstat(path)
-        except OSError:
-            continue
-        return True
-    return False
+    """Whether `root` has a dpkg database (a status file or a status.d directory), or its
+    place is taken by something unusable (then read() says why)."""
+    return db_present(root, DATABASE_DIRS[0], (b"status", b"status.d"))
 
 
 def read(root: RootFS) -> DpkgDB:

@@ -205,3 +205,91 @@ def test_sparse_dpkg_config_is_refused_before_reading(tmp_path: Path) -> None:
     with RootFS(root) as fs:
         db = dpkg.read(fs)
     assert any("huge" in p.source.decode() and "path filters" in p.message for p in db.problems)
+
+
+# --- 2. a database path that is there but unusable is a problem, not "no database" ----------
+
+
+def _loop(path: Path) -> None:
+    os.symlink(path.name, path)  # points at itself
+
+
+def _fifo(path: Path) -> None:
+    os.mkfifo(path)
+
+
+def _file(path: Path) -> None:
+    path.write_bytes(b"not a directory\n")
+
+
+def _device(path: Path) -> None:
+    try:
+        os.mknod(path, 0o600 | 0o020000, os.makedev(1, 3))  # a character device, like /dev/null
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD")
+
+
+_BREAKERS = {"loop": _loop, "fifo": _fifo, "file": _file, "device": _device}
+
+
+@pytest.mark.parametrize(
+    ("place", "breaker"),
+    [
+        ("var/lib/dpkg", "loop"),
+        ("var/lib/dpkg", "fifo"),
+        ("var/lib/dpkg", "file"),
+        ("var/lib/dpkg", "device"),
+        ("var/lib", "loop"),
+        ("var/lib/dpkg/status.d", "fifo"),
+        ("var/lib/dpkg/status", "loop"),
+        ("var/lib/dpkg/status", "device"),
+        ("lib/apk/db", "loop"),
+        ("lib/apk/db", "fifo"),
+        ("lib/apk", "device"),
+        ("lib/apk/db/installed", "loop"),
+        ("usr/lib/apk/db", "loop"),
+    ],
+)
+def test_unusable_database_path_is_a_problem(
+    tmp_path: Path, scan_impl: str, place: str, breaker: str
+) -> None:
+    root = tmp_path / "root"
+    target = root / place
+    target.parent.mkdir(parents=True)
+    _BREAKERS[breaker](target)
+    report = scanner.scan_root(root, checks=["448"])
+    assert not report.complete, problems(report)
+    kinds = {p.kind for p in report.problems}
+    assert "package-db" in kinds and "no-package-db" not in kinds, problems(report)
+
+
+def test_looping_info_directory_is_a_problem(tmp_path: Path, scan_impl: str) -> None:
+    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
+    info = root / "var/lib/dpkg/info"
+    for name in os.listdir(info):
+        os.unlink(info / name)
+    info.rmdir()
+    _loop(info)
+    report = scanner.scan_root(root, checks=["448"])
+    assert not report.complete
+    assert any("var/lib/dpkg/info" in p for p in problems(report))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [{}, {"var/lib/dpkg/": None}, {"var": "file"}, {"lib/apk/db/": None}, {"var/lib": "file"}],
+    ids=["empty", "empty-dpkg-dir", "var-is-a-file", "empty-apk-dir", "var-lib-is-a-file"],
+)
+def test_no_database_is_still_said_and_complete(
+    tmp_path: Path, layout: dict[str, str | None]
+) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    for place, kind in layout.items():
+        if kind is None:
+            (root / place).mkdir(parents=True)
+        else:
+            (root / place).parent.mkdir(parents=True, exist_ok=True)
+            _file(root / place)
+    report = scanner.scan_root(root, checks=["448"])
+    assert report.complete and [p.kind for p in report.problems] == ["no-package-db"]
