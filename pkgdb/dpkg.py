@@ -24,7 +24,8 @@ md5sums and in Conffiles is one record, the conffile's (is_config=True).
 Diversions (`dpkg-divert`): a file that package P lists at `from`, diverted to `to` by another
 package or locally (`:`), is on disk at `to`, so P's record gets path `to`; the diverting
 package's own file stays at `from` (dpkg `namenodetouse`). Path filters are matched against
-the path as the package spells it, before diversion, as dpkg does when unpacking.
+the path as the package spells it, before diversion, as dpkg does when unpacking. They excuse
+only a file that is absent: one that is there is verified like any other.
 """
 
 from __future__ import annotations
@@ -359,7 +360,7 @@ class _Reader:
         unverifiable = 0
         for line in data.split(b"\n"):
             path = line.strip(b"/")
-            if not path or path == b"." or self.filters.excluded(path):
+            if not path or path == b".":
                 continue
             if b"\0" in path:
                 unverifiable += 1  # no file has this name: what it stood for cannot be checked
@@ -367,8 +368,11 @@ class _Reader:
             try:
                 mode = self.root.lstat(path).st_mode
             except OSError as error:
-                if error.errno in (errno.ENOENT, errno.ENOTDIR):
-                    unverifiable += 1  # gone: it may have been a file
+                # gone: it may have been a file, unless the image's path filters dropped it
+                if error.errno in (errno.ENOENT, errno.ENOTDIR) and not self.filters.excluded(
+                    path
+                ):
+                    unverifiable += 1
                 continue
             if not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
                 unverifiable += 1
@@ -404,7 +408,12 @@ class _Reader:
         if not group:
             return group
         if self.filters:
-            kept = [entry for entry in group if not self.filters.excluded(entry[0])]
+            excluded = self.filters.excluded
+            kept = [
+                entry
+                for entry in group
+                if not (excluded(entry[0]) and self.absent(self.on_disk(name, entry[0])))
+            ]
             self.filtered += len(group) - len(kept)
             group = kept
         diversions = self.diversions
@@ -417,6 +426,23 @@ class _Reader:
                 placed.append((path, digest))
             return placed
         return group
+
+    def on_disk(self, name: str, path: bytes) -> bytes:
+        """Where package `name`'s file `path` is on disk (elsewhere if another diverted it)."""
+        diversion = self.diversions.get(path)
+        return path if diversion is None or diversion.package == name else diversion.diverted
+
+    def absent(self, path: bytes) -> bool:
+        """Whether nothing is at `path`. The image's own path filters may excuse only that:
+        a filtered file that is there (a binary the image's dpkg.cfg.d "excludes", then
+        modifies) is verified like any other, or a hostile image could exempt any file."""
+        try:
+            self.root.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        except OSError:
+            return False  # cannot tell: kept, and its verification will say why
+        return False
 
     def text(self, value: bytes, source: bytes, line: int, field_name: str) -> str:
         """A field as text: dpkg writes only ASCII here; anything else is reported, not guessed."""

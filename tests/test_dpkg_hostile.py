@@ -293,3 +293,64 @@ def test_no_database_is_still_said_and_complete(
             _file(root / place)
     report = scanner.scan_root(root, checks=["448"])
     assert report.complete and [p.kind for p in report.problems] == ["no-package-db"]
+
+
+# --- 3. the image's own path filters excuse only absent files -------------------------------
+
+
+def _filtered_root(tmp_path: Path) -> Path:
+    root = dpkg_root(
+        tmp_path / "root",
+        {b"usr/bin/tool": ELF, b"usr/bin/gone": ELF, b"usr/share/doc/tool/README": b"doc\n"},
+    )
+    (root / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
+    (root / "etc/dpkg/dpkg.cfg.d/hide").write_bytes(
+        b"path-exclude=/usr/bin/*\npath-exclude=/usr/share/doc/*\n"
+    )
+    (root / "usr/bin/gone").unlink()  # dropped as the filter says: excused
+    (root / "usr/share/doc/tool/README").unlink()
+    return root
+
+
+def test_path_filters_do_not_excuse_a_present_modified_binary(
+    tmp_path: Path, scan_impl: str
+) -> None:
+    root = _filtered_root(tmp_path)
+    with open(root / "usr/bin/tool", "ab") as handle:
+        handle.write(b"!")
+    report = scanner.scan_root(root, checks=["448"], all_files=True)
+    assert [(f.path, f.kind) for f in report.findings] == [(b"usr/bin/tool", "modified")]
+    assert report.managers[0].filtered == 2 and report.complete
+
+
+def test_path_filters_do_not_excuse_a_binary_replaced_by_a_symlink(
+    tmp_path: Path, scan_impl: str
+) -> None:
+    root = _filtered_root(tmp_path)
+    (root / "usr/bin/tool").unlink()
+    os.symlink("/bin/sh", root / "usr/bin/tool")
+    report = scanner.scan_root(root, checks=["448"])
+    assert [(f.path, f.kind) for f in report.findings] == [
+        (b"usr/bin/tool", "replaced-by-symlink")
+    ]
+
+
+def test_path_filters_still_excuse_absent_files_and_intact_ones_pass(
+    tmp_path: Path, scan_impl: str
+) -> None:
+    report = scanner.scan_root(_filtered_root(tmp_path), checks=["448"], all_files=True)
+    assert report.findings == [] and report.complete
+    assert report.managers[0].filtered == 2 and report.managers[0].files == 1
+
+
+def test_path_filters_apply_to_the_diverted_place(tmp_path: Path) -> None:
+    # `tool`'s usr/bin/tool is diverted by `other` to usr/bin/tool.real: that is where it must be
+    root = _filtered_root(tmp_path)
+    (root / "var/lib/dpkg/diversions").write_bytes(b"/usr/bin/tool\n/usr/bin/tool.real\nother\n")
+    with RootFS(root) as fs:
+        db = dpkg.read(fs)
+    assert db.filtered == 3 and db.files == ()  # tool.real absent: excused like the others
+    os.rename(root / "usr/bin/tool", root / "usr/bin/tool.real")
+    with RootFS(root) as fs:
+        db = dpkg.read(fs)
+    assert db.filtered == 2 and [f.path for f in db.files] == [b"usr/bin/tool.real"]
