@@ -354,3 +354,45 @@ def test_path_filters_apply_to_the_diverted_place(tmp_path: Path) -> None:
     with RootFS(root) as fs:
         db = dpkg.read(fs)
     assert db.filtered == 2 and [f.path for f in db.files] == [b"usr/bin/tool.real"]
+
+
+# --- 4. dpkg default scope: programs outside bin/ are judged though dpkg records no mode ----
+
+_SCRIPT = b"#!/bin/sh\necho helper\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "tamper", "kind"),
+    [
+        (b"usr/lib/openssh/sftp-server", ELF, "delete", "missing"),
+        (b"usr/lib/apt/methods/http", ELF, "symlink", "replaced-by-symlink"),
+        (b"usr/lib/apt/methods/http", ELF, "fifo", "not-a-regular-file"),
+        (b"usr/lib/x86_64-linux-gnu/e2fsprogs/e2scrub_fail", _SCRIPT, "strip", "modified"),
+        (b"usr/share/debconf/frontend", _SCRIPT, "strip", "modified"),
+        (b"lib/init/init-d-script", _SCRIPT, "delete", "missing"),
+        (b"usr/lib/terminfo/x/xterm", b"data", "delete", None),
+        (b"usr/lib/locale/C.utf8/LC_CTYPE", b"data", "delete", None),
+        (b"usr/lib/python3/dist-packages/x.py", b"data", "delete", None),
+        (b"usr/share/doc/tool/README", b"data", "delete", None),
+        (b"usr/share/doc/tool/README", b"data", "strip", None),
+    ],
+)
+def test_dpkg_default_scope_of_programs_outside_bin(
+    tmp_path: Path, scan_impl: str, path: bytes, content: bytes, tamper: str, kind: str | None
+) -> None:
+    root = dpkg_root(tmp_path / "root", {path: content})
+    full = bytes(root) + b"/" + path
+    os.unlink(full)
+    if tamper == "symlink":
+        os.symlink(b"/bin/true", full)
+    elif tamper == "fifo":
+        os.mkfifo(full)
+    elif tamper == "strip":  # changed, and no longer executable
+        with open(full, "wb") as handle:
+            handle.write(content + b"changed\n")
+        os.chmod(full, 0o644)
+    report = scanner.scan_root(root, checks=["448"])
+    assert [(f.path, f.kind) for f in report.findings] == ([(path, kind)] if kind else [])
+    if kind is None:  # still verified with --all-files
+        everything = scanner.scan_root(root, checks=["448"], all_files=True)
+        assert [f.path for f in everything.findings] == [path]
