@@ -89,6 +89,7 @@ _WANTED = frozenset(
     {b"Package", b"Status", b"Version", b"Architecture", b"Multi-Arch", b"Conffiles"}
 )
 _MD5 = DigestAlgorithm.MD5
+_MAX_EPOCH = (1 << 31) - 1  # dpkg: INT_MAX
 _Entry = TypeVar("_Entry", tuple[bytes, bytes], tuple[bytes, bytes | None])
 
 
@@ -296,7 +297,28 @@ class _Reader:
             self.no_md5sums(name, source, info_dir, list_name)
 
         count = self.add_files(name, version, entries, conffiles)
-        self.packages.append(Package(MANAGER, name, version, arch, file_count=count))
+        epoch = self.epoch(version, source, where)
+        self.packages.append(Package(MANAGER, name, version, arch, epoch, file_count=count))
+
+    def epoch(self, version: str, source: bytes, where: str) -> int | None:
+        """The epoch of `[epoch:]upstream[-revision]` (deb-version(5)); None when not given.
+
+        As dpkg's parseversion (lib/dpkg/parsehelp.c): the part before the first `:` must be
+        a decimal number no greater than INT_MAX; `version` stays the full string either way.
+        """
+        head, colon, _ = version.partition(":")
+        if not colon:
+            return None
+        if not head:
+            reason = "its epoch is empty"
+        elif not (head.isascii() and head.isdigit()):
+            reason = "its epoch is not a number"
+        elif len(head) > 10 or int(head) > _MAX_EPOCH:  # checked before int(): 5,000 digits
+            reason = "its epoch is too big"
+        else:
+            return int(head)
+        self.problem(source, f"{where}: Version {version[:80]!r}: {reason}")
+        return None
 
     def installed(self, status: bytes | None, source: bytes, where: str, required: bool) -> bool:
         if status is None:

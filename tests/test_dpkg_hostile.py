@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
 import pytest
 from child import run_python
+from debian.debian_support import Version
 
 import scanner
 from pkgdb import RootFS, apk, dpkg
@@ -396,3 +399,69 @@ def test_dpkg_default_scope_of_programs_outside_bin(
     if kind is None:  # still verified with --all-files
         everything = scanner.scan_root(root, checks=["448"], all_files=True)
         assert [f.path for f in everything.findings] == [path]
+
+
+# --- 5. dpkg epochs ------------------------------------------------------------------------
+
+
+def test_epochs_of_a_real_status_agree_with_dpkg(shared_fixtures: Path, tmp_path: Path) -> None:
+    status = shared_fixtures / "dpkg/status/ubuntu-24.04-amd64-lxc.status"
+    root = dpkg_root(tmp_path / "root", {})
+    (root / "var/lib/dpkg/status").write_bytes(status.read_bytes())
+    with RootFS(root) as fs:
+        db = dpkg.read(fs)
+    with_epoch = [p for p in db.packages if ":" in p.version]
+    assert len(with_epoch) >= 20  # 67 Version lines with an epoch, some of packages not installed
+    assert all(p.epoch is None for p in db.packages if ":" not in p.version)
+    dpkg_bin = shutil.which("dpkg")
+    for package in with_epoch:
+        assert str(package.epoch) == Version(package.version).epoch, package
+        if dpkg_bin is None:
+            continue
+        rest = package.version.partition(":")[2]
+        # dpkg itself: the version sorts above the same one an epoch lower, below the next epoch
+        for op, other in (
+            ("gt", f"{package.epoch - 1}:{rest}"),
+            ("lt", f"{package.epoch + 1}:0"),
+            ("eq", f"{package.epoch}:{rest}"),
+        ):
+            if op == "gt" and package.epoch == 0:
+                continue
+            assert (
+                subprocess.run([dpkg_bin, "--compare-versions", package.version, op, other]).returncode
+                == 0
+            ), (package.version, op, other)
+
+
+@pytest.mark.parametrize(
+    ("version", "epoch", "problem"),
+    [
+        ("2.36.1-8", None, None),
+        ("1:2.36.1-8+deb12u1", 1, None),
+        ("0:1.0", 0, None),
+        ("2147483647:1", 2147483647, None),
+        ("2147483648:1", None, "its epoch is too big"),
+        ("9" * 5000 + ":1", None, "its epoch is too big"),
+        (":1.0", None, "its epoch is empty"),
+        ("a:1.0", None, "its epoch is not a number"),
+        ("-1:1.0", None, "its epoch is not a number"),
+        ("\u0661:1.0", None, "its epoch is not a number"),  # an Arabic-Indic digit
+        ("1:2:3-4", 1, None),  # colons in the upstream part are allowed
+    ],
+)
+def test_epoch_parsing(
+    tmp_path: Path, version: str, epoch: int | None, problem: str | None
+) -> None:
+    root = dpkg_root(tmp_path / "root", {})
+    (root / "var/lib/dpkg/status").write_bytes(
+        STANZA.replace(b"Version: 1.0", b"Version: " + version.encode())
+    )
+    with RootFS(root) as fs:
+        db = dpkg.read(fs)
+    [package] = db.packages
+    assert (package.version.encode(), package.epoch) == (
+        version.encode().decode("ascii", "backslashreplace").encode(),
+        epoch,
+    )
+    found = [p.message for p in db.problems if "epoch" in p.message]
+    assert [problem in m for m in found] == ([True] if problem else [])
