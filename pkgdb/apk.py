@@ -226,7 +226,11 @@ def read(root: RootFS) -> PackageDB:
     protected, problems = _read_protected_paths(root)
     parser = _Parser(source, protected, problems)
     parser.parse(data)
-    if not parser.packages and data.strip():
+    if not data.strip():
+        # apk-tools is itself a package: a root apk ran in lists at least that one. An emptied
+        # database hides every package from verification, so it is said, not taken as clean.
+        parser.problem("lists no package (empty): no package's files can be verified")
+    elif not parser.packages:
         raise ApkDBError(
             f"/{source.decode()}: no package stanza found ({parser.bad_lines} malformed lines); "
             "not an apk installed database"

@@ -138,6 +138,7 @@ class _Reader:
     filters: PathFilters = field(default_factory=lambda: PathFilters(()))
     diversions: dict[bytes, Diversion] = field(default_factory=dict)
     seen: set[tuple[str, str | None]] = field(default_factory=set)
+    used: set[bytes] = field(default_factory=set)  # the md5sums files of installed packages
 
     def result(self) -> DpkgDB:
         return DpkgDB(
@@ -215,6 +216,22 @@ class _Reader:
             self.problem(STATUS, "does not end with a newline: the last stanza may be truncated")
         for stanza in stanzas:
             self.add_package(stanza, STATUS, INFO_DIR, info, (), status_required=True)
+        self.orphans(info)
+
+    def orphans(self, info: set[bytes]) -> None:
+        """md5sums files of no installed package. dpkg deletes a package's md5sums when it
+        removes the package (only conffiles and postrm stay, for `config-files`), so these
+        mean a status file that lost or demoted stanzas: an emptied status, or a package hidden
+        from verification by deleting its stanza or setting it `not-installed`."""
+        orphans = sorted(n for n in info if n.endswith(b".md5sums") and n not in self.used)
+        if orphans:
+            shown = ", ".join(n.decode("utf-8", "backslashreplace")[:80] for n in orphans[:3])
+            more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
+            self.problem(
+                INFO_DIR,
+                f"md5sums of no installed package: {shown}{more}; the status file may have lost "
+                "packages, whose files are not verified",
+            )
 
     def read_status_d(self, names: set[bytes]) -> None:
         for name in sorted(names):
@@ -285,6 +302,7 @@ class _Reader:
         md5sums_name = next((n for n in preferred + names if n in info_names), None)
         entries: list[tuple[bytes, bytes]] = []
         if md5sums_name is not None:
+            self.used.add(md5sums_name)
             md5sums_path = info_dir + b"/" + md5sums_name
             data = self.read_db_file(md5sums_path, MAX_INFO_BYTES)
             if data is not None:
