@@ -34,7 +34,8 @@ def parse_md5sums(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[tuple[in
     """
     entries = _MD5SUMS_LINE.findall(data)
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-    if len(entries) == lines and b"\0" not in data:  # the common case: every line matched, no line numbers needed
+    # the common case: every line matched (and no NUL hides in a path), no line numbers needed
+    if len(entries) == lines and b"\0" not in data:
         unhex = binascii.a2b_hex
         return [(path, unhex(digest)) for digest, path in entries], []
     return _parse_md5sums_slowly(data)

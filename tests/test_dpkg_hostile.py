@@ -1,4 +1,4 @@
-"""Hostile dpkg and apk databases: each is a problem or a clear error, in bounded time and memory."""
+"""Hostile dpkg and apk databases: a problem or a clear error each, in bounded time and memory."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from child import run_python
 from debian.debian_support import Version
 
 import scanner
-from pkgdb import RootFS, apk, dpkg
+from pkgdb import RootFS, dpkg
 from pkgdb.dpkg_files import parse_conffiles, parse_diversions, parse_md5sums
 from pkgdb.stanzas import MalformedLines, Stanza, parse_stanzas
 
@@ -427,10 +427,8 @@ def test_epochs_of_a_real_status_agree_with_dpkg(shared_fixtures: Path, tmp_path
         ):
             if op == "gt" and package.epoch == 0:
                 continue
-            assert (
-                subprocess.run([dpkg_bin, "--compare-versions", package.version, op, other]).returncode
-                == 0
-            ), (package.version, op, other)
+            compare = [dpkg_bin, "--compare-versions", package.version, op, other]
+            assert subprocess.run(compare).returncode == 0, (package.version, op, other)
 
 
 @pytest.mark.parametrize(

@@ -119,7 +119,8 @@ def mutations(base: bytes) -> st.SearchStrategy[bytes]:
             [b":", b"\n", b"\n\n", b" ", b"\t", b"\0", b"\xff", b"/", b"..", b"#", b"-", b"~"]
         ),
     )
-    edit = st.tuples(st.sampled_from(["put", "insert", "delete-line", "repeat-line"]), position, token)
+    kinds = st.sampled_from(["put", "insert", "delete-line", "repeat-line"])
+    edit = st.tuples(kinds, position, token)
 
     def apply(args: tuple[list[tuple[str, int, bytes]], int | None, bytes]) -> bytes:
         edits, cut, tail = args
