@@ -41,11 +41,13 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import errno
 import re
 import stat
 from dataclasses import dataclass, field
 
 from .dpkg_filters import glob_to_regex
+from .presence import db_present
 from .records import (
     DigestAlgorithm,
     InstalledFile,
@@ -75,6 +77,7 @@ DATABASE_DIRS = (b"lib/apk/db", b"usr/lib/apk/db", b"etc/apk")
 # apk-tools' `apk_db_layer_name(APK_DB_LAYER_ROOT)`; usr-merged apk roots (Chimera Linux) keep it
 # in usr/lib with `lib -> usr/lib`, which RootFS resolves; the second path covers a missing link.
 DB_PATHS = (b"lib/apk/db/installed", b"usr/lib/apk/db/installed")
+_DB_IN_APK = b"db/installed"
 PROTECTED_PATHS_D = b"etc/apk/protected_paths.d"
 DEFAULT_PROTECTED_PATHS = (b"+etc", b"@etc/init.d", b"!etc/apk")  # apk_db_open
 
@@ -211,14 +214,10 @@ def parse_digest(value: bytes) -> tuple[bytes, DigestAlgorithm] | str:
 
 
 def present(root: RootFS) -> bool:
-    """Whether `root` has an apk installed database."""
-    for path in DB_PATHS:
-        try:
-            root.lstat(path)
-        except OSError:
-            continue
-        return True
-    return False
+    """Whether `root` has an apk installed database, or its place is taken by something
+    unusable (then read() says why)."""
+    # From lib/apk down, which only apk makes: a FIFO or loop at lib/apk or lib/apk/db counts.
+    return any(db_present(root, path[: -len(_DB_IN_APK) - 1], (_DB_IN_APK,)) for path in DB_PATHS)
 
 
 def read(root: RootFS) -> PackageDB:
@@ -227,7 +226,11 @@ def read(root: RootFS) -> PackageDB:
     protected, problems = _read_protected_paths(root)
     parser = _Parser(source, protected, problems)
     parser.parse(data)
-    if not parser.packages and data.strip():
+    if not data.strip():
+        # apk-tools is itself a package: a root apk ran in lists at least that one. An emptied
+        # database hides every package from verification, so it is said, not taken as clean.
+        parser.problem("lists no package (empty): no package's files can be verified")
+    elif not parser.packages:
         raise ApkDBError(
             f"/{source.decode()}: no package stanza found ({parser.bad_lines} malformed lines); "
             "not an apk installed database"
@@ -242,8 +245,12 @@ def _read_db(root: RootFS) -> tuple[bytes, bytes]:
         except FileNotFoundError:
             continue
         except OSError as error:
+            if error.errno == errno.EFBIG:
+                raise ApkDBError(
+                    f"/{path.decode()}: larger than {MAX_DB_BYTES >> 20} MiB, not read"
+                ) from error
             raise ApkDBError(f"/{path.decode()}: cannot read: {error.strerror}") from error
-        if len(data) >= MAX_DB_BYTES:
+        if len(data) >= MAX_DB_BYTES:  # it grew while being read
             raise ApkDBError(f"/{path.decode()}: larger than {MAX_DB_BYTES >> 20} MiB, not read")
         return path, data
     raise ApkDBError(f"/{DB_PATHS[0].decode()}: no apk installed database")

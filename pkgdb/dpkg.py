@@ -24,7 +24,8 @@ md5sums and in Conffiles is one record, the conffile's (is_config=True).
 Diversions (`dpkg-divert`): a file that package P lists at `from`, diverted to `to` by another
 package or locally (`:`), is on disk at `to`, so P's record gets path `to`; the diverting
 package's own file stays at `from` (dpkg `namenodetouse`). Path filters are matched against
-the path as the package spells it, before diversion, as dpkg does when unpacking.
+the path as the package spells it, before diversion, as dpkg does when unpacking. They excuse
+only a file that is absent: one that is there is verified like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import TypeVar
 
 from .dpkg_files import Diversion, parse_conffiles, parse_diversions, parse_md5sums
 from .dpkg_filters import PathFilter, PathFilters, read_filters
+from .presence import db_present
 from .records import (
     DigestAlgorithm,
     InstalledFile,
@@ -87,6 +89,7 @@ _WANTED = frozenset(
     {b"Package", b"Status", b"Version", b"Architecture", b"Multi-Arch", b"Conffiles"}
 )
 _MD5 = DigestAlgorithm.MD5
+_MAX_EPOCH = (1 << 31) - 1  # dpkg: INT_MAX
 _Entry = TypeVar("_Entry", tuple[bytes, bytes], tuple[bytes, bytes | None])
 
 
@@ -102,14 +105,9 @@ class DpkgDB(PackageDB):
 
 
 def present(root: RootFS) -> bool:
-    """Whether `root` has a dpkg database (a status file or a status.d directory)."""
-    for path in (STATUS, STATUS_D):
-        try:
-            root.lstat(path)
-        except OSError:
-            continue
-        return True
-    return False
+    """Whether `root` has a dpkg database (a status file or a status.d directory), or its
+    place is taken by something unusable (then read() says why)."""
+    return db_present(root, DATABASE_DIRS[0], (b"status", b"status.d"))
 
 
 def read(root: RootFS) -> DpkgDB:
@@ -140,6 +138,7 @@ class _Reader:
     filters: PathFilters = field(default_factory=lambda: PathFilters(()))
     diversions: dict[bytes, Diversion] = field(default_factory=dict)
     seen: set[tuple[str, str | None]] = field(default_factory=set)
+    used: set[bytes] = field(default_factory=set)  # the md5sums files of installed packages
 
     def result(self) -> DpkgDB:
         return DpkgDB(
@@ -162,11 +161,16 @@ class _Reader:
         except FileNotFoundError:
             return None
         except OSError as error:
+            reason = (
+                f"larger than {limit >> 20} MiB, not read"
+                if error.errno == errno.EFBIG
+                else f"cannot read: {error.strerror}"
+            )
             if path == STATUS:
-                raise DpkgDBError(f"/{path.decode()}: cannot read: {error.strerror}") from error
-            self.problem(path, f"cannot read: {error.strerror}")
+                raise DpkgDBError(f"/{path.decode()}: {reason}") from error
+            self.problem(path, reason)
             return None
-        if len(data) >= limit:
+        if len(data) >= limit:  # it grew while being read
             if path == STATUS:
                 raise DpkgDBError(f"/{path.decode()}: larger than {limit >> 20} MiB, not read")
             self.problem(path, f"larger than {limit >> 20} MiB, not read")
@@ -212,6 +216,22 @@ class _Reader:
             self.problem(STATUS, "does not end with a newline: the last stanza may be truncated")
         for stanza in stanzas:
             self.add_package(stanza, STATUS, INFO_DIR, info, (), status_required=True)
+        self.orphans(info)
+
+    def orphans(self, info: set[bytes]) -> None:
+        """md5sums files of no installed package. dpkg deletes a package's md5sums when it
+        removes the package (only conffiles and postrm stay, for `config-files`), so these
+        mean a status file that lost or demoted stanzas: an emptied status, or a package hidden
+        from verification by deleting its stanza or setting it `not-installed`."""
+        orphans = sorted(n for n in info if n.endswith(b".md5sums") and n not in self.used)
+        if orphans:
+            shown = ", ".join(n.decode("utf-8", "backslashreplace")[:80] for n in orphans[:3])
+            more = f" and {len(orphans) - 3} more" if len(orphans) > 3 else ""
+            self.problem(
+                INFO_DIR,
+                f"md5sums of no installed package: {shown}{more}; the status file may have lost "
+                "packages, whose files are not verified",
+            )
 
     def read_status_d(self, names: set[bytes]) -> None:
         for name in sorted(names):
@@ -282,6 +302,7 @@ class _Reader:
         md5sums_name = next((n for n in preferred + names if n in info_names), None)
         entries: list[tuple[bytes, bytes]] = []
         if md5sums_name is not None:
+            self.used.add(md5sums_name)
             md5sums_path = info_dir + b"/" + md5sums_name
             data = self.read_db_file(md5sums_path, MAX_INFO_BYTES)
             if data is not None:
@@ -294,7 +315,28 @@ class _Reader:
             self.no_md5sums(name, source, info_dir, list_name)
 
         count = self.add_files(name, version, entries, conffiles)
-        self.packages.append(Package(MANAGER, name, version, arch, file_count=count))
+        epoch = self.epoch(version, source, where)
+        self.packages.append(Package(MANAGER, name, version, arch, epoch, file_count=count))
+
+    def epoch(self, version: str, source: bytes, where: str) -> int | None:
+        """The epoch of `[epoch:]upstream[-revision]` (deb-version(5)); None when not given.
+
+        As dpkg's parseversion (lib/dpkg/parsehelp.c): the part before the first `:` must be
+        a decimal number no greater than INT_MAX; `version` stays the full string either way.
+        """
+        head, colon, _ = version.partition(":")
+        if not colon:
+            return None
+        if not head:
+            reason = "its epoch is empty"
+        elif not (head.isascii() and head.isdigit()):
+            reason = "its epoch is not a number"
+        elif len(head) > 10 or int(head) > _MAX_EPOCH:  # checked before int(): 5,000 digits
+            reason = "its epoch is too big"
+        else:
+            return int(head)
+        self.problem(source, f"{where}: Version {version[:80]!r}: {reason}")
+        return None
 
     def installed(self, status: bytes | None, source: bytes, where: str, required: bool) -> bool:
         if status is None:
@@ -358,13 +400,19 @@ class _Reader:
         unverifiable = 0
         for line in data.split(b"\n"):
             path = line.strip(b"/")
-            if not path or path == b"." or self.filters.excluded(path):
+            if not path or path == b".":
+                continue
+            if b"\0" in path:
+                unverifiable += 1  # no file has this name: what it stood for cannot be checked
                 continue
             try:
                 mode = self.root.lstat(path).st_mode
             except OSError as error:
-                if error.errno in (errno.ENOENT, errno.ENOTDIR):
-                    unverifiable += 1  # gone: it may have been a file
+                # gone: it may have been a file, unless the image's path filters dropped it
+                if error.errno in (errno.ENOENT, errno.ENOTDIR) and not self.filters.excluded(
+                    path
+                ):
+                    unverifiable += 1
                 continue
             if not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
                 unverifiable += 1
@@ -400,7 +448,12 @@ class _Reader:
         if not group:
             return group
         if self.filters:
-            kept = [entry for entry in group if not self.filters.excluded(entry[0])]
+            excluded = self.filters.excluded
+            kept = [
+                entry
+                for entry in group
+                if not (excluded(entry[0]) and self.absent(self.on_disk(name, entry[0])))
+            ]
             self.filtered += len(group) - len(kept)
             group = kept
         diversions = self.diversions
@@ -413,6 +466,23 @@ class _Reader:
                 placed.append((path, digest))
             return placed
         return group
+
+    def on_disk(self, name: str, path: bytes) -> bytes:
+        """Where package `name`'s file `path` is on disk (elsewhere if another diverted it)."""
+        diversion = self.diversions.get(path)
+        return path if diversion is None or diversion.package == name else diversion.diverted
+
+    def absent(self, path: bytes) -> bool:
+        """Whether nothing is at `path`. The image's own path filters may excuse only that:
+        a filtered file that is there (a binary the image's dpkg.cfg.d "excludes", then
+        modifies) is verified like any other, or a hostile image could exempt any file."""
+        try:
+            self.root.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return True
+        except OSError:
+            return False  # cannot tell: kept, and its verification will say why
+        return False
 
     def text(self, value: bytes, source: bytes, line: int, field_name: str) -> str:
         """A field as text: dpkg writes only ASCII here; anything else is reported, not guessed."""

@@ -23,6 +23,7 @@ __all__ = [
 _MD5SUMS_LINE = re.compile(rb"(?m)^([0-9A-Fa-f]{32})[ \t]+/*([^\s/][^\n]*)")
 _MD5_HEX = re.compile(rb"[0-9A-Fa-f]{32}")
 _CONFFILE_FLAGS = (b"obsolete", b"remove-on-upgrade")
+_NUL = "path contains a NUL byte"
 
 
 def parse_md5sums(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[tuple[int, str]]]:
@@ -33,7 +34,8 @@ def parse_md5sums(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[tuple[in
     """
     entries = _MD5SUMS_LINE.findall(data)
     lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
-    if len(entries) == lines:  # the common case: every line matched, no line numbers needed
+    # the common case: every line matched (and no NUL hides in a path), no line numbers needed
+    if len(entries) == lines and b"\0" not in data:
         unhex = binascii.a2b_hex
         return [(path, unhex(digest)) for digest, path in entries], []
     return _parse_md5sums_slowly(data)
@@ -52,6 +54,9 @@ def _parse_md5sums_slowly(data: bytes) -> tuple[list[tuple[bytes, bytes]], list[
         digest, path = parts
         if _MD5_HEX.fullmatch(digest) is None:
             errors.append((number, f"not an MD5 digest (32 hex digits): {digest[:40]!r}"))
+            continue
+        if b"\0" in path:
+            errors.append((number, _NUL))  # no file can have this name
             continue
         entries.append((path.lstrip(b"/"), binascii.a2b_hex(digest)))
     return entries, errors
@@ -99,6 +104,9 @@ def parse_conffiles(value: bytes) -> tuple[list[Conffile], list[tuple[int, str]]
         if not path.startswith(b"/"):
             errors.append((number, "conffile path is not absolute"))
             continue
+        if b"\0" in path:
+            errors.append((number, _NUL))
+            continue
         if digest_text == b"newconffile":
             digest = None
         elif _MD5_HEX.fullmatch(digest_text) is not None:
@@ -139,7 +147,12 @@ def parse_diversions(data: bytes) -> tuple[dict[bytes, Diversion], list[tuple[in
     whole = len(lines) - len(lines) % 3
     for index in range(0, whole, 3):
         original, diverted, package = lines[index : index + 3]
-        if not original.startswith(b"/") or not diverted.startswith(b"/") or not package:
+        if (
+            not original.startswith(b"/")
+            or not diverted.startswith(b"/")
+            or not package
+            or b"\0" in original + diverted
+        ):
             errors.append(
                 (index + 1, "diversion entry is not '/from', '/to', 'package or :' (skipped)")
             )

@@ -40,6 +40,7 @@ CONFIG_DIR = b"etc/dpkg/dpkg.cfg.d"
 CONFIG_FILE = b"etc/dpkg/dpkg.cfg"
 _VALID_CONFIG_NAME = re.compile(rb"[A-Za-z0-9_-]+")
 _OPTION = re.compile(rb"[A-Za-z0-9-]*")
+MAX_CONFIG_BYTES = 1 << 20  # a real dpkg.cfg is a few hundred bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +185,7 @@ def read_filters(root: RootFS) -> tuple[PathFilters, tuple[PkgDBProblem, ...]]:
     sources.append(CONFIG_FILE)
     for source in sources:
         try:
-            text = root.read_bytes(source)
+            text = root.read_bytes(source, MAX_CONFIG_BYTES)
         except FileNotFoundError:
             continue
         except OSError as error:

