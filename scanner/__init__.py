@@ -10,10 +10,12 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
-    from .scan import iter_scan, scan_root
+    from .inventory import Inventory, list_packages
+    from .scan import iter_scan, scan_image, scan_root
 
 __all__ = [
     "Finding",
+    "Inventory",
     "ManagerSummary",
     "PackageRef",
     "Problem",
@@ -25,6 +27,7 @@ __all__ = [
     "UsageError",
     "__version__",
     "iter_scan",
+    "list_packages",
     "scan_image",
     "scan_root",
 ]
@@ -40,7 +43,9 @@ _LAZY = {
     "Report": ".report",
     "Severity": ".report",
     "Stats": ".report",
+    "Inventory": ".inventory",
     "iter_scan": ".scan",
+    "list_packages": ".inventory",
     "scan_image": ".scan",
     "scan_root": ".scan",
 }

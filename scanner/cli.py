@@ -25,6 +25,8 @@ from .gate import (
     exit_code,
 )
 from .output import FORMATS
+from .output.destination import check_destination, write_output
+from .output.escape import terminal_safe
 from .prefetch import start_early_prefetch
 from .report import Severity
 from .terminate import Terminated, terminating
@@ -269,7 +271,7 @@ def _policy(argv: Sequence[str]) -> int:
     try:
         policy = load_policy(args.file)
     except PolicyError as error:
-        print(error, file=sys.stderr)
+        _print_lines(str(error))
         return EXIT_USAGE
     target = None
     if args.host or args.image or args.container or args.label or args.fargate:
@@ -284,13 +286,18 @@ def _policy(argv: Sequence[str]) -> int:
     return EXIT_CLEAN
 
 
+def _print_lines(text: str) -> None:
+    """Lines of an error on stderr, each made terminal-safe (they may quote the input)."""
+    for line in text.splitlines():
+        print(terminal_safe(line), file=sys.stderr)
+
+
 def _write(text: str, output: str | None) -> int:
     if output is None:
         sys.stdout.write(text)
         return EXIT_CLEAN
     try:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write_output(output, text)
     except OSError as error:
         print(f"scan-root: cannot write {output}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE
@@ -302,9 +309,11 @@ def _packages(argv: Sequence[str]) -> int:
 
     args = _packages_parser().parse_args(argv)
     try:
+        if args.output is not None:
+            check_destination(args.output, args.root)
         inventory = list_packages(args.root, tag=args.tag)
     except ScannerError as error:
-        print(f"scan-root: {error}", file=sys.stderr)
+        print(f"scan-root: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     text = inventory.to_json() if args.format == "json" else inventory.to_table()
     return _write(text, args.output)
@@ -360,8 +369,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.rescan is not None and args.state is None:
         parser.error("--rescan needs --state FILE")
     checks = None
-    if args.checks:
-        checks = [part for part in args.checks.split(",") if part.strip()]
+    if args.checks is not None:
+        checks = [part.strip() for part in args.checks.split(",") if part.strip()]
+        if not checks:  # `--checks " "` would run nothing and pass: never a verdict
+            parser.error("--checks names no check (e.g. --checks 448,424)")
     show_progress = not args.quiet and sys.stderr.isatty()
     # One short-lived scan: its records form no cycles worth collecting, and the collector's
     # passes over ~20k live records per 700 allocations cost ~2-3% of a whole 448 run.
@@ -381,10 +392,12 @@ def _main(argv: Sequence[str] | None) -> int:
         except PolicyError as error:
             if early is not None:
                 early.stop()
-            print(error, file=sys.stderr)  # each line: FILE:LINE: field: message
+            _print_lines(str(error))  # each line: FILE:LINE: field: message
             return EXIT_USAGE
     accepted = None
     try:
+        if args.output is not None:  # said before the scan, not after it
+            check_destination(args.output, args.root)
         if args.baseline is not None:  # read before the scan: a bad baseline fails fast
             accepted = baselines.prepare(args.baseline, args.root, update=args.update_baseline)
         options = ScanArguments(
@@ -411,10 +424,10 @@ def _main(argv: Sequence[str] | None) -> int:
         else:
             report = scan_root(args.root, **options)
     except (UsageError, TargetError) as error:
-        print(f"scan-root: {error}", file=sys.stderr)
+        print(f"scan-root: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     except (ScannerError, PkgDBError) as error:
-        print(f"scan-root: {error}", file=sys.stderr)
+        print(f"scan-root: {terminal_safe(str(error))}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         if early is not None:
@@ -425,7 +438,7 @@ def _main(argv: Sequence[str] | None) -> int:
         try:
             baselines.settle(report, args.baseline, accepted)
         except baselines.BaselineError as error:
-            print(f"scan-root: {error}", file=sys.stderr)
+            print(f"scan-root: {terminal_safe(str(error))}", file=sys.stderr)
             return EXIT_USAGE
     color = args.output is None and args.format == "table" and sys.stdout.isatty()
     if _write(FORMATS[args.format](report, color), args.output) != EXIT_CLEAN:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pkgdb import Package
 
 from .manifests import read_manifests
+from .output.escape import terminal_safe
 from .report import SCHEMA_VERSION, Problem
 from .scan import open_root
 from .targets.layout import image_format
@@ -49,15 +50,15 @@ class Inventory:
 
     def to_table(self) -> str:
         rows = [("MANAGER", "NAME", "EPOCH", "VERSION", "RELEASE", "ARCH", "FILES")]
-        for p in self.packages:
+        for p in self.packages:  # names and versions come from the target: shown, never obeyed
             rows.append(
                 (
                     p.manager,
-                    p.name,
+                    terminal_safe(p.name),
                     "" if p.epoch is None else str(p.epoch),
-                    p.version,
-                    p.release or "",
-                    p.arch or "",
+                    terminal_safe(p.version),
+                    terminal_safe(p.release or ""),
+                    terminal_safe(p.arch or ""),
                     str(p.file_count),
                 )
             )
@@ -66,7 +67,7 @@ class Inventory:
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
             for row in rows
         ]
-        lines += [f"problem: {problem.message}" for problem in self.problems]
+        lines += [f"problem: {terminal_safe(problem.message)}" for problem in self.problems]
         return "\n".join(lines) + "\n"
 
 

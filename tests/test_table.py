@@ -84,3 +84,28 @@ def test_plain_finding_has_no_decision_suffix() -> None:
     line = next(line for line in FORMATS["table"](report, False).splitlines() if "/etc/x" in line)
     assert line.endswith("(dpkg tool 1.0-1)")
     assert "Notices" not in FORMATS["table"](report, False)
+
+
+def test_the_host_and_task_are_shown() -> None:
+    """In a task every container reports the task id as its host: the table says which."""
+    report = _report()
+    report.target_details["host"] = "a1b2c3d4e5f6"
+    report.target_details["task"] = {"id": "a1b2c3d4e5f6", "family": "web", "revision": "7",
+                                      "launch_type": "FARGATE"}
+    report.target_details["container"] = {"name": "app"}
+    second = FORMATS["table"](report, False).splitlines()[1]
+    assert second == "  host a1b2c3d4e5f6, task web:7 (FARGATE), container app"
+    assert "host" not in FORMATS["table"](_report(), False).splitlines()[1]
+
+
+def test_list_packages_is_public(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import scanner
+
+    assert "list_packages" in scanner.__all__
+    (tmp_path / "var/lib/dpkg").mkdir(parents=True)
+    (tmp_path / "var/lib/dpkg/status").write_text(
+        "Package: tool\nStatus: install ok installed\nVersion: 1:1.0-1\nArchitecture: amd64\n\n"
+    )
+    inventory = scanner.list_packages(tmp_path)
+    assert isinstance(inventory, scanner.Inventory)
+    assert [(p.name, p.epoch) for p in inventory.packages] == [("tool", 1)]

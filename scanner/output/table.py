@@ -5,6 +5,7 @@ from __future__ import annotations
 from itertools import groupby
 
 from ..report import Finding, Report, Severity, display_path
+from .escape import terminal_safe as _t
 
 _COLORS = {
     Severity.CRITICAL: "\033[1;31m",
@@ -25,7 +26,7 @@ def _decision(finding: Finding, color: bool) -> str:
     """What decided the finding: the policy rule, a block effect, a baseline entry."""
     parts = []
     if finding.rule is not None:
-        parts.append(f"rule: {finding.rule}")
+        parts.append(f"rule: {_t(finding.rule)}")
     if finding.effect == "block":
         parts.append(f"{_BLOCK}BLOCK{_RESET}" if color else "BLOCK")
     if finding.baselined:
@@ -34,7 +35,10 @@ def _decision(finding: Finding, color: bool) -> str:
 
 
 def render(report: Report, color: bool = False) -> str:
-    lines = [f"scan-root {report.scanner_version} ({report.implementation}) — {report.root}"]
+    # Every string that came from the target (paths, names, versions, messages) goes through
+    # _t: none may reach the terminal as a control sequence or forge a line.
+    lines = [f"scan-root {report.scanner_version} ({report.implementation}) — {_t(report.root)}"]
+    lines.extend(_identity(report))
     for summary in report.managers:
         extra = f", {summary.filtered} excluded by path filters" if summary.filtered else ""
         lines.append(
@@ -46,29 +50,32 @@ def render(report: Report, color: bool = False) -> str:
     for check, group in groupby(ordered, key=lambda f: f.check):
         findings = list(group)
         lines.append("")
-        lines.append(f"[{check}] {findings[0].title}: {len(findings)} finding(s)")
+        lines.append(f"[{_t(check)}] {_t(findings[0].title)}: {len(findings)} finding(s)")
         for finding in findings:
             package = (
-                f"  ({finding.package.manager} {finding.package.name} {finding.package.version})"
+                _t(
+                    f"  ({finding.package.manager} {finding.package.name} "
+                    f"{finding.package.version})"
+                )
                 if finding.package
                 else ""
             )
-            detail = f"  {finding.detail}" if finding.detail else ""
+            detail = f"  {_t(finding.detail)}" if finding.detail else ""
             lines.append(
-                f"  {_severity(finding, color)} {finding.kind:<20} "
-                f"{display_path(finding.path) if finding.path else ''}{package}{detail}"
+                f"  {_severity(finding, color)} {_t(finding.kind):<20} "
+                f"{_t(display_path(finding.path)) if finding.path else ''}{package}{detail}"
                 f"{_decision(finding, color)}"
             )
     if report.problems:
         lines.append("")
         lines.append(f"Problems: {len(report.problems)}")
         for problem in report.problems:
-            where = f" {display_path(problem.path)}" if problem.path is not None else ""
-            lines.append(f"  {problem.kind}{where}: {problem.message}")
+            where = f" {_t(display_path(problem.path))}" if problem.path is not None else ""
+            lines.append(f"  {_t(str(problem.kind))}{where}: {_t(problem.message)}")
     if report.notices:
         lines.append("")
         lines.append(f"Notices: {len(report.notices)}")
-        lines.extend(f"  {notice}" for notice in report.notices)
+        lines.extend(f"  {_t(notice)}" for notice in report.notices)
     stats = report.stats
     lines.append("")
     verdict = "no findings" if not report.findings else f"{len(report.findings)} finding(s)"
@@ -89,3 +96,24 @@ def render(report: Report, color: bool = False) -> str:
         f" ({stats.bytes_hashed / 1e6:.1f} MB) in {stats.seconds:.2f} s"
     )
     return "\n".join(lines) + "\n"
+
+
+def _identity(report: Report) -> list[str]:
+    """Who was scanned, where the report knows: the host (in a task, the task id), the task's
+    family and revision, the container, the image."""
+    details = report.target_details
+    parts = []
+    if isinstance(details.get("host"), str):
+        parts.append(f"host {details['host']}")
+    task = details.get("task")
+    if isinstance(task, dict) and task.get("family"):
+        revision = f":{task['revision']}" if task.get("revision") else ""
+        launch = f" ({task['launch_type']})" if task.get("launch_type") else ""
+        parts.append(f"task {task['family']}{revision}{launch}")
+    container = details.get("container")
+    if isinstance(container, dict) and container.get("name"):
+        parts.append(f"container {container['name']}")
+    image = details.get("image")
+    if isinstance(image, dict) and (image.get("name") or image.get("id")):
+        parts.append(f"image {image.get('name') or image.get('id')}")
+    return [f"  {_t(', '.join(parts))}"] if parts else []
