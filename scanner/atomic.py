@@ -7,7 +7,7 @@ import os
 import stat
 import tempfile
 
-__all__ = ["write_atomically"]
+__all__ = ["lies_inside", "write_atomically"]
 
 
 def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -47,3 +47,15 @@ def write_atomically(path: str, data: bytes, mode: int = 0o600) -> None:
         if not renamed:
             os.unlink(temporary)
         raise
+
+
+def lies_inside(path: str, target: str) -> bool:
+    """Whether a file to be written at `path` would land inside `target` (its directory's
+    symlinks resolved, the name itself not: it is replaced, never followed). The live root `/`
+    holds everything, yet scanning from inside a task must still write: never inside it."""
+    real_target = os.path.realpath(target)
+    if real_target == "/":
+        return False
+    directory, name = os.path.split(os.path.abspath(path))
+    real = os.path.join(os.path.realpath(directory), name)
+    return real == real_target or real.startswith(real_target.rstrip("/") + "/")

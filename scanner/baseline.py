@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .atomic import write_atomically
+from .atomic import lies_inside, write_atomically
 from .errors import UsageError
 from .jsonload import InputFileError, load_json, read_bounded
 from .report import Finding, Report, display_path
@@ -188,13 +188,10 @@ def check_location(path: str, target: str) -> None:
     The live root `/` is the exception: everything is inside it, and scanning from inside a task
     must still be able to keep a baseline (as it keeps `--output`).
     """
-    real_target = os.path.realpath(target)
-    if real_target == "/":
-        return
+    if lies_inside(path, target):
+        raise BaselineError(f"baseline {path} is inside the scanned target {target}: refused")
     directory, name = os.path.split(os.path.abspath(path))
     real = os.path.join(os.path.realpath(directory), name)
-    if real == real_target or real.startswith(real_target.rstrip("/") + "/"):
-        raise BaselineError(f"baseline {path} is inside the scanned target {target}: refused")
     if os.path.isdir(real):
         raise BaselineError(f"baseline {path} is a directory")
     if not os.path.isdir(directory):  # said now, not after a long scan

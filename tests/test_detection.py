@@ -7,7 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from test_scan_bad_input import ELF, make_dpkg_root
+from test_scan_bad_input import ELF
+from trees import make_dpkg_root
 
 import scanner
 

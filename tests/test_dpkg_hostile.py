@@ -14,6 +14,7 @@ from types import FrameType
 
 import pytest
 from child import run_python
+from trees import make_dpkg_root
 from debian.debian_support import Version
 
 import scanner
@@ -42,24 +43,6 @@ def within(seconds: int, call: Callable[[], object]) -> object:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def dpkg_root(root: Path, files: dict[bytes, bytes], md5sums: bytes | None = None) -> Path:
-    """A dpkg root whose package `tool` owns `files` (intact, 0755); md5sums as given or right."""
-    (root / "var/lib/dpkg/info").mkdir(parents=True)
-    for path, content in files.items():
-        full = bytes(root) + b"/" + path
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as handle:
-            handle.write(content)
-        os.chmod(full, 0o755)
-    (root / "var/lib/dpkg/status").write_bytes(STANZA)
-    if md5sums is None:
-        md5sums = b"".join(
-            hashlib.md5(c).hexdigest().encode() + b"  " + p + b"\n" for p, c in files.items()
-        )
-    (root / "var/lib/dpkg/info/tool.md5sums").write_bytes(md5sums)
-    return root
 
 
 def problems(report: scanner.Report) -> list[str]:
@@ -93,7 +76,7 @@ def test_status_line_without_colon_is_parsed_in_linear_time(size: int) -> None:
     ids=["letters", "colons", "spaces", "tab-colon", "many-lines", "conffiles"],
 )
 def test_status_shapes_are_read_in_bounded_time(tmp_path: Path, line: bytes) -> None:
-    root = dpkg_root(tmp_path / "root", {})
+    root = make_dpkg_root(tmp_path / "root", {})
     (root / "var/lib/dpkg/status").write_bytes(STANZA + line + b"\n\n" + STANZA)
 
     def read() -> dpkg.DpkgDB:
@@ -106,7 +89,7 @@ def test_status_shapes_are_read_in_bounded_time(tmp_path: Path, line: bytes) -> 
 
 def test_md5sums_fifo_is_a_problem(tmp_path: Path, scan_impl: str) -> None:
     # The prefetch hint on a FIFO raised ESPIPE ("Illegal seek"): a crash, exit 5.
-    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
+    root = make_dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
     md5sums = root / "var/lib/dpkg/info/tool.md5sums"
     md5sums.unlink()
     os.mkfifo(md5sums)
@@ -119,7 +102,7 @@ def test_md5sums_path_with_a_nul_byte_is_a_malformed_line(tmp_path: Path, scan_i
     # A NUL reached os.lstat: ValueError ("embedded null byte"), a crash.
     good = hashlib.md5(ELF).hexdigest().encode()
     md5sums = good + b"  usr/bin/tool\n" + good + b"  usr/bin/a\0b\n"
-    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF}, md5sums)
+    root = make_dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF}, md5sums=md5sums)
     report = scanner.scan_root(root, checks=["448"])
     assert not report.complete and report.findings == []
     assert any("line 2: path contains a NUL byte" in p for p in problems(report))
@@ -149,7 +132,7 @@ def test_md5sums_path_of_many_components(
     deep = b"usr/bin/" + b"/".join([b"d"] * components) + b"/tool"
     good = hashlib.md5(ELF).hexdigest().encode()
     md5sums = good + b"  " + deep + b"\n" + good + b"  usr/bin/tool\n"
-    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF}, md5sums)
+    root = make_dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF}, md5sums=md5sums)
     report = scanner.scan_root(root, checks=["448"])
     [finding] = report.findings  # a binary the package lists but is not there
     assert finding.kind == "missing" and finding.path == deep
@@ -198,7 +181,7 @@ def test_sparse_3_gb_database_is_refused_before_reading(tmp_path: Path, db: str)
 
 
 def test_sparse_dpkg_config_is_refused_before_reading(tmp_path: Path) -> None:
-    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
+    root = make_dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
     (root / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True)
     with open(root / "etc/dpkg/dpkg.cfg.d/huge", "wb") as handle:
         handle.truncate(3 << 30)
@@ -267,7 +250,7 @@ def test_unusable_database_path_is_a_problem(
 
 
 def test_looping_info_directory_is_a_problem(tmp_path: Path, scan_impl: str) -> None:
-    root = dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
+    root = make_dpkg_root(tmp_path / "root", {b"usr/bin/tool": ELF})
     info = root / "var/lib/dpkg/info"
     for name in os.listdir(info):
         os.unlink(info / name)
@@ -302,7 +285,7 @@ def test_no_database_is_still_said_and_complete(
 
 
 def _filtered_root(tmp_path: Path) -> Path:
-    root = dpkg_root(
+    root = make_dpkg_root(
         tmp_path / "root",
         {b"usr/bin/tool": ELF, b"usr/bin/gone": ELF, b"usr/share/doc/tool/README": b"doc\n"},
     )
@@ -383,7 +366,7 @@ _SCRIPT = b"#!/bin/sh\necho helper\n"
 def test_dpkg_default_scope_of_programs_outside_bin(
     tmp_path: Path, scan_impl: str, path: bytes, content: bytes, tamper: str, kind: str | None
 ) -> None:
-    root = dpkg_root(tmp_path / "root", {path: content})
+    root = make_dpkg_root(tmp_path / "root", {path: content})
     full = bytes(root) + b"/" + path
     os.unlink(full)
     if tamper == "symlink":
@@ -406,7 +389,7 @@ def test_dpkg_default_scope_of_programs_outside_bin(
 
 def test_epochs_of_a_real_status_agree_with_dpkg(shared_fixtures: Path, tmp_path: Path) -> None:
     status = shared_fixtures / "dpkg/status/ubuntu-24.04-amd64-lxc.status"
-    root = dpkg_root(tmp_path / "root", {})
+    root = make_dpkg_root(tmp_path / "root", {})
     (root / "var/lib/dpkg/status").write_bytes(status.read_bytes())
     with RootFS(root) as fs:
         db = dpkg.read(fs)
@@ -450,7 +433,7 @@ def test_epochs_of_a_real_status_agree_with_dpkg(shared_fixtures: Path, tmp_path
 def test_epoch_parsing(
     tmp_path: Path, version: str, epoch: int | None, problem: str | None
 ) -> None:
-    root = dpkg_root(tmp_path / "root", {})
+    root = make_dpkg_root(tmp_path / "root", {})
     (root / "var/lib/dpkg/status").write_bytes(
         STANZA.replace(b"Version: 1.0", b"Version: " + version.encode())
     )

@@ -30,6 +30,7 @@ import findings_tree
 from fuzzing import Batch, mutate_bytes, mutate_json, mutate_tar_header, mutate_yaml, run_batch
 from imagebuilder import image_config, tar_tree, write_docker_save
 from scanner.cli import main
+from test_policy_cli import POLICY as CLI_POLICY
 
 SEED = int(os.environ.get("SCANNER_FUZZ_SEED", "20261204"))
 CASES = int(os.environ.get("SCANNER_FUZZ_CASES", "150"))
@@ -248,26 +249,8 @@ def test_fuzz_state_files(tmp_path: Path) -> None:
     fuzz(tmp_path / "cases", make, "state files")
 
 
-POLICY = """\
-version: 1
-collections:
-  - name: web-tasks
-    hosts: ["curltest*", "-curltest-canary*"]
-  - name: payments-images
-    images: ["example/nginx*"]
-    labels: ["team=payments"]
-rules:
-  - name: paused
-    enabled: false
-    effects: {"*": ignore}
-  - name: tasks-block-tampering
-    collections: [web-tasks]
-    effects: {"448": block}
-  - name: payments-gate
-    collections: [payments-images]
-    effects: {"424": block, "*": alert}
-    severity: {"424": critical}
-"""
+# The CLI tests' policy, less its custom check (a sandboxed script per case would be slow).
+POLICY = CLI_POLICY[: CLI_POLICY.index("custom_checks:")]
 
 
 def test_fuzz_policies(tmp_path: Path, tampered: findings_tree.Tree) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -10,30 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from trees import as_nobody
+from trees import as_nobody, make_dpkg_root
 
 import scanner
 
 ELF = b"\x7fELF\x02\x01\x01" + bytes(200)
-
-
-def make_dpkg_root(root: Path, files: dict[bytes, bytes], *, package: str = "tool") -> Path:
-    """A dpkg root whose one package owns `files` (root-relative path -> content), all intact."""
-    (root / "var/lib/dpkg/info").mkdir(parents=True)
-    for path, content in files.items():
-        full = bytes(root) + b"/" + path
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as handle:
-            handle.write(content)
-        os.chmod(full, 0o755)
-    (root / "var/lib/dpkg/status").write_text(
-        f"Package: {package}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n\n"
-    )
-    md5sums = b"".join(
-        hashlib.md5(c).hexdigest().encode() + b"  " + p + b"\n" for p, c in files.items()
-    )
-    (root / f"var/lib/dpkg/info/{package}.md5sums").write_bytes(md5sums)
-    return root
 
 
 @pytest.fixture

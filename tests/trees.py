@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import hashlib
 import os
 import pickle
 import signal
@@ -76,3 +77,26 @@ def as_nobody(work: Callable[[], object]) -> object:
     os.waitpid(pid, 0)
     assert outcome == "ok", value
     return value
+
+
+def make_dpkg_root(
+    root: Path, files: dict[bytes, bytes], *, package: str = "tool", md5sums: bytes | None = None
+) -> Path:
+    """A dpkg root whose one package owns `files` (root-relative path -> content, 0755), with
+    the right md5sums or the `md5sums` given."""
+    (root / "var/lib/dpkg/info").mkdir(parents=True)
+    for path, content in files.items():
+        full = bytes(root) + b"/" + path
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as handle:
+            handle.write(content)
+        os.chmod(full, 0o755)
+    (root / "var/lib/dpkg/status").write_text(
+        f"Package: {package}\nStatus: install ok installed\nVersion: 1.0\nArchitecture: amd64\n\n"
+    )
+    if md5sums is None:
+        md5sums = b"".join(
+            hashlib.md5(c).hexdigest().encode() + b"  " + p + b"\n" for p, c in files.items()
+        )
+    (root / f"var/lib/dpkg/info/{package}.md5sums").write_bytes(md5sums)
+    return root

@@ -6,7 +6,7 @@ import errno
 import os
 import stat
 
-from ..atomic import write_atomically
+from ..atomic import lies_inside, write_atomically
 from ..errors import UsageError
 
 __all__ = ["check_destination", "write_output"]
@@ -14,14 +14,8 @@ __all__ = ["check_destination", "write_output"]
 
 def check_destination(path: str, target: str) -> None:
     """Refuse an output file inside the scanned target (scan-root never writes into what it
-    scans; a hostile root could have planted a link there). The live root `/` is the exception,
-    as for a baseline: everything is inside it."""
-    real_target = os.path.realpath(target)
-    if real_target == "/":
-        return
-    directory, name = os.path.split(os.path.abspath(path))
-    real = os.path.join(os.path.realpath(directory), name)
-    if real == real_target or real.startswith(real_target.rstrip("/") + "/"):
+    scans; a hostile root could have planted a link there); the live root `/` excepted."""
+    if lies_inside(path, target):
         raise UsageError(f"output {path} is inside the scanned target {target}: refused")
 
 
