@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import resource
 import sys
 import time
 
+from child import peak_rss_kib
 from scanner.cli import main
 
 
@@ -31,7 +31,7 @@ def run(cases: list[list[str]]) -> None:
             text = sink.buffer.getvalue()[-4000:].decode("utf-8", "backslashreplace")
             print(f"case {index}: {text}", file=sys.stderr, flush=True)
         seconds = time.monotonic() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak = peak_rss_kib()
         line = {"case": index, "code": code, "seconds": seconds, "peak_rss_kb": peak}
         print(json.dumps(line), flush=True)
 

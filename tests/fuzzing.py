@@ -268,7 +268,7 @@ def run_batch(cases: Sequence[Sequence[str]], budget: float) -> Batch:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=child_env(),
+            env=child_env(here),  # the child imports tests/child.py too
         )
         try:
             stdout, stderr = process.communicate(timeout=budget)

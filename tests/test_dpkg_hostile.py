@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 import pytest
-from child import run_python
+from child import PEAK_RSS_SOURCE, run_python
 from trees import make_dpkg_root
 from debian.debian_support import Version
 
@@ -148,7 +148,7 @@ def test_symlink_target_of_many_components_resolves(tmp_path: Path) -> None:
 
 def _rss_after_reading(root: Path) -> dict[str, object]:
     source = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
         "from pkgdb import READERS, RootFS, PkgDBError\n"
         "errors = []\n"
         f"with RootFS({str(root)!r}) as fs:\n"
@@ -158,7 +158,7 @@ def _rss_after_reading(root: Path) -> dict[str, object]:
         "                reader.read(fs)\n"
         "            except PkgDBError as error:\n"
         "                errors.append(str(error))\n"
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"rss = {PEAK_RSS_SOURCE}\n"
         "print(json.dumps({'errors': errors, 'rss_kib': rss}))\n"
     )
     result: dict[str, object] = json.loads(run_python(source))
