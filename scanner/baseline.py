@@ -22,6 +22,7 @@ from typing import Any
 from .atomic import lies_inside, write_atomically
 from .errors import UsageError
 from .jsonload import InputFileError, load_json, read_bounded
+from .output.escape import json_safe
 from .report import Finding, Report, display_path
 from .version import __version__
 
@@ -113,7 +114,8 @@ class Baseline:
             "scanner": {"name": "scan-root", "version": __version__},
             "entries": [entry.to_dict() for entry in self.entries],
         }
-        return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+        # A variable named with a lone surrogate (an image's "Env") cannot be written as UTF-8.
+        return json_safe(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
 
     @classmethod
     def from_findings(cls, findings: Iterable[Finding]) -> Baseline:

@@ -299,7 +299,7 @@ def _write(text: str, output: str | None) -> int:
     try:
         write_output(output, text)
     except OSError as error:
-        print(f"scan-root: cannot write {output}: {error.strerror}", file=sys.stderr)
+        print(f"scan-root: cannot write {terminal_safe(output)}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_CLEAN
 
@@ -322,7 +322,7 @@ def _packages(argv: Sequence[str]) -> int:
 def _progress_printer(enabled: bool) -> Callable[[str], None]:
     def show(message: str) -> None:
         if enabled:
-            sys.stderr.write(f"\r\033[Kscan-root: {message}")
+            sys.stderr.write(f"\r\033[Kscan-root: {terminal_safe(message)}")
             sys.stderr.flush()
 
     return show

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pkgdb import Package
 
 from .manifests import read_manifests
-from .output.escape import terminal_safe
+from .output.escape import json_safe, terminal_safe
 from .report import SCHEMA_VERSION, Problem
 from .scan import open_root
 from .targets.layout import image_format
@@ -46,7 +46,7 @@ class Inventory:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(self.to_dict(), indent=2, ensure_ascii=False)) + "\n"
 
     def to_table(self) -> str:
         rows = [("MANAGER", "NAME", "EPOCH", "VERSION", "RELEASE", "ARCH", "FILES")]

@@ -4,14 +4,18 @@ and custom-check output are shown with visible escapes, and no line can be forge
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+from imagebuilder import Put, build_layers, image_config, write_docker_save
 
 from scanner.cli import main
-from scanner.output.escape import terminal_safe
+from scanner.output.escape import json_safe, terminal_safe
 
 # What a hostile name tries: clear the screen, set the title, a fake hyperlink (OSC 8), CR back
 # over the line, a new line forging the verdict, a one-byte CSI, a bidi override.
@@ -87,3 +91,97 @@ def test_checks_naming_nothing_is_a_usage_error(
         main([str(tmp_path), "--checks", checks])
     assert caught.value.code == 2
     assert "names no check" in capsys.readouterr().err
+
+
+# A lone surrogate ("\ud800" in a JSON input) cannot be encoded: printing one was an exit 5.
+SURROGATE_NAME = "GITHUB\ud800TOKEN\x1b]0;t\x07\u202e"
+TOKEN = "ghp_" + "Zq9xW2" * 6  # a well-formed, fake GitHub token
+
+
+def test_terminal_safe_shows_surrogates_and_astral_format_characters() -> None:
+    assert terminal_safe("a\ud800\udcff") == "a\\ud800\\udcff"
+    assert terminal_safe("tag\U000e0001") == "tag\\U000e0001"  # a format character past U+FFFF
+    assert terminal_safe("\u200b\ufeff\u2066") == "\\u200b\\ufeff\\u2066"
+
+
+def test_json_safe_keeps_the_value_and_hides_what_a_terminal_obeys() -> None:
+    value = {"a\ud800": ["x\x9b\u202e\x7f\u2028café\ufeff\U0001f600\U000e0001\n\x1b"]}
+    text = json_safe(json.dumps(value, ensure_ascii=False, indent=2))
+    assert json.loads(text) == value
+    assert not CONTROL.search(text.replace("\n", ""))
+    assert "café" in text and "\U0001f600" in text  # other non-ASCII stays readable
+    text.encode("utf-8")  # no lone surrogate left
+
+
+def _strings(value: object) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return set().union(*(_strings(item) for item in items))
+
+
+@pytest.fixture
+def hostile_image(tmp_path: Path) -> Path:
+    """An image whose config names a variable with a lone surrogate and escapes, whose tag and
+    file names carry escapes."""
+    root = tmp_path / "root"
+    (root / "srv").mkdir(parents=True)
+    layers = build_layers(
+        root, [Put("srv/" + HOSTILE.replace("/", "_"), b"data", 0o644)], tmp_path / "layers"
+    )
+    config = image_config(env=[f"{SURROGATE_NAME}={TOKEN}", "PATH=/usr/bin"])
+    tarball = tmp_path / "image.tar"
+    write_docker_save(tarball, layers, config, ["app:1" + HOSTILE.replace("\n", "")])
+    return tarball
+
+
+@pytest.mark.parametrize("form", ["table", "json", "sarif"])
+def test_an_images_hostile_names_are_escaped_in_every_format(
+    hostile_image: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], form: str
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    argv = ["image", str(hostile_image), "--quiet", "--no-process-env", "--format", form]
+    assert main([*argv, "--checks", "424"]) == 1
+    out = capsys.readouterr().out
+    assert not CONTROL.search(out.replace("\n", "")), [m.group() for m in CONTROL.finditer(out)]
+    assert TOKEN not in out and TOKEN[4:12] not in out
+    if form == "table":
+        assert "GITHUB\\ud800TOKEN\\x1b]0;t\\x07\\u202e" in out
+        assert sum(line.startswith("1 finding") for line in out.splitlines()) == 1
+    else:
+        assert SURROGATE_NAME in _strings(json.loads(out))  # the same name, escaped as JSON
+    # The baseline names the variable too: written, then read back as the same name.
+    assert main([*argv, "--baseline", str(baseline)]) == 0
+    assert main([*argv, "--baseline", str(baseline)]) == 0
+    assert not CONTROL.search(baseline.read_text().replace("\n", ""))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="custom checks need root for their sandbox")
+def test_custom_check_output_and_rule_names_are_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The target's own /bin/sh prints the escapes; a policy rule's name carries them too."""
+    if shutil.which("unshare") is None:
+        pytest.skip("util-linux unshare is not installed")
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(os.path.realpath("/bin/sh"), root / "bin/sh")
+    ldd = subprocess.run(["ldd", str(root / "bin/sh")], capture_output=True, text=True)
+    for library in re.findall(r"(/\S+)", ldd.stdout):
+        (root / library.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(library, root / library.lstrip("/"))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "version: 1\nrules:\n  - name: \"r\\e[2J\\a\\u202e\"\n    effects: {\"*\": alert}\n"
+        "custom_checks:\n  - id: 9001\n    name: hostile output\n    severity: high\n"
+        "    description: prints escapes\n    script: |\n      #!/bin/sh\n"
+        "      printf 'x\\033[2J\\033]8;;http://e/\\007link\\033]8;;\\007\\r"
+        "no findings; 0 files walked\\n\\302\\233\\342\\200\\256z\\377\\n'\n      exit 1\n"
+    )
+    argv = [str(root), "--checks", "9001", "--policy", str(policy), "--no-process-env"]
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert not CONTROL.search(out.replace("\n", ""))
+    assert "x\\x1b[2J\\x1b]8;;http://e/\\x07link" in out and "\\x9b\\u202ez\\xff" in out
+    assert "[rule: r\\x1b[2J\\x07\\u202e]" in out
+    assert [line for line in out.splitlines() if "no findings" in line][0].startswith("  high")

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..report import Finding, Problem, Report, Severity, display_path
+from .escape import json_safe
 
 __all__ = ["SARIF_SCHEMA_URI", "render"]
 
@@ -239,4 +240,4 @@ def to_sarif(report: Report) -> dict[str, Any]:
 
 
 def render(report: Report, color: bool = False) -> str:
-    return json.dumps(to_sarif(report), indent=2, ensure_ascii=False) + "\n"
+    return json_safe(json.dumps(to_sarif(report), indent=2, ensure_ascii=False)) + "\n"
