@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from child import child_env
 
 import findings_tree
 from scanner.cli import main
@@ -82,3 +86,42 @@ def test_packages_output_follows_the_same_rules(tree: findings_tree.Tree, tmp_pa
     assert main(["packages", str(tree.root), "--output", str(tmp_path / "list")]) == 2
     assert victim.read_text() == "keep me\n"
     assert main(["packages", str(tree.root), "--output", str(tree.root / "srv/list")]) == 2
+
+
+def test_a_fifo_nobody_reads_is_an_error_not_a_hang(tree: findings_tree.Tree, tmp_path: Path) -> None:
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    argv = [str(tree.root), *tree.options, "--format", "json", "--output", str(fifo)]
+    done = subprocess.run(  # a child: the hang this was fails here, bounded
+        [sys.executable, "-m", "scanner.cli", *argv],
+        capture_output=True, text=True, cwd=tmp_path, env=child_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "FIFO that nobody reads" in done.stderr
+
+
+def test_a_fifo_of_another_user_is_not_written(tree: findings_tree.Tree, tmp_path: Path) -> None:
+    """In a sticky /tmp, anyone can make a FIFO at the name the report goes to."""
+    if os.geteuid() != 0:
+        pytest.skip("making a FIFO of another user needs root")
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    os.chown(fifo, 65534, 65534)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert _scan(tree, fifo) == 2
+        assert os.read(reader, 1) == b""  # opened, found foreign, closed: nothing written
+    finally:
+        os.close(reader)
+
+
+def test_a_fifo_with_a_reader_gets_the_report(tree: findings_tree.Tree, tmp_path: Path) -> None:
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:  # the report is smaller than the pipe's 64 KiB: written whole before it is read
+        assert _scan(tree, fifo) == 0
+        data = os.read(reader, 1 << 16)
+    finally:
+        os.close(reader)
+    assert json.loads(data)["findings"] == []
