@@ -22,10 +22,13 @@ def tree(tmp_path: Path) -> findings_tree.Tree:
 
 
 def _scan(tree: findings_tree.Tree, output: Path | str, *extra: str) -> int:
-    return main([str(tree.root), *tree.options, "--format", "json", "--output", str(output), *extra])
+    argv = [str(tree.root), *tree.options, "--format", "json", "--output", str(output)]
+    return main([*argv, *extra])
 
 
-def test_a_symlink_at_the_output_path_is_not_followed(tree: findings_tree.Tree, tmp_path: Path) -> None:
+def test_a_symlink_at_the_output_path_is_not_followed(
+    tree: findings_tree.Tree, tmp_path: Path
+) -> None:
     """Another user's link in /tmp (or one planted in a root) aims root's write at any file."""
     victim = tmp_path / "victim"
     victim.write_text("keep me\n")
@@ -88,7 +91,9 @@ def test_packages_output_follows_the_same_rules(tree: findings_tree.Tree, tmp_pa
     assert main(["packages", str(tree.root), "--output", str(tree.root / "srv/list")]) == 2
 
 
-def test_a_fifo_nobody_reads_is_an_error_not_a_hang(tree: findings_tree.Tree, tmp_path: Path) -> None:
+def test_a_fifo_nobody_reads_is_an_error_not_a_hang(
+    tree: findings_tree.Tree, tmp_path: Path
+) -> None:
     fifo = tmp_path / "report.json"
     os.mkfifo(fifo)
     argv = [str(tree.root), *tree.options, "--format", "json", "--output", str(fifo)]
