@@ -3,6 +3,7 @@ giants and JSON nested past reason give a clear answer at once, in bounded memor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -120,3 +121,46 @@ def test_load_json_bounds() -> None:
         jsonload.load_json('{"password": ' + secret + "}", what="x", max_bytes=100)
     assert secret not in str(caught.value)
     assert json.dumps(jsonload.load_json("{}", what="x", max_bytes=2)) == "{}"
+
+
+def many_values(option: str, where: Path, count: int, value: bytes = b"{}") -> str:
+    """A baseline, or a sealed state, whose JSON holds `count` small values: a few bytes each in
+    the file, ~80 bytes each as Python objects."""
+    values = b"[" + b",".join([value] * count) + b"]"
+    if option == "--baseline":
+        path = where / "baseline.json"
+        path.write_bytes(b'{"schema": 1, "scanner": {"name": "scan-root"}, "entries": ' + values + b"}")
+        return str(path)
+    from scanner import state
+
+    header = b'{"count": 0, "paths_length": 0, "x": ' + values + b"}"
+    body = state.MAGIC + len(header).to_bytes(4, "little") + header
+    path = where / "scan.state"
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    return str(path)
+
+
+@pytest.mark.parametrize("option", ["--baseline", "--state"])
+def test_json_of_millions_of_values_is_refused_in_bounded_memory(
+    tree: findings_tree.Tree, tmp_path: Path, option: str
+) -> None:
+    """Three million `{}` are a 9 MiB file, well within the size caps, and were 450 MB and more
+    of Python objects: the values are counted before anything is parsed."""
+    path = many_values(option, tmp_path, 3_000_000)
+    code, stderr, peak = run_child([str(tree.root), *tree.options, "--quiet", option, path])
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
+    if option == "--baseline":
+        assert code == 2 and "more than 1000000 JSON values" in stderr, stderr
+    else:
+        assert code == 1, stderr  # the state refused, a full scan: the tampered binary found
+
+
+def test_the_most_values_accepted_stay_in_bounded_memory(
+    tree: findings_tree.Tree, tmp_path: Path
+) -> None:
+    """Just under the cap, the costliest small value (a fresh 2-character string each) still
+    parses within the memory bound; the baseline is then refused for what it says."""
+    path = many_values("--baseline", tmp_path, jsonload.DEFAULT_MAX_NODES - 10, b'"ab"')
+    code, stderr, peak = run_child([str(tree.root), *tree.options, "--quiet", "--baseline", path])
+    assert code == 2 and "entries[0]: not an object" in stderr, stderr
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
