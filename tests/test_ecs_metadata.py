@@ -243,7 +243,23 @@ def test_invalid_json(agent: Agent) -> None:
     agent.serve("/v4/app/task", b'{"TaskARN": "arn:aws:ecs:')
     identity, problems = read_task_metadata(agent.environ())
     assert identity is None
-    assert len(problems) == 1 and "invalid JSON" in problems[0]
+    assert len(problems) == 1 and "not valid JSON" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),  # was RecursionError
+        (b'{"TaskARN": ' + b"1" * 5000 + b"}", "number too long"),  # was ValueError
+        (b"[" + b"[]," * 500_000 + b"[]]", "JSON values"),  # 1.5 MB: ~40 MB of lists
+    ],
+    ids=["deep", "long-number", "many-values"],
+)
+def test_hostile_json_from_the_endpoint_is_a_problem(agent: Agent, body: bytes, says: str) -> None:
+    agent.serve("/v4/app/task", body)
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is None
+    assert len(problems) == 1 and says in problems[0] and "falls back" in problems[0]
 
 
 @pytest.mark.parametrize("arn", [None, 42, "", "not-an-arn"], ids=["absent", "int", "empty", "bad"])
@@ -371,14 +387,30 @@ def test_fargate_by_its_execution_env_when_the_endpoint_is_down(
     assert _gate(tampered, tmp_path, BLOCK_448) == 4  # no sign of Fargate: the block holds
 
 
-@pytest.mark.parametrize(("launch_type", "code"), [("FARGATE", 1), ("EC2", 4), (None, 1)])
+@pytest.mark.parametrize(
+    ("launch_type", "execution_env", "code"),
+    [
+        ("FARGATE", None, 1),
+        ("EC2", None, 4),
+        (None, None, 1),
+        ("EC2", "AWS_ECS_FARGATE", 4),  # the agent's own word wins
+        (None, "AWS_ECS_EC2", 4),  # no LaunchType: the platform's variable says EC2
+        (None, "AWS_ECS_FARGATE", 1),
+        (5, None, 1),  # not a launch type: ignored (a problem), as if absent
+        (5, "AWS_ECS_EC2", 4),
+    ],
+)
 def test_a_task_is_fargate_by_its_launch_type(
     agent: Agent, tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-    launch_type: str | None, code: int,
+    launch_type: str | int | None, execution_env: str | None, code: int,
 ) -> None:
     """An EC2-launch task runs on a host that can be blocked on: it is no Fargate task."""
     serve_task(agent, LaunchType=launch_type)
     monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
+    if execution_env is None:
+        monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
+    else:
+        monkeypatch.setenv("AWS_EXECUTION_ENV", execution_env)
     assert _gate(tampered, tmp_path, BLOCK_448) == code
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import json
 import os
 import socket
 import time
@@ -23,9 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..jsonload import JSONInputError, load_json
+
 __all__ = [
     "EXECUTION_ENV",
     "FARGATE_EXECUTION_ENV",
+    "LAUNCH_TYPES",
     "METADATA_ENV",
     "ContainerInfo",
     "TaskIdentity",
@@ -39,6 +41,8 @@ METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
 EXECUTION_ENV = "AWS_EXECUTION_ENV"
 FARGATE_EXECUTION_ENV = "AWS_ECS_FARGATE"
+# AWS_EXECUTION_ENV's values in ECS tasks, and the launch type each means.
+LAUNCH_TYPES = {FARGATE_EXECUTION_ENV: "FARGATE", "AWS_ECS_EC2": "EC2"}
 # A task document lists every container of the task; a few KiB each. Anything this large is not
 # the agent speaking.
 MAX_RESPONSE = 4 * 1024 * 1024
@@ -180,20 +184,25 @@ def _get(url: str, deadline: float) -> Any:
     if response.status != 200:
         raise _MetadataError(f"{url}: HTTP {response.status} {response.reason}".rstrip())
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise _MetadataError(
-            f"{url}: invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
-        ) from error
-    except UnicodeDecodeError:
-        raise _MetadataError(f"{url}: invalid JSON: not UTF-8 text") from None
+        # Bounded like every JSON input: 4 MiB of `[` is a RecursionError, and a number of 5,000
+        # digits a ValueError, to json.loads alone.
+        return load_json(body, what=url, max_bytes=MAX_RESPONSE)
+    except JSONInputError as error:
+        raise _MetadataError(str(error)) from None
 
 
-def _optional(document: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str | None:
+def _optional(
+    document: Mapping[str, Any],
+    key: str,
+    where: str,
+    problems: list[str],
+    *,
+    number: bool = False,
+) -> str | None:
     value = document.get(key)
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if number and isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # Revision is a string in the documented examples; accept a number
     if not isinstance(value, str):
         problems.append(f"{_SOURCE}: {where}.{key} is not a string; ignored")
@@ -277,7 +286,7 @@ def read_task_metadata(
             cluster=_optional(task, "Cluster", where, problems) or arn_cluster,
             task_arn=arn,
             family=_optional(task, "Family", where, problems),
-            revision=_optional(task, "Revision", where, problems),
+            revision=_optional(task, "Revision", where, problems, number=True),
             launch_type=_optional(task, "LaunchType", where, problems),
             availability_zone=_optional(task, "AvailabilityZone", where, problems),
             containers=tuple(containers),
