@@ -47,8 +47,9 @@ from pkgdb import InstalledFile
 
 from .atomic import write_atomically
 from .errors import UsageError
-from .jsonload import DEFAULT_MAX_NODES, count_nodes, load_json
+from .jsonload import DEFAULT_MAX_NODES, InputFileError, count_nodes, load_json
 from .memo import MAX_STATE_BYTES, kept_state
+from .miners import read_digests
 from .report import Finding, PackageRef, Problem, Severity
 from .version import __version__
 
@@ -510,11 +511,12 @@ def _fingerprint(
         json.dumps([sorted(checks.items()), all_files, list(excludes), content_limit]).encode()
     )
     for name in miner_digests:
-        try:
-            with open(name, "rb") as handle:  # its contents: a digest added later must count
-                digest.update(hashlib.sha256(handle.read()).digest())
+        try:  # its contents: a digest added later must count
+            digest.update(hashlib.sha256(read_digests(name)).digest())
         except OSError as error:
             digest.update(f"unreadable {error.errno}".encode())
+        except InputFileError:  # a FIFO, device or giant: 426 refuses it (UsageError)
+            digest.update(b"refused")
     return digest.hexdigest()
 
 

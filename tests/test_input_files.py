@@ -20,6 +20,7 @@ from scanner import jsonload
 from scanner.cli import main
 
 PEAK_RSS_KB = 150 * 1024
+ADDRESS_SPACE = 4 << 30  # far above the bound tested, far below the machine
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,21 @@ def hostile(kind: str, where: Path) -> str:
 
 
 def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in KB) of `scan-root ARGV` in a child process."""
+    """(exit code, stderr, peak RSS in KB) of `scan-root ARGV` in a child process.
+
+    The scan is a grandchild: its peak is RUSAGE_CHILDREN of a small Python, not of pytest.
+    That Python ends it at `timeout` (a FIFO read would otherwise outlive the test) and caps
+    its address space, so that code without these bounds fails here on a shared machine
+    instead of reading /dev/zero into 20 GB.
+    """
     probe = textwrap.dedent(
-        """
+        f"""
         import resource, subprocess, sys
+        def limit():
+            resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
         done = subprocess.run([sys.executable, "-m", "scanner.cli", *sys.argv[1:]],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout={timeout},
+                              preexec_fn=limit)
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         sys.stderr.write(done.stderr)
         print(done.returncode, peak)
@@ -58,7 +68,7 @@ def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
         capture_output=True,
         text=True,
         env=child_env(),
-        timeout=timeout,
+        timeout=timeout + 10,
         check=True,
     )
     code, peak = done.stdout.split()
@@ -66,7 +76,9 @@ def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
-@pytest.mark.parametrize("option", ["--baseline", "--task-definition", "--policy", "--env-file"])
+@pytest.mark.parametrize(
+    "option", ["--baseline", "--task-definition", "--policy", "--env-file", "--miner-digests"]
+)
 def test_untrusted_input_files_are_refused_at_once(
     tree: findings_tree.Tree, tmp_path: Path, option: str, kind: str
 ) -> None:
@@ -93,6 +105,19 @@ def test_a_state_that_is_no_file_is_a_full_scan(
     after = os.stat(path)
     if kind != "sparse":  # a device or FIFO is never replaced by the state written after
         assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_digest_list_that_is_no_file_does_not_stall_a_rescan(
+    tree: findings_tree.Tree, tmp_path: Path, kind: str
+) -> None:
+    """With --state, the digest lists are fingerprinted even when 426 does not run: read
+    through the same bounded opener (a FIFO stalled every scan)."""
+    path = hostile(kind, tmp_path)
+    argv = [str(tree.root), "--no-process-env", "--checks", "448", "--miner-digests", path]
+    code, stderr, peak = run_child([*argv, "--state", str(tmp_path / "scan.state")])
+    assert code == 1, stderr  # the tampered binary
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
 
 
 @pytest.mark.parametrize("depth", [1000, 100_000])
