@@ -156,7 +156,8 @@ def _entry(raw: object, path: str, index: int) -> Entry:
         raise BaselineError(f"{where}: not an object")
     unknown = sorted(set(raw) - {"check", "path", "package", "path_hex", "source", "variables"})
     if unknown:
-        raise BaselineError(f"{where}: unknown field(s) {', '.join(name[:60] for name in unknown[:5])}")
+        names = ", ".join(name[:60] for name in unknown[:5])  # quoted short: a key may be 32 MiB
+        raise BaselineError(f"{where}: unknown field(s) {names}")
     check = raw.get("check")
     if not isinstance(check, str) or not check:
         raise BaselineError(f"{where}: `check` must be a non-empty string")

@@ -154,7 +154,8 @@ def many_values(option: str, where: Path, count: int, value: bytes = b"{}") -> s
     values = b"[" + b",".join([value] * count) + b"]"
     if option == "--baseline":
         path = where / "baseline.json"
-        path.write_bytes(b'{"schema": 1, "scanner": {"name": "scan-root"}, "entries": ' + values + b"}")
+        head = b'{"schema": 1, "scanner": {"name": "scan-root"}, "entries": '
+        path.write_bytes(head + values + b"}")
         return str(path)
     from scanner import state
 

@@ -491,7 +491,9 @@ def _mistype(item: dict[str, object], how: str) -> None:
         "check=null",
     ],
 )
-def test_sealed_state_with_mistyped_verdict_fields_is_judged_again(tmp_path: Path, how: str) -> None:
+def test_sealed_state_with_mistyped_verdict_fields_is_judged_again(
+    tmp_path: Path, how: str
+) -> None:
     """Anyone can compute the seal: a recorded finding whose fields have the wrong JSON types
     (an `extra` that is a number crashed every writer, exit 5; a numeric title was replayed as
     it was) is not replayed: its file is judged again."""

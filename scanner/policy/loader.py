@@ -590,7 +590,8 @@ def _validate(top: yaml.Node, reader: _Reader, source: str) -> Policy:
             if name is None:
                 continue
             # Checked for an invalid rule too: one error must not hide another.
-            if not reader.duplicate(names.get(name), node, f"{field}.name", f"rule name {_shown(name)}"):
+            what = f"rule name {_shown(name)}"
+            if not reader.duplicate(names.get(name), node, f"{field}.name", what):
                 names[name] = _line(node)
                 if rule is not None:
                     rules.append(rule)
