@@ -150,10 +150,19 @@ class RootFS:
         return "/" + os.fsdecode(physical)
 
     def open(self, path: bytes, flags: int = os.O_RDONLY) -> int:
-        """Open `path` inside the root without following a symlink in its final component."""
+        """Open `path` inside the root without following a symlink in its final component.
+
+        A device node is never opened: opening one acts on the host (a watchdog arms, a tape
+        rewinds), and a hostile root can put one where a database belongs. Swapped in between
+        this lstat and the open, it would be refused by every caller's fstat after, once opened.
+        """
         try:
+            physical = self.resolve(path)
+            mode = os.lstat(physical, dir_fd=self.fd).st_mode
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                raise OSError(errno.ENODEV, "a device node (not opened)", os.fsdecode(path))
             fd = os.open(
-                self.resolve(path),
+                physical,
                 flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
                 dir_fd=self.fd,
             )

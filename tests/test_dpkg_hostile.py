@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -446,3 +447,27 @@ def test_epoch_parsing(
     )
     found = [p.message for p in db.problems if "epoch" in p.message]
     assert [problem in m for m in found] == ([True] if problem else [])
+
+
+@pytest.mark.parametrize("db", ["var/lib/dpkg/status", "lib/apk/db/installed"])
+def test_a_device_node_where_a_database_belongs_is_never_opened(
+    tmp_path: Path, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening a device acts on the host (a watchdog, a tape): it is a problem, never opened."""
+    root = tmp_path / "root"
+    (root / db).parent.mkdir(parents=True)
+    os.mknod(root / db, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: object, flags: int, *args: object, **kwargs: object) -> int:
+        if isinstance(path, (str, bytes)) and os.fsdecode(path).endswith(os.path.basename(db)):
+            opened.append(os.fsdecode(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", spy)
+    report = scanner.scan_root(root, checks=["448"])
+    monkeypatch.undo()
+    assert opened == []
+    assert not report.complete
+    assert any("device" in p.message for p in report.problems), problems(report)

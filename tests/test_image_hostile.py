@@ -421,3 +421,41 @@ def test_pax_owner_ids_out_of_range_are_clear_errors(env: dict[str, Path], parse
         info.pax_headers = {**records, "path": "a"}
         with pytest.raises(ImageError, match="(uid|gid)"):
             scan(env, [layer((info, data))])
+
+
+@pytest.mark.parametrize("name", ["", ".", "./"])
+def test_a_file_named_as_the_root_is_not_verified(
+    env: dict[str, Path], parser: str, name: str
+) -> None:
+    """Found by the fuzz suite: a key member renamed "" was dropped as "the root itself" and
+    the image scanned clean."""
+    info, data = member("x", b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    raw = bytearray(layer((info, data)))
+    raw[0:100] = name.encode().ljust(100, b"\0")
+    _fix_sum(raw, 0)
+    image = scan(env, [bytes(raw)])
+    assert any("not a directory" in problem for problem in image.unextracted)
+
+
+@pytest.mark.parametrize("field", ["size", "pax"])
+def test_outer_archive_numbers_past_64_bits_are_clear_errors(
+    env: dict[str, Path], field: str
+) -> None:
+    """Found by the fuzz suite: Python's tarfile raises ValueError/OverflowError (not TarError)
+    on a base-256 size or a pax offset past 64 bits in the outer archive: exit 5 before."""
+    archive = env["tmp"] / "image.tar"
+    write_docker_save(archive, [], image_config(), ["hostile:1"], "none")
+    blob = bytearray(archive.read_bytes())
+    if field == "size":
+        blob[124:136] = b"\x80" + b"\xff" * 11
+        _fix_sum(blob, 0)
+    else:
+        record = b"30 size=99999999999999999999999\n"
+        header = tarfile.TarInfo("././@PaxHeader")
+        header.type, header.size = tarfile.XHDTYPE, len(record)
+        blob[0:0] = header.tobuf(tarfile.USTAR_FORMAT) + record.ljust(512, b"\0")
+    archive.write_bytes(bytes(blob))
+    with pytest.raises(ImageError, match="not a readable image archive"):
+        with open_image(archive, limits=ImageLimits(), workdir=str(env["work"])):
+            pass
+    assert not list(env["work"].iterdir())

@@ -565,6 +565,12 @@ class LayerApplier:
             raise ImageError(f"{label}: more than {self.limits.max_entries} entries (limit)")
         parts, absolute = _parts(member.name, label, "member")
         if not parts:
+            if not member.isdir():
+                # A file named "" or "." would be the root itself: its data is not extracted.
+                self.unextracted.append(
+                    f"{label}: a member named {member.name!r} that is not a directory: "
+                    "not extracted"
+                )
             return 0  # the root itself: it stays 0700, as private as the temp dir must be
         base = parts[-1]
         if base.startswith(_WHITEOUT):

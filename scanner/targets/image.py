@@ -466,12 +466,14 @@ class _TarSource(_Source):
                 if count > limits.max_entries:
                     raise ImageError(f"{path}: more than {limits.max_entries} entries (limit)")
                 self.members[_clean(member.name)] = member
-        except (tarfile.TarError, EOFError, OSError) as error:
-            self.file.close()
-            raise ImageError(f"{path}: not a readable image archive: {error}") from error
         except ImageError:
             self.file.close()
             raise
+        # ValueError/OverflowError: tarfile itself fails so on numbers past 64 bits (a size or
+        # a pax offset in base-256); the archive is malformed either way.
+        except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as error:
+            self.file.close()
+            raise ImageError(f"{path}: not a readable image archive: {error}") from error
 
     def has(self, name: str) -> bool:
         return _clean(name) in self.members
