@@ -304,6 +304,32 @@ def test_only_http_to_an_ip_literal(uri: str) -> None:
     assert identity is None and len(problems) == 1
 
 
+@pytest.mark.parametrize(
+    ("suffix", "says"),
+    [
+        ("[::1", "is not a URI"),  # urlsplit: ValueError, exit 5
+        ("/v4/é", "non-ASCII"),  # the request line: UnicodeEncodeError, exit 5
+        ("/v4/app\r\nX-Injected: 1", "a control"),  # a header of our own making
+        ("/v4/app " + "a" * 3000, "longer than"),
+        ("@", "carries credentials"),
+    ],
+    ids=["bracket", "non-ascii", "crlf", "long", "credentials"],
+)
+def test_an_unusable_endpoint_uri_is_a_problem_and_never_requested(
+    agent: Agent, suffix: str, says: str
+) -> None:
+    uri = (
+        agent.uri.replace("http://", "http://user:s3cret@") + "/v4/app"
+        if suffix == "@"
+        else ("http://" + suffix if suffix.startswith("[") else agent.uri + suffix)
+    )
+    serve_task(agent)
+    identity, problems = read_task_metadata({METADATA_ENV: uri}, timeout=0.5)
+    assert identity is None and len(problems) == 1 and says in problems[0], problems
+    assert "s3cret" not in problems[0] and "Injected" not in problems[0]
+    assert agent.requests == []
+
+
 def test_connection_refused_is_a_problem() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

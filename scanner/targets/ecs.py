@@ -122,6 +122,26 @@ class _Canned:
         return io.BytesIO(self._data)
 
 
+MAX_URI = 2048  # the agent's URI is ~50 characters
+
+
+def _unusable(uri: str) -> str | None:
+    """Why the endpoint URI cannot be requested as it is, or None. Checked before it is split
+    (`http://[::1` is a ValueError to urlsplit) or put on a request line (a CR LF in it would
+    add headers; non-ASCII cannot be sent), and before any message quotes it."""
+    if len(uri) > MAX_URI:
+        return f"is longer than {MAX_URI} characters"
+    if not uri.isascii() or not uri.isprintable() or " " in uri:
+        return "holds a space, a control or a non-ASCII character"
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        return "is not a URI"
+    if "@" in netloc:
+        return "carries credentials (user@): not used"
+    return None
+
+
 def _get(url: str, deadline: float) -> Any:
     """GET `url` and decode its JSON body, all before `deadline` (time.monotonic()).
 
@@ -239,6 +259,9 @@ def read_task_metadata(
     uri = environ.get(METADATA_ENV)
     if not uri:
         return None, []
+    unusable = _unusable(uri)
+    if unusable is not None:  # said without the URI: it may carry anything, credentials too
+        return None, [f"{_SOURCE}: {METADATA_ENV} {unusable}; host falls back to the hostname"]
     deadline = time.monotonic() + timeout
     problems: list[str] = []
     base = uri.rstrip("/")
