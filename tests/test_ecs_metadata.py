@@ -289,6 +289,13 @@ def test_malformed_containers_are_problems_not_errors(agent: Agent) -> None:
     assert any("not listed in the task document" in p for p in problems)
 
 
+def test_a_task_of_countless_containers_is_one_problem(agent: Agent) -> None:
+    serve_task(agent, Containers=[APP, SIDECAR, *([0] * 500_000)])
+    identity, problems = read_task_metadata(agent.environ(), timeout=10)
+    assert identity is not None and [c.name for c in identity.containers] == ["app", "scanner"]
+    assert len(problems) <= 101 and "lists 500002 containers" in problems[0]
+
+
 def test_non_object_task_document(agent: Agent) -> None:
     agent.serve("/v4/app/task", [1, 2])
     identity, problems = read_task_metadata(agent.environ())

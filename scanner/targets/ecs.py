@@ -46,6 +46,9 @@ LAUNCH_TYPES = {FARGATE_EXECUTION_ENV: "FARGATE", "AWS_ECS_EC2": "EC2"}
 # A task document lists every container of the task; a few KiB each. Anything this large is not
 # the agent speaking.
 MAX_RESPONSE = 4 * 1024 * 1024
+# ECS allows 10 containers a task definition: past this many, each would be a problem of its own
+# (900,000 malformed entries were as many problems).
+MAX_CONTAINERS = 100
 _SOURCE = "ecs-metadata"
 
 
@@ -287,7 +290,12 @@ def read_task_metadata(
     if not isinstance(raw_containers, list):
         problems.append(f"{_SOURCE}: task.Containers is missing or not a list")
     else:
-        for index, entry in enumerate(raw_containers):
+        if len(raw_containers) > MAX_CONTAINERS:
+            problems.append(
+                f"{_SOURCE}: task.Containers lists {len(raw_containers)} containers; only the "
+                f"first {MAX_CONTAINERS} are read"
+            )
+        for index, entry in enumerate(raw_containers[:MAX_CONTAINERS]):
             info = _container(entry, f"task.Containers[{index}]", problems)
             if info is not None:
                 containers.append(info)
