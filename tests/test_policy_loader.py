@@ -420,3 +420,26 @@ def test_a_long_value_named_by_every_error_is_quoted_short(tmp_path: Path, rules
     assert len(str(error)) < 1000 * len(error.issues)
     assert all(len(issue.field) < 200 for issue in error.issues)
     assert "(1000000 characters)" in str(error)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_script_file_that_is_no_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block the read for ever, /dev/zero or a sparse giant fill memory: each is
+    refused by its fstat before a byte is read, as the field's error."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "check.sh")
+        name = "check.sh"
+    elif kind == "zero":
+        name = "/dev/zero"
+    else:
+        with open(tmp_path / "check.sh", "wb") as handle:
+            handle.truncate(2 << 30)
+        name = "check.sh"
+    error = _refused(
+        tmp_path,
+        "version: 1\ncustom_checks:\n  - {id: 9001, name: n, severity: high, description: d, "
+        f"script_file: {name}}}\n",
+    )
+    [issue] = error.issues
+    assert issue.field == "custom_checks[0].script_file"
+    assert "not a regular file" in issue.message or "over the limit" in issue.message
