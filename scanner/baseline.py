@@ -140,9 +140,10 @@ def _entries(document: object, path: str) -> list[Entry]:
     scanner = document.get("scanner")
     if not isinstance(scanner, dict) or scanner.get("name") != "scan-root":
         raise BaselineError(f"baseline {path}: not a scan-root baseline (no scanner.name)")
-    if document.get("schema") != BASELINE_SCHEMA:
+    schema = document.get("schema")
+    if type(schema) is not int or schema != BASELINE_SCHEMA:  # true == 1 to Python
         raise BaselineError(
-            f"baseline {path}: schema {document.get('schema')!r} is not supported "
+            f"baseline {path}: schema {_shown(schema)} is not supported "
             f"(this scan-root reads schema {BASELINE_SCHEMA})"
         )
     raw_entries = document.get("entries")
@@ -157,7 +158,8 @@ def _entry(raw: object, path: str, index: int) -> Entry:
         raise BaselineError(f"{where}: not an object")
     unknown = sorted(set(raw) - {"check", "path", "package", "path_hex", "source", "variables"})
     if unknown:
-        raise BaselineError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        names = ", ".join(name[:60] for name in unknown[:5])  # quoted short: a key may be 32 MiB
+        raise BaselineError(f"{where}: unknown field(s) {names}")
     check = raw.get("check")
     if not isinstance(check, str) or not check:
         raise BaselineError(f"{where}: `check` must be a non-empty string")
@@ -181,6 +183,12 @@ def _entry(raw: object, path: str, index: int) -> Entry:
         source=raw.get("source"),
         variables=tuple(sorted(set(variables))),
     )
+
+
+def _shown(value: object) -> str:
+    """A value from the file as an error quotes it: short (the file may be 32 MiB of it)."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:60]}... ({type(value).__name__})"
 
 
 def check_location(path: str, target: str) -> None:

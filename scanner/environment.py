@@ -109,7 +109,9 @@ def read_task_definition(path: str) -> TaskDefinition:
     if not isinstance(family, str) or not family:
         family = os.path.basename(path)
     revision = document.get("revision")
-    task = f"{family}:{revision}" if isinstance(revision, int) else family
+    if not isinstance(revision, int) or isinstance(revision, bool):  # JSON true is no revision
+        revision = None
+    task = f"{family}:{revision}" if revision is not None else family
     names: list[str] = []
     images: list[str | None] = []
     variables: list[EnvVar] = []
@@ -147,8 +149,11 @@ def read_task_definition(path: str) -> TaskDefinition:
                     source,
                 )
             )
-        for entry in _entries(path, f"{where}.environmentFiles", container.get("environmentFiles")):
-            location = entry.get("value", "?")
+        for number, entry in enumerate(
+            _entries(path, f"{where}.environmentFiles", container.get("environmentFiles"))
+        ):
+            # Named in a problem: a string (an S3 ARN), never another value echoed whole.
+            location = _string(path, f"{where}.environmentFiles[{number}]", entry, "value", "?")
             problems.append(
                 f"{source}: could not verify environment file {location} (stored in S3); "
                 "download it and pass --env-file"
@@ -161,7 +166,7 @@ def read_task_definition(path: str) -> TaskDefinition:
         tuple(references),
         tuple(problems),
         tuple(images),
-        revision if isinstance(revision, int) else None,
+        revision,
         _compatibilities(path, document.get("requiresCompatibilities")),
     )
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 
-__all__ = ["InputFileError", "JSONInputError", "load_json", "read_bounded"]
+__all__ = ["InputFileError", "JSONInputError", "count_nodes", "load_json", "read_bounded"]
 
 # Deeper than any document we read needs (a task definition is ~6 deep, an image config ~5),
 # far below where Python's own recursion (ours, or the json decoder's) would give out.
 DEFAULT_MAX_DEPTH = 64
+# What a file's bytes may make of memory: `[],[],...` is 3 bytes a list of ~80 (a 28 MiB file
+# took 1.5 GB), so the size cap alone does not bound it. A million values cost at most ~100 MB;
+# a baseline of 150,000 entries, or a state's 50,000 recorded verdicts, stay under it.
+DEFAULT_MAX_NODES = 1_000_000
 
 
 class InputFileError(ValueError):
@@ -53,27 +58,48 @@ def read_bounded(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> 
         os.close(fd)
 
 
+def count_nodes(data: bytes | str, start: int = 0, end: int | None = None) -> int:
+    """An upper bound on the values `json.loads(data[start:end])` would make: every container
+    opened and every separator (a `,` inside a string counts too: the bound only errs high).
+    Counted in C (bytes.count), before anything is parsed or copied."""
+    if end is None:
+        end = len(data)
+    if isinstance(data, str):
+        return sum(data.count(mark, start, end) for mark in "[{,") + 1
+    return sum(data.count(mark, start, end) for mark in (b"[", b"{", b",")) + 1
+
+
 def _depth_within(document: object, max_depth: int) -> bool:
-    """Whether no container in `document` is nested deeper than `max_depth` (iterative)."""
-    stack: list[tuple[object, int]] = [(document, 1)]
+    """Whether no container in `document` is nested deeper than `max_depth`: iterative, and
+    holding one iterator per level (not every child of a long list at once)."""
+    if not isinstance(document, (dict, list)):
+        return True
+    stack: list[Iterator[object]] = [_children(document)]
     while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children = value.values()
-        elif isinstance(value, list):
-            children = value  # type: ignore[assignment]
+        for child in stack[-1]:
+            if isinstance(child, (dict, list)):
+                if len(stack) >= max_depth:
+                    return False
+                stack.append(_children(child))
+                break
         else:
-            continue
-        if depth > max_depth:
-            return False
-        stack.extend((child, depth + 1) for child in children)
+            stack.pop()
     return True
 
 
+def _children(container: dict[str, object] | list[object]) -> Iterator[object]:
+    return iter(container.values() if isinstance(container, dict) else container)
+
+
 def load_json(
-    data: bytes | str, *, what: str, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH
+    data: bytes | str,
+    *,
+    what: str,
+    max_bytes: int,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_nodes: int = DEFAULT_MAX_NODES,
 ) -> object:
-    """`data` parsed, or JSONInputError saying why not (size, UTF-8, syntax, nesting).
+    """`data` parsed, or JSONInputError saying why not (size, values, UTF-8, syntax, nesting).
 
     The json decoder meets deep nesting with RecursionError, which it raises cleanly (it counts
     its own recursion); that and anything nested past `max_depth` is refused here, so that no
@@ -81,6 +107,8 @@ def load_json(
     """
     if len(data) > max_bytes:
         raise JSONInputError(f"{what}: {len(data)} bytes, over the limit of {max_bytes}")
+    if count_nodes(data) > max_nodes:
+        raise JSONInputError(f"{what}: more than {max_nodes} JSON values")
     try:
         document = json.loads(data)
     except json.JSONDecodeError as error:

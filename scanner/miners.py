@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from os import PathLike, fsdecode
 
 from .errors import ScannerError
+from .jsonload import InputFileError, read_bounded
 
 __all__ = [
     "DEFAULT_DIGESTS",
     "MARKERS",
+    "MAX_DIGESTS_BYTES",
     "MARKER_GROUPS",
     "DigestLineProblem",
     "DigestList",
@@ -43,7 +45,11 @@ __all__ = [
     "marker_signal",
     "name_signal",
     "parse_digests",
+    "read_digests",
 ]
+
+# A digest list is a line of ~100 bytes a binary: this is some 160,000 of them.
+MAX_DIGESTS_BYTES = 16 * 1024 * 1024
 
 
 class MinerDigestsError(ScannerError):
@@ -266,14 +272,21 @@ def load_digests(*paths: str | bytes | PathLike[str] | PathLike[bytes]) -> Diges
     for path in paths:
         source = fsdecode(path)
         try:
-            with open(path, "rb") as handle:
-                data = handle.read()
+            data = read_digests(path)
         except OSError as error:
             raise MinerDigestsError(
                 f"{source}: cannot read miner digest list: {error.strerror}"
             ) from error
+        except InputFileError as error:  # a FIFO, a device, a sparse giant: never read
+            raise MinerDigestsError(str(error)) from error
         result = result.merged(parse_digests(data, source))
     return result
+
+
+def read_digests(path: str | bytes | PathLike[str] | PathLike[bytes]) -> bytes:
+    """A `--miner-digests` file's bytes: a regular file within MAX_DIGESTS_BYTES
+    (jsonload.read_bounded: InputFileError, or OSError)."""
+    return read_bounded(path, what="miner digest list", max_bytes=MAX_DIGESTS_BYTES)
 
 
 @functools.cache

@@ -26,7 +26,12 @@ from .policy.model import CustomCheckSpec, Policy
 from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
-from .targets.ecs import EXECUTION_ENV, FARGATE_EXECUTION_ENV, read_task_metadata
+from .targets.ecs import (
+    EXECUTION_ENV,
+    FARGATE_EXECUTION_ENV,
+    LAUNCH_TYPES,
+    read_task_metadata,
+)
 from .targets.layout import image_format
 from .version import __version__
 
@@ -242,6 +247,11 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
         return
     report.target_details["host"] = identity.host
     report.target_details["task"] = identity.task_dict()
+    if identity.launch_type is None:
+        # No usable LaunchType in the metadata: the platform's own variable says it, when set.
+        launch_type = LAUNCH_TYPES.get(os.environ.get(EXECUTION_ENV, ""))
+        if launch_type is not None:
+            report.target_details["task"]["launch_type"] = launch_type
     if identity.container is not None:
         report.target_details["container"] = identity.container.to_dict()
     if os.path.realpath(os.fspath(root)) == "/":

@@ -47,8 +47,9 @@ from pkgdb import InstalledFile
 
 from .atomic import write_atomically
 from .errors import UsageError
-from .jsonload import load_json
-from .memo import kept_state
+from .jsonload import DEFAULT_MAX_NODES, InputFileError, count_nodes, load_json
+from .memo import MAX_STATE_BYTES, kept_state
+from .miners import read_digests
 from .report import Finding, PackageRef, Problem, Severity
 from .version import __version__
 
@@ -78,6 +79,9 @@ ITEMS = 2  # the file gave findings or problems: header["verdicts"][path.hex()]
 # A timestamp tick is at most this long on the filesystems a root lives on (ext4/xfs/btrfs/
 # overlayfs: the kernel's coarse clock, a few ms; ext3 and 128-byte ext4 inodes: 1 s).
 RACY_NS = 1_000_000_000
+# The header's JSON values (its recorded findings and problems: ~20 each) a scan reads back;
+# jsonload's default, which bounds what a forged header can make of memory.
+MAX_HEADER_NODES = DEFAULT_MAX_NODES
 
 Entry = tuple[int, int, int, int, int, int, int, bytes, bytes]  # RECORD's fields, in order
 
@@ -116,23 +120,54 @@ def _package_fields(package: PackageRef) -> tuple[str, str, str]:
 
 
 def item_from_json(data: dict[str, Any]) -> Item:
-    """The record item_to_json was given (StateError if it is not such a dict)."""
+    """The record item_to_json was given (StateError if it is not such a dict).
+
+    The seal proves no authorship (anyone can compute it), so every field's type is checked:
+    a replayed record reaches every output writer, which trusts its types.
+    """
     try:
-        package = None if data["package"] is None else PackageRef(*data["package"])
+        raw_package = _field(data, "package", list, optional=True)
+        package = None
+        if raw_package is not None:
+            if len(raw_package) != 3 or not all(isinstance(part, str) for part in raw_package):
+                raise TypeError("package is not [name, version, manager]")
+            package = PackageRef(*raw_package)
         if data.get("problem"):
-            path = None if data["path"] is None else bytes.fromhex(data["path"])
+            path_hex = _field(data, "path", str, optional=True)
+            errno = _field(data, "errno", int, optional=True)
             return Problem(
-                data["kind"], data["message"], path, data["check"], package, data["errno"]
-            )
+                _field(data, "kind", str), _field(data, "message", str),
+                None if path_hex is None else bytes.fromhex(path_hex),
+                _field(data, "check", str, optional=True), package, errno,
+            )  # fmt: skip
+        extra = _field(data, "extra", dict)
+        if not all(isinstance(key, str) for key in extra):
+            raise TypeError("extra has a key that is not a string")
         return Finding(
-            check=data["check"], title=data["title"], severity=Severity(data["severity"]),
-            kind=data["kind"], path=bytes.fromhex(data["path"]), package=package,
-            expected=data["expected"], actual=data["actual"], algorithm=data["algorithm"],
-            detail=data["detail"], config=data["config"], extra=data["extra"],
-            rule=data["rule"], effect=data["effect"],
+            check=_field(data, "check", str), title=_field(data, "title", str),
+            severity=Severity(_field(data, "severity", int)), kind=_field(data, "kind", str),
+            path=bytes.fromhex(_field(data, "path", str)), package=package,
+            expected=_field(data, "expected", str, optional=True),
+            actual=_field(data, "actual", str, optional=True),
+            algorithm=_field(data, "algorithm", str, optional=True),
+            detail=_field(data, "detail", str, optional=True),
+            config=_field(data, "config", bool), extra=extra,
+            rule=_field(data, "rule", str, optional=True),
+            effect=_field(data, "effect", str, optional=True),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as error:
         raise StateError(f"corrupt verdict: {error!r}") from error
+
+
+def _field(data: dict[str, Any], key: str, kind: type[Any], *, optional: bool = False) -> Any:
+    """data[key], which must be a `kind` (None too when `optional`); TypeError when it is not.
+    A bool is not an int here: JSON's true is no errno and no severity."""
+    value = data[key]
+    if value is None and optional:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{key} is not a {kind.__name__}")
+    return value
 
 
 class StateError(ValueError):
@@ -140,10 +175,15 @@ class StateError(ValueError):
 
 
 def encode(header: dict[str, Any], entries: dict[bytes, Entry]) -> bytes:
-    """The sealed file for `entries` ({path: Entry}); header's count/paths fields are set here."""
+    """The sealed file for `entries` ({path: Entry}); header's count/paths fields are set here.
+
+    StateError when the header holds more JSON values than decode accepts (MAX_HEADER_NODES).
+    """
     paths = b"\0".join(entries)
     header = dict(header, count=len(entries), paths_length=len(paths))
     text = json.dumps(header, sort_keys=True).encode()
+    if count_nodes(text) > MAX_HEADER_NODES:
+        raise StateError(f"more than {MAX_HEADER_NODES} JSON values in the header")
     pack = RECORD.pack
     body = b"".join(
         [MAGIC, _LENGTH.pack(len(text)), text, *(pack(*entry) for entry in entries.values()), paths]
@@ -152,27 +192,43 @@ def encode(header: dict[str, Any], entries: dict[bytes, Entry]) -> bytes:
 
 
 def decode(data: bytes) -> tuple[dict[str, Any], dict[bytes, Entry]]:
-    """(header, entries) of a sealed state file; StateError when it is not one, or damaged."""
+    """(header, entries) of a sealed state file; StateError when it is not one, or damaged.
+
+    Read through a memoryview: a state file of MAX_STATE_BYTES is not copied once more.
+    """
     if not data.startswith(MAGIC):
         raise StateError("not a scan-root state file (bad magic)")
     if len(data) < len(MAGIC) + _LENGTH.size + _SEAL:
         raise StateError("truncated")
-    body, seal = data[:-_SEAL], data[-_SEAL:]
+    view = memoryview(data)
+    body, seal = view[:-_SEAL], view[-_SEAL:]
     if hashlib.sha256(body).digest() != seal:
         raise StateError("corrupt or truncated (checksum mismatch)")
     at = len(MAGIC)
     (length,) = _LENGTH.unpack_from(body, at)
     at += _LENGTH.size
+    # Counted in place first: a forged header of a hundred megabytes is not copied to be refused.
+    if count_nodes(data, at, min(at + length, len(body))) > MAX_HEADER_NODES:
+        raise StateError(f"corrupt header: more than {MAX_HEADER_NODES} JSON values")
     try:
-        header = load_json(body[at : at + length], what="state header", max_bytes=len(body))
-        count, paths_length = int(header["count"]), int(header["paths_length"])  # type: ignore[index]
+        header = load_json(
+            bytes(body[at : at + length]),
+            what="state header",
+            max_bytes=len(body),
+            max_nodes=MAX_HEADER_NODES,
+        )
+        if not isinstance(header, dict):
+            raise TypeError("not a JSON object")
+        count, paths_length = header["count"], header["paths_length"]
+        if not all(type(n) is int and n >= 0 for n in (count, paths_length)):
+            raise TypeError("count and paths_length are not sizes")
     except (ValueError, KeyError, TypeError) as error:  # JSONInputError is a ValueError
         raise StateError(f"corrupt header: {error}") from error
     at += length
-    if not isinstance(header, dict) or len(body) != at + count * RECORD.size + paths_length:
+    if len(body) != at + count * RECORD.size + paths_length:
         raise StateError("corrupt (sizes disagree with the header)")
     records = body[at : at + count * RECORD.size]
-    paths = body[at + count * RECORD.size :].split(b"\0") if count else []
+    paths = bytes(body[at + count * RECORD.size :]).split(b"\0") if count else []
     if len(paths) != count:
         raise StateError("corrupt (path count disagrees with the header)")
     return header, dict(zip(paths, RECORD.iter_unpack(records), strict=True))
@@ -424,7 +480,18 @@ class StateSession:
             and self.current.keys() == self.previous.keys()
         ):
             return None
-        data = encode(dict(self.header, verdicts=self.current_items), self.current)
+        try:
+            data = encode(dict(self.header, verdicts=self.current_items), self.current)
+        except StateError:
+            # More recorded findings and problems than the next scan would read back: the files
+            # that gave them are left out (judged again next time), the clean ones kept.
+            clean = {path: entry for path, entry in self.current.items() if not entry[6] & ITEMS}
+            data = encode(dict(self.header, verdicts={}), clean)
+        if len(data) > MAX_STATE_BYTES:
+            return (
+                f"state {self.path} not written: {len(data)} bytes, over the limit of "
+                f"{MAX_STATE_BYTES} a scan reads back"
+            )
         try:
             write_atomically(self.path, data)
         except OSError as error:
@@ -444,11 +511,12 @@ def _fingerprint(
         json.dumps([sorted(checks.items()), all_files, list(excludes), content_limit]).encode()
     )
     for name in miner_digests:
-        try:
-            with open(name, "rb") as handle:  # its contents: a digest added later must count
-                digest.update(hashlib.sha256(handle.read()).digest())
+        try:  # its contents: a digest added later must count
+            digest.update(hashlib.sha256(read_digests(name)).digest())
         except OSError as error:
             digest.update(f"unreadable {error.errno}".encode())
+        except InputFileError:  # a FIFO, device or giant: 426 refuses it (UsageError)
+            digest.update(b"refused")
     return digest.hexdigest()
 
 

@@ -201,6 +201,12 @@ _HEAD = b'{"schema": 1, "scanner": {"name": "scan-root"}, "entries": '
             _HEAD + b'[{"check": "448", "value": "s3cret"}]}',
             "unknown field(s) value",
         ),
+        (b'{"schema": true, "scanner": {"name": "scan-root"}, "entries": []}', "schema True"),
+        (  # quoted short, not 900 KB of it
+            b'{"schema": [' + b'"xxxxxxxxxx", ' * 90_000 + b'1], "scanner": {"name": "scan-root"}}',
+            "... (list) is not supported",
+        ),
+        (_HEAD + b'[{"check": "448", "' + b"k" * 1_000_000 + b'": 1}]}', "unknown field(s) kkk"),
     ],
 )
 def test_bad_baseline_exits_2_with_a_clear_error(
@@ -214,6 +220,7 @@ def test_bad_baseline_exits_2_with_a_clear_error(
     assert captured.out == ""  # fails before scanning: no report
     assert captured.err.startswith(f"scan-root: baseline {baseline}") and message in captured.err
     assert baseline.read_bytes() == content  # never rewritten
+    assert len(captured.err) < 1000
     with pytest.raises(BaselineError):
         Baseline.read(str(baseline))
 

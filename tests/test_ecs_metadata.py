@@ -243,7 +243,23 @@ def test_invalid_json(agent: Agent) -> None:
     agent.serve("/v4/app/task", b'{"TaskARN": "arn:aws:ecs:')
     identity, problems = read_task_metadata(agent.environ())
     assert identity is None
-    assert len(problems) == 1 and "invalid JSON" in problems[0]
+    assert len(problems) == 1 and "not valid JSON" in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than"),  # was RecursionError
+        (b'{"TaskARN": ' + b"1" * 5000 + b"}", "number too long"),  # was ValueError
+        (b"[" + b"[]," * 500_000 + b"[]]", "JSON values"),  # 1.5 MB: ~40 MB of lists
+    ],
+    ids=["deep", "long-number", "many-values"],
+)
+def test_hostile_json_from_the_endpoint_is_a_problem(agent: Agent, body: bytes, says: str) -> None:
+    agent.serve("/v4/app/task", body)
+    identity, problems = read_task_metadata(agent.environ())
+    assert identity is None
+    assert len(problems) == 1 and says in problems[0] and "falls back" in problems[0]
 
 
 @pytest.mark.parametrize("arn", [None, 42, "", "not-an-arn"], ids=["absent", "int", "empty", "bad"])
@@ -273,6 +289,13 @@ def test_malformed_containers_are_problems_not_errors(agent: Agent) -> None:
     assert any("not listed in the task document" in p for p in problems)
 
 
+def test_a_task_of_countless_containers_is_one_problem(agent: Agent) -> None:
+    serve_task(agent, Containers=[APP, SIDECAR, *([0] * 500_000)])
+    identity, problems = read_task_metadata(agent.environ(), timeout=10)
+    assert identity is not None and [c.name for c in identity.containers] == ["app", "scanner"]
+    assert len(problems) <= 101 and "lists 500002 containers" in problems[0]
+
+
 def test_non_object_task_document(agent: Agent) -> None:
     agent.serve("/v4/app/task", [1, 2])
     identity, problems = read_task_metadata(agent.environ())
@@ -286,6 +309,32 @@ def test_non_object_task_document(agent: Agent) -> None:
 def test_only_http_to_an_ip_literal(uri: str) -> None:
     identity, problems = read_task_metadata({METADATA_ENV: uri}, timeout=0.5)
     assert identity is None and len(problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("suffix", "says"),
+    [
+        ("[::1", "is not a URI"),  # urlsplit: ValueError, exit 5
+        ("/v4/é", "non-ASCII"),  # the request line: UnicodeEncodeError, exit 5
+        ("/v4/app\r\nX-Injected: 1", "a control"),  # a header of our own making
+        ("/v4/app " + "a" * 3000, "longer than"),
+        ("@", "carries credentials"),
+    ],
+    ids=["bracket", "non-ascii", "crlf", "long", "credentials"],
+)
+def test_an_unusable_endpoint_uri_is_a_problem_and_never_requested(
+    agent: Agent, suffix: str, says: str
+) -> None:
+    uri = (
+        agent.uri.replace("http://", "http://user:s3cret@") + "/v4/app"
+        if suffix == "@"
+        else ("http://" + suffix if suffix.startswith("[") else agent.uri + suffix)
+    )
+    serve_task(agent)
+    identity, problems = read_task_metadata({METADATA_ENV: uri}, timeout=0.5)
+    assert identity is None and len(problems) == 1 and says in problems[0], problems
+    assert "s3cret" not in problems[0] and "Injected" not in problems[0]
+    assert agent.requests == []
 
 
 def test_connection_refused_is_a_problem() -> None:
@@ -371,14 +420,30 @@ def test_fargate_by_its_execution_env_when_the_endpoint_is_down(
     assert _gate(tampered, tmp_path, BLOCK_448) == 4  # no sign of Fargate: the block holds
 
 
-@pytest.mark.parametrize(("launch_type", "code"), [("FARGATE", 1), ("EC2", 4), (None, 1)])
+@pytest.mark.parametrize(
+    ("launch_type", "execution_env", "code"),
+    [
+        ("FARGATE", None, 1),
+        ("EC2", None, 4),
+        (None, None, 1),
+        ("EC2", "AWS_ECS_FARGATE", 4),  # the agent's own word wins
+        (None, "AWS_ECS_EC2", 4),  # no LaunchType: the platform's variable says EC2
+        (None, "AWS_ECS_FARGATE", 1),
+        (5, None, 1),  # not a launch type: ignored (a problem), as if absent
+        (5, "AWS_ECS_EC2", 4),
+    ],
+)
 def test_a_task_is_fargate_by_its_launch_type(
     agent: Agent, tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-    launch_type: str | None, code: int,
+    launch_type: str | int | None, execution_env: str | None, code: int,
 ) -> None:
     """An EC2-launch task runs on a host that can be blocked on: it is no Fargate task."""
     serve_task(agent, LaunchType=launch_type)
     monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
+    if execution_env is None:
+        monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
+    else:
+        monkeypatch.setenv("AWS_EXECUTION_ENV", execution_env)
     assert _gate(tampered, tmp_path, BLOCK_448) == code
 
 

@@ -3,6 +3,7 @@ giants and JSON nested past reason give a clear answer at once, in bounded memor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from scanner import jsonload
 from scanner.cli import main
 
 PEAK_RSS_KB = 150 * 1024
+ADDRESS_SPACE = 4 << 30  # far above the bound tested, far below the machine
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +43,21 @@ def hostile(kind: str, where: Path) -> str:
 
 
 def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
-    """(exit code, stderr, peak RSS in KB) of `scan-root ARGV` in a child process."""
+    """(exit code, stderr, peak RSS in KB) of `scan-root ARGV` in a child process.
+
+    The scan is a grandchild: its peak is RUSAGE_CHILDREN of a small Python, not of pytest.
+    That Python ends it at `timeout` (a FIFO read would otherwise outlive the test) and caps
+    its address space, so that code without these bounds fails here on a shared machine
+    instead of reading /dev/zero into 20 GB.
+    """
     probe = textwrap.dedent(
-        """
+        f"""
         import resource, subprocess, sys
+        def limit():
+            resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE}))
         done = subprocess.run([sys.executable, "-m", "scanner.cli", *sys.argv[1:]],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout={timeout},
+                              preexec_fn=limit)
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         sys.stderr.write(done.stderr)
         print(done.returncode, peak)
@@ -57,7 +68,7 @@ def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
         capture_output=True,
         text=True,
         env=child_env(),
-        timeout=timeout,
+        timeout=timeout + 10,
         check=True,
     )
     code, peak = done.stdout.split()
@@ -65,7 +76,9 @@ def run_child(argv: list[str], timeout: float = 20) -> tuple[int, str, int]:
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
-@pytest.mark.parametrize("option", ["--baseline", "--task-definition", "--policy", "--env-file"])
+@pytest.mark.parametrize(
+    "option", ["--baseline", "--task-definition", "--policy", "--env-file", "--miner-digests"]
+)
 def test_untrusted_input_files_are_refused_at_once(
     tree: findings_tree.Tree, tmp_path: Path, option: str, kind: str
 ) -> None:
@@ -94,6 +107,19 @@ def test_a_state_that_is_no_file_is_a_full_scan(
         assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
 
 
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_digest_list_that_is_no_file_does_not_stall_a_rescan(
+    tree: findings_tree.Tree, tmp_path: Path, kind: str
+) -> None:
+    """With --state, the digest lists are fingerprinted even when 426 does not run: read
+    through the same bounded opener (a FIFO stalled every scan)."""
+    path = hostile(kind, tmp_path)
+    argv = [str(tree.root), "--no-process-env", "--checks", "448", "--miner-digests", path]
+    code, stderr, peak = run_child([*argv, "--state", str(tmp_path / "scan.state")])
+    assert code == 1, stderr  # the tampered binary
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
+
+
 @pytest.mark.parametrize("depth", [1000, 100_000])
 @pytest.mark.parametrize("option", ["--baseline", "--task-definition"])
 def test_deeply_nested_json_is_a_clear_error(
@@ -120,3 +146,47 @@ def test_load_json_bounds() -> None:
         jsonload.load_json('{"password": ' + secret + "}", what="x", max_bytes=100)
     assert secret not in str(caught.value)
     assert json.dumps(jsonload.load_json("{}", what="x", max_bytes=2)) == "{}"
+
+
+def many_values(option: str, where: Path, count: int, value: bytes = b"{}") -> str:
+    """A baseline, or a sealed state, whose JSON holds `count` small values: a few bytes each in
+    the file, ~80 bytes each as Python objects."""
+    values = b"[" + b",".join([value] * count) + b"]"
+    if option == "--baseline":
+        path = where / "baseline.json"
+        head = b'{"schema": 1, "scanner": {"name": "scan-root"}, "entries": '
+        path.write_bytes(head + values + b"}")
+        return str(path)
+    from scanner import state
+
+    header = b'{"count": 0, "paths_length": 0, "x": ' + values + b"}"
+    body = state.MAGIC + len(header).to_bytes(4, "little") + header
+    path = where / "scan.state"
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    return str(path)
+
+
+@pytest.mark.parametrize("option", ["--baseline", "--state"])
+def test_json_of_millions_of_values_is_refused_in_bounded_memory(
+    tree: findings_tree.Tree, tmp_path: Path, option: str
+) -> None:
+    """Three million `{}` are a 9 MiB file, well within the size caps, and were 450 MB and more
+    of Python objects: the values are counted before anything is parsed."""
+    path = many_values(option, tmp_path, 3_000_000)
+    code, stderr, peak = run_child([str(tree.root), *tree.options, "--quiet", option, path])
+    assert peak < PEAK_RSS_KB, f"{peak} KB"
+    if option == "--baseline":
+        assert code == 2 and "more than 1000000 JSON values" in stderr, stderr
+    else:
+        assert code == 1, stderr  # the state refused, a full scan: the tampered binary found
+
+
+def test_the_most_values_accepted_stay_in_bounded_memory(
+    tree: findings_tree.Tree, tmp_path: Path
+) -> None:
+    """Just under the cap, the costliest small value (a fresh 2-character string each) still
+    parses within the memory bound; the baseline is then refused for what it says."""
+    path = many_values("--baseline", tmp_path, jsonload.DEFAULT_MAX_NODES - 10, b'"ab"')
+    code, stderr, peak = run_child([str(tree.root), *tree.options, "--quiet", "--baseline", path])
+    assert code == 2 and "entries[0]: not an object" in stderr, stderr
+    assert peak < PEAK_RSS_KB, f"{peak} KB"

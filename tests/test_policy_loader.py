@@ -352,3 +352,94 @@ def test_a_duplicate_rule_name_is_reported_beside_other_errors(tmp_path: Path) -
     )
     messages = str(error)
     assert "blok" in messages and "same" in messages and "duplicate" in messages.lower()
+
+
+@pytest.mark.parametrize("text", ['!!int ""', '!!int "-"', '!!int "+"', '!!float ""'])
+@pytest.mark.parametrize(
+    ("template", "field"),
+    [
+        ("version: {}", "version"),
+        ("version: 1\ncustom_checks:\n  - {{id: 9001, timeout: {}}}", "custom_checks[0].timeout"),
+    ],
+)
+def test_an_explicit_tag_over_text_that_is_no_number(
+    tmp_path: Path, text: str, template: str, field: str
+) -> None:
+    """`!!int ""` made PyYAML's constructor raise IndexError (exit 5): it is no number."""
+    error = _refused(tmp_path, template.format(text) + "\n")
+    assert any(issue.field == field for issue in error.issues), str(error)
+
+
+def test_an_explicit_bool_over_text_that_is_no_bool(tmp_path: Path) -> None:
+    """`!!bool "x"` raised KeyError (exit 5); read as no value, it must not be false either."""
+    error = _refused(
+        tmp_path,
+        'version: 1\nrules:\n  - {name: a, enabled: !!bool "x", effects: {"448": alert}}\n',
+    )
+    assert [issue.field for issue in error.issues] == ["rules[0].enabled"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["rules: &r [*r]", "rules: &r [{name: a, effects: {'448': alert}, x: *r}]", "x: &m {a: *m}"],
+)
+def test_an_alias_inside_the_node_it_names_is_refused(tmp_path: Path, text: str) -> None:
+    """PyYAML composes `&a [*a]` into a node that contains itself: counting its expansion
+    recursed without end (RecursionError, exit 5)."""
+    error = _refused(tmp_path, f"version: 1\n{text}\n")
+    assert "an alias refers to a node that contains it" in str(error)
+
+
+BIG = "k" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        "".join(  # the same bad effect in every rule
+            f"  - name: r{index}\n    effects: {{'448': {'&k ' + BIG if not index else '*k'}}}\n"
+            for index in range(200)
+        ),
+        "".join(  # the same unknown check id as the key of every rule's effects
+            f"  - name: r{index}\n    effects:\n      ? {'&k ' + BIG if not index else '*k'}\n"
+            "      : alert\n"
+            for index in range(200)
+        ),
+        "".join(  # the same rule name, 200 times
+            f"  - name: {'&k ' + BIG if not index else '*k'}\n    effects: {{'448': alert}}\n"
+            for index in range(200)
+        ),
+    ],
+    ids=["effect", "check-id", "duplicate-name"],
+)
+def test_a_long_value_named_by_every_error_is_quoted_short(tmp_path: Path, rules: str) -> None:
+    """An alias makes one large scalar the subject of hundreds of errors: each quoted whole,
+    a 4 MB policy gave a 1.5 GB message (4.5 GB of memory). Each is now cut short."""
+    error = _refused(tmp_path, "version: 1\nrules:\n" + rules)
+    assert len(error.issues) >= 199
+    assert len(str(error)) < 1000 * len(error.issues)
+    assert all(len(issue.field) < 200 for issue in error.issues)
+    assert "(1000000 characters)" in str(error)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "sparse"])
+def test_a_script_file_that_is_no_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO would block the read for ever, /dev/zero or a sparse giant fill memory: each is
+    refused by its fstat before a byte is read, as the field's error."""
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "check.sh")
+        name = "check.sh"
+    elif kind == "zero":
+        name = "/dev/zero"
+    else:
+        with open(tmp_path / "check.sh", "wb") as handle:
+            handle.truncate(2 << 30)
+        name = "check.sh"
+    error = _refused(
+        tmp_path,
+        "version: 1\ncustom_checks:\n  - {id: 9001, name: n, severity: high, description: d, "
+        f"script_file: {name}}}\n",
+    )
+    [issue] = error.issues
+    assert issue.field == "custom_checks[0].script_file"
+    assert "not a regular file" in issue.message or "over the limit" in issue.message

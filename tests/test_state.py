@@ -466,3 +466,106 @@ def test_file_only_searched_and_over_the_content_limit_is_never_read(
     assert views[0] == views[1] == views[2]
     _header, entries = state.decode(state_file.read_bytes())
     assert b"opt/app/big.log" not in entries and b"usr/bin/tool" in entries
+
+
+def _mistype(item: dict[str, object], how: str) -> None:
+    field, value = how.split("=", 1)
+    if field == "message":  # a problem's field: make the item a problem first
+        item.update(problem=True, kind="could-not-verify", errno=None)
+    item[field] = json.loads(value)
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "extra=5",
+        'extra=[["a", 1, 2]]',
+        'extra={"1": [[[]]]}',  # fine: judged like any other replayable record
+        "title=7",
+        'package={"name": "a", "version": "b", "manager": "c"}',
+        'package=["a", "b"]',
+        'config="yes"',
+        "severity=true",
+        'message=["x"]',
+        "path=5",
+        "check=null",
+    ],
+)
+def test_sealed_state_with_mistyped_verdict_fields_is_judged_again(
+    tmp_path: Path, how: str
+) -> None:
+    """Anyone can compute the seal: a recorded finding whose fields have the wrong JSON types
+    (an `extra` that is a number crashed every writer, exit 5; a numeric title was replayed as
+    it was) is not replayed: its file is judged again."""
+    root = _dpkg_root(tmp_path)
+    shutil.copy(root / "usr/bin/helper", root / "opt/app/xmrig")
+    _settle()
+    state_file = tmp_path / "scan.state"
+    first_report = scanner.scan_root(root, state=state_file)
+    header, entries = state.decode(state_file.read_bytes())
+    [items] = header["verdicts"].values()
+    if how.startswith("extra={"):
+        items[0]["extra"] = json.loads(how.split("=", 1)[1])
+        state_file.write_bytes(state.encode(header, entries))
+        again = scanner.scan_root(root, state=state_file)
+        assert [f.extra for f in again.findings] == [{"1": [[[]]]}]  # replayed, as recorded
+        return
+    _mistype(items[0], how)
+    state_file.write_bytes(state.encode(header, entries))
+    again = scanner.scan_root(root, state=state_file)
+    assert _view(again) == _view(first_report)
+    assert again.stats.files_hashed == 1  # the miner, judged again; the rest reused
+    assert cli.main([str(root), "--state", str(state_file), "--format", "json", "--quiet",
+                     "--output", str(tmp_path / "report.json")]) == 1  # fmt: skip
+
+
+def _sealed(header: bytes, tail: bytes = b"") -> bytes:
+    body = state.MAGIC + len(header).to_bytes(4, "little") + header + tail
+    return body + hashlib.sha256(body).digest()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'{"count": Infinity, "paths_length": 0}',  # int() of it: OverflowError, exit 5
+        b'{"count": -1, "paths_length": 78}',
+        b'{"count": true, "paths_length": 0}',
+        b'{"count": "0", "paths_length": 0}',
+        b'{"count": 1e300, "paths_length": 0}',
+        b'[{"count": 0}]',
+        b'{"count": 0, "paths_length": 0, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"count": 0, "paths_length": 0, "x": [' + b"[]," * 600_000 + b"[]]}",
+    ],
+    ids=["inf", "negative", "bool", "string", "float", "list", "deep", "many-values"],
+)
+def test_sealed_state_with_a_header_out_of_range_means_a_full_scan(
+    tmp_path: Path, header: bytes
+) -> None:
+    root = _dpkg_root(tmp_path)
+    (root / "usr/bin/tool").write_bytes(BINARY + b"!")
+    state_file = tmp_path / "scan.state"
+    state_file.write_bytes(_sealed(header, b"\0" * 78 if b"-1" in header else b""))
+    again = scanner.scan_root(root, state=state_file, rescan="stat")
+    [message] = _state_problems(again)
+    assert "corrupt" in message and "full scan" in message, message
+    assert [f.path for f in again.findings] == [b"usr/bin/tool"]
+    assert state.decode(state_file.read_bytes())[0]["count"] > 0  # rewritten, usable
+
+
+def test_verdicts_too_many_to_read_back_are_left_out_of_the_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer never writes a header the reader would refuse (a state refused at every
+    scan): past the bound the files with findings are left out, the clean ones kept."""
+    root = _dpkg_root(tmp_path)
+    shutil.copy(root / "usr/bin/helper", root / "opt/app/xmrig")
+    _settle()
+    state_file = tmp_path / "scan.state"
+    monkeypatch.setattr(state, "MAX_HEADER_NODES", 20)  # ~15 without the verdict, ~35 with
+    first_report = scanner.scan_root(root, state=state_file)
+    header, entries = state.decode(state_file.read_bytes())
+    assert header["verdicts"] == {} and b"opt/app/xmrig" not in entries
+    assert b"usr/bin/tool" in entries
+    again = scanner.scan_root(root, state=state_file)
+    assert _view(again) == _view(first_report) and _state_problems(again) == []
+    assert again.stats.files_hashed == 1  # the miner, judged again; the rest reused

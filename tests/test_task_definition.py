@@ -78,6 +78,8 @@ def _break(document: dict[str, Any], how: str) -> bytes:
         document["containerDefinitions"][0]["environment"] = [{"value": "x"}]
     elif how == "env-not-list":
         document["containerDefinitions"][0]["environment"] = "A=1"
+    elif how == "environmentFiles-value-not-string":
+        document["containerDefinitions"][0]["environmentFiles"] = [{"value": {"token": "x"}}]
     elif how == "top-level-list":
         return json.dumps([document]).encode()
     return json.dumps(document).encode()
@@ -93,6 +95,10 @@ def _break(document: dict[str, Any], how: str) -> bytes:
         ("env-without-name", "containerDefinitions[0].environment[0].name is missing"),
         ("env-not-list", "containerDefinitions[0].environment must be a list of objects"),
         ("top-level-list", "the top level must be a JSON object"),
+        (
+            "environmentFiles-value-not-string",  # was echoed whole in a problem
+            "containerDefinitions[0].environmentFiles[0].value is not a string",
+        ),
     ],
 )
 def test_broken_copies(document: dict[str, Any], tmp_path: Path, how: str, expected: str) -> None:
@@ -109,3 +115,13 @@ def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.json"
     with pytest.raises(UsageError, match=r"absent\.json: cannot read task definition"):
         read_task_definition(str(path))
+
+
+def test_a_revision_of_true_is_no_revision(document: dict[str, Any], tmp_path: Path) -> None:
+    """JSON true is an int to Python: it named the task `family:True`."""
+    document["revision"] = True
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps(document))
+    task = read_task_definition(str(path))
+    assert task.revision is None
+    assert all(":True" not in variable.source for variable in task.variables)

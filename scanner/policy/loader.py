@@ -44,6 +44,10 @@ MAX_DEPTH = 32
 MAX_ALIASES = 256
 MAX_EVENTS = 200_000
 MAX_ISSUES = 200
+# What an error quotes of a value from the file: an alias can make one 4 MB scalar the subject
+# of every error (250 of them were a 1.5 GB message, 4.5 GB of memory).
+SHOWN = 60
+MAX_MESSAGE = 500
 # A custom check's resource limits: (least, most) of each per-check key (defaults in the model).
 MEMORY_MIB = (16, 64 * 1024)
 PROCESSES = (1, 4096)
@@ -108,13 +112,17 @@ class _Reader:
             # Aliases can make one bad node be visited a million times: the list stays short.
             self.issues.append(PolicyIssue(self.source, line, "", "too many errors; stopped"))
             raise _TooManyIssues
-        self.issues.append(PolicyIssue(self.source, line, field, message))
+        # Values are quoted through _shown; this bounds what any other message may carry
+        # (a pattern error quotes its pattern).
+        self.issues.append(PolicyIssue(self.source, line, _clip(field), _clip(message)))
 
     def value(self, node: yaml.ScalarNode) -> Any:
-        """The scalar's value; None for a number int() refuses (more than 4,300 digits)."""
+        """The scalar's value; None when its tag's constructor refuses its text: a number int()
+        refuses (more than 4,300 digits), an explicit `!!int ""` (IndexError), `!!bool "x"`
+        (KeyError)."""
         try:
             return self._constructor.construct_object(node)
-        except ValueError:
+        except (ValueError, IndexError, KeyError, yaml.YAMLError):
             return None
 
     def duplicate(self, first_line: int | None, node: yaml.Node, field: str, what: str) -> bool:
@@ -147,7 +155,7 @@ class _Reader:
                 self.error(key_node, field, "keys must be plain values")
                 continue
             key = key_node.value
-            where = f"{field}.{key}" if field else key
+            where = f"{field}.{_part(key)}" if field else _part(key)
             if key in out:
                 self.error(key_node, where, f"duplicate key (first at line {_line(out[key][0])})")
                 continue
@@ -173,7 +181,9 @@ class _Reader:
         if node.tag != _STR:
             # YAML 1.1 reads `on`, `no`, `12`, `~` as bool, bool, int, null.
             kind = node.tag.rsplit(":", 1)[-1]
-            self.error(node, field, f"must be a string; {node.value!r} reads as {kind}: quote it")
+            self.error(
+                node, field, f"must be a string; {_shown(node.value)} reads as {kind}: quote it"
+            )
             return None
         if not node.value and not empty:
             self.error(node, field, "must not be empty")
@@ -189,10 +199,11 @@ class _Reader:
         return out
 
     def boolean(self, node: yaml.Node, field: str) -> bool | None:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+        value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
+        if node.tag != _BOOL or not isinstance(value, bool):  # `!!bool "x"`: no value at all
             self.error(node, field, "must be true or false")
             return None
-        return bool(self.value(node))
+        return value
 
     def integer(self, node: yaml.Node, field: str, least: int, most: int) -> int | None:
         """A whole number in [least, most], or None with an issue."""
@@ -216,7 +227,7 @@ class _Reader:
             return parse(node.value)
         except (KeyError, ValueError):
             options = _EFFECTS if kind == "effect" else _SEVERITIES
-            self.error(node, field, f"unknown {kind} {node.value!r} ({options})")
+            self.error(node, field, f"unknown {kind} {_shown(node.value)} ({options})")
             return None
 
     # -- sections -------------------------------------------------------------------------
@@ -231,7 +242,8 @@ class _Reader:
             self.error(
                 node,
                 "version",
-                f"unsupported version {node.value} (this scan-root reads version {VERSION})",
+                f"unsupported version {_part(node.value)} (this scan-root reads version "
+                f"{VERSION})",
             )
 
     def collection(self, node: yaml.Node, field: str) -> Collection | None:
@@ -254,7 +266,9 @@ class _Reader:
                     good = False
                     continue
                 if key == "labels" and pattern.shape is Shape.EXACT and "=" not in text:
-                    self.error(item, f"{where}[{index}]", f"{text!r}: a label pattern is key=value")
+                    self.error(
+                        item, f"{where}[{index}]", f"{_shown(text)}: a label pattern is key=value"
+                    )
                     good = False
                     continue
                 patterns.append(text)
@@ -405,11 +419,11 @@ class _Reader:
                 self.strings(keys["collections"][1], f"{field}.collections")
             ):
                 if text not in collections:
-                    known = ", ".join(collections) or "none declared"
+                    known = ", ".join(map(_shown, collections)) or "none declared"
                     self.error(
                         item,
                         f"{field}.collections[{index}]",
-                        f"unknown collection {text!r} (known: {known})",
+                        f"unknown collection {_shown(text)} (known: {known})",
                     )
                 else:
                     scope.append(text)
@@ -477,14 +491,15 @@ class _Reader:
         out: dict[str, Any] = {}
         usable = True
         for check, (key_node, value_node) in keys.items():
-            where = f"{field}.{check}"
+            where = f"{field}.{_part(check)}"
             if check != "*" and (key_node.tag not in (_INT, _STR) or check not in known_checks):
                 builtin = ", ".join(sorted(known_checks - set(custom_ids)))
                 custom = ", ".join(custom_ids) or "none declared"
                 self.error(
                     key_node,
                     where,
-                    f"unknown check id {check!r} (built-in: {builtin}; custom: {custom}; or '*')",
+                    f"unknown check id {_shown(check)} (built-in: {builtin}; custom: {custom}; "
+                    "or '*')",
                 )
                 usable = False
                 continue
@@ -561,7 +576,7 @@ def _validate(top: yaml.Node, reader: _Reader, source: str) -> Policy:
             if collection is None:
                 continue
             first = collections.get(collection.name)
-            what = f"collection name {collection.name!r}"
+            what = f"collection name {_shown(collection.name)}"
             if not reader.duplicate(first.line if first else None, node, f"{field}.name", what):
                 collections[collection.name] = collection
 
@@ -575,7 +590,8 @@ def _validate(top: yaml.Node, reader: _Reader, source: str) -> Policy:
             if name is None:
                 continue
             # Checked for an invalid rule too: one error must not hide another.
-            if not reader.duplicate(names.get(name), node, f"{field}.name", f"rule name {name!r}"):
+            what = f"rule name {_shown(name)}"
+            if not reader.duplicate(names.get(name), node, f"{field}.name", what):
                 names[name] = _line(node)
                 if rule is not None:
                     rules.append(rule)
@@ -603,6 +619,26 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
     except InputFileError as error:  # a FIFO, a device, or larger than MAX_POLICY_BYTES
         raise PolicyError([PolicyIssue(source, None, "", str(error))]) from error
     return parse_policy(data, source, os.path.dirname(os.path.abspath(source)))
+
+
+def _shown(value: object) -> str:
+    """A value from the file as an error quotes it: its repr, cut at SHOWN characters."""
+    text = str(value)
+    if len(text) <= SHOWN:
+        return repr(text)
+    return f"{text[:SHOWN]!r}... ({len(text)} characters)"
+
+
+def _part(key: object) -> str:
+    """A key from the file as a field path names it, cut at SHOWN characters."""
+    text = str(key)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN]}... ({len(text)} characters)"
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[: MAX_MESSAGE // 2]} ... {text[-MAX_MESSAGE // 4 :]}"
 
 
 class _TooManyIssues(Exception):
@@ -647,11 +683,15 @@ def _check_expansion(top: yaml.Node, source: str) -> None:
     "billion laughs": nine aliases of nine aliases...), counted without expanding anything:
     each node's expanded size once, memoized (the nesting is at most MAX_DEPTH deep)."""
     sizes: dict[int, int] = {}
+    visiting: set[int] = set()
 
     def size(node: yaml.Node) -> int:
         known = sizes.get(id(node))
         if known is not None:
             return known
+        if id(node) in visiting:  # `&a [*a]`: an alias inside the node it names
+            _refuse_at(source, node, "an alias refers to a node that contains it")
+        visiting.add(id(node))
         total = 1
         if isinstance(node, yaml.SequenceNode):
             total += sum(size(child) for child in node.value)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import ipaddress
-import json
 import os
 import socket
 import time
@@ -23,9 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..jsonload import JSONInputError, load_json
+
 __all__ = [
     "EXECUTION_ENV",
     "FARGATE_EXECUTION_ENV",
+    "LAUNCH_TYPES",
     "METADATA_ENV",
     "ContainerInfo",
     "TaskIdentity",
@@ -39,9 +41,14 @@ METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
 EXECUTION_ENV = "AWS_EXECUTION_ENV"
 FARGATE_EXECUTION_ENV = "AWS_ECS_FARGATE"
+# AWS_EXECUTION_ENV's values in ECS tasks, and the launch type each means.
+LAUNCH_TYPES = {FARGATE_EXECUTION_ENV: "FARGATE", "AWS_ECS_EC2": "EC2"}
 # A task document lists every container of the task; a few KiB each. Anything this large is not
 # the agent speaking.
 MAX_RESPONSE = 4 * 1024 * 1024
+# ECS allows 10 containers a task definition: past this many, each would be a problem of its own
+# (900,000 malformed entries were as many problems).
+MAX_CONTAINERS = 100
 _SOURCE = "ecs-metadata"
 
 
@@ -118,6 +125,26 @@ class _Canned:
         return io.BytesIO(self._data)
 
 
+MAX_URI = 2048  # the agent's URI is ~50 characters
+
+
+def _unusable(uri: str) -> str | None:
+    """Why the endpoint URI cannot be requested as it is, or None. Checked before it is split
+    (`http://[::1` is a ValueError to urlsplit) or put on a request line (a CR LF in it would
+    add headers; non-ASCII cannot be sent), and before any message quotes it."""
+    if len(uri) > MAX_URI:
+        return f"is longer than {MAX_URI} characters"
+    if not uri.isascii() or not uri.isprintable() or " " in uri:
+        return "holds a space, a control or a non-ASCII character"
+    try:
+        netloc = urlsplit(uri).netloc
+    except ValueError:
+        return "is not a URI"
+    if "@" in netloc:
+        return "carries credentials (user@): not used"
+    return None
+
+
 def _get(url: str, deadline: float) -> Any:
     """GET `url` and decode its JSON body, all before `deadline` (time.monotonic()).
 
@@ -180,20 +207,25 @@ def _get(url: str, deadline: float) -> Any:
     if response.status != 200:
         raise _MetadataError(f"{url}: HTTP {response.status} {response.reason}".rstrip())
     try:
-        return json.loads(body)
-    except json.JSONDecodeError as error:
-        raise _MetadataError(
-            f"{url}: invalid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
-        ) from error
-    except UnicodeDecodeError:
-        raise _MetadataError(f"{url}: invalid JSON: not UTF-8 text") from None
+        # Bounded like every JSON input: 4 MiB of `[` is a RecursionError, and a number of 5,000
+        # digits a ValueError, to json.loads alone.
+        return load_json(body, what=url, max_bytes=MAX_RESPONSE)
+    except JSONInputError as error:
+        raise _MetadataError(str(error)) from None
 
 
-def _optional(document: Mapping[str, Any], key: str, where: str, problems: list[str]) -> str | None:
+def _optional(
+    document: Mapping[str, Any],
+    key: str,
+    where: str,
+    problems: list[str],
+    *,
+    number: bool = False,
+) -> str | None:
     value = document.get(key)
     if value is None:
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
+    if number and isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # Revision is a string in the documented examples; accept a number
     if not isinstance(value, str):
         problems.append(f"{_SOURCE}: {where}.{key} is not a string; ignored")
@@ -230,6 +262,9 @@ def read_task_metadata(
     uri = environ.get(METADATA_ENV)
     if not uri:
         return None, []
+    unusable = _unusable(uri)
+    if unusable is not None:  # said without the URI: it may carry anything, credentials too
+        return None, [f"{_SOURCE}: {METADATA_ENV} {unusable}; host falls back to the hostname"]
     deadline = time.monotonic() + timeout
     problems: list[str] = []
     base = uri.rstrip("/")
@@ -255,7 +290,12 @@ def read_task_metadata(
     if not isinstance(raw_containers, list):
         problems.append(f"{_SOURCE}: task.Containers is missing or not a list")
     else:
-        for index, entry in enumerate(raw_containers):
+        if len(raw_containers) > MAX_CONTAINERS:
+            problems.append(
+                f"{_SOURCE}: task.Containers lists {len(raw_containers)} containers; only the "
+                f"first {MAX_CONTAINERS} are read"
+            )
+        for index, entry in enumerate(raw_containers[:MAX_CONTAINERS]):
             info = _container(entry, f"task.Containers[{index}]", problems)
             if info is not None:
                 containers.append(info)
@@ -277,7 +317,7 @@ def read_task_metadata(
             cluster=_optional(task, "Cluster", where, problems) or arn_cluster,
             task_arn=arn,
             family=_optional(task, "Family", where, problems),
-            revision=_optional(task, "Revision", where, problems),
+            revision=_optional(task, "Revision", where, problems, number=True),
             launch_type=_optional(task, "LaunchType", where, problems),
             availability_zone=_optional(task, "AvailabilityZone", where, problems),
             containers=tuple(containers),
