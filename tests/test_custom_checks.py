@@ -911,9 +911,13 @@ def _watch_child(parent: Path, seen: dict[str, str]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not seen:
         for child in parent.iterdir():
-            procs = (child / "cgroup.procs").read_text()
-            if procs:
-                seen.update({p.name: p.read_text() for p in child.iterdir()}, name=child.name)
+            try:
+                procs = (child / "cgroup.procs").read_text()
+                if procs:
+                    files = {p.name: p.read_text() for p in child.iterdir()}
+                    seen.update(files, name=child.name)
+            except FileNotFoundError:
+                continue  # made or removed between two looks (a loaded machine): look again
         time.sleep(0.001)
 
 
