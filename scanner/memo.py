@@ -22,7 +22,6 @@ trusts any of it.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pkgdb import RootFS
 from pkgdb.rootfs import Identity, Journal, Seen, identity
 
 from .checks.base import ScanContext
+from .jsonload import InputFileError, open_regular
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .manifests import Manifests, read_manifests
 from .report import Problem
@@ -152,13 +152,13 @@ def kept_state(
     when it is not a valid state, `state_error(why)` when it is no regular file of a sane size."""
     global _state
     read_ns = time.time_ns()
-    # Non-blocking, and judged by fstat before a byte is read: a state file in the root can be
+    # Judged before it is opened for reading (open_regular): a state file in the root can be
     # swapped for a FIFO (which would stall every later scan), a device or a sparse giant.
-    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        fd, info = open_regular(name, what="state")
+    except InputFileError:
+        raise state_error("not a regular file") from None
     with open(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise state_error("not a regular file")
         if info.st_size > MAX_STATE_BYTES:
             raise state_error(f"{info.st_size} bytes, over the limit of {MAX_STATE_BYTES}")
         seen = identity(info)

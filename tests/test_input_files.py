@@ -120,3 +120,37 @@ def test_load_json_bounds() -> None:
         jsonload.load_json('{"password": ' + secret + "}", what="x", max_bytes=100)
     assert secret not in str(caught.value)
     assert json.dumps(jsonload.load_json("{}", what="x", max_bytes=2)) == "{}"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/tty"), reason="no /dev/tty")
+def test_a_device_is_never_opened(tmp_path: Path) -> None:
+    """Opening a device acts (/dev/watchdog arms a reboot, a tape rewinds): a symlink to one, or
+    one swapped in where a state file was, is refused before it is opened. /dev/tty shows it:
+    in a session without a terminal, opening it fails with ENXIO."""
+    link = tmp_path / "device"
+    link.symlink_to("/dev/tty")
+    probe = textwrap.dedent(
+        """
+        import sys
+        from scanner import jsonload, memo, state
+        path = sys.argv[1]
+        for opener in (
+            lambda: jsonload.read_bounded(path, what="input", max_bytes=100),
+            lambda: memo.kept_state(path, state.decode, state.StateError),
+        ):
+            try:
+                opener()
+            except (jsonload.InputFileError, state.StateError) as error:
+                print("refused:", error)
+            except OSError as error:
+                print("opened:", error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(link)],
+        capture_output=True, text=True, env=child_env(), timeout=30, start_new_session=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("refused:") for line in lines), (
+        done.stdout + done.stderr
+    )
