@@ -150,13 +150,29 @@ class RootFS:
         return "/" + os.fsdecode(physical)
 
     def open(self, path: bytes, flags: int = os.O_RDONLY) -> int:
-        """Open `path` inside the root without following a symlink in its final component."""
+        """Open `path` inside the root without following a symlink in its final component.
+
+        A device, FIFO or socket is refused (OSError EINVAL) before it is opened: opening a
+        device acts (a node for /dev/watchdog's numbers, made in a container with CAP_MKNOD,
+        arms the host's reboot). So the path is opened O_PATH, which opens nothing, judged by
+        fstat, and only then opened for reading through /proc/self/fd (the same inode).
+        """
+        flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
         try:
-            fd = os.open(
-                self.resolve(path),
-                flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY,
-                dir_fd=self.fd,
-            )
+            resolved = self.resolve(path)
+            holder = os.open(resolved, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
+            try:
+                mode = os.fstat(holder).st_mode
+                if stat.S_ISLNK(mode):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(path))
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    raise OSError(errno.EINVAL, "not a regular file", os.fsdecode(path))
+                try:
+                    fd = os.open(f"/proc/self/fd/{holder}", flags & ~os.O_NOFOLLOW)
+                except FileNotFoundError:  # no /proc: the path itself (a race, not a default)
+                    fd = os.open(resolved, flags, dir_fd=self.fd)
+            finally:
+                os.close(holder)
         except OSError as error:
             self._note(False, path, error)
             raise

@@ -4,6 +4,7 @@ giants and JSON nested past reason give a clear answer at once, in bounded memor
 from __future__ import annotations
 
 import json
+import stat
 import os
 import subprocess
 import sys
@@ -154,3 +155,40 @@ def test_a_device_is_never_opened(tmp_path: Path) -> None:
     assert len(lines) == 2 and all(line.startswith("refused:") for line in lines), (
         done.stdout + done.stderr
     )
+
+
+def test_a_device_node_in_the_root_is_never_opened(tmp_path: Path) -> None:
+    """A container with CAP_MKNOD (docker's default) can make a node with the numbers of the
+    host's /dev/watchdog where a package database belongs; the scan on the host must not open
+    it. /dev/tty's numbers show it: in a session without a terminal, opening fails ENXIO."""
+    root = tmp_path / "root"
+    for directory in ("var/lib/dpkg", "var/lib/rpm", "lib/apk/db"):
+        (root / directory).mkdir(parents=True)
+    try:
+        for node in ("var/lib/dpkg/status", "var/lib/rpm/Packages", "lib/apk/db/installed"):
+            os.mknod(root / node, 0o600 | stat.S_IFCHR, os.makedev(5, 0))
+    except PermissionError:
+        pytest.skip("mknod needs CAP_MKNOD")
+    probe = textwrap.dedent(
+        """
+        import errno, sys
+        from pkgdb import RootFS
+        root = RootFS(sys.argv[1])
+        for node in (b"var/lib/dpkg/status", b"var/lib/rpm/Packages", b"lib/apk/db/installed"):
+            for read in (root.open, root.read_bytes):
+                try:
+                    read(node)
+                except OSError as error:
+                    print(node.decode(), errno.errorcode[error.errno])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(root)],
+        capture_output=True, text=True, env=child_env(), timeout=30, start_new_session=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6 and all(line.endswith(" EINVAL") for line in lines), (
+        done.stdout + done.stderr
+    )
+    code, stderr, _ = run_child([str(root), "--checks", "448", "--quiet", "--format", "json"])
+    assert code == 3, stderr
