@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -21,18 +22,24 @@ class JSONInputError(InputFileError):
     """A file that is not a JSON document we accept; the message never quotes its content."""
 
 
-def open_regular(path: str | os.PathLike[str], *, what: str) -> tuple[int, os.stat_result]:
+def open_regular(
+    path: str | os.PathLike[str], *, what: str, dir_fd: int | None = None, follow: bool = True
+) -> tuple[int, os.stat_result]:
     """A read-only descriptor of `path` and its fstat, or InputFileError when it is no regular
-    file; OSError (ENOENT, EACCES...) is left to the caller.
+    file; OSError (ENOENT, EACCES...) is left to the caller. `dir_fd` as os.open's; `follow`
+    false refuses a symlink as the last component (ELOOP).
 
     Opening a device has effects of its own (/dev/watchdog arms a reboot, a tape rewinds, a
     terminal may become the controlling one), so the path is first opened O_PATH, which opens
     nothing, and only a regular file is then opened for reading, through /proc/self/fd: the
     same inode, whatever is renamed into place meanwhile (a state file in a hostile root).
     """
-    holder = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    nofollow = 0 if follow else os.O_NOFOLLOW
+    holder = os.open(path, os.O_PATH | os.O_CLOEXEC | nofollow, dir_fd=dir_fd)
     try:
         info = os.fstat(holder)
+        if stat.S_ISLNK(info.st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(path))
         if not stat.S_ISREG(info.st_mode):
             raise InputFileError(f"{os.fsdecode(path)}: {what} is not a regular file")
         try:
@@ -40,7 +47,10 @@ def open_regular(path: str | os.PathLike[str], *, what: str) -> tuple[int, os.st
         except FileNotFoundError:
             # No /proc: open the path itself, non-blocking (a FIFO swapped in cannot stall
             # us), and keep it only if it is still the inode judged above.
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            fd = os.open(
+                path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | nofollow,
+                dir_fd=dir_fd,
+            )
     finally:
         os.close(holder)
     opened = os.fstat(fd)

@@ -145,17 +145,29 @@ MAX_STATE_BYTES = 256 * 1024 * 1024
 
 
 def kept_state(
-    name: str, decode: Callable[[bytes], Decoded], state_error: Callable[[str], Exception]
+    name: str,
+    decode: Callable[[bytes], Decoded],
+    state_error: Callable[[str], Exception],
+    *,
+    directory_fd: int | None = None,
 ) -> Decoded:
     """The decoded state file `name`: kept when its identity is the same, else
     read and decoded (and kept when settled). OSError when it cannot be read, decode's error
-    when it is not a valid state, `state_error(why)` when it is no regular file of a sane size."""
+    when it is not a valid state, `state_error(why)` when it is no regular file of a sane size.
+    With `directory_fd`, the file is `name`'s last component in that directory, and a symlink
+    there is not followed (a state kept inside the root)."""
     global _state
     read_ns = time.time_ns()
     # Judged before it is opened for reading (open_regular): a state file in the root can be
     # swapped for a FIFO (which would stall every later scan), a device or a sparse giant.
     try:
-        fd, info = open_regular(name, what="state")
+        fd, info = (
+            open_regular(name, what="state")
+            if directory_fd is None
+            else open_regular(
+                os.path.basename(name), what="state", dir_fd=directory_fd, follow=False
+            )
+        )
     except InputFileError:
         raise state_error("not a regular file") from None
     with open(fd, "rb") as handle:
