@@ -193,7 +193,12 @@ def check_location(path: str, target: str) -> None:
         return
     directory, name = os.path.split(os.path.abspath(path))
     real = os.path.join(os.path.realpath(directory), name)
-    if real == real_target or real.startswith(real_target.rstrip("/") + "/"):
+    # Spelled through the target counts too: a symlink in a hostile root could lead it out.
+    lexical, lexical_target = os.path.normpath(os.path.abspath(path)), os.path.abspath(target)
+    if any(
+        here == top or here.startswith(top.rstrip("/") + "/")
+        for here, top in ((real, real_target), (lexical, os.path.normpath(lexical_target)))
+    ):
         raise BaselineError(f"baseline {path} is inside the scanned target {target}: refused")
     if os.path.isdir(real):
         raise BaselineError(f"baseline {path} is a directory")
