@@ -309,6 +309,22 @@ def test_alias_amplification_is_refused(tmp_path: Path) -> None:
     assert "aliases expand to more than" in str(error)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rules: &a [*a]\n",
+        "rules: &a [{name: r, effects: {'448': alert}, collections: *a}]\n",
+        "collections: &c\n  - name: c\n    hosts: *c\n",
+        "x: &m {a: *m}\n",
+    ],
+)
+def test_an_alias_inside_its_own_node_is_refused(tmp_path: Path, text: str) -> None:
+    """YAML lets an anchored node hold an alias to itself: an infinite tree whose every walk
+    recursed without bound (RecursionError, exit 5)."""
+    error = _refused(tmp_path, "version: 1\n" + text)
+    assert "an alias refers to a node that contains it" in str(error)
+
+
 def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(

@@ -647,11 +647,15 @@ def _check_expansion(top: yaml.Node, source: str) -> None:
     "billion laughs": nine aliases of nine aliases...), counted without expanding anything:
     each node's expanded size once, memoized (the nesting is at most MAX_DEPTH deep)."""
     sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # being sized: met again, an alias points into itself
 
     def size(node: yaml.Node) -> int:
         known = sizes.get(id(node))
         if known is not None:
             return known
+        if id(node) in open_nodes:  # `a: &x [*x]`: infinite, and every walk of it recurses
+            _refuse_at(source, node, "an alias refers to a node that contains it")
+        open_nodes.add(id(node))
         total = 1
         if isinstance(node, yaml.SequenceNode):
             total += sum(size(child) for child in node.value)
