@@ -368,3 +368,24 @@ def test_a_duplicate_rule_name_is_reported_beside_other_errors(tmp_path: Path) -
     )
     messages = str(error)
     assert "blok" in messages and "same" in messages and "duplicate" in messages.lower()
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_a_script_file_outside_the_policy_directory_is_refused(tmp_path: Path, how: str) -> None:
+    """The script's output reaches the report and `sh` echoes each line it cannot run: a script
+    file naming a secret outside the policy's directory would print it."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+    policy_dir = tmp_path / "policy"
+    policy_dir.mkdir()
+    name = {"absolute": str(secret), "dotdot": "../id_rsa", "symlink": "check.sh"}[how]
+    if how == "symlink":
+        (policy_dir / "check.sh").symlink_to(secret)
+    path = policy_dir / "p.yaml"
+    path.write_text(
+        "version: 1\ncustom_checks:\n  - id: 9000\n    name: c\n    severity: high\n"
+        f"    description: d\n    script_file: {json.dumps(name)}\n"
+    )
+    with pytest.raises(PolicyError, match="beneath the policy file's directory") as caught:
+        load_policy(path)
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in str(caught.value)
