@@ -421,3 +421,16 @@ def test_pax_owner_ids_out_of_range_are_clear_errors(env: dict[str, Path], parse
         info.pax_headers = {**records, "path": "a"}
         with pytest.raises(ImageError, match="(uid|gid)"):
             scan(env, [layer((info, data))])
+
+
+def test_an_outer_member_sized_past_any_offset_is_a_clear_error(tmp_path: Path) -> None:
+    """A GNU base-256 size of 2**70 in the outer archive: tarfile's seek to the next header
+    raised ValueError (exit 5) instead of a refusal."""
+    giant = tarfile.TarInfo("manifest.json")
+    giant.size = 2**70
+    header = giant.tobuf(format=tarfile.GNU_FORMAT)
+    path = tmp_path / "image.tar"
+    path.write_bytes(header + bytes(1024))
+    with pytest.raises(ImageError, match="not a readable image archive"):
+        with open_image(path):
+            pass

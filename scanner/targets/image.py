@@ -348,7 +348,9 @@ class _TarSource(_Source):
                 if count > limits.max_entries:
                     raise ImageError(f"{path}: more than {limits.max_entries} entries (limit)")
                 self.members[_clean(member.name)] = member
-        except (tarfile.TarError, EOFError, OSError) as error:
+        # ValueError/OverflowError: a member's size past any file offset (base-256, 2**70),
+        # which tarfile's seek to the next header cannot take.
+        except (tarfile.TarError, EOFError, OSError, ValueError, OverflowError) as error:
             self.file.close()
             raise ImageError(f"{path}: not a readable image archive: {error}") from error
         except ImageError:
