@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
 from collections.abc import Iterator
 
-__all__ = ["InputFileError", "JSONInputError", "count_nodes", "load_json", "read_bounded"]
+__all__ = [
+    "InputFileError",
+    "JSONInputError",
+    "count_nodes",
+    "load_json",
+    "open_regular",
+    "read_bounded",
+]
 
 # Deeper than any document we read needs (a task definition is ~6 deep, an image config ~5),
 # far below where Python's own recursion (ours, or the json decoder's) would give out.
@@ -26,18 +34,56 @@ class JSONInputError(InputFileError):
     """A file that is not a JSON document we accept; the message never quotes its content."""
 
 
+def open_regular(
+    path: str | os.PathLike[str], *, what: str, dir_fd: int | None = None, follow: bool = True
+) -> tuple[int, os.stat_result]:
+    """A read-only descriptor of `path` and its fstat, or InputFileError when it is no regular
+    file; OSError (ENOENT, EACCES...) is left to the caller. `dir_fd` as os.open's; `follow`
+    false refuses a symlink as the last component (ELOOP).
+
+    Opening a device has effects of its own (/dev/watchdog arms a reboot, a tape rewinds, a
+    terminal may become the controlling one), so the path is first opened O_PATH, which opens
+    nothing, and only a regular file is then opened for reading, through /proc/self/fd: the
+    same inode, whatever is renamed into place meanwhile (a state file in a hostile root).
+    """
+    nofollow = 0 if follow else os.O_NOFOLLOW
+    holder = os.open(path, os.O_PATH | os.O_CLOEXEC | nofollow, dir_fd=dir_fd)
+    try:
+        info = os.fstat(holder)
+        if stat.S_ISLNK(info.st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(path))
+        if not stat.S_ISREG(info.st_mode):
+            raise InputFileError(f"{os.fsdecode(path)}: {what} is not a regular file")
+        try:
+            fd = os.open(f"/proc/self/fd/{holder}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        except FileNotFoundError:
+            # No /proc: open the path itself, non-blocking (a FIFO swapped in cannot stall
+            # us), and keep it only if it is still the inode judged above.
+            fd = os.open(
+                path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | nofollow,
+                dir_fd=dir_fd,
+            )
+    finally:
+        os.close(holder)
+    opened = os.fstat(fd)
+    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(
+        opened.st_mode
+    ):
+        os.close(fd)
+        raise InputFileError(f"{os.fsdecode(path)}: {what} was replaced while it was opened")
+    return fd, opened
+
+
 def read_bounded(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> bytes:
     """The bytes of `path`, which must be a regular file of at most `max_bytes`.
 
-    Opened non-blocking, so a FIFO put where a file belongs cannot stall the scan, and sized by
-    fstat before any read, so /dev/zero or a sparse 2 GiB file cost nothing. OSError (ENOENT,
-    EACCES...) is left to the caller, which knows how to word it.
+    Only a regular file is opened for reading (open_regular): a FIFO put where a file belongs
+    cannot stall the scan, nor a device be opened; sized by fstat before any read, so a sparse
+    2 GiB file costs nothing. OSError (ENOENT, EACCES...) is left to the caller, which knows
+    how to word it.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    fd, info = open_regular(path, what=what)
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputFileError(f"{os.fsdecode(path)}: {what} is not a regular file")
         if info.st_size > max_bytes:
             raise InputFileError(
                 f"{os.fsdecode(path)}: {what} is {info.st_size} bytes, over the limit of "

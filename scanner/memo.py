@@ -22,7 +22,6 @@ trusts any of it.
 from __future__ import annotations
 
 import os
-import stat
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from pkgdb import RootFS
 from pkgdb.rootfs import Identity, Journal, Seen, identity
 
 from .checks.base import ScanContext
+from .jsonload import InputFileError, open_regular
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .manifests import Manifests, read_manifests
 from .report import Problem
@@ -145,20 +145,32 @@ MAX_STATE_BYTES = 256 * 1024 * 1024
 
 
 def kept_state(
-    name: str, decode: Callable[[bytes], Decoded], state_error: Callable[[str], Exception]
+    name: str,
+    decode: Callable[[bytes], Decoded],
+    state_error: Callable[[str], Exception],
+    *,
+    directory_fd: int | None = None,
 ) -> Decoded:
     """The decoded state file `name`: kept when its identity is the same, else
     read and decoded (and kept when settled). OSError when it cannot be read, decode's error
-    when it is not a valid state, `state_error(why)` when it is no regular file of a sane size."""
+    when it is not a valid state, `state_error(why)` when it is no regular file of a sane size.
+    With `directory_fd`, the file is `name`'s last component in that directory, and a symlink
+    there is not followed (a state kept inside the root)."""
     global _state
     read_ns = time.time_ns()
-    # Non-blocking, and judged by fstat before a byte is read: a state file in the root can be
+    # Judged before it is opened for reading (open_regular): a state file in the root can be
     # swapped for a FIFO (which would stall every later scan), a device or a sparse giant.
-    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        fd, info = (
+            open_regular(name, what="state")
+            if directory_fd is None
+            else open_regular(
+                os.path.basename(name), what="state", dir_fd=directory_fd, follow=False
+            )
+        )
+    except InputFileError:
+        raise state_error("not a regular file") from None
     with open(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise state_error("not a regular file")
         if info.st_size > MAX_STATE_BYTES:
             raise state_error(f"{info.st_size} bytes, over the limit of {MAX_STATE_BYTES}")
         seen = identity(info)

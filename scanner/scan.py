@@ -26,12 +26,7 @@ from .policy.model import CustomCheckSpec, Policy
 from .priority import lower_priority
 from .report import Finding, Problem, Report, Stats
 from .state import Rescan, StateSession, open_state
-from .targets.ecs import (
-    EXECUTION_ENV,
-    FARGATE_EXECUTION_ENV,
-    LAUNCH_TYPES,
-    read_task_metadata,
-)
+from .targets.ecs import EXECUTION_ENV, PLATFORM_LAUNCH_TYPES, read_task_metadata
 from .targets.layout import image_format
 from .version import __version__
 
@@ -238,20 +233,16 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
     """Who is scanned: in an ECS task every container reports the task id as its host."""
     identity, problems = read_task_metadata()
     report.problems.extend(Problem(kind="task-metadata", message=message) for message in problems)
+    # The platform says where we are, endpoint or not, and is trusted over the endpoint's
+    # LaunchType: a block must never be applied to a Fargate task, nor lifted from a host.
+    platform = PLATFORM_LAUNCH_TYPES.get(os.environ.get(EXECUTION_ENV, ""))
+    if platform is not None:
+        report.target_details["launch_type"] = platform
     if identity is None:
         report.target_details["host"] = socket.gethostname()
-        if os.environ.get(EXECUTION_ENV) == FARGATE_EXECUTION_ENV:
-            # The endpoint is down or unset, but the platform says where we are: a block must
-            # still never be applied to a Fargate task.
-            report.target_details["launch_type"] = "FARGATE"
         return
     report.target_details["host"] = identity.host
     report.target_details["task"] = identity.task_dict()
-    if identity.launch_type is None:
-        # No usable LaunchType in the metadata: the platform's own variable says it, when set.
-        launch_type = LAUNCH_TYPES.get(os.environ.get(EXECUTION_ENV, ""))
-        if launch_type is not None:
-            report.target_details["task"]["launch_type"] = launch_type
     if identity.container is not None:
         report.target_details["container"] = identity.container.to_dict()
     if os.path.realpath(os.fspath(root)) == "/":

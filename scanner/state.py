@@ -333,6 +333,10 @@ class StateSession:
     unchanged: bool = True  # nothing recorded differs from the previous state (no rewrite)
     previous_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     current_items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # A state inside the root: its directory, opened beneath the root without following a
+    # symlink, written through (None: the path as given); `writable` false when there is none.
+    directory_fd: int | None = None
+    writable: bool = True
 
     def use_plan(
         self,
@@ -473,6 +477,16 @@ class StateSession:
         """Write the new state atomically (temp file in the same directory, fsync, rename);
         the reason it could not be written, or None. A state identical to the one read is not
         rewritten: an unchanged rescan writes nothing."""
+        try:
+            return self._save()
+        finally:
+            if self.directory_fd is not None:
+                os.close(self.directory_fd)
+                self.directory_fd = None
+
+    def _save(self) -> str | None:
+        if not self.writable:
+            return None  # said when the state was opened
         if (
             self.loaded
             and self.unchanged
@@ -493,7 +507,7 @@ class StateSession:
                 f"{MAX_STATE_BYTES} a scan reads back"
             )
         try:
-            write_atomically(self.path, data)
+            write_atomically(self.path, data, directory_fd=self.directory_fd)
         except OSError as error:
             return f"cannot write the state file {self.path}: {error.strerror}"
         return None
@@ -520,6 +534,20 @@ def _fingerprint(
     return digest.hexdigest()
 
 
+def _directory_beneath(root_fd: int, relative: str) -> int:
+    """The directory `relative` (normalised, no `..`) of the root, opened O_RDONLY without
+    following a symlink in any component; OSError (ELOOP, ENOTDIR...) otherwise."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(".", flags, dir_fd=root_fd)
+    for part in relative.split("/") if relative else ():
+        try:
+            below = os.open(part, flags, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = below
+    return fd
+
+
 def open_state(
     path: str | os.PathLike[str],
     level: Rescan,
@@ -544,6 +572,12 @@ def open_state(
     name = os.fspath(path)
     root_stat = os.stat(root_fd)
     inside = _inside(name, root_path, root_stat.st_dev, mounts.mount_id(root_fd))
+    # A path spelled through the root is resolved beneath it without following a symlink: a
+    # writer in the root can turn its directory into a symlink to any host directory between
+    # scans (or during one), and the state would be written there.
+    lexical = os.path.normpath(os.path.abspath(name))
+    lexical_root = os.path.normpath(os.path.abspath(root_path))
+    through_root = lexical_root != "/" and lexical.startswith(lexical_root.rstrip("/") + "/")
     if inside and not allow_in_root:
         raise UsageError(
             f"{name}: the state file would be inside the scanned root {root_path}; "
@@ -564,13 +598,32 @@ def open_state(
     }
     session = StateSession(name, level, header, started_ns)
     if inside:
-        relative = os.path.relpath(os.path.realpath(name), os.path.realpath(root_path))
+        relative = (
+            os.path.relpath(lexical, lexical_root)
+            if through_root
+            else os.path.relpath(os.path.realpath(name), os.path.realpath(root_path))
+        )
         session.skip = os.fsencode(relative)
+    if through_root:
+        try:
+            session.directory_fd = _directory_beneath(
+                root_fd, os.path.dirname(os.path.relpath(lexical, lexical_root))
+            )
+        except OSError as error:
+            session.writable = False
+            return (
+                session,
+                f"state {name}: its directory in the scanned root is a symlink or no "
+                f"directory ({error.strerror}): not read, not written; full scan",
+                None,
+            )
     if level is Rescan.FULL:
         return session, None, None
     try:
         # Decoded once per process while the file keeps its identity (a defender's loop).
-        old_header, entries = kept_state(name, decode, StateError)
+        old_header, entries = kept_state(
+            name, decode, StateError, directory_fd=session.directory_fd
+        )
     except FileNotFoundError:
         return session, None, f"state {name}: none yet, full scan (the state is written after it)"
     except OSError as error:

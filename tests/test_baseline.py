@@ -260,3 +260,17 @@ def test_update_baseline_replaces_a_corrupt_file(
     assert json.loads(baseline.read_text())["entries"] == [
         {"check": "448", "path": "/usr/bin/tool", "package": "tool"}
     ]
+
+
+def test_baseline_spelled_through_the_root_is_refused_wherever_it_leads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A symlink planted in the root (srv/out -> a host directory) must not carry a baseline
+    spelled through the root out of it: the host directory would be written."""
+    tree = findings_tree.build(tmp_path, tamper=(findings_tree.BINARY,))
+    host = tmp_path / "host-directory"
+    host.mkdir()
+    os.symlink(host, tree.root / "srv/out")
+    assert cli.main([str(tree.root), *tree.options, "--baseline", str(tree.root / "srv/out/b")]) == 2
+    assert "inside the scanned target" in capsys.readouterr().err
+    assert list(host.iterdir()) == []

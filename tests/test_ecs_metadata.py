@@ -426,7 +426,7 @@ def test_fargate_by_its_execution_env_when_the_endpoint_is_down(
         ("FARGATE", None, 1),
         ("EC2", None, 4),
         (None, None, 1),
-        ("EC2", "AWS_ECS_FARGATE", 4),  # the agent's own word wins
+        ("EC2", "AWS_ECS_FARGATE", 1),  # the platform's word wins: never block Fargate
         (None, "AWS_ECS_EC2", 4),  # no LaunchType: the platform's variable says EC2
         (None, "AWS_ECS_FARGATE", 1),
         (5, None, 1),  # not a launch type: ignored (a problem), as if absent
@@ -471,3 +471,37 @@ def test_an_offline_fargate_only_task_definition_is_never_blocked(
             "containerDefinitions": [{"name": "app", "image": "x"}],
         }))
         assert _gate(tampered, tmp_path, BLOCK_448, "--task-definition", str(definition)) == code
+
+
+@pytest.mark.parametrize(
+    ("platform", "launch_type", "code"),
+    [
+        ("AWS_ECS_EC2", "FARGATE", 4),  # the endpoint claims Fargate on a host: blocked
+        ("AWS_ECS_EC2", None, 4),  # no LaunchType is no licence to lift a block on a host
+        ("AWS_ECS_EXTERNAL", "FARGATE", 4),
+        ("AWS_ECS_FARGATE", "EC2", 1),  # the endpoint claims a host on Fargate: never blocked
+    ],
+)
+def test_the_platform_is_trusted_over_the_endpoint_launch_type(
+    agent: Agent, tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+    platform: str, launch_type: str | None, code: int,
+) -> None:
+    serve_task(agent, LaunchType=launch_type)
+    monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
+    monkeypatch.setenv("AWS_EXECUTION_ENV", platform)
+    assert _gate(tampered, tmp_path, BLOCK_448) == code
+
+
+def test_offline_definitions_are_fargate_only_when_every_one_is(
+    tampered: Any, tmp_path: Any
+) -> None:
+    """A hostile extra definition that claims Fargate must not lift a block from the others."""
+    paths = []
+    for family, compatibilities in (("web", ["EC2"]), ("decoy", ["FARGATE"])):
+        path = tmp_path / f"{family}.json"
+        path.write_text(json.dumps({
+            "family": family, "requiresCompatibilities": compatibilities,
+            "containerDefinitions": [{"name": "app", "image": "x"}],
+        }))
+        paths += ["--task-definition", str(path)]
+    assert _gate(tampered, tmp_path, BLOCK_448, *paths) == 4

@@ -606,3 +606,32 @@ def test_docker_env_file_keeps_quotes_as_documented() -> None:
     # The check must see through them: `"changeme"` is a placeholder, `"<secret>"` a secret.
     assert judge("DB_PASSWORD", '"changeme"') is None
     assert judge("GH", f'"{GITHUB}"') is not None
+
+
+PASTED_WITH_EQUALS = (
+    "https://admin:Hunter2Secret@db.example.org/app?token=abcdef123456",
+    "postgres://app:Zq8sLk3Pw1xx@db:5432/app?password=Zq8sLk3Pw1xx",
+    # a name that is itself a token's shape (a pasted line with a `=` further on)
+    "ghp_" + "Zq8sLk3Pw1" * 4 + "=secretvalue9",
+)
+
+
+@pytest.mark.parametrize("output_format", ["json", "table", "sarif"])
+def test_env_file_names_that_are_pasted_text_never_reach_a_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], output_format: str
+) -> None:
+    # Docker takes everything before the first `=` as the name, so a pasted URL with a query
+    # string becomes a "variable" whose name holds the password, flagged by its TOKEN/SECRET.
+    root = tmp_path / "root"
+    root.mkdir()
+    env_file = tmp_path / "pasted.env"
+    env_file.write_text("\n".join(PASTED_WITH_EQUALS) + "\n")
+    code = cli.main(
+        [str(root), "--checks", "424", "--env-file", str(env_file), "--no-process-env",
+         "--format", output_format, "--quiet"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1  # still flagged: a secret by name or shape
+    for secret in ("Hunter2Secret", "Zq8sLk3Pw1"):
+        assert secret not in out and secret not in err, (output_format, secret)
+    assert "a name not shown" in out

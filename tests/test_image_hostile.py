@@ -459,3 +459,38 @@ def test_outer_archive_numbers_past_64_bits_are_clear_errors(
         with open_image(archive, limits=ImageLimits(), workdir=str(env["work"])):
             pass
     assert not list(env["work"].iterdir())
+
+
+def test_an_outer_member_sized_past_any_offset_is_a_clear_error(tmp_path: Path) -> None:
+    """A GNU base-256 size of 2**70 in the outer archive: tarfile's seek to the next header
+    raised ValueError (exit 5) instead of a refusal."""
+    giant = tarfile.TarInfo("manifest.json")
+    giant.size = 2**70
+    header = giant.tobuf(format=tarfile.GNU_FORMAT)
+    path = tmp_path / "image.tar"
+    path.write_bytes(header + bytes(1024))
+    with pytest.raises(ImageError, match="not a readable image archive"):
+        with open_image(path):
+            pass
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_member_after_a_lone_zero_block_is_not_hidden(
+    env: dict[str, Path], compressed: bool
+) -> None:
+    """One zero block, then more members: the parser stopped at the zero block and the image
+    scanned clean (exit 0) with a key after it, which `tar -i` extracts (docker refuses it)."""
+    first = layer(member("etc/os-release", b"ID=test\n"))
+    end = first.rstrip(b"\0")
+    end += bytes(-len(end) % 512)
+    hidden = layer(member("srv/app/key", b"-----BEGIN OPENSSH PRIVATE KEY-----\n"))
+    blob = end + bytes(512) + hidden
+    if compressed:
+        blob = gzip.compress(blob)
+    with pytest.raises(ImageError, match="lone zero block"):
+        scan(env, [blob])
+
+
+def test_two_zero_blocks_and_trailing_zeros_still_end_a_layer(env: dict[str, Path]) -> None:
+    blob = layer(member("etc/os-release", b"ID=test\n")) + bytes(8192)
+    scan(env, [blob], check=lambda image: content(image, "etc/os-release") == b"ID=test\n")

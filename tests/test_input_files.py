@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import stat
 import os
 import subprocess
 import sys
@@ -190,3 +191,74 @@ def test_the_most_values_accepted_stay_in_bounded_memory(
     code, stderr, peak = run_child([str(tree.root), *tree.options, "--quiet", "--baseline", path])
     assert code == 2 and "entries[0]: not an object" in stderr, stderr
     assert peak < PEAK_RSS_KB, f"{peak} KB"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/tty"), reason="no /dev/tty")
+def test_a_device_is_never_opened(tmp_path: Path) -> None:
+    """Opening a device acts (/dev/watchdog arms a reboot, a tape rewinds): a symlink to one, or
+    one swapped in where a state file was, is refused before it is opened. /dev/tty shows it:
+    in a session without a terminal, opening it fails with ENXIO."""
+    link = tmp_path / "device"
+    link.symlink_to("/dev/tty")
+    probe = textwrap.dedent(
+        """
+        import sys
+        from scanner import jsonload, memo, state
+        path = sys.argv[1]
+        for opener in (
+            lambda: jsonload.read_bounded(path, what="input", max_bytes=100),
+            lambda: memo.kept_state(path, state.decode, state.StateError),
+        ):
+            try:
+                opener()
+            except (jsonload.InputFileError, state.StateError) as error:
+                print("refused:", error)
+            except OSError as error:
+                print("opened:", error)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(link)],
+        capture_output=True, text=True, env=child_env(), timeout=30, start_new_session=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all(line.startswith("refused:") for line in lines), (
+        done.stdout + done.stderr
+    )
+
+
+def test_a_device_node_in_the_root_is_never_opened(tmp_path: Path) -> None:
+    """A container with CAP_MKNOD (docker's default) can make a node with the numbers of the
+    host's /dev/watchdog where a package database belongs; the scan on the host must not open
+    it. /dev/tty's numbers show it: in a session without a terminal, opening fails ENXIO."""
+    root = tmp_path / "root"
+    for directory in ("var/lib/dpkg", "var/lib/rpm", "lib/apk/db"):
+        (root / directory).mkdir(parents=True)
+    try:
+        for node in ("var/lib/dpkg/status", "var/lib/rpm/Packages", "lib/apk/db/installed"):
+            os.mknod(root / node, 0o600 | stat.S_IFCHR, os.makedev(5, 0))
+    except PermissionError:
+        pytest.skip("mknod needs CAP_MKNOD")
+    probe = textwrap.dedent(
+        """
+        import errno, sys
+        from pkgdb import RootFS
+        root = RootFS(sys.argv[1])
+        for node in (b"var/lib/dpkg/status", b"var/lib/rpm/Packages", b"lib/apk/db/installed"):
+            for read in (root.open, root.read_bytes):
+                try:
+                    read(node)
+                except OSError as error:
+                    print(node.decode(), errno.errorcode[error.errno])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(root)],
+        capture_output=True, text=True, env=child_env(), timeout=30, start_new_session=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert len(lines) == 6 and all(line.endswith(" EINVAL") for line in lines), (
+        done.stdout + done.stderr
+    )
+    code, stderr, _ = run_child([str(root), "--checks", "448", "--quiet", "--format", "json"])
+    assert code == 3, stderr

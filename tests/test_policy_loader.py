@@ -309,6 +309,22 @@ def test_alias_amplification_is_refused(tmp_path: Path) -> None:
     assert "aliases expand to more than" in str(error)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rules: &a [*a]\n",
+        "rules: &a [{name: r, effects: {'448': alert}, collections: *a}]\n",
+        "collections: &c\n  - name: c\n    hosts: *c\n",
+        "x: &m {a: *m}\n",
+    ],
+)
+def test_an_alias_inside_its_own_node_is_refused(tmp_path: Path, text: str) -> None:
+    """YAML lets an anchored node hold an alias to itself: an infinite tree whose every walk
+    recursed without bound (RecursionError, exit 5)."""
+    error = _refused(tmp_path, "version: 1\n" + text)
+    assert "an alias refers to a node that contains it" in str(error)
+
+
 def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(
@@ -442,4 +458,28 @@ def test_a_script_file_that_is_no_file_is_refused_at_once(tmp_path: Path, kind: 
     )
     [issue] = error.issues
     assert issue.field == "custom_checks[0].script_file"
-    assert "not a regular file" in issue.message or "over the limit" in issue.message
+    assert any(
+        words in issue.message
+        for words in ("not a regular file", "over the limit", "beneath the policy file")
+    ), issue.message
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink"])
+def test_a_script_file_outside_the_policy_directory_is_refused(tmp_path: Path, how: str) -> None:
+    """The script's output reaches the report and `sh` echoes each line it cannot run: a script
+    file naming a secret outside the policy's directory would print it."""
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+    policy_dir = tmp_path / "policy"
+    policy_dir.mkdir()
+    name = {"absolute": str(secret), "dotdot": "../id_rsa", "symlink": "check.sh"}[how]
+    if how == "symlink":
+        (policy_dir / "check.sh").symlink_to(secret)
+    path = policy_dir / "p.yaml"
+    path.write_text(
+        "version: 1\ncustom_checks:\n  - id: 9000\n    name: c\n    severity: high\n"
+        f"    description: d\n    script_file: {json.dumps(name)}\n"
+    )
+    with pytest.raises(PolicyError, match="beneath the policy file's directory") as caught:
+        load_policy(path)
+    assert "b3BlbnNzaC1rZXktdjEAAAAA" not in str(caught.value)

@@ -569,3 +569,43 @@ def test_verdicts_too_many_to_read_back_are_left_out_of_the_state(
     again = scanner.scan_root(root, state=state_file)
     assert _view(again) == _view(first_report) and _state_problems(again) == []
     assert again.stats.files_hashed == 1  # the miner, judged again; the rest reused
+
+
+@pytest.mark.parametrize("consent", [True, False])
+def test_a_state_directory_in_the_root_swapped_for_a_symlink_is_not_followed(
+    tmp_path: Path, consent: bool
+) -> None:
+    """A writer in the root turns the state's directory into a symlink to a host directory
+    (/etc/sudoers.d, say) between scans: the state must not be read or written there."""
+    root = _dpkg_root(tmp_path)
+    (root / "var/lib/scan").mkdir()
+    inside = root / "var/lib/scan/state"
+    outside = tmp_path / "host-directory"
+    outside.mkdir()
+    if consent:
+        scanner.scan_root(root, state=inside, state_in_root=True)
+        assert inside.exists()
+        shutil.rmtree(root / "var/lib/scan")
+    else:  # already a symlink at the first scan: its realpath is outside the root
+        os.rmdir(root / "var/lib/scan")
+    (root / "var/lib/scan").symlink_to(outside)
+    report = scanner.scan_root(root, state=inside, state_in_root=consent)
+    assert list(outside.iterdir()) == []
+    assert any("symlink" in message for message in _state_problems(report))
+
+
+def test_write_atomically_stays_in_the_directory_it_was_given(tmp_path: Path) -> None:
+    from scanner.atomic import write_atomically
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    fd = os.open(tmp_path / "dir", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        (tmp_path / "dir").rename(tmp_path / "moved")
+        (tmp_path / "dir").symlink_to(tmp_path / "elsewhere")  # swapped during the scan
+        write_atomically(str(tmp_path / "dir/state"), b"data", directory_fd=fd)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "moved/state").read_bytes() == b"data"
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert [p.name for p in (tmp_path / "moved").iterdir()] == ["state"]  # no temp left

@@ -145,11 +145,13 @@ def test_an_images_hostile_names_are_escaped_in_every_format(
     out = capsys.readouterr().out
     assert not CONTROL.search(out.replace("\n", "")), [m.group() for m in CONTROL.finditer(out)]
     assert TOKEN not in out and TOKEN[4:12] not in out
+    # A name that has no name's shape may be pasted text: only its length is shown.
+    hidden = f"(a name not shown: {len(SURROGATE_NAME)} chars)"
     if form == "table":
-        assert "GITHUB\\ud800TOKEN\\x1b]0;t\\x07\\u202e" in out
+        assert hidden in out and "GITHUB" not in out
         assert sum(line.startswith("1 finding") for line in out.splitlines()) == 1
     else:
-        assert SURROGATE_NAME in _strings(json.loads(out))  # the same name, escaped as JSON
+        assert hidden in _strings(json.loads(out)) and "GITHUB" not in out
     # The baseline names the variable too: written, then read back as the same name.
     assert main([*argv, "--baseline", str(baseline)]) == 0
     assert main([*argv, "--baseline", str(baseline)]) == 0

@@ -49,7 +49,7 @@ from ..environment import EnvVar
 from ..report import Finding, Problem, Severity
 from .base import ScanContext
 
-__all__ = ["EnvSecretsCheck", "Verdict", "judge", "judge_source"]
+__all__ = ["EnvSecretsCheck", "Verdict", "judge", "judge_source", "shown_name"]
 
 ID = "424"
 TITLE = "Sensitive information in environment variables"
@@ -177,6 +177,10 @@ _SHAPES = (
 )
 _URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:([^\s/@?#]+)@[^\s/@]")
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+# What a report may print as a variable's name. Docker's env files take any text before the
+# first `=` as the name: a pasted `https://user:pw@host/?token=x` becomes the "name"
+# `https://user:pw@host/?token`, which must not reach a report either.
+_SHOWN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 
 
 def _words(name: str) -> list[str]:
@@ -283,6 +287,14 @@ def judge(name: str, value: str, *, access_key_seen: bool = False) -> Verdict | 
     return Verdict(f"name contains {word}", f"{len(value)} chars", False)
 
 
+def shown_name(name: str) -> str:
+    """`name` as a report may print it: as is when it has a name's shape and no secret's, else
+    only its length (it is then most likely pasted text, a secret among it)."""
+    if _SHOWN_NAME.fullmatch(name) is None or _shape(name) is not None:
+        return f"(a name not shown: {len(name)} chars)"
+    return name
+
+
 def judge_source(variables: Sequence[EnvVar]) -> list[tuple[EnvVar, Verdict]]:
     """The flagged variables of one source (an AWS key id makes its secret key recognisable)."""
     access_key_seen = any(
@@ -332,18 +344,19 @@ class EnvSecretsCheck:
 
     @staticmethod
     def _finding(source: str, flagged: list[tuple[EnvVar, Verdict]]) -> Finding:
+        names = [shown_name(variable.name) for variable, _ in flagged]
         return Finding(
             check=ID,
             title=TITLE,
             severity=(Severity.HIGH if any(v.known_shape for _, v in flagged) else Severity.MEDIUM),
             kind=KIND,
             path=b"",  # not a file: the source is in `extra`
-            detail=f"{source}: {', '.join(variable.name for variable, _ in flagged)}",
+            detail=f"{source}: {', '.join(names)}",
             extra={
                 "source": source,
                 "variables": [
-                    {"name": variable.name, "reason": verdict.reason, "hint": verdict.hint}
-                    for variable, verdict in flagged
+                    {"name": name, "reason": verdict.reason, "hint": verdict.hint}
+                    for name, (_, verdict) in zip(names, flagged)
                 ],
             },
         )

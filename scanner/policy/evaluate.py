@@ -71,20 +71,22 @@ def _strings(values: Iterable[Any]) -> tuple[str, ...]:
 
 def _is_fargate(report: Report) -> bool:
     """Whether the target is a Fargate task. An image scanned there is still an image; a task
-    is one by its launch type when the metadata gives it (EC2 tasks run on a host that can be
-    blocked on), else by `launch_type` from AWS_EXECUTION_ENV (the endpoint down), else by an
-    offline task definition that can only run on Fargate."""
+    is one by `launch_type` from AWS_EXECUTION_ENV, which the platform sets and is trusted over
+    the metadata endpoint (EC2 tasks run on a host that can be blocked on); else by the launch
+    type the metadata gives; else when every offline task definition can only run on Fargate
+    (one that may run on EC2 may be on a host)."""
     details = report.target_details
     if report.target_kind == "image":
         return False
+    platform = details.get("launch_type")
+    if isinstance(platform, str):
+        return platform == "FARGATE"
     task = details.get("task")
     if isinstance(task, Mapping):
         return task.get("launch_type", "FARGATE") == "FARGATE"
-    if details.get("launch_type") == "FARGATE":
-        return True
-    return any(
-        definition.get("compatibilities") == ["FARGATE"]
-        for definition in details.get("task_definitions") or ()
+    definitions = details.get("task_definitions") or ()
+    return bool(definitions) and all(
+        definition.get("compatibilities") == ["FARGATE"] for definition in definitions
     )
 
 

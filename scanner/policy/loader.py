@@ -379,6 +379,16 @@ class _Reader:
             data = text.encode("utf-8")
         else:
             path = os.path.join(self.base_dir, text)  # relative to the policy file
+            # Beneath the policy's directory only: the script's output reaches the report, and
+            # `sh` echoes each line it cannot run, so `script_file: /root/.ssh/id_rsa` (or a
+            # symlink to it) printed the key, line by line, from a scan run as root.
+            base = os.path.realpath(self.base_dir)
+            real = os.path.realpath(path)
+            if os.path.isabs(text) or not real.startswith(base.rstrip("/") + "/"):
+                self.error(
+                    value_node, where, "must be a file beneath the policy file's directory"
+                )
+                return None
             try:
                 data = read_bounded(path, what="script", max_bytes=MAX_SCRIPT_BYTES)
             except OSError as error:

@@ -395,7 +395,8 @@ def _check_map(regions: SparseMap, realsize: int, size: int, offset: int) -> Non
 
 def members(blocks: Blocks) -> Iterator[Member]:
     """Yield the members of a tar stream; the caller must consume (copy or skip) `size` bytes
-    of each regular member before asking for the next. Stops at the first zero block."""
+    of each regular member before asking for the next. Stops at the end (two zero blocks,
+    or one and the end of the stream)."""
     global_pax: dict[str, str] = {}
     pax: dict[str, str] = {}
     pax_raw = b""  # the member's own pax header, for pax 0.0's repeated sparse records
@@ -411,6 +412,11 @@ def members(blocks: Blocks) -> Iterator[Member]:
         if block == _ZERO:
             if pax or long_name is not None or long_link is not None:
                 raise TarFormatError(f"extended header at {offset} is not followed by a member")
+            # The end is two zero blocks. One followed by a header hides what comes after from
+            # us; docker's reader (Go archive/tar) refuses the layer there, `tar -i` extracts.
+            following = blocks.read(BLOCK)
+            if following and following != _ZERO:
+                raise TarFormatError(f"a lone zero block at {offset} is followed by more data")
             return
         name, type_, mode, uid, gid, size, mtime, linkname = parse_header(block, offset)
         if type_ in (b"x", b"g"):

@@ -27,7 +27,7 @@ from ..jsonload import JSONInputError, load_json
 __all__ = [
     "EXECUTION_ENV",
     "FARGATE_EXECUTION_ENV",
-    "LAUNCH_TYPES",
+    "PLATFORM_LAUNCH_TYPES",
     "METADATA_ENV",
     "ContainerInfo",
     "TaskIdentity",
@@ -41,8 +41,12 @@ METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-tasks-services.html
 EXECUTION_ENV = "AWS_EXECUTION_ENV"
 FARGATE_EXECUTION_ENV = "AWS_ECS_FARGATE"
-# AWS_EXECUTION_ENV's values in ECS tasks, and the launch type each means.
-LAUNCH_TYPES = {FARGATE_EXECUTION_ENV: "FARGATE", "AWS_ECS_EC2": "EC2"}
+# AWS_EXECUTION_ENV's values and the launch type each means (ECS Anywhere: EXTERNAL).
+PLATFORM_LAUNCH_TYPES = {
+    FARGATE_EXECUTION_ENV: "FARGATE",
+    "AWS_ECS_EC2": "EC2",
+    "AWS_ECS_EXTERNAL": "EXTERNAL",
+}
 # A task document lists every container of the task; a few KiB each. Anything this large is not
 # the agent speaking.
 MAX_RESPONSE = 4 * 1024 * 1024
