@@ -148,26 +148,34 @@ class ProtectedPaths:
         return self.mode(directory, name) not in _NOT_PROTECTED
 
     def _dir(self, directory: bytes) -> tuple[ProtectMode, tuple[_Rule, ...]]:
-        """A directory's mode and the rules left for what is below it (apk_db_dir_get)."""
+        """A directory's mode and the rules left for what is below it (apk_db_dir_get).
+
+        Each directory from its parent's, top down in a loop (a hostile `F:` may have
+        thousands of components: no recursion per component).
+        """
         cached = self._dirs.get(directory)
         if cached is not None:
             return cached
-        parent, _, name = directory.rpartition(b"/")
-        if parent:
-            mode, inherited = self._dir(parent)
-        else:
-            mode, inherited = ProtectMode.NONE, self.rules
-        below: list[_Rule] = []
-        for pattern, rule_mode in inherited:
-            head, slash, rest = pattern.partition(b"/")
-            if slash:
-                if self._match(head, name):
-                    below.append((rest, rule_mode))
-            elif self._match(pattern, name):
-                mode = rule_mode
-        result = (mode, tuple(below))
-        self._dirs[directory] = result
-        return result
+        # the deepest cached ancestor, then every directory below it in turn
+        missing = [directory]
+        parent = directory.rpartition(b"/")[0]
+        while parent and parent not in self._dirs:
+            missing.append(parent)
+            parent = parent.rpartition(b"/")[0]
+        mode, inherited = self._dirs[parent] if parent else (ProtectMode.NONE, self.rules)
+        for path in reversed(missing):
+            name = path.rpartition(b"/")[2]
+            below: list[_Rule] = []
+            for pattern, rule_mode in inherited:
+                head, slash, rest = pattern.partition(b"/")
+                if slash:
+                    if self._match(head, name):
+                        below.append((rest, rule_mode))
+                elif self._match(pattern, name):
+                    mode = rule_mode
+            inherited = tuple(below)
+            self._dirs[path] = (mode, inherited)
+        return mode, inherited
 
     def _match(self, pattern: bytes, name: bytes) -> bool:
         # fnmatch(FNM_PATHNAME) on one component: `/` never occurs, so flags 0 are the same.

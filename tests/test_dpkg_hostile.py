@@ -474,3 +474,19 @@ def test_a_device_node_where_a_database_belongs_is_never_opened(
     assert opened == []
     assert not report.complete
     assert any("device" in p.message for p in report.problems), problems(report)
+
+
+    assert [type(f) for f in report.findings] == [Finding]
+
+
+def test_apk_directory_of_thousands_of_components(tmp_path: Path, scan_impl: str) -> None:
+    """Found by the mutation run: apk's protected-path rules were worked out one recursion per
+    directory component, so a deep `F:` line was a RecursionError (exit 5)."""
+    deep = b"/".join([b"d"] * 1500)  # 3,000 bytes: within PATH_MAX
+    root = tmp_path / "root"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_bytes(
+        b"P:p\nV:1\nF:etc/" + deep + b"\nR:x\nZ:Q1" + b"A" * 27 + b"=\n\n"
+    )
+    report = scanner.scan_root(root, checks=["448"], all_files=True)
+    assert [(f.kind, f.config) for f in report.findings] == [("missing", True)]  # under etc/
