@@ -13,10 +13,10 @@ def native_extensions() -> list:
     from Cython.Build import cythonize
     from setuptools import Extension
 
-    common = dict(
-        extra_compile_args=["-O2", "-pthread"],
-        extra_link_args=["-pthread"],
-    )
+    common: dict[str, list[str]] = {
+        "extra_compile_args": ["-O2", "-pthread"],
+        "extra_link_args": ["-pthread"],
+    }
     extensions = [
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
         # Tar header and pax record parsing for image layers (scanner/targets/_tar.py).
@@ -76,7 +76,11 @@ setup(
     ],
     python_requires=">=3.11",
     packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
-    package_data={"scanner": ["py.typed", "data/*.txt"], "pkgdb": ["py.typed"], "_native": ["py.typed", "*.pxd", "*.h"]},
+    package_data={
+        "scanner": ["py.typed", "data/*.txt"],
+        "pkgdb": ["py.typed"],
+        "_native": ["py.typed", "*.pxd", "*.h"],
+    },
     # PyYAML reads policy files (README: "Libraries used, and why"); python-debian is only the
     # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
     # (incremental rescans).
@@ -100,6 +104,11 @@ setup(
             "jsonschema>=4.18",
             "rfc3986-validator>=0.1.1",
             "rfc3339-validator>=0.1.4",
+            # The gates .ci/run passes before the tests, pinned: a new release must not turn a
+            # clean tree red (bump them on purpose, with the fixes).
+            "ruff==0.17.6",
+            "mypy==2.4.1",
+            "types-PyYAML",
         ],
         # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
         "zstd": ["zstandard>=0.22"],

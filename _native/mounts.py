@@ -10,7 +10,8 @@ __all__ = [
     "below",
     "file_system_path",
     "in_file_system",
-    "mount_id", "mount_points",
+    "mount_id",
+    "mount_points",
     "parse_mountinfo",
 ]
 

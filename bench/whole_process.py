@@ -109,9 +109,7 @@ def environment(extra: dict[str, str]) -> dict[str, str]:
     package has it: with it, every run compiled the scanner's ~76 modules again (~55 ms).
     """
     dropped = ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k not in dropped
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANNER_") and k not in dropped}
     env.update(extra)
     return env
 

@@ -409,9 +409,7 @@ class _Reader:
                 mode = self.root.lstat(path).st_mode
             except OSError as error:
                 # gone: it may have been a file, unless the image's path filters dropped it
-                if error.errno in (errno.ENOENT, errno.ENOTDIR) and not self.filters.excluded(
-                    path
-                ):
+                if error.errno in (errno.ENOENT, errno.ENOTDIR) and not self.filters.excluded(path):
                     unverifiable += 1
                 continue
             if not (stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):

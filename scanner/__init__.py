@@ -9,8 +9,8 @@ from .errors import ScannerError, TargetError, UsageError
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
     from .inventory import Inventory, list_packages
+    from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
     from .scan import iter_scan, scan_image, scan_root
 
 __all__ = [

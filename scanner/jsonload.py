@@ -60,7 +60,8 @@ def open_regular(
             # No /proc: open the path itself, non-blocking (a FIFO swapped in cannot stall
             # us), and keep it only if it is still the inode judged above.
             fd = os.open(
-                path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | nofollow,
+                path,
+                os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | nofollow,
                 dir_fd=dir_fd,
             )
     finally:

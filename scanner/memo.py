@@ -31,8 +31,8 @@ from pkgdb import RootFS
 from pkgdb.rootfs import Identity, Journal, Seen, identity
 
 from .checks.base import ScanContext
-from .jsonload import InputFileError, open_regular
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
+from .jsonload import InputFileError, open_regular
 from .manifests import Manifests, read_manifests
 from .report import Problem
 

@@ -31,8 +31,8 @@ from .jsonload import InputFileError, read_bounded
 __all__ = [
     "DEFAULT_DIGESTS",
     "MARKERS",
-    "MAX_DIGESTS_BYTES",
     "MARKER_GROUPS",
+    "MAX_DIGESTS_BYTES",
     "DigestLineProblem",
     "DigestList",
     "MarkerGroup",
@@ -272,7 +272,7 @@ def load_digests(*paths: str | bytes | PathLike[str] | PathLike[bytes]) -> Diges
     for path in paths:
         source = fsdecode(path)
         try:
-            data = read_digests(path)
+            data = read_digests(source)
         except OSError as error:
             raise MinerDigestsError(
                 f"{source}: cannot read miner digest list: {error.strerror}"
@@ -283,7 +283,7 @@ def load_digests(*paths: str | bytes | PathLike[str] | PathLike[bytes]) -> Diges
     return result
 
 
-def read_digests(path: str | bytes | PathLike[str] | PathLike[bytes]) -> bytes:
+def read_digests(path: str | PathLike[str]) -> bytes:
     """A `--miner-digests` file's bytes: a regular file within MAX_DIGESTS_BYTES
     (jsonload.read_bounded: InputFileError, or OSError)."""
     return read_bounded(path, what="miner digest list", max_bytes=MAX_DIGESTS_BYTES)

@@ -613,8 +613,10 @@ def open_state(
             session.writable = False
             return (
                 session,
-                f"state {name}: its directory in the scanned root is a symlink or no "
-                f"directory ({error.strerror}): not read, not written; full scan",
+                (
+                    f"state {name}: its directory in the scanned root is a symlink or no "
+                    f"directory ({error.strerror}): not read, not written; full scan"
+                ),
                 None,
             )
     if level is Rescan.FULL:

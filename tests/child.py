@@ -55,11 +55,10 @@ def run_python(source: str) -> str:
 # it, so a child of a large pytest process would report pytest's peak. VmHWM is the high-water
 # mark of the memory exec gave it.
 PEAK_RSS_SOURCE = (
-    "int(next(line.split()[1] for line in open('/proc/self/status') "
-    "if line.startswith('VmHWM:')))"
+    "int(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
 )
 
 
 def peak_rss_kib() -> int:
     """This process's own peak RSS in KiB (see PEAK_RSS_SOURCE)."""
-    return int(eval(PEAK_RSS_SOURCE))  # noqa: S307 - our own constant, shared with children
+    return int(eval(PEAK_RSS_SOURCE))

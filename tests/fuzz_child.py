@@ -15,6 +15,7 @@ import sys
 import time
 
 from child import peak_rss_kib
+
 from scanner.cli import main
 
 

@@ -283,4 +283,3 @@ def run_batch(cases: Sequence[Sequence[str]], budget: float) -> Batch:
     if stopped is not None:
         stopped += f" in case {len(outcomes)}: {list(cases[len(outcomes)])}"
     return Batch(outcomes, stopped, stderr)
-

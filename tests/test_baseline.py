@@ -271,6 +271,8 @@ def test_baseline_spelled_through_the_root_is_refused_wherever_it_leads(
     host = tmp_path / "host-directory"
     host.mkdir()
     os.symlink(host, tree.root / "srv/out")
-    assert cli.main([str(tree.root), *tree.options, "--baseline", str(tree.root / "srv/out/b")]) == 2
+    assert (
+        cli.main([str(tree.root), *tree.options, "--baseline", str(tree.root / "srv/out/b")]) == 2
+    )
     assert "inside the scanned target" in capsys.readouterr().err
     assert list(host.iterdir()) == []

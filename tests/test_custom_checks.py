@@ -950,8 +950,10 @@ def test_cgroup_v2_child_gets_the_limits_and_the_script(
 @pytest.mark.parametrize(
     ("events", "reason"),
     [
-        ({"memory.events": "max 7\noom 1\noom_kill 1\n"}, "ran out of memory: 1 process(es) "
-         "killed at its limit of 256 MiB"),
+        (
+            {"memory.events": "max 7\noom 1\noom_kill 1\n"},
+            "ran out of memory: 1 process(es) killed at its limit of 256 MiB",
+        ),
         ({"pids.events": "max 3\n"}, "reached its limit of 64 processes: 3 fork(s) refused"),
     ],
 )
@@ -984,9 +986,7 @@ def test_own_cgroup_is_found_from_proc() -> None:
     )
     # A container's view of a bind of its own cgroup, with a space (escaped) in the mount point.
     bound = "50 40 0:26 /kubepods/pod1 /sys/fs/my\\040cgroup ro - cgroup2 cgroup2 rw\n"
-    assert (
-        _cgroup.own_cgroup("0::/kubepods/pod1/c\n", bound) == "/sys/fs/my cgroup/c"
-    )
+    assert _cgroup.own_cgroup("0::/kubepods/pod1/c\n", bound) == "/sys/fs/my cgroup/c"
     for proc, mounts, why in (
         ("4:memory:/x\n", mountinfo, "in no cgroup v2"),
         ("0::/\n", "35 31 0:32 / /m rw - cgroup cgroup rw,memory\n", "no cgroup2"),

@@ -15,8 +15,8 @@ from types import FrameType
 
 import pytest
 from child import PEAK_RSS_SOURCE, run_python
-from trees import make_dpkg_root
 from debian.debian_support import Version
+from trees import make_dpkg_root
 
 import scanner
 from pkgdb import RootFS, dpkg
@@ -126,9 +126,7 @@ def test_nul_in_any_recorded_path_is_an_error(
 
 
 @pytest.mark.parametrize("components", [1000, 2030])
-def test_md5sums_path_of_many_components(
-    tmp_path: Path, scan_impl: str, components: int
-) -> None:
+def test_md5sums_path_of_many_components(tmp_path: Path, scan_impl: str, components: int) -> None:
     # Each component was one level of recursion in RootFS: RecursionError, a crash.
     deep = b"usr/bin/" + b"/".join([b"d"] * components) + b"/tool"
     good = hashlib.md5(ELF).hexdigest().encode()
@@ -317,9 +315,7 @@ def test_path_filters_do_not_excuse_a_binary_replaced_by_a_symlink(
     (root / "usr/bin/tool").unlink()
     os.symlink("/bin/sh", root / "usr/bin/tool")
     report = scanner.scan_root(root, checks=["448"])
-    assert [(f.path, f.kind) for f in report.findings] == [
-        (b"usr/bin/tool", "replaced-by-symlink")
-    ]
+    assert [(f.path, f.kind) for f in report.findings] == [(b"usr/bin/tool", "replaced-by-symlink")]
 
 
 def test_path_filters_still_excuse_absent_files_and_intact_ones_pass(
@@ -461,9 +457,7 @@ def test_a_device_node_where_a_database_belongs_is_never_opened(
     real_open = os.open
 
     def spy(path: object, flags: int, *args: object, **kwargs: object) -> int:
-        named = isinstance(path, (str, bytes)) and os.fsdecode(path).endswith(
-            os.path.basename(db)
-        )
+        named = isinstance(path, (str, bytes)) and os.fsdecode(path).endswith(os.path.basename(db))
         if named and not flags & os.O_PATH:  # O_PATH opens nothing: it is how we look
             opened.append(os.fsdecode(path))
         return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]

@@ -401,8 +401,9 @@ def _gate(tampered: Any, tmp_path: Any, policy: str, *extra: str) -> int:
 
     path = tmp_path / "policy.yaml"
     path.write_text(policy)
-    return main([str(tampered.root), *tampered.options, "--checks", "448", "--policy", str(path),
-                 *extra])
+    return main(
+        [str(tampered.root), *tampered.options, "--checks", "448", "--policy", str(path), *extra]
+    )
 
 
 def test_fargate_by_its_execution_env_when_the_endpoint_is_down(
@@ -434,8 +435,13 @@ def test_fargate_by_its_execution_env_when_the_endpoint_is_down(
     ],
 )
 def test_a_task_is_fargate_by_its_launch_type(
-    agent: Agent, tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-    launch_type: str | int | None, execution_env: str | None, code: int,
+    agent: Agent,
+    tampered: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    launch_type: str | int | None,
+    execution_env: str | None,
+    code: int,
 ) -> None:
     """An EC2-launch task runs on a host that can be blocked on: it is no Fargate task."""
     serve_task(agent, LaunchType=launch_type)
@@ -450,14 +456,14 @@ def test_a_task_is_fargate_by_its_launch_type(
 def test_an_offline_task_definitions_family_scopes_rules(tampered: Any, tmp_path: Any) -> None:
     """Collections match the task's name: given offline, the definition's family is it."""
     policy = (
-        "version: 1\ncollections:\n  - name: web\n    hosts: [\"web-*\"]\n"
-        "rules:\n  - name: web-quiet\n    collections: [web]\n    effects: {\"448\": ignore}\n"
+        'version: 1\ncollections:\n  - name: web\n    hosts: ["web-*"]\n'
+        'rules:\n  - name: web-quiet\n    collections: [web]\n    effects: {"448": ignore}\n'
     )
     definition = tmp_path / "task.json"
     for family, code in (("web-frontend", 0), ("batch", 1)):
-        definition.write_text(json.dumps(
-            {"family": family, "containerDefinitions": [{"name": "app", "image": "x"}]}
-        ))
+        definition.write_text(
+            json.dumps({"family": family, "containerDefinitions": [{"name": "app", "image": "x"}]})
+        )
         assert _gate(tampered, tmp_path, policy, "--task-definition", str(definition)) == code
 
 
@@ -466,10 +472,15 @@ def test_an_offline_fargate_only_task_definition_is_never_blocked(
 ) -> None:
     definition = tmp_path / "task.json"
     for compatibilities, code in ((["FARGATE"], 1), (["EC2"], 4), (["EC2", "FARGATE"], 4)):
-        definition.write_text(json.dumps({
-            "family": "web", "requiresCompatibilities": compatibilities,
-            "containerDefinitions": [{"name": "app", "image": "x"}],
-        }))
+        definition.write_text(
+            json.dumps(
+                {
+                    "family": "web",
+                    "requiresCompatibilities": compatibilities,
+                    "containerDefinitions": [{"name": "app", "image": "x"}],
+                }
+            )
+        )
         assert _gate(tampered, tmp_path, BLOCK_448, "--task-definition", str(definition)) == code
 
 
@@ -483,8 +494,13 @@ def test_an_offline_fargate_only_task_definition_is_never_blocked(
     ],
 )
 def test_the_platform_is_trusted_over_the_endpoint_launch_type(
-    agent: Agent, tampered: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
-    platform: str, launch_type: str | None, code: int,
+    agent: Agent,
+    tampered: Any,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    platform: str,
+    launch_type: str | None,
+    code: int,
 ) -> None:
     serve_task(agent, LaunchType=launch_type)
     monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
@@ -499,9 +515,14 @@ def test_offline_definitions_are_fargate_only_when_every_one_is(
     paths = []
     for family, compatibilities in (("web", ["EC2"]), ("decoy", ["FARGATE"])):
         path = tmp_path / f"{family}.json"
-        path.write_text(json.dumps({
-            "family": family, "requiresCompatibilities": compatibilities,
-            "containerDefinitions": [{"name": "app", "image": "x"}],
-        }))
+        path.write_text(
+            json.dumps(
+                {
+                    "family": family,
+                    "requiresCompatibilities": compatibilities,
+                    "containerDefinitions": [{"name": "app", "image": "x"}],
+                }
+            )
+        )
         paths += ["--task-definition", str(path)]
     assert _gate(tampered, tmp_path, BLOCK_448, *paths) == 4

@@ -430,8 +430,16 @@ def test_env_file_lines_without_equals_never_reach_a_report(
     env_file = tmp_path / "pasted.env"
     env_file.write_text("OK=1\n" + "\n".join(PASTED) + "\n")
     code = cli.main(
-        [str(root), "--checks", "424", "--env-file", str(env_file), "--no-process-env",
-         "--format", output_format]
+        [
+            str(root),
+            "--checks",
+            "424",
+            "--env-file",
+            str(env_file),
+            "--no-process-env",
+            "--format",
+            output_format,
+        ]
     )
     out, err = capsys.readouterr()
     assert code == 3  # not verified: those values would come from the docker client
@@ -627,8 +635,17 @@ def test_env_file_names_that_are_pasted_text_never_reach_a_report(
     env_file = tmp_path / "pasted.env"
     env_file.write_text("\n".join(PASTED_WITH_EQUALS) + "\n")
     code = cli.main(
-        [str(root), "--checks", "424", "--env-file", str(env_file), "--no-process-env",
-         "--format", output_format, "--quiet"]
+        [
+            str(root),
+            "--checks",
+            "424",
+            "--env-file",
+            str(env_file),
+            "--no-process-env",
+            "--format",
+            output_format,
+            "--quiet",
+        ]
     )
     out, err = capsys.readouterr()
     assert code == 1  # still flagged: a secret by name or shape

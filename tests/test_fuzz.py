@@ -24,13 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import findings_tree
+import pytest
 from fuzzing import Batch, mutate_bytes, mutate_json, mutate_tar_header, mutate_yaml, run_batch
 from imagebuilder import image_config, tar_tree, write_docker_save
-from scanner.cli import main
 from test_policy_cli import POLICY as CLI_POLICY
+
+from scanner.cli import main
 
 SEED = int(os.environ.get("SCANNER_FUZZ_SEED", "20261204"))
 CASES = int(os.environ.get("SCANNER_FUZZ_CASES", "150"))

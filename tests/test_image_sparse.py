@@ -5,7 +5,6 @@ incomplete."""
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import shutil
@@ -279,8 +278,10 @@ HOSTILE = {
         _with_data(
             _old_gnu([(i, 1) for i in range(4)], 100, extended=True),
             4,
-            (b"".join(b"%011o\x00%011o\x00" % (10 + i, 1) for i in range(21)) + b"\x01")
-            .ljust(512, b"\x00") * 2100,
+            (b"".join(b"%011o\x00%011o\x00" % (10 + i, 1) for i in range(21)) + b"\x01").ljust(
+                512, b"\x00"
+            )
+            * 2100,
         ),
         "more than 2048 extension blocks",
     ),
@@ -334,9 +335,7 @@ HOSTILE = {
         "'-4' is not a number",
     ),
     "pax 1.0 no real size": (
-        _pax(
-            {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}, "s", _one_region_10(b"1\n0\n4\n")
-        ),
+        _pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}, "s", _one_region_10(b"1\n0\n4\n")),
         "real size '' is not a number",
     ),
 }
@@ -362,11 +361,15 @@ def test_a_well_formed_hand_made_map(tmp_path: Path, parser: str) -> None:
     layer.write_bytes(
         _with_data(_old_gnu([(0, 10), (50, 10)], 100), 20)[:-1024]
         + _pax(
-            {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.realsize": "100",
-             "GNU.sparse.name": "t"},
+            {
+                "GNU.sparse.major": "1",
+                "GNU.sparse.minor": "0",
+                "GNU.sparse.realsize": "100",
+                "GNU.sparse.name": "t",
+            },
             "GNUSparseFile.0/t",
             _one_region_10(b"1\n96\n4\n"),
-        )  # fmt: skip
+        )
     )
     with open_image(_docker_save(tmp_path, layer), workdir=str(tmp_path), place=False) as image:
         s = Path(image.root, "s").read_bytes()

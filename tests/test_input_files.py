@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import stat
 import os
+import stat
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 import findings_tree
+import pytest
 from child import child_env
+
 from scanner import jsonload
 from scanner.cli import main
 
@@ -124,7 +124,10 @@ def test_a_digest_list_that_is_no_file_does_not_stall_a_rescan(
 @pytest.mark.parametrize("depth", [1000, 100_000])
 @pytest.mark.parametrize("option", ["--baseline", "--task-definition"])
 def test_deeply_nested_json_is_a_clear_error(
-    tree: findings_tree.Tree, tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str,
+    tree: findings_tree.Tree,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
     depth: int,
 ) -> None:
     path = tmp_path / "deep.json"

@@ -19,7 +19,8 @@ from scanner.errors import UsageError
 
 @ROOT_ONLY
 def test_a_root_whose_name_ends_like_a_removed_directory(
-    walker: ModuleType, tmp_path: Path
+    walker: ModuleType,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
 ) -> None:
     # /proc gives a removed directory's path with " (deleted)" appended; a live directory may
     # bear that name, and its bind mounts were then crossed (no mount point told but by device).

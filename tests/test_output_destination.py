@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import findings_tree
 import pytest
 from child import child_env
 
-import findings_tree
 from scanner.cli import main
 
 

@@ -492,7 +492,7 @@ def test_empty_file_is_an_empty_db_and_a_problem(tmp_path: Path) -> None:
 def test_stanza_problems(tmp_path: Path) -> None:
     data = (
         b"V:1\nF:etc\nR:x\n\n"  # no P:
-        + b"P:nover\nF:etc\nR:y\n\n"
+        b"P:nover\nF:etc\nR:y\n\n"
         + stanza("f:Sq", name="flags")
         + stanza("F:etc", "R:x", "R:x", name="dup")
     )

@@ -62,8 +62,8 @@ def _small_status() -> tuple[bytes, dict[str, bytes]]:
     for text in stanzas:
         if b"ok installed" not in text:
             continue
-        name = re.search(rb"^Package: (\S+)", text, re.M)
-        arch = re.search(rb"^Architecture: (\S+)", text, re.M)
+        name = re.search(rb"^Package: (\S+)", text, re.MULTILINE)
+        arch = re.search(rb"^Architecture: (\S+)", text, re.MULTILINE)
         assert name is not None and arch is not None
         for candidate in (name[1] + b".md5sums", name[1] + b":" + arch[1] + b".md5sums"):
             path = INFO / os.fsdecode(candidate)
@@ -78,9 +78,9 @@ def _small_status() -> tuple[bytes, dict[str, bytes]]:
 
 BASE_STATUS, BASE_INFO = _small_status()
 BASE_MD5SUMS_NAME = max(BASE_INFO, key=lambda name: len(BASE_INFO[name]), default="")
-BASE_INSTALLED = INSTALLED.read_bytes()[:8192].rpartition(b"\n\n")[0] + b"\n\n" if (
-    INSTALLED.is_file()
-) else b""
+BASE_INSTALLED = (
+    INSTALLED.read_bytes()[:8192].rpartition(b"\n\n")[0] + b"\n\n" if (INSTALLED.is_file()) else b""
+)
 
 
 class Hang(Exception):

@@ -235,7 +235,11 @@ def _cases() -> dict[str, tuple[Backend, bytes, list[int]]]:
         "header": (_OneBlob, BLOB, _index_offsets(BLOB)),
         "bdb": (_bdb, BDB, _bdb_hot()),
         # 23 pages: a 78 KB header over 20 overflow pages
-        "bdb-overflow": (_bdb, _load(RPM / "bdb" / "libuuid-md5-trailing-zero.Packages"), _bdb_hot()),
+        "bdb-overflow": (
+            _bdb,
+            _load(RPM / "bdb" / "libuuid-md5-trailing-zero.Packages"),
+            _bdb_hot(),
+        ),
         "ndb": (_ndb, small_ndb, [0, 4, 8, 12, 16] + list(range(32, 64)) + [4096, 4100, 4108]),
         "sqlite": (_sqlite, _sqlite_blob_only(), [16, 17, 18, 28, 32, 36, 44, 52, 56, 92, 96, 100]),
     }
@@ -300,7 +304,7 @@ def test_mutations_are_never_a_silent_clean(case: str) -> None:
         data, how = _mutate(rng, base, hot)
         started = time.monotonic()
         result: list[tuple[str, int, int, tuple[object, ...]]] = []
-        guarded(lambda: result.append(_read_case(backend, data)))
+        guarded(lambda result=result, data=data: result.append(_read_case(backend, data)))
         took = time.monotonic() - started
         slowest = max(slowest, took)
         outcome, packages, files, shape = result[0]

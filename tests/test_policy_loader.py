@@ -293,9 +293,10 @@ def _refused(tmp_path: Path, text: str, seconds: float = 5.0) -> PolicyError:
 
 @pytest.mark.parametrize("depth", [100, 50_000])
 def test_deep_nesting_is_refused(tmp_path: Path, depth: int) -> None:
-    for text in ("a: " + "[" * depth + "]" * depth + "\n", "a:\n" + "".join(
-        " " * level + "- \n" for level in range(min(depth, 2000))
-    )):
+    for text in (
+        "a: " + "[" * depth + "]" * depth + "\n",
+        "a:\n" + "".join(" " * level + "- \n" for level in range(min(depth, 2000))),
+    ):
         error = _refused(tmp_path, "version: 1\n" + text)
         assert "nested deeper than" in str(error) or "invalid YAML" in str(error)
 
@@ -329,7 +330,7 @@ def test_aliases_within_bounds_still_work(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
     path.write_text(
         "version: 1\nrules:\n"
-        "  - name: a\n    effects: &strict {\"448\": block}\n"
+        '  - name: a\n    effects: &strict {"448": block}\n'
         "  - name: b\n    effects: *strict\n"
     )
     assert [rule.name for rule in load_policy(path).rules] == ["a", "b"]
@@ -363,8 +364,8 @@ def test_a_duplicate_rule_name_is_reported_beside_other_errors(tmp_path: Path) -
     error = _refused(
         tmp_path,
         "version: 1\nrules:\n"
-        "  - name: same\n    effects: {\"448\": blok}\n"
-        "  - name: same\n    effects: {\"448\": alert}\n",
+        '  - name: same\n    effects: {"448": blok}\n'
+        '  - name: same\n    effects: {"448": alert}\n',
     )
     messages = str(error)
     assert "blok" in messages and "same" in messages and "duplicate" in messages.lower()

@@ -17,7 +17,7 @@ from child import child_env
 
 from scanner.policy import _cgroup
 from scanner.policy.model import CustomCheckSpec
-from scanner.policy.runner import CheckResult, Errored, Failed, Passed, _verdict, run_custom_check
+from scanner.policy.runner import CheckResult, Errored, Failed, _verdict, run_custom_check
 from scanner.report import Severity
 
 REPO = Path(__file__).resolve().parent.parent

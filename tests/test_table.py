@@ -90,8 +90,12 @@ def test_the_host_and_task_are_shown() -> None:
     """In a task every container reports the task id as its host: the table says which."""
     report = _report()
     report.target_details["host"] = "a1b2c3d4e5f6"
-    report.target_details["task"] = {"id": "a1b2c3d4e5f6", "family": "web", "revision": "7",
-                                      "launch_type": "FARGATE"}
+    report.target_details["task"] = {
+        "id": "a1b2c3d4e5f6",
+        "family": "web",
+        "revision": "7",
+        "launch_type": "FARGATE",
+    }
     report.target_details["container"] = {"name": "app"}
     second = FORMATS["table"](report, False).splitlines()[1]
     assert second == "  host a1b2c3d4e5f6, task web:7 (FARGATE), container app"

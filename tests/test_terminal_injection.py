@@ -174,7 +174,7 @@ def test_custom_check_output_and_rule_names_are_escaped(
         shutil.copy2(library, root / library.lstrip("/"))
     policy = tmp_path / "policy.yaml"
     policy.write_text(
-        "version: 1\nrules:\n  - name: \"r\\e[2J\\a\\u202e\"\n    effects: {\"*\": alert}\n"
+        'version: 1\nrules:\n  - name: "r\\e[2J\\a\\u202e"\n    effects: {"*": alert}\n'
         "custom_checks:\n  - id: 9001\n    name: hostile output\n    severity: high\n"
         "    description: prints escapes\n    script: |\n      #!/bin/sh\n"
         "      printf 'x\\033[2J\\033]8;;http://e/\\007link\\033]8;;\\007\\r"
@@ -186,4 +186,4 @@ def test_custom_check_output_and_rule_names_are_escaped(
     assert not CONTROL.search(out.replace("\n", ""))
     assert "x\\x1b[2J\\x1b]8;;http://e/\\x07link" in out and "\\x9b\\u202ez\\xff" in out
     assert "[rule: r\\x1b[2J\\x07\\u202e]" in out
-    assert [line for line in out.splitlines() if "no findings" in line][0].startswith("  high")
+    assert next(line for line in out.splitlines() if "no findings" in line).startswith("  high")

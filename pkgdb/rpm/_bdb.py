@@ -145,7 +145,9 @@ class _Pages:
         if len(self.counters) > 1 or any(
             len(value) != 5 or value[0] != _H_KEYDATA for value in self.counters
         ):
-            yield BlobProblem(None, "key 0 is not rpm's one 4-byte counter: a header key is damaged")
+            yield BlobProblem(
+                None, "key 0 is not rpm's one 4-byte counter: a header key is damaged"
+            )
         elif self.counters:
             counter = struct.unpack_from(self.order + "I", self.counters[0], 1)[0]
             if self.highest > counter:

@@ -293,9 +293,7 @@ def _files(
         if flag & ~RPMFILE_KNOWN:
             bad_flags += 1
             continue
-        if state != RPMFILE_STATE_NORMAL and (
-            state == RPMFILE_STATE_NOTINSTALLED or state == RPMFILE_STATE_NETSHARED
-        ):
+        if state in (RPMFILE_STATE_NOTINSTALLED, RPMFILE_STATE_NETSHARED):
             not_normal += 1
             continue
         kind = mode & _S_IFMT
@@ -364,7 +362,7 @@ def _files(
     for number, what in (
         (bad_modes, "FILEMODES with a file type no file system has"),
         (bad_flags, f"FILEFLAGS bits no rpm defines (above {RPMFILE_KNOWN:#x})"),
-        (bad_states, "FILESTATES values no rpm writes (or \"wrong color\" without a colour)"),
+        (bad_states, 'FILESTATES values no rpm writes (or "wrong color" without a colour)'),
     ):
         if number:
             problems.append(f"{number} files have {what}: not verified (damaged header)")

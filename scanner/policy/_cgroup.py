@@ -34,9 +34,7 @@ def _write(path: str, value: str) -> None:
 
 def own_cgroup(proc_cgroup: str, mountinfo: str) -> str:
     """This process's cgroup v2 directory, from the text of /proc/self/cgroup and mountinfo."""
-    relative = next(
-        (line[3:] for line in proc_cgroup.splitlines() if line.startswith("0::")), None
-    )
+    relative = next((line[3:] for line in proc_cgroup.splitlines() if line.startswith("0::")), None)
     if relative is None:
         raise CgroupUnavailable("the scanner is in no cgroup v2")
     for line in mountinfo.splitlines():

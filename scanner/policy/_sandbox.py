@@ -388,7 +388,8 @@ class Seccomp:
         for name in EXTRA_ARCHITECTURES.get(os.uname().machine, ()):
             architecture = lib.seccomp_arch_resolve_name(name)
             self._check(
-                lib.seccomp_arch_add(self.context, architecture), f"seccomp_arch_add {name.decode()}"
+                lib.seccomp_arch_add(self.context, architecture),
+                f"seccomp_arch_add {name.decode()}",
             )
         for call in KEYRING_CALLS + IO_URING_CALLS + HANDLE_CALLS:
             self._rule(call, EPERM)
@@ -538,9 +539,8 @@ def main() -> int:
             os.set_inheritable(cgroup_fd, False)  # the child writes it and closes it before exec
             limits = f"memory {mebibytes(memory)}, {processes} processes (cgroup v2)"
         else:
-            limits = (
-                f"memory {mebibytes(memory)} per process (RLIMIT_AS), "
-                + limit_processes(processes)
+            limits = f"memory {mebibytes(memory)} per process (RLIMIT_AS), " + limit_processes(
+                processes
             )
         limit_ipc(memory)
         last = last_capability()

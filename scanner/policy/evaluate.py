@@ -83,7 +83,7 @@ def _is_fargate(report: Report) -> bool:
         return platform == "FARGATE"
     task = details.get("task")
     if isinstance(task, Mapping):
-        return task.get("launch_type", "FARGATE") == "FARGATE"
+        return bool(task.get("launch_type", "FARGATE") == "FARGATE")
     definitions = details.get("task_definitions") or ()
     return bool(definitions) and all(
         definition.get("compatibilities") == ["FARGATE"] for definition in definitions

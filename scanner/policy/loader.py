@@ -242,8 +242,7 @@ class _Reader:
             self.error(
                 node,
                 "version",
-                f"unsupported version {_part(node.value)} (this scan-root reads version "
-                f"{VERSION})",
+                f"unsupported version {_part(node.value)} (this scan-root reads version {VERSION})",
             )
 
     def collection(self, node: yaml.Node, field: str) -> Collection | None:
@@ -385,9 +384,7 @@ class _Reader:
             base = os.path.realpath(self.base_dir)
             real = os.path.realpath(path)
             if os.path.isabs(text) or not real.startswith(base.rstrip("/") + "/"):
-                self.error(
-                    value_node, where, "must be a file beneath the policy file's directory"
-                )
+                self.error(value_node, where, "must be a file beneath the policy file's directory")
                 return None
             try:
                 data = read_bounded(path, what="script", max_bytes=MAX_SCRIPT_BYTES)

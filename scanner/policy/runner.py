@@ -142,7 +142,9 @@ class Skipped:
     reason: str
 
 
-CheckResult = Passed | Failed | Errored | Skipped
+# What a check that was started can end as, and what any check can.
+RanResult = Passed | Failed | Errored
+CheckResult = RanResult | Skipped
 
 
 def _clean(raw: bytes, dropped: int) -> str:
@@ -263,7 +265,7 @@ def _run(
     base: str,
     overlay: bool,
     cgroup_fd: int,
-) -> CheckResult:
+) -> RanResult:
     status_read, status_write = os.pipe()
     output_read, output_write = os.pipe()
     started = time.monotonic()
@@ -316,7 +318,7 @@ def _collect(
     status_fd: int,
     output_fd: int,
     started: float,
-) -> CheckResult:
+) -> RanResult:
     assert process.stdin is not None
     script = memoryview(spec.script)
     os.set_blocking(process.stdin.fileno(), False)  # nothing here may block past the deadline
@@ -381,7 +383,7 @@ def _limits(status: str) -> str:
     return ""
 
 
-def _verdict(status: str, output: str, seconds: float, returncode: int) -> CheckResult:
+def _verdict(status: str, output: str, seconds: float, returncode: int) -> RanResult:
     """Turn the sandbox's status lines into a result; silence or a setup error is an error."""
     isolation = ""
     limits = _limits(status)

@@ -134,7 +134,7 @@ def inflated(raw: IO[bytes], path: str, limits: ImageLimits) -> _Inflated:
     elif head.startswith(b"BZh"):
         kind, decoder = "bzip2", bz2.BZ2File(raw)
     elif head.startswith(b"\xfd7zXZ\x00"):
-        kind, decoder = "xz", lzma.LZMAFile(raw)
+        kind, decoder = "xz", lzma.LZMAFile(raw)  # noqa: SIM115 - returned
     elif head.startswith(_ZSTD):
         raise ImageError(
             f"{path}: a zstd-compressed archive is not supported: decompress it first "

@@ -9,7 +9,7 @@ what each holds, and an image that breaks them cannot be read as its author mean
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ._layers import ImageError
 
@@ -49,7 +49,7 @@ def strings(parent: dict[str, Any], key: str, where: str) -> list[str] | None:
         for number, value in enumerate(values):
             if not isinstance(value, str):
                 raise ImageError(f"{where}: {key}[{number}] is {json_type(value)}, not a string")
-    return values
+    return cast("list[str] | None", values)
 
 
 def mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, str]:
@@ -60,7 +60,7 @@ def mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, str]:
     for name, value in values.items():
         if not isinstance(value, str):
             raise ImageError(f"{where}: {key}[{name!r}] is {json_type(value)}, not a string")
-    return values
+    return cast("dict[str, str]", values)
 
 
 @dataclass(frozen=True, slots=True)

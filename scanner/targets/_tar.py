@@ -476,7 +476,6 @@ def members(blocks: Blocks) -> Iterator[Member]:
         blocks.skip(-size_of_data % BLOCK)
 
 
-
 # uid_t is 32 bits, and (uid_t)-1 means "leave unchanged" to chown; a base-256 field can say
 # anything beyond (negative, 88 bits): a malformed header, refused as such.
 _MAX_ID = 2**32 - 2

@@ -27,8 +27,8 @@ from ..jsonload import JSONInputError, load_json
 __all__ = [
     "EXECUTION_ENV",
     "FARGATE_EXECUTION_ENV",
-    "PLATFORM_LAUNCH_TYPES",
     "METADATA_ENV",
+    "PLATFORM_LAUNCH_TYPES",
     "ContainerInfo",
     "TaskIdentity",
     "host_identity",

@@ -49,8 +49,8 @@ from pkgdb import DATABASE_DIRS
 from pkgdb.rootfs import Identity, identity
 
 from ..jsonload import JSONInputError, load_json
-from ._archive import inflated
 from . import _fields
+from ._archive import inflated
 from ._beneath import Escape, open_beneath
 from ._layers import Extent, ImageError, ImageLimits, LayerApplier, ScratchFull
 
