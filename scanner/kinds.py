@@ -54,6 +54,8 @@ class ProblemKind(_DecidedKind):
 def leaves_incomplete(kind: str) -> bool:
     """Whether a problem of `kind` leaves the report incomplete; a kind no member names (a
     report or state read back, a caller's own string) counts as incomplete, never verified."""
+    if isinstance(kind, ProblemKind):  # the usual case, without Enum's ~1 us lookup
+        return kind.incomplete
     try:
         return ProblemKind(kind).incomplete
     except ValueError:
