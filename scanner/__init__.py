@@ -10,15 +10,19 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .inventory import Inventory, list_packages
+    from .kinds import Effect, FindingKind, ProblemKind
     from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
     from .scan import iter_scan, scan_image, scan_root
 
 __all__ = [
+    "Effect",
     "Finding",
+    "FindingKind",
     "Inventory",
     "ManagerSummary",
     "PackageRef",
     "Problem",
+    "ProblemKind",
     "Report",
     "ScannerError",
     "Severity",
@@ -36,6 +40,9 @@ __all__ = [
 # read-ahead (_native/_prefetch.pyx) before the scan's ~0.1 s of imports, so those must not
 # run when the package itself is imported.
 _LAZY = {
+    "Effect": ".kinds",
+    "FindingKind": ".kinds",
+    "ProblemKind": ".kinds",
     "Finding": ".report",
     "ManagerSummary": ".report",
     "PackageRef": ".report",

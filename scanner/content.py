@@ -23,7 +23,7 @@ from _native.hasher_py import MAX_WINDOWS
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .memo import keep_fingerprint, kept_plan
-from .report import Finding, Problem
+from .report import Finding, Problem, ProblemKind
 from .state import NO_KEY, Rescan, StateSession
 from .walking import walk_root
 
@@ -343,7 +343,7 @@ def _judge(
     if pending.checks:
         if pending.flags & Digest.CONTENT and result.status is HashStatus.OK and not result.scanned:
             yield Problem(
-                kind="content-skipped",
+                kind=ProblemKind.CONTENT_SKIPPED,
                 message=(
                     f"not searched: {result.size} bytes is over the content limit of "
                     f"{context.options.content_limit} bytes"

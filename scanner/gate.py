@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .report import Report, Severity
+from .report import Effect, Report, Severity
 
 __all__ = [
     "EXIT_BLOCKED",
@@ -34,7 +34,7 @@ def exit_code(report: Report, *, fail_on: Severity | None = None, exit_zero: boo
     """
     if exit_zero:
         return EXIT_CLEAN
-    if any(finding.effect == "block" for finding in report.findings):
+    if any(finding.effect == Effect.BLOCK for finding in report.findings):
         return EXIT_BLOCKED
     threshold = Severity.LOW if fail_on is None else fail_on
     if any(not f.baselined and f.severity >= threshold for f in report.findings):

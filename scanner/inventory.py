@@ -11,7 +11,7 @@ from pkgdb import Package
 
 from .manifests import read_manifests
 from .output.escape import json_safe, terminal_safe
-from .report import SCHEMA_VERSION, Problem
+from .report import SCHEMA_VERSION, Problem, ProblemKind
 from .scan import open_root
 from .targets.layout import image_format
 
@@ -102,7 +102,7 @@ def _image_packages(path: str | os.PathLike[str], tag: str | None) -> Inventory:
     with open_image(path, tag=tag) as image, open_root(image.root) as rootfs:
         manifests = read_manifests(rootfs)
         problems = [*manifests.problems]
-        problems += [Problem(kind="image", message=message) for message in image.problems]
+        problems += [Problem(kind=ProblemKind.IMAGE, message=message) for message in image.problems]
     return _inventory(path, manifests.packages, problems)
 
 

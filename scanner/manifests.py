@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from pkgdb import READERS, InstalledFile, Package, PkgDBError, RootFS
 
-from .report import ManagerSummary, Problem
+from .report import ManagerSummary, Problem, ProblemKind
 
 __all__ = ["Manifests", "read_manifests"]
 
@@ -31,7 +31,7 @@ def read_manifests(root: RootFS) -> Manifests:
             database = reader.read(root)
         except PkgDBError as error:
             manifests.problems.append(
-                Problem(kind="package-db", message=f"{reader.MANAGER}: {error}")
+                Problem(kind=ProblemKind.PACKAGE_DB, message=f"{reader.MANAGER}: {error}")
             )
             continue
         manifests.files.extend(database.files)
@@ -46,7 +46,7 @@ def read_manifests(root: RootFS) -> Manifests:
         )
         manifests.problems.extend(
             Problem(
-                kind="package-db",
+                kind=ProblemKind.PACKAGE_DB,
                 message=f"{problem.manager}: {problem.message}",
                 path=problem.source,
             )

@@ -8,12 +8,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .kinds import Effect, FindingKind, ProblemKind, leaves_incomplete
+
 __all__ = [
     "SCHEMA_VERSION",
+    "Effect",
     "Finding",
+    "FindingKind",
     "ManagerSummary",
     "PackageRef",
     "Problem",
+    "ProblemKind",
     "Report",
     "Severity",
     "Stats",
@@ -64,7 +69,7 @@ class Finding:
     check: str
     title: str
     severity: Severity
-    kind: str
+    kind: FindingKind
     path: bytes
     package: PackageRef | None = None
     expected: str | None = None
@@ -75,9 +80,9 @@ class Finding:
     # Check-specific facts (425: key_type, encrypted, line, fingerprint, vendored; 426: signals;
     # 424: variables, source). JSON-ready values only; never secret material.
     extra: Mapping[str, Any] = field(default_factory=dict)
-    # Set when a policy decided this finding: the rule's name and its effect ("alert", "block").
+    # Set when a policy decided this finding: the rule's name and its effect (alert or block).
     rule: str | None = None
-    effect: str | None = None
+    effect: Effect | None = None
     baselined: bool = False  # accepted by `--baseline`: reported, but does not fail the scan
 
     def to_dict(self) -> dict[str, Any]:
@@ -120,7 +125,7 @@ class Problem:
     For a compliance tool "could not verify" is itself a result; a Problem is never a pass.
     """
 
-    kind: str  # "could-not-verify", "package-db", "walk", ...
+    kind: ProblemKind  # whether it leaves the report incomplete is the kind's to say
     message: str
     path: bytes | None = None
     check: str | None = None
@@ -147,17 +152,9 @@ class Problem:
 
     @property
     def unverified(self) -> bool:
-        """True when this problem leaves a check's verdict on some item open."""
-        return self.kind in (
-            "could-not-verify",
-            "package-db",
-            "walk",
-            "content-skipped",
-            "custom-check-error",
-            "custom-check-skipped",
-            "image-changed",
-            "image-member-skipped",
-        )
+        """True when this problem leaves a check's verdict on some item open (its kind decides;
+        a kind string no ProblemKind names counts as unverified)."""
+        return leaves_incomplete(self.kind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from .memo import kept_manifests
 from .policy.evaluate import apply_policy
 from .policy.model import CustomCheckSpec, Policy
 from .priority import lower_priority
-from .report import Finding, Problem, Report, Stats
+from .report import Finding, Problem, ProblemKind, Report, Stats
 from .state import Rescan, StateSession, open_state
 from .targets.ecs import EXECUTION_ENV, PLATFORM_LAUNCH_TYPES, read_task_metadata
 from .targets.layout import image_format
@@ -146,7 +146,7 @@ def _stream(
     budget = _budget(arguments.get("max_cpu"))
     if arguments.get("nice", False):
         for message in lower_priority():
-            yield Problem(kind="priority", message=f"--nice: {message}")
+            yield Problem(kind=ProblemKind.PRIORITY, message=f"--nice: {message}")
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
     stats.jobs = options.jobs or _native.default_jobs()
@@ -172,7 +172,7 @@ def _stream(
             )
             if trouble is not None:
                 # Not an unverified item: the scan that follows is a full one.
-                yield Problem(kind="state", message=trouble)
+                yield Problem(kind=ProblemKind.STATE, message=trouble)
             if notice is not None and report is not None:
                 report.notices.append(notice)
         # With a state, a rescan reuses the manifests this process read, if their files are
@@ -210,7 +210,7 @@ def _stream(
         if state is not None:
             failure = state.save()
             if failure is not None:
-                yield Problem(kind="state", message=failure)
+                yield Problem(kind=ProblemKind.STATE, message=failure)
     if budget is not None:
         budget.pace()  # what the last phase ran ahead is slept off before the scan returns
     stats.seconds = time.perf_counter() - started
@@ -232,7 +232,9 @@ def _rescan_level(arguments: ScanArguments) -> Rescan | None:
 def _identify(report: Report, root: str | os.PathLike[str]) -> None:
     """Who is scanned: in an ECS task every container reports the task id as its host."""
     identity, problems = read_task_metadata()
-    report.problems.extend(Problem(kind="task-metadata", message=message) for message in problems)
+    report.problems.extend(
+        Problem(kind=ProblemKind.TASK_METADATA, message=message) for message in problems
+    )
     # The platform says where we are, endpoint or not, and is trusted over the endpoint's
     # LaunchType: a block must never be applied to a Fargate task, nor lifted from a host.
     platform = PLATFORM_LAUNCH_TYPES.get(os.environ.get(EXECUTION_ENV, ""))
@@ -330,13 +332,16 @@ def scan_image(
             "user": image.user,
             "labels": dict(image.labels),
         }
-        report.problems.extend(Problem(kind="image", message=message) for message in image.problems)
         report.problems.extend(
-            Problem(kind="image-member-skipped", message=message) for message in image.unextracted
+            Problem(kind=ProblemKind.IMAGE, message=message) for message in image.problems
+        )
+        report.problems.extend(
+            Problem(kind=ProblemKind.IMAGE_MEMBER_SKIPPED, message=message)
+            for message in image.unextracted
         )
         trouble = image.changed()
         if trouble is not None:  # the scan may not describe image.image_id: not verified
-            report.problems.append(Problem(kind="image-changed", message=trouble))
+            report.problems.append(Problem(kind=ProblemKind.IMAGE_CHANGED, message=trouble))
     if policy is not None:
         apply_policy(report, policy)
     return report

@@ -50,7 +50,7 @@ from .errors import UsageError
 from .jsonload import DEFAULT_MAX_NODES, InputFileError, count_nodes, load_json
 from .memo import MAX_STATE_BYTES, kept_state
 from .miners import read_digests
-from .report import Finding, PackageRef, Problem, Severity
+from .report import Effect, Finding, FindingKind, PackageRef, Problem, ProblemKind, Severity
 from .version import __version__
 
 __all__ = [
@@ -136,7 +136,7 @@ def item_from_json(data: dict[str, Any]) -> Item:
             path_hex = _field(data, "path", str, optional=True)
             errno = _field(data, "errno", int, optional=True)
             return Problem(
-                _field(data, "kind", str), _field(data, "message", str),
+                ProblemKind(_field(data, "kind", str)), _field(data, "message", str),
                 None if path_hex is None else bytes.fromhex(path_hex),
                 _field(data, "check", str, optional=True), package, errno,
             )  # fmt: skip
@@ -145,7 +145,7 @@ def item_from_json(data: dict[str, Any]) -> Item:
             raise TypeError("extra has a key that is not a string")
         return Finding(
             check=_field(data, "check", str), title=_field(data, "title", str),
-            severity=Severity(_field(data, "severity", int)), kind=_field(data, "kind", str),
+            severity=Severity(_field(data, "severity", int)), kind=FindingKind(_field(data, "kind", str)),
             path=bytes.fromhex(_field(data, "path", str)), package=package,
             expected=_field(data, "expected", str, optional=True),
             actual=_field(data, "actual", str, optional=True),
@@ -153,10 +153,14 @@ def item_from_json(data: dict[str, Any]) -> Item:
             detail=_field(data, "detail", str, optional=True),
             config=_field(data, "config", bool), extra=extra,
             rule=_field(data, "rule", str, optional=True),
-            effect=_field(data, "effect", str, optional=True),
+            effect=_effect(_field(data, "effect", str, optional=True)),
         )  # fmt: skip
     except (KeyError, TypeError, ValueError) as error:
         raise StateError(f"corrupt verdict: {error!r}") from error
+
+
+def _effect(value: str | None) -> Effect | None:
+    return None if value is None else Effect(value)
 
 
 def _field(data: dict[str, Any], key: str, kind: type[Any], *, optional: bool = False) -> Any:

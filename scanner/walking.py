@@ -9,7 +9,7 @@ import _native
 from _native import WalkEntry, WalkError
 from pkgdb import RootFS
 
-from .report import Problem
+from .report import Problem, ProblemKind
 
 __all__ = ["LIVE_ROOT_SKIPS", "is_live_root", "walk_root"]
 
@@ -41,7 +41,7 @@ def walk_root(
     for item in walk:
         if isinstance(item, WalkError):
             yield Problem(
-                kind="walk",
+                kind=ProblemKind.WALK,
                 message=f"could not list or stat: {item.message}",
                 path=item.path,
                 errno=item.errno,

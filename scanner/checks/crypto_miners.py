@@ -19,7 +19,7 @@ from _native import Digest, HashResult, HashStatus, WalkEntry
 
 from .. import miners
 from ..errors import UsageError
-from ..report import Finding, Problem, Severity
+from ..report import Finding, FindingKind, Problem, ProblemKind, Severity
 from .base import Hit, ScanContext
 
 __all__ = ["CryptoMinersCheck"]
@@ -57,7 +57,8 @@ class CryptoMinersCheck:
         self._digests = self._digests.merged(extra)
         for problem in extra.problems:
             yield Problem(
-                kind="input", message=f"{problem.source}: line {problem.line}: {problem.reason}"
+                kind=ProblemKind.INPUT,
+                message=f"{problem.source}: line {problem.line}: {problem.reason}",
             )
 
     def wants(self, entry: WalkEntry) -> int:
@@ -95,7 +96,7 @@ class CryptoMinersCheck:
             severity=Severity.CRITICAL
             if len(signals.signals) > 1 or signals.digest
             else Severity.HIGH,
-            kind="crypto-miner",
+            kind=FindingKind.CRYPTO_MINER,
             path=entry.path,
             package=context.owner(entry.path),
             detail=f"{', '.join(signals.signals)}: {signals.name or signals.digest or ', '.join(signals.markers)}",

@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 from ..policy.model import CustomCheckSpec
 from ..policy.runner import Errored, Failed, Skipped, run_custom_check
-from ..report import Finding, Problem
+from ..report import Finding, FindingKind, Problem, ProblemKind
 from .base import ScanContext
 
 __all__ = ["CustomCheck"]
 
-KIND = "custom-check-failed"
+KIND = FindingKind.CUSTOM_CHECK_FAILED
 
 
 class CustomCheck:
@@ -42,10 +42,10 @@ class CustomCheck:
                 message += f" (limits: {result.limits})"
             if result.output:
                 message += f"; its output: {result.output}"
-            yield Problem(kind="custom-check-error", message=message, check=self.id)
+            yield Problem(kind=ProblemKind.CUSTOM_CHECK_ERROR, message=message, check=self.id)
         elif isinstance(result, Skipped):
             yield Problem(
-                kind="custom-check-skipped",
+                kind=ProblemKind.CUSTOM_CHECK_SKIPPED,
                 message=f"custom check {self.id} ({self.title}) skipped: {result.reason}",
                 check=self.id,
             )

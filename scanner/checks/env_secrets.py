@@ -46,14 +46,14 @@ from dataclasses import dataclass
 
 from .. import environment
 from ..environment import EnvVar
-from ..report import Finding, Problem, Severity
+from ..report import Finding, FindingKind, Problem, ProblemKind, Severity
 from .base import ScanContext
 
 __all__ = ["EnvSecretsCheck", "Verdict", "judge", "judge_source", "shown_name"]
 
 ID = "424"
 TITLE = "Sensitive information in environment variables"
-KIND = "secret-in-environment"
+KIND = FindingKind.SECRET_IN_ENVIRONMENT
 
 # Set by ECS / the Fargate agent, not by the task's author.
 # https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-metadata-endpoint-v4.html
@@ -333,7 +333,7 @@ class EnvSecretsCheck:
             loaded.append(([EnvVar(name, value, source) for name, value in options.image_env], []))
         for variables, problems in loaded:
             for message in problems:
-                yield Problem(kind="could-not-verify", message=message, check=ID)
+                yield Problem(kind=ProblemKind.COULD_NOT_VERIFY, message=message, check=ID)
             by_source: dict[str, list[EnvVar]] = {}
             for variable in variables:
                 by_source.setdefault(variable.source, []).append(variable)

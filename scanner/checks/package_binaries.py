@@ -33,7 +33,7 @@ import _native
 from _native import Digest, FileKind, HashResult, HashStatus
 from pkgdb import READERS, DigestAlgorithm, InstalledFile, Verify
 
-from ..report import Finding, PackageRef, Problem, Severity
+from ..report import Finding, FindingKind, PackageRef, Problem, ProblemKind, Severity
 from .base import ScanContext
 
 __all__ = ["PackageBinariesCheck", "is_binary"]
@@ -188,7 +188,7 @@ class PackageBinariesCheck:
         if not context.manifests.summaries and not context.manifests.problems:
             # A scratch or distroless-static image: said, not treated as a failure to verify.
             yield Problem(
-                kind="no-package-db",
+                kind=ProblemKind.NO_PACKAGE_DB,
                 message=f"no package manager database ({MANAGERS}) found: no package files to verify",
                 check=ID,
             )
@@ -259,7 +259,7 @@ class PackageBinariesCheck:
         verify = record.verify
         if status is HashStatus.MISSING:
             if not record.missing_ok:
-                yield self._finding(record, physical, severity, "missing")
+                yield self._finding(record, physical, severity, FindingKind.MISSING)
         elif recorded_link:
             yield from self._judge_symlink(record, physical, result, severity)
         elif status is HashStatus.SYMLINK:
@@ -270,13 +270,17 @@ class PackageBinariesCheck:
                     record,
                     physical,
                     severity,
-                    "replaced-by-symlink",
+                    FindingKind.REPLACED_BY_SYMLINK,
                     detail=f"symlink to {target}",
                 )
         elif status is HashStatus.NOT_REGULAR:
             if verify & Verify.FILE_TYPE:
                 yield self._finding(
-                    record, physical, severity, "not-a-regular-file", detail=_kind_name(result)
+                    record,
+                    physical,
+                    severity,
+                    FindingKind.NOT_A_REGULAR_FILE,
+                    detail=_kind_name(result),
                 )
         else:
             yield from self._judge_regular(record, physical, result, severity)
@@ -284,7 +288,7 @@ class PackageBinariesCheck:
     def _judge_regular(
         self, record: InstalledFile, physical: bytes, result: HashResult, severity: Severity
     ) -> Iterator[Finding | Problem]:
-        changed = "config-modified" if record.is_config else "modified"
+        changed = FindingKind.CONFIG_MODIFIED if record.is_config else FindingKind.MODIFIED
         verify = record.verify
         if verify & Verify.SIZE and record.size is not None and record.size != result.size:
             # As rpm -V: a size mismatch is a modification, whatever the digest would say.
@@ -312,7 +316,7 @@ class PackageBinariesCheck:
         physical: bytes,
         result: HashResult,
         severity: Severity,
-        changed: str,
+        changed: FindingKind,
     ) -> Iterator[Finding | Problem]:
         if record.digest is None or record.algorithm is None:
             yield self._unverified(
@@ -335,7 +339,7 @@ class PackageBinariesCheck:
                     record,
                     physical,
                     severity,
-                    "not-a-symlink",
+                    FindingKind.NOT_A_SYMLINK,
                     detail=f"a {_kind_name(result)} where a symlink was recorded",
                 )
             return
@@ -349,7 +353,7 @@ class PackageBinariesCheck:
                     record,
                     physical,
                     severity,
-                    "link-changed",
+                    FindingKind.LINK_CHANGED,
                     actual=shown,
                     expected=record.link_target.decode("utf-8", "backslashreplace"),
                 )
@@ -357,7 +361,11 @@ class PackageBinariesCheck:
             # apk records a digest of the target string (apk-tools apk_fileinfo_get), not a target.
             if _digest_of_bytes(target, record.algorithm) != record.digest:
                 yield self._finding(
-                    record, physical, severity, "link-changed", detail=f"symlink to {shown}"
+                    record,
+                    physical,
+                    severity,
+                    FindingKind.LINK_CHANGED,
+                    detail=f"symlink to {shown}",
                 )
         else:
             yield self._unverified(record, physical, None, "no recorded target for this symlink")
@@ -370,7 +378,7 @@ class PackageBinariesCheck:
             record,
             physical,
             Severity.HIGH if risky else Severity.LOW,
-            "mode-changed",
+            FindingKind.MODE_CHANGED,
             expected=f"{recorded:04o}",
             actual=f"{actual:04o}",
         )
@@ -380,7 +388,7 @@ class PackageBinariesCheck:
         record: InstalledFile,
         physical: bytes,
         severity: Severity,
-        kind: str,
+        kind: FindingKind,
         *,
         actual: str | None = None,
         expected: str | None = None,
@@ -407,7 +415,7 @@ class PackageBinariesCheck:
     @staticmethod
     def _unverified(record: InstalledFile, path: bytes, error: int | None, reason: str) -> Problem:
         return Problem(
-            kind="could-not-verify",
+            kind=ProblemKind.COULD_NOT_VERIFY,
             message=f"could not verify: {reason}",
             path=path,
             check=ID,

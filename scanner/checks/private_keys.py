@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from _native import Digest, HashResult, WalkEntry
 
 from .. import keys
-from ..report import Finding, Problem, Severity
+from ..report import Finding, FindingKind, Problem, ProblemKind, Severity
 from .base import Hit, ScanContext
 
 __all__ = ["PrivateKeysCheck"]
@@ -72,7 +72,7 @@ class PrivateKeysCheck:
                 if binary:
                     continue  # key stores are small: a stray OID in a large file is not one
                 yield Problem(
-                    kind="could-not-verify",
+                    kind=ProblemKind.COULD_NOT_VERIFY,
                     message="a private-key marker in a file too large to capture: not validated",
                     path=entry.path,
                     check=ID,
@@ -115,7 +115,7 @@ class PrivateKeysCheck:
             check=ID,
             title=TITLE,
             severity=severity,
-            kind="private-key",
+            kind=FindingKind.PRIVATE_KEY,
             path=entry.path,
             package=owner,
             detail=f"{key.key_type}{' (encrypted)' if key.encrypted else ''}"

@@ -14,7 +14,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from ..report import Finding, Problem, Report, Severity, display_path
+from ..report import Effect, Finding, Problem, Report, Severity, display_path
 from .escape import json_safe
 
 __all__ = ["SARIF_SCHEMA_URI", "render"]
@@ -63,7 +63,7 @@ _PROBLEMS = {
 
 
 def _level(finding: Finding) -> str:
-    return "error" if finding.effect == "block" else _LEVELS[finding.severity]
+    return "error" if finding.effect == Effect.BLOCK else _LEVELS[finding.severity]
 
 
 def _pascal(title: str) -> str:
@@ -188,7 +188,7 @@ def to_sarif(report: Report) -> dict[str, Any]:
     """The SARIF log of one report, as JSON-ready data."""
     rules = _rules(report)
     rule_index = {rule["id"]: index for index, rule in enumerate(rules)}
-    kinds = {
+    kinds: dict[str, int] = {
         kind: index for index, kind in enumerate(dict.fromkeys(p.kind for p in report.problems))
     }
     invocation: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from itertools import groupby
 
-from ..report import Finding, Report, Severity, display_path
+from ..report import Effect, Finding, Report, Severity, display_path
 from .escape import terminal_safe as _t
 
 _COLORS = {
@@ -27,7 +27,7 @@ def _decision(finding: Finding, color: bool) -> str:
     parts = []
     if finding.rule is not None:
         parts.append(f"rule: {_t(finding.rule)}")
-    if finding.effect == "block":
+    if finding.effect == Effect.BLOCK:
         parts.append(f"{_BLOCK}BLOCK{_RESET}" if color else "BLOCK")
     if finding.baselined:
         parts.append("baselined")
@@ -85,7 +85,7 @@ def render(report: Report, color: bool = False) -> str:
         aside.append(f"{report.suppressed} ignored by the policy")
     if aside:
         verdict += f" ({'; '.join(aside)})"
-    blocked = sum(1 for finding in report.findings if finding.effect == "block")
+    blocked = sum(1 for finding in report.findings if finding.effect == Effect.BLOCK)
     if blocked:
         verdict += f" — BLOCKED by {blocked}"
     if not report.complete:

@@ -199,7 +199,7 @@ def apply_policy(report: Report, policy: Policy) -> None:
             continue
         if decision.effect is not decision.applied:
             unblocked[finding.check] += 1
-        changes: dict[str, Any] = {"rule": decision.rule, "effect": decision.applied.value}
+        changes: dict[str, Any] = {"rule": decision.rule, "effect": decision.applied}
         if decision.severity is not None:
             changes["severity"] = decision.severity
         kept.append(replace(finding, **changes))

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..kinds import Effect
 from ..report import Severity
 
 __all__ = ["DEFAULT_RULE_NAME", "Collection", "CustomCheckSpec", "Effect", "Policy", "Rule"]
 
 DEFAULT_RULE_NAME = "default"  # the built-in last rule: alert on every check
-
-
-class Effect(enum.Enum):
-    """What a matching rule does with a check's findings."""
-
-    IGNORE = "ignore"  # dropped from the report's findings (counted as suppressed)
-    ALERT = "alert"  # reported
-    BLOCK = "block"  # reported, and the scan's exit says blocked (never applied to Fargate tasks)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True)
