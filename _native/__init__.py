@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from importlib import import_module
 from types import ModuleType
 from typing import TypeVar
 
 from . import hasher_py, matcher_py, prefetch_py, remove_py, untar_py, walker_py
+from .interface import (
+    ContentMatcher,
+    HasherModule,
+    MatcherModule,
+    PrefetchModule,
+    RemoverModule,
+    UntarModule,
+    WalkerModule,
+)
 from .types import (
     Digest,
     Extents,
@@ -23,6 +31,7 @@ from .types import (
 
 __all__ = [
     "IMPLEMENTATION",
+    "ContentMatcher",
     "Digest",
     "Extents",
     "FileKind",
@@ -52,7 +61,7 @@ class NativeUnavailable(ImportError):
     """The compiled core was required (SCANNER_REQUIRE_EXTENSIONS=1) but could not be loaded."""
 
 
-def _load_native() -> tuple[ModuleType, ModuleType] | None:
+def _load_native() -> tuple[WalkerModule, HasherModule] | None:
     if os.environ.get("SCANNER_NO_EXTENSIONS") == "1":
         return None
     try:
@@ -68,9 +77,12 @@ def _load_native() -> tuple[ModuleType, ModuleType] | None:
 
 T = TypeVar("T")
 
+# Typed by the interface (_native/interface.py): mypy checks the twins against it here, and every
+# caller against it through the names below; tests/test_native_interface.py checks the compiled
+# modules, which mypy cannot read, against the same Protocols.
 _native = _load_native()
-walker: ModuleType
-hasher: ModuleType
+walker: WalkerModule
+hasher: HasherModule
 if _native is None:
     IMPLEMENTATION = "python"
     walker, hasher = walker_py, hasher_py
@@ -105,21 +117,24 @@ _native_matcher_module = _optional("_matcher")
 _native_matcher: type | None = (
     None if _native_matcher_module is None else _native_matcher_module.Matcher
 )
-Matcher: type = _native_matcher or matcher_py.Matcher
+_matcher: MatcherModule = _native_matcher_module or matcher_py
+Matcher = _matcher.Matcher  # a class; typed as what calling it gives
 
 _native_prefetch = _optional("_prefetch")
+_prefetcher: PrefetchModule = _native_prefetch or prefetch_py
 # Early read-ahead of the files package manifests list (a hint; see _prefetch.pyx).
-start_prefetch: Callable[..., Prefetching] = (_native_prefetch or prefetch_py).start
+start_prefetch = _prefetcher.start
 
 _native_untar = _optional("_untar")
-untar: ModuleType = _native_untar or untar_py  # parse_header / parse_pax for image layers
+untar: UntarModule = _native_untar or untar_py  # parse_header / parse_pax for image layers
 
 _native_remove = _optional("_remove")
+_remover: RemoverModule = _native_remove or remove_py
 # Removal of a scratch tree (an unpacked image), never following a symlink.
-remove_tree: Callable[..., None] = (_native_remove or remove_py).remove_tree
+remove_tree = _remover.remove_tree
 
 
-def implementations() -> dict[str, tuple[ModuleType, ModuleType]]:
+def implementations() -> dict[str, tuple[WalkerModule, HasherModule]]:
     """Every loadable implementation as {name: (walker, hasher)}, for tests and benchmarks."""
     return _loadable((walker_py, hasher_py), _native)
 
@@ -129,16 +144,16 @@ def matchers() -> dict[str, type]:
     return _loadable(matcher_py.Matcher, _native_matcher)
 
 
-def prefetchers() -> dict[str, ModuleType]:
+def prefetchers() -> dict[str, PrefetchModule]:
     """Every loadable early read-ahead module as {name: module}, for tests and benchmarks."""
     return _loadable(prefetch_py, _native_prefetch)
 
 
-def untars() -> dict[str, ModuleType]:
+def untars() -> dict[str, UntarModule]:
     """Every loadable tar-header parser module as {name: module}, for tests and benchmarks."""
     return _loadable(untar_py, _native_untar)
 
 
-def removers() -> dict[str, ModuleType]:
+def removers() -> dict[str, RemoverModule]:
     """Every loadable tree remover module as {name: module}, for tests and benchmarks."""
     return _loadable(remove_py, _native_remove)

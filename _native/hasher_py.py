@@ -14,6 +14,7 @@ from typing import Any
 import xxhash
 
 from . import cpus, matcher_py
+from .interface import ContentMatcher
 from .throttle import CpuBudget
 from .types import Digest, Extents, HashResult, HashStatus
 from .walker_py import kind_of
@@ -433,7 +434,7 @@ def hash_files(
     requests: Sequence[tuple[bytes, int]],
     *,
     jobs: int = 0,
-    matcher: matcher_py.Matcher | None = None,
+    matcher: ContentMatcher | None = None,
     capture: Iterable[int] = frozenset(),
     max_hits: int = 64,
     window_before: int = 256,
@@ -448,7 +449,8 @@ def hash_files(
     Phase 1 lstats every path; phase 2 groups regular files by (dev, ino) so a hard-linked
     inode is read once, with the union of the digests its paths asked for; phase 3 reads each
     such inode once, updating every wanted digest from the same buffer and, for Digest.CONTENT,
-    feeding `matcher` (a matcher_py.Matcher) from it too: see HashResult for what comes back.
+    feeding `matcher` (a matcher_py.Matcher: another ContentMatcher is a TypeError) from it
+    too: see HashResult for what comes back.
     With `cpu_budget` (--max-cpu), workers sleep whenever the process is ahead of it. With
     `extents`, a regular file they place (device, inode, length) is read from its extent.
     """

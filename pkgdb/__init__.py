@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import apk, dpkg, rpm
+from .reader import Reader
 from .records import (
     DigestAlgorithm,
     InstalledFile,
@@ -14,8 +15,8 @@ from .records import (
 )
 from .rootfs import RootFS
 
-# Every package-format reader, in detection order; each has MANAGER, present(root) and read(root).
-READERS = (dpkg, rpm, apk)
+# Every package-format reader, in detection order; mypy checks each against the Reader interface.
+READERS: tuple[Reader, ...] = (dpkg, rpm, apk)
 # The directories the readers read files from by path (each reader's DATABASE_DIRS): an image
 # unpacked for a scan keeps every file under them whole (scanner/targets/image.py).
 DATABASE_DIRS: tuple[bytes, ...] = tuple(
@@ -31,6 +32,7 @@ __all__ = [
     "PackageDB",
     "PkgDBError",
     "PkgDBProblem",
+    "Reader",
     "RootFS",
     "Verify",
 ]

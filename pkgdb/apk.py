@@ -59,6 +59,7 @@ from .records import (
 from .rootfs import RootFS
 
 __all__ = [
+    "DATABASE_DIRS",
     "DB_PATHS",
     "DEFAULT_PROTECTED_PATHS",
     "MANAGER",

@@ -50,6 +50,7 @@ from .rootfs import RootFS
 from .stanzas import MalformedLines, Stanza, parse_stanzas
 
 __all__ = [
+    "DATABASE_DIRS",
     "DIVERSIONS",
     "INFO_DIR",
     "MANAGER",

@@ -99,8 +99,9 @@ class PkgDBError(Exception):
 class PackageDB:
     """What one package manager's database says is installed, and what could not be read.
 
-    Every reader module (`pkgdb.dpkg`, ...) exposes `MANAGER`, `present(root) -> bool` and
-    `read(root) -> PackageDB` (or a subclass with format-specific extras).
+    Every reader module (`pkgdb.dpkg`, ...) implements `pkgdb.reader.Reader`: `MANAGER`,
+    `present(root) -> bool` and `read(root) -> PackageDB` (or a subclass with format-specific
+    extras).
     """
 
     packages: tuple[Package, ...]

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import _native
-from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
+from _native import ContentMatcher, Digest, FileKind, HashResult, HashStatus, WalkEntry
 from _native.hasher_py import MAX_WINDOWS
 
 from .checks.base import ContentCheck, Hit, ScanContext
@@ -262,7 +262,7 @@ def _window_bound(size: int) -> int:
 def _hash(
     context: ScanContext,
     requests: list[tuple[bytes, int]],
-    matcher: object | None,
+    matcher: ContentMatcher | None,
     markers: _Markers,
 ) -> list[HashResult]:
     if not requests:
@@ -299,7 +299,7 @@ def _process(
     binaries: PackageBinariesCheck | None,
     plan: VerifyPlan,
     markers: _Markers,
-    matcher: object | None,
+    matcher: ContentMatcher | None,
     batch: list[_Pending],
     state: StateSession | None = None,
 ) -> Iterator[Finding | Problem]:

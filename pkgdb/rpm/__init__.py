@@ -52,10 +52,12 @@ _VAR_LIB = b"var/lib/rpm/"
 # Where this reader reads by path (an image keeps these files whole: scanner/targets/image.py).
 DATABASE_DIRS = (_SYSIMAGE.rstrip(b"/"), _VAR_LIB.rstrip(b"/"))
 
+# The storage formats, in the order rpm would prefer them; mypy checks each against Backend.
+_BACKENDS: tuple[Backend, ...] = (_sqlite, _ndb, _bdb)
 # (path inside the root, backend module), in the order rpm would prefer them.
 DATABASES: tuple[tuple[bytes, Backend], ...] = tuple(
     (directory + backend.FILENAME, backend)
-    for backend in (_sqlite, _ndb, _bdb)
+    for backend in _BACKENDS
     for directory in (_SYSIMAGE, _VAR_LIB)
 )
 
