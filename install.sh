@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-# images: zstd image layers, and ISA-L's faster gzip decoding (README: "Libraries used, and why").
+# images: zstd image layers, and ISA-L's faster gzip decoding (docs/libraries.md).
 extras="[images]"
 # libxxhash-dev: xxHash's header, compiled into the hasher (Digest.XXH3, incremental rescans).
 packages="python3 python3-venv python3-dev gcc libssl-dev libxxhash-dev"

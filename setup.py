@@ -81,7 +81,7 @@ setup(
         "pkgdb": ["py.typed"],
         "_native": ["py.typed", "*.pxd", "*.h"],
     },
-    # PyYAML reads policy files (README: "Libraries used, and why"); python-debian is only the
+    # PyYAML reads policy files (docs/libraries.md); python-debian is only the
     # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
     # (incremental rescans).
     install_requires=["PyYAML>=6.0", "xxhash>=3.0"],

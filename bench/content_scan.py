@@ -1,26 +1,6 @@
 """Content-scan benchmark: scan-root --checks 425,426 vs detect-secrets and yara -r on one root, warm cache.
 
-    python3 bench/content_scan.py [--root DIR] [--rounds N] [--json OUT] [--detect-secrets EXE]
-                                  [--max-load 1.2] [--wait 900] [--retries 1] [--no-big-file]
-    python3 bench/content_scan.py --write-rules    # regenerate bench/rules/markers.yar
-
-Rows (each a child process, timed with whole_process.timed: wall and CPU from wait4, peak RSS
-from GNU time):
-
-* `scan-root ROOT --checks 425,426 --format json --quiet`, Cython core required: the installed
-  `.venv/bin/scan-root` when ./install.sh made one, else `python -m scanner.cli` from the checkout;
-* `detect-secrets scan --all-files .` run in ROOT (its paths are relative to the working
-  directory), every plugin but PrivateKeyDetector disabled: its only key rule, and it has no
-  miner rule; it uses a process per core and skips files that do not decode as UTF-8;
-* `yara -r -N -p NPROC -z 268435456 bench/rules/markers.yar ROOT`: two rules, one per check, each
-  matching any one of the check's markers (what our matcher does before validation); no symlinks
-  followed and files over 256 MiB skipped, as scan-root does.
-
-Then the peak RSS for a large file: a temporary root holding a few small files and a 1 GiB
-random executable (two miner markers planted at its end, so a finding proves it was searched
-whole), scanned with the default content limit (skipped, reported with its size) and with
-`--max-content-size 2000000000` (searched). Timing never fails: the exit status is 0 unless a
-tool is missing or the rules file is stale (2).
+How to run it and what each row measures: bench/README.md, "Content scan".
 """
 
 from __future__ import annotations

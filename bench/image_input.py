@@ -1,14 +1,6 @@
 """Image input overhead: `scan-root image TARBALL` against `scan-root ROOT` on the same files.
 
-    python3 bench/image_input.py [--root DIR] [--rounds N] [--compression none|gzip] [--disk]
-                                 [--max-load 1.5] [--wait 600]
-
-Builds (once, cached beside the root) a `docker save` tarball of the root with the tests' image
-builder, waits for a quiet machine (--max-load, --wait: then measures anyway, saying so), then
-times the scans alternately, warm, as child processes (wall and CPU-seconds from wait4, which are
-less noisy on a shared machine); prints medians and ratios. --disk adds the same image scan
-extracting to /var/tmp instead of the memory filesystem scan-root picks. The issue's target is
-at most 1.3x. Timing never fails anything.
+How to run it and what each row measures: bench/README.md, "Image input".
 """
 
 from __future__ import annotations

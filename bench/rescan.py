@@ -1,24 +1,6 @@
 """Incremental rescans: the first scan (writing --state) vs `--rescan stat` and `--rescan content`.
 
-    python3 bench/rescan.py [--root DIR] [--rounds N] [--checks IDS] [--all-files] [--json OUT]
-
-On bookworm-apps (bench/roots.py) by default, all checks. Every row is a child process timed
-with whole_process.timed (wall and CPU from wait4, peak RSS from GNU time); rounds rotate the row
-order so that drift falls on every row alike; medians are reported, and every figure as a ratio
-to the first scan of the same run. The `floor` row is `scan-root --version`: interpreter start and
-the scanner's imports, a cost no rescan can go under; `interpreter` is `python3 -c pass` alone
-(with this machine's site-packages .pth files). Before timing, one run of each row checks
-that both rescans report exactly the first scan's findings and problems. Timing never fails
-anything. The machine is shared: CPU seconds are the figure to decide on, wall is shown too.
-Acceptance (issue 7): stat wall >= 20x faster than the first scan; content CPU <= 1/3 of it.
-When the start-up floor alone is over 1/20 of the first scan, no child process can meet 20x and
-the target is judged on the in-process loop (`acceptance.judged_on`).
-
-A second table runs the same three scans inside one long-lived process (a defender that rescans
-periodically pays the interpreter and imports once): wall from perf_counter, CPU from
-getrusage(RUSAGE_SELF) (every thread of the process), rounds rotated, medians. Its first scan
-starts, as a defender's first scan does, with no state file and nothing kept of the root
-(memo.forget); the rescans reuse what the process kept since (scanner/memo.py).
+How to run it and what each row measures: bench/README.md, "Incremental rescans".
 """
 
 from __future__ import annotations

@@ -1,23 +1,6 @@
 """Scale benchmark: the walker vs `find`, and whole scans of 1,000,000 small files and of 4 GiB files.
 
-    python3 bench/scale.py [--rounds 3] [--json OUT] [--no-python] [--no-big] [--keep-big]
-                           [--max-load 1.0] [--wait 0]
-
-Roots (bench/scale_roots.py, cached in /var/cache/scan-root-tests): `scale-1m`, 1,000,000 small
-files in 100,000 directories (about 1 min to generate, kept), and `scale-4g`, three 4 GiB files
-of real data (about 1 min, removed after the run unless --keep-big: 12 GiB of disk).
-
-Every figure comes from a child process timed with wait4 (wall, CPU = user + sys) and GNU
-`time -f %M` (peak RSS), as in whole_process.py:
-  * walk: `find ROOT -xdev | wc -l` against `_native.walk` counting the same entries (both
-    implementations), rounds alternating; walk rate = entries / wall, and ours / find's;
-  * scan-1m: `scan-root scale-1m` with the default checks (424, 425, 426, 448): no package
-    database, so 448 has nothing to verify (a problem entry says so) and the work is 425 reading
-    every non-empty file for private-key markers, 426 hashing and searching the executables;
-  * scan-4g: `scan-root scale-4g --max-content-size 5000000000`: 426 hashes (SHA-256) and searches
-    each 4 GiB executable to its end through the hasher's reused buffers.
-Per-file overhead is CPU seconds / regular files. Results go to bench/results/scale.json and a
-table. Timing never fails: the exit status is 0 unless a tool is missing (2).
+How to run it and what each row measures: bench/README.md, "Scale".
 """
 
 from __future__ import annotations

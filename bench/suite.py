@@ -1,23 +1,6 @@
 """The whole benchmark suite in one command: every bench script, then one table of its ratios.
 
-    python3 bench/suite.py [--quick] [--only NAME ...] [--summary-only]
-
-Runs, one after another (each waits for a quiet machine as it always does, and each compares
-scan-root with a reference measured in the same run):
-
-  whole-dpkg   bench/whole_process.py --manager dpkg   scan-root vs dpkg --verify / debsums, warm
-                                                       and guest-cold; CPU-s and peak RSS
-  whole-rpm    bench/whole_process.py --manager rpm    scan-root vs rpm -Va, warm and cold
-  rescan       bench/rescan.py                         --rescan stat / content vs the first scan
-  scale        bench/scale.py                          walker files/s vs find; 1M files; 4 GiB files
-  content      bench/content_scan.py                   425/426 vs detect-secrets and yara
-  image        bench/image_input.py                    image tarball vs the same root unpacked
-
-and then reads their result files (bench/results/*.json) into bench/results/suite.json and a
-Markdown table (bench/results/suite.md) that README's Performance section quotes, with the
-machine the figures were measured on. `--summary-only` rebuilds the table from the result files
-already there; `--quick` runs fewer rounds. Timing never fails anything: the exit status is 0
-unless a bench script could not run at all.
+How to run it and what each row measures: bench/README.md, "The whole suite".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Micro-benchmarks of the three stages of check 448 on a real root: walk, hash, read the dpkg DB.
 
-Run with `pytest bench/ --benchmark-only` (bench/ is outside the main run's testpaths). All
-numbers are warm-cache: each benchmark has an untimed warm-up round.
+How to run it and what each row measures: bench/README.md, "Micro-benchmarks".
 """
 
 from __future__ import annotations

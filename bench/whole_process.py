@@ -1,16 +1,6 @@
 """Whole-process benchmark: scan-root vs the package manager's own verifier on one root, warm and guest-cold.
 
-    python3 bench/whole_process.py [--manager dpkg|rpm] [--root DIR] [--rounds N] [--json OUT]
-
-`--manager dpkg` (default) compares with `dpkg --verify` and `debsums` on bookworm-apps;
-`--manager rpm` with `rpm -Va` on rpm-apps (`python3 bench/roots.py rpm-apps` builds it).
-The main scan-root row is the installed `.venv/bin/scan-root` when ./install.sh made one (what a
-user runs: compiled .pyc, no checkout on PYTHONPATH), else `python -m scanner.cli` from the checkout.
-
-Each timed run is a child process started with posix_spawn and reaped with wait4, which gives
-its wall time, CPU time (user+sys, its reaped children included) and peak RSS. Rounds alternate
-the tools so that drift (thermal, noisy neighbours) falls on all of them alike. Timing never
-fails anything: the exit status is 0 unless a tool is missing (2).
+How to run it and what each row measures: bench/README.md, "Whole process".
 """
 
 from __future__ import annotations

@@ -62,13 +62,35 @@ exit codes:
 """
 
 
+ROOT_DESCRIPTION = """\
+Compliance and integrity scanner for container root filesystems: scans ROOT (default: /).
+
+commands:
+  scan-root [ROOT] [options]             scan a root directory (the options below)
+  scan-root image IMAGE [options]        scan a container image (OCI layout or archive,
+                                         `docker save`) without a Docker engine
+  scan-root packages [ROOT] [options]    list what each package manager says is installed
+  scan-root policy check FILE [options]  validate a policy file and explain its rules
+Each command's --help lists its own options."""
+
+IMAGE_DESCRIPTION = """\
+Scan a container image without a Docker engine: an OCI image layout directory, an OCI archive
+or a `docker save` tarball or directory (plain, gzip or zstd layers). The layers are applied in
+order, whiteouts included, into a private temporary directory that is always removed; the report
+is a root scan's, with target.kind "image", and the config's Env is a 424 source. Set TMPDIR to
+keep the image's contents out of /dev/shm."""
+
+
 def _parser(image: bool = False) -> argparse.ArgumentParser:
+    """The scan's parser: `scan-root [ROOT]`, or `scan-root image IMAGE` (image=True), whose
+    --help lists only what applies to an image."""
     parser = argparse.ArgumentParser(
         prog="scan-root image" if image else "scan-root",
-        description="Compliance and integrity scanner for container root filesystems.\n"
-        "`scan-root image IMAGE` scans a container image with the same options;\n"
-        "`scan-root packages [ROOT]` lists the installed packages instead;\n"
-        "`scan-root policy check FILE` validates and explains a policy file.",
+        usage="%(prog)s IMAGE[:TAG] [options]"
+        if image
+        else "%(prog)s [ROOT] [options]\n"
+        "       scan-root {image,packages,policy} ... (see the commands below)",
+        description=IMAGE_DESCRIPTION if image else ROOT_DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -84,29 +106,25 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         parser.add_argument(
             "root", nargs="?", default="/", help="root directory to scan (default: /)"
         )
-    parser.add_argument(
+    checks = parser.add_argument_group("what is checked")
+    checks.add_argument(
         "--checks",
         metavar="IDS",
         help="comma-separated check ids to run (default: all built-in checks; e.g. 448)",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--all-files",
         action="store_true",
         help="448: verify every package file (as dpkg --verify does), not only binaries",
     )
-    parser.add_argument(
-        "--jobs", type=int, metavar="N", help="hashing threads (default: chosen from the CPUs)"
-    )
-    parser.add_argument("--format", choices=sorted(FORMATS), default="table")
-    parser.add_argument("--output", metavar="FILE", help="write the report to FILE, not stdout")
-    parser.add_argument(
+    checks.add_argument(
         "--exclude",
         action="append",
         default=[],
         metavar="GLOB",
         help="skip paths matching GLOB as seen in the container, e.g. '/usr/share/*' (repeatable)",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--task-definition",
         action="append",
         default=[],
@@ -114,51 +132,47 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         help="424: check the environment of an ECS task definition (register-task-definition "
         "JSON or describe-task-definition output; repeatable)",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--env-file",
         action="append",
         default=[],
         metavar="FILE",
         help="424: check a `docker run --env-file` file (repeatable)",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--no-process-env",
         action="store_true",
-        help="424: do not read PID 1's environment (/proc/1/environ) when scanning the live /",
+        # An image is never the live /: accepted there (scripts pass it to both), never listed.
+        help=argparse.SUPPRESS
+        if image
+        else "424: do not read PID 1's environment (/proc/1/environ) when scanning the live /",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--miner-digests",
         action="append",
         default=[],
         metavar="FILE",
         help="426: more known-miner SHA-256 digests, `<hex>  <label>` per line (repeatable)",
     )
-    parser.add_argument(
+    checks.add_argument(
         "--max-content-size",
         type=int,
         metavar="BYTES",
         help="425/426: files larger than this are not searched, and are reported as skipped "
         "(default: 256 MiB)",
     )
-    parser.add_argument(
-        "--max-cpu",
-        type=float,
-        metavar="FRACTION",
-        help="keep the scan's CPU time at most FRACTION of its wall time, e.g. 0.25 for a "
-        "quarter of one core (the scan sleeps whenever it is ahead)",
-    )
-    parser.add_argument(
-        "--nice",
-        action="store_true",
-        help="lowest CPU priority (nice 19) and the idle I/O class, best-effort",
-    )
-    parser.add_argument(
+    checks.add_argument(
         "--policy",
         metavar="FILE",
         help="a policy file (YAML): collections and ordered rules decide each finding's effect "
         "(ignore, alert, block); see `scan-root policy check FILE`",
     )
-    gate = parser.add_mutually_exclusive_group()
+    report = parser.add_argument_group("report and exit code")
+    report.add_argument(
+        "--format", choices=sorted(FORMATS), default="table", help="report format (default: table)"
+    )
+    report.add_argument("--output", metavar="FILE", help="write the report to FILE, not stdout")
+    gate = report.add_mutually_exclusive_group()
     gate.add_argument(
         "--fail-on",
         choices=[str(severity) for severity in Severity],
@@ -171,35 +185,55 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 whatever was found or could not be verified (errors still exit 2)",
     )
-    parser.add_argument(
+    report.add_argument(
         "--baseline",
         metavar="FILE",
         help="accept the findings listed in FILE (reported, marked baselined, not failing); "
         "when FILE does not exist, write it from this scan's findings",
     )
-    parser.add_argument(
+    report.add_argument(
         "--update-baseline",
         action="store_true",
         help="rewrite the --baseline FILE from this scan's findings",
     )
-    parser.add_argument(
+    report.add_argument("--quiet", action="store_true", help="no progress line")
+    rescans = parser.add_argument_group("incremental rescans")
+    rescans.add_argument(
         "--state",
         metavar="FILE",
         help="incremental rescans: reuse the verdicts FILE recorded for unchanged files, then "
         "rewrite it (a missing, damaged or foreign FILE means a full scan)",
     )
-    parser.add_argument(
+    rescans.add_argument(
         "--rescan",
         choices=("stat", "content", "full"),
         help="with --state: stat (default) skips files whose inode, size, mtime and ctime are "
         "unchanged; content re-reads every file for an xxh3 comparison; full ignores the state",
     )
-    parser.add_argument(
+    rescans.add_argument(
         "--state-in-root",
         action="store_true",
-        help="allow the --state FILE inside the scanned root (e.g. scanning / from inside)",
+        # An image's root is a private temporary directory no --state FILE can be inside.
+        help=argparse.SUPPRESS
+        if image
+        else "allow the --state FILE inside the scanned root (e.g. scanning / from inside)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    resources = parser.add_argument_group("resources")
+    resources.add_argument(
+        "--jobs", type=int, metavar="N", help="hashing threads (default: chosen from the CPUs)"
+    )
+    resources.add_argument(
+        "--max-cpu",
+        type=float,
+        metavar="FRACTION",
+        help="keep the scan's CPU time at most FRACTION of its wall time, e.g. 0.25 for a "
+        "quarter of one core (the scan sleeps whenever it is ahead)",
+    )
+    resources.add_argument(
+        "--nice",
+        action="store_true",
+        help="lowest CPU priority (nice 19) and the idle I/O class, best-effort",
+    )
     parser.add_argument(
         "--version",
         action="version",
@@ -211,7 +245,11 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
 def _packages_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scan-root packages",
-        description="List what every package manager found in ROOT says is installed.",
+        usage="%(prog)s [ROOT] [options]",
+        description="List what every package manager found in ROOT says is installed (dpkg, rpm\n"
+        "and apk databases): each package with its version, architecture and file count.",
+        epilog="exit codes:\n  0  listed\n  2  ROOT cannot be read, or the output not written\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "root",
@@ -220,17 +258,32 @@ def _packages_parser() -> argparse.ArgumentParser:
         help="root directory (default: /), or an image as `scan-root image` takes it",
     )
     parser.add_argument("--tag", metavar="TAG", help="with an image: the one to list, by tag")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument(
+        "--format", choices=("table", "json"), default="table", help="list format (default: table)"
+    )
     parser.add_argument("--output", metavar="FILE", help="write the list to FILE, not stdout")
     return parser
+
+
+POLICY_HELP = """\
+usage: scan-root policy check FILE [options]
+
+Policy files (YAML): collections of targets, ordered rules that decide each finding's effect
+(ignore, alert, block), custom checks. A scan applies one with `scan-root [ROOT] --policy FILE`.
+
+commands:
+  check FILE  validate FILE and explain it: its collections, its rules in evaluation order, its
+              custom checks; with target fields, which rule decides each check for that target
+              (`scan-root policy check --help` lists its options)
+"""
 
 
 def _policy_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scan-root policy check",
         description="Validate a policy file and explain it: its collections, its rules in the "
-        "order they are evaluated, its custom checks; with target fields, which rule decides "
-        "each check for that target.",
+        "order they\nare evaluated, its custom checks; with target fields, which rule decides "
+        "each check for\nthat target.",
         epilog="exit codes:\n  0  the policy is valid\n  2  it is not (each error names its "
         "line and field)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -257,8 +310,14 @@ def _policy_parser() -> argparse.ArgumentParser:
 
 
 def _policy(argv: Sequence[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(POLICY_HELP)
+        return EXIT_CLEAN
     if argv[:1] != ["check"]:
-        print("usage: scan-root policy check FILE [options] (see --help)", file=sys.stderr)
+        print(
+            "usage: scan-root policy check FILE [options] (see scan-root policy --help)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     parser = _policy_parser()
     args = parser.parse_args(argv[1:])

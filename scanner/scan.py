@@ -81,7 +81,7 @@ class ScanArguments(TypedDict, total=False):
     # CPU time / wall time at most this (0.25: a quarter of one core), from the scan's start; or
     # a CpuBudget already started (the CLI's counts from the process's start, imports included).
     max_cpu: float | CpuBudget | None
-    nice: bool  # lower this process's CPU and I/O priority first (irreversible; see README)
+    nice: bool  # lower this process's CPU and I/O priority first (irreversible: docs/fargate.md)
     # Decides each finding's rule and effect once the scan is done (scan_root and scan_image;
     # iter_scan streams undecided findings and refuses a policy rather than ignore it). Its
     # custom checks (ids 9000 and up) run after the built-in ones.

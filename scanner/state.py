@@ -15,7 +15,7 @@ Layout (all integers little-endian), sealed by a trailing SHA-256 of everything 
 Fixed-size records and one path blob load in a few milliseconds for ~20k files (struct's
 iter_unpack and one split), and a flipped or missing byte anywhere fails the seal.
 
-What is reused, and when (see README "Incremental rescans"): a file's verdict — nothing (clean),
+What is reused, and when (see docs/rescans.md): a file's verdict — nothing (clean),
 or the findings and problems every check gave it, replayed as they were — when its manifest key
 (the package records 448 judged it against) is unchanged and, for `stat`, its identity (device,
 inode, size, mtime_ns, ctime_ns, mode) is unchanged and its ctime lies over a second before the

@@ -266,9 +266,9 @@ def test_aliases_are_followed(tmp_path: Path) -> None:
     assert policy.collections["b"].hosts == ("web-*",)
 
 
-def test_readme_example_is_a_valid_policy(tmp_path: Path) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+def test_documented_example_is_a_valid_policy(tmp_path: Path) -> None:
+    reference = (Path(__file__).resolve().parents[1] / "docs/policy.md").read_text()
+    example = reference.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "checks").mkdir()
     (tmp_path / "checks/no-telnet.sh").write_bytes(b"#!/bin/sh\n! command -v telnet\n")
     policy = load_policy(write(tmp_path, example))

@@ -1,4 +1,4 @@
-"""The versioned JSON report (schema documented in README.md)."""
+"""The versioned JSON report (schema documented in docs/report.md)."""
 
 from __future__ import annotations
 

@@ -217,8 +217,8 @@ _PLACED_SHARE = 1 / 16
 def _scratch_dirs(source: _Source, plan: _Plan, place: bool) -> list[str | None]:
     """Where to extract, best first. A memory filesystem when it has room: this VM's ext4 spent
     7-9 s of system time creating the 12,600 files of bookworm-apps (ext4's inode allocator scans
-    for recently deleted inodes after the previous scan's removal), tmpfs ~0.3 s (README,
-    Performance). It takes RAM for the scan's duration, so only when what the layers will take
+    for recently deleted inodes after the previous scan's removal), tmpfs ~0.3 s (see
+    docs/performance.md). It takes RAM for the scan's duration, so only when what layers will take
     (a compressed one x5, a placed one 1/16) fits in a third of both the free tmpfs space and the
     memory available to us. That is a guess (a bomb inflates far more): the writes themselves
     are held to the same third (`_budget`). An explicit $TMPDIR always wins. None means the
