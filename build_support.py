@@ -91,14 +91,19 @@ class _Probe:
 
     def _run(self, command: list[str]) -> str | None:
         """None when the command succeeds, else its output (FileNotFoundError: no compiler)."""
-        result = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=PROBE_TIMEOUT,
-            check=False,
-        )
+        try:
+            result = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=PROBE_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise ProbeError(
+                f"the C compiler ({command[0]}) did not finish a one-line file in {PROBE_TIMEOUT} s"
+            ) from error
         if result.returncode == 0:
             return None
         return result.stdout.decode("utf-8", "replace") or f"exit status {result.returncode}"

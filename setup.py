@@ -129,6 +129,8 @@ setup(
             # prints the seed, and `pytest --randomly-seed=N` replays that order.
             "pytest-randomly>=3.15",
             "pytest-benchmark>=4",
+            # tests/test_packaging.py builds the sdist and the wheel with it.
+            "build>=1.0",
             "hypothesis>=6",
             # Referees: python-debian for deb822, rpmfile for .rpm package files.
             "python-debian>=0.1.49",
