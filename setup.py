@@ -68,6 +68,14 @@ class BuildNative(build_ext):
     """
 
     def build_extensions(self) -> None:
+        # The Debian packages first: they are what a new machine lacks, and the probe needs no
+        # Cython.
+        try:
+            missing = build_support.missing_build_packages(self.compiler)
+        except build_support.ProbeError as error:
+            raise SetupError(f"scan-root: {error}") from error
+        if missing:
+            raise SetupError(build_support.message(missing))
         try:
             # Imported here so that a pure-Python install does not need Cython at all.
             from Cython.Build import cythonize
@@ -77,12 +85,6 @@ class BuildNative(build_ext):
                 "requirements; pip installs it unless --no-build-isolation): "
                 "pip install 'Cython>=3.0,<4', or SCANNER_NO_EXTENSIONS=1 for the pure-Python build"
             ) from error
-        try:
-            missing = build_support.missing_build_packages(self.compiler)
-        except build_support.ProbeError as error:
-            raise SetupError(f"scan-root: {error}") from error
-        if missing:
-            raise SetupError(build_support.message(missing))
         by_name = {extension.name: extension for extension in self.extensions}
         for compiled in cythonize(
             self.extensions,

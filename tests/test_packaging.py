@@ -339,6 +339,27 @@ def test_setup_without_openssl_headers_names_libssl_dev_before_compiling(
     assert not temp.exists() or not list(temp.rglob("*.o"))
 
 
+def test_setup_without_cython_says_so(tmp_path: Path) -> None:
+    # A Cython that does not import (a --no-build-isolation build without it), in front of the
+    # real one if there is one.
+    (tmp_path / "Cython").mkdir()
+    (tmp_path / "Cython" / "__init__.py").write_text("raise ImportError('no Cython here')\n")
+    temp = tmp_path / "temp"
+    done = _run(
+        [
+            *(sys.executable, "setup.py", "-q", "build_ext"),
+            *("--build-temp", temp, "--build-lib", tmp_path / "lib"),
+        ],
+        timeout=120,
+        cwd=REPO,
+        env=_env({"PYTHONPATH": str(tmp_path)}),
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0, output
+    assert "needs Cython 3" in output and "Traceback" not in output
+    assert not temp.exists() or not list(temp.rglob("*.o"))
+
+
 def test_missing_xxhash_header_names_libxxhash_dev(tmp_path: Path) -> None:
     done = _probe({"CFLAGS": f"--sysroot={_sysroot_without(tmp_path, {'xxhash.h'})}"})
     assert done.returncode == 1
