@@ -175,8 +175,11 @@ def _probe_one(probe: _Probe, requirement: Requirement) -> str | None:
     if requirement.header is not None:
         error = probe.compile(f"#include <{requirement.header}>\n")
         if error is not None:
-            if requirement.header in error and "No such file" in error:
-                return f"<{requirement.header}> not found"
+            # gcc's and clang's words for the header itself missing; a header it includes
+            # missing (a partial install) is told as the compiler says it.
+            header = requirement.header
+            if f"{header}: No such file" in error or f"'{header}' file not found" in error:
+                return f"<{header}> not found"
             return f"<{requirement.header}> does not compile: {_first_error(error)}"
     if requirement.library is not None:
         error = probe.link(requirement.library)

@@ -274,21 +274,20 @@ def test_sdist_installs_as_the_pure_python_build(
 
 def _sysroot_without(base: Path, excluded: set[str]) -> Path:
     """A --sysroot that mirrors this machine's headers and libraries but lacks `excluded`
-    (names in /usr/include or one level down, as multiarch keeps openssl/opensslconf.h)."""
+    (paths under /usr/include, at most two deep: multiarch keeps openssl/opensslconf.h)."""
     root = base / "sysroot"
     include = root / "usr" / "include"
     include.mkdir(parents=True)
     for entry in Path("/usr/include").iterdir():
         if entry.name in excluded:
             continue
-        if (
-            entry.is_dir()
-            and not entry.is_symlink()
-            and any((entry / n).exists() for n in excluded)
-        ):
+        inner_excluded = {
+            path.split("/", 1)[1] for path in excluded if path.startswith(f"{entry.name}/")
+        }
+        if inner_excluded:
             (include / entry.name).mkdir()
             for inner in entry.iterdir():
-                if inner.name not in excluded:
+                if inner.name not in inner_excluded:
                     (include / entry.name / inner.name).symlink_to(inner)
         else:
             (include / entry.name).symlink_to(entry)
@@ -299,13 +298,17 @@ def _sysroot_without(base: Path, excluded: set[str]) -> Path:
     return root
 
 
+def _multiarch() -> str:
+    return str(sysconfig.get_config_var("MULTIARCH") or "")
+
+
 def _probe(extra: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
     return _run([sys.executable, REPO / "build_support.py"], timeout=120, cwd=REPO, env=_env(extra))
 
 
 @pytest.fixture
 def without_openssl(tmp_path: Path) -> Iterator[Path]:
-    yield _sysroot_without(tmp_path, {"openssl"})
+    yield _sysroot_without(tmp_path, {"openssl", f"{_multiarch()}/openssl"})
 
 
 def test_setup_without_openssl_headers_names_libssl_dev_before_compiling(
@@ -365,6 +368,18 @@ def test_missing_xxhash_header_names_libxxhash_dev(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "apt-get install libxxhash-dev\n" in done.stderr
     assert "libssl-dev" not in done.stderr and "fatal error" not in done.stderr
+
+
+def test_half_installed_openssl_headers_name_libssl_dev(tmp_path: Path) -> None:
+    # evp.h is there, the multiarch opensslconf.h it includes is not: the compiler's own words.
+    if not _multiarch() or not Path("/usr/include", _multiarch(), "openssl").is_dir():
+        pytest.skip("OpenSSL's headers are not split by multiarch on this machine")
+    done = _probe(
+        {"CFLAGS": f"--sysroot={_sysroot_without(tmp_path, {f'{_multiarch()}/openssl'})}"}
+    )
+    assert done.returncode == 1
+    assert "apt-get install libssl-dev\n" in done.stderr
+    assert "<openssl/evp.h> does not compile" in done.stderr and "opensslconf.h" in done.stderr
 
 
 def test_missing_c_library_headers_names_libc6_dev_alone(tmp_path: Path) -> None:
