@@ -2,22 +2,26 @@
 
 import os
 import sys
+from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import SetupError
+
+HERE = Path(__file__).resolve().parent
+# build_support.py ships in the sdist next to this file; PEP 517 backends do not put it on the path.
+sys.path.insert(0, str(HERE))
+import build_support
 
 NO_EXTENSIONS = os.environ.get("SCANNER_NO_EXTENSIONS") == "1"
 
 
 def native_extensions() -> list:
-    # Imported here so that a pure-Python install does not need Cython at all.
-    from Cython.Build import cythonize
-    from setuptools import Extension
-
     common: dict[str, list[str]] = {
         "extra_compile_args": ["-O2", "-pthread"],
         "extra_link_args": ["-pthread"],
     }
-    extensions = [
+    return [
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
         # Tar header and pax record parsing for image layers (scanner/targets/_tar.py).
         Extension("_native._untar", ["_native/_untar.pyx"], **common),
@@ -54,7 +58,42 @@ def native_extensions() -> list:
             **common,
         ),
     ]
-    return cythonize(extensions, language_level=3, compiler_directives={"embedsignature": True})
+
+
+class BuildNative(build_ext):
+    """Probes for the build packages before anything is compiled, then cythonizes and compiles.
+
+    Cythonizing here, not when setup.py is read, keeps `sdist` and the metadata steps free of
+    Cython's work and of generated .c files.
+    """
+
+    def build_extensions(self) -> None:
+        # The Debian packages first: they are what a new machine lacks, and the probe needs no
+        # Cython.
+        try:
+            missing = build_support.missing_build_packages(self.compiler)
+        except build_support.ProbeError as error:
+            raise SetupError(f"scan-root: {error}") from error
+        if missing:
+            raise SetupError(build_support.message(missing))
+        try:
+            # Imported here so that a pure-Python install does not need Cython at all.
+            from Cython.Build import cythonize
+        except ImportError as error:
+            raise SetupError(
+                "scan-root: the Cython core needs Cython 3 to build (pyproject.toml's build "
+                "requirements; pip installs it unless --no-build-isolation): "
+                "pip install 'Cython>=3.0,<4', or SCANNER_NO_EXTENSIONS=1 for the pure-Python build"
+            ) from error
+        by_name = {extension.name: extension for extension in self.extensions}
+        for compiled in cythonize(
+            self.extensions,
+            language_level=3,
+            compiler_directives={"embedsignature": True},
+            force=self.force,
+        ):
+            by_name[compiled.name].sources = compiled.sources
+        super().build_extensions()
 
 
 if NO_EXTENSIONS:
@@ -66,7 +105,7 @@ else:
 
 setup(
     name="scan-root",
-    version="0.1.0",
+    version=build_support.read_version(HERE),
     description="Compliance and integrity scanner for container root filesystems (AWS Fargate first)",
     license="GPL-3.0-or-later",
     classifiers=[
@@ -92,6 +131,8 @@ setup(
             # prints the seed, and `pytest --randomly-seed=N` replays that order.
             "pytest-randomly>=3.15",
             "pytest-benchmark>=4",
+            # tests/test_packaging.py builds the sdist and the wheel with it.
+            "build>=1.0",
             "hypothesis>=6",
             # Referees: python-debian for deb822, rpmfile for .rpm package files.
             "python-debian>=0.1.49",
@@ -117,5 +158,6 @@ setup(
     },
     entry_points={"console_scripts": ["scan-root = scanner.cli:main"]},
     ext_modules=ext_modules,
+    cmdclass={"build_ext": BuildNative},
     zip_safe=False,
 )
