@@ -28,8 +28,10 @@ UNITS = {
 }
 
 
-# The most of a phase's detail (a custom check's id and title) shown.
-DETAIL_WIDTH = 32
+# Columns a bar keeps for its percentage, bar, count, times and rate; a phase's detail (a custom
+# check's id and title) gets what is left of the line, cut, and at least DETAIL_MIN.
+METER_WIDTH = 40
+DETAIL_MIN = 8
 
 
 class _Bar(tqdm):  # type: ignore[type-arg]  # the stubs' tqdm is generic over iterables
@@ -53,17 +55,16 @@ class TerminalProgress:
         self, phase: Phase, done: int = 0, total: int | None = None, detail: str = ""
     ) -> None:
         bar = self._bar
-        if bar is None or self._key != (phase, total):
+        # A new phase, or this one started over (an image extraction moved on to disk).
+        if bar is None or self._key != (phase, total) or done < bar.n:
             self._bar = self._start(phase, total, done, detail)
             self._key = (phase, total)
             return
         if detail:
-            bar.set_description_str(self._description(phase, detail), refresh=False)
+            description = self._description(phase, detail, bar.ncols or 80)
+            bar.set_description_str(description, refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)  # throttled: draws at most every mininterval
-        elif done < bar.n:  # started over (an image extraction moved to disk)
-            bar.reset(total)
-            bar.update(done)
 
     def close(self) -> None:
         """Clear the bar shown, if any."""
@@ -79,7 +80,7 @@ class TerminalProgress:
         return _Bar(
             total=total,
             initial=done,  # its first drawing says how far the phase already is
-            desc=self._description(phase, detail),
+            desc=self._description(phase, detail, columns),
             unit=unit or "it",
             # Without a unit only the phase's name: "0it [00:00, ?it/s]" says nothing.
             bar_format="{desc}" if unit is None else None,
@@ -101,12 +102,13 @@ class TerminalProgress:
         return size.columns or 80, size.lines or 24
 
     @staticmethod
-    def _description(phase: Phase, detail: str = "") -> str:
+    def _description(phase: Phase, detail: str, columns: int) -> str:
         text = f"scan-root: {phase.value}"
         if not detail:
             return text
-        # Cut, so that the count and the bar still fit a line; made safe, since a custom
+        # Cut, so that the count and the rate still fit the line; made safe, since a custom
         # check's title comes from the policy (cut first: an escape is never cut in half).
-        if len(detail) > DETAIL_WIDTH:
-            detail = detail[: DETAIL_WIDTH - 1] + "…"
+        width = max(DETAIL_MIN, columns - METER_WIDTH - len(text) - 3)
+        if len(detail) > width:
+            detail = detail[: width - 1] + "…"
         return f"{text} ({terminal_safe(detail)})"

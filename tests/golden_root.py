@@ -108,7 +108,11 @@ def build(base: Path) -> tuple[Path, list[str]]:
     digests.write_text(f"{hashlib.sha256(miner).hexdigest()}  planted-xmrig\n")
     env = base / "app.env"
     env.write_text(f"GITHUB_TOKEN={TOKEN}\nLOG_LEVEL=info\n")
-    # Deepest first, so that a directory's time is set after its entries were made.
+    # Modes of directories too, whatever the umask; deepest first, so that a directory's time
+    # is set after its entries were made.
+    for path in root.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
     for path in sorted((p for p in root.rglob("*")), key=lambda p: -len(p.parts)):
         os.utime(path, ns=(MTIME_NS, MTIME_NS), follow_symlinks=False)
     os.utime(root, ns=(MTIME_NS, MTIME_NS))

@@ -15,6 +15,7 @@ import pytest
 
 from scanner import __version__
 from scanner.cli import main
+from scanner.targets.ecs import EXECUTION_ENV, METADATA_ENV
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 FILES = {"json": "report.json", "table": "report.txt", "sarif": "report.sarif"}
@@ -56,7 +57,12 @@ def normalise(form: str, text: str, base: Path) -> str:
     return text.replace(str(base), BASE).replace(quote(str(base)), BASE)
 
 
-def _report(form: str, base: Path, capsys: pytest.CaptureFixture[str]) -> str:
+def _report(
+    form: str, base: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> str:
+    # Outside an ECS task, wherever the suite runs: the task's metadata would add a target.
+    for name in (METADATA_ENV, EXECUTION_ENV):
+        monkeypatch.delenv(name, raising=False)
     root, options = golden_root.build(base)
     capsys.readouterr()
     code = main([str(root), *options, "--format", form])
@@ -71,9 +77,10 @@ def test_golden_report(
     scan_impl: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     request: pytest.FixtureRequest,
 ) -> None:
-    text = _report(form, tmp_path, capsys)
+    text = _report(form, tmp_path, capsys, monkeypatch)
     golden = GOLDEN / FILES[form]
     if request.config.getoption("--regenerate-golden"):
         golden.write_text(text, encoding="utf-8")

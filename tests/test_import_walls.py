@@ -32,6 +32,16 @@ def _imports(tree: ast.AST) -> set[str]:
             found |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
+        elif (
+            # importlib.import_module("roots"), __import__("roots"): the same crossing, spelled
+            # at run time.
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) in {"importlib.import_module", "import_module", "__import__"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.add(node.args[0].value.split(".")[0])
     return found
 
 
@@ -87,6 +97,8 @@ def test_no_import_crosses_the_walls(directory: str) -> None:
         ("bench", "import tests.findings_tree\n"),
         ("bench", 'import sys\nsys.path.append(str(HERE.parent / "tests"))\n'),
         ("testsupport", "import debroot\n"),
+        ("tests", "import importlib\nscale = importlib.import_module('scale_roots')\n"),
+        ("bench", "child = __import__('child')\n"),
     ],
 )
 def test_the_scan_sees_a_crossing(directory: str, text: str) -> None:

@@ -171,11 +171,14 @@ def test_a_bar_without_a_total_shows_count_and_rate() -> None:
 def test_names_from_the_target_cannot_drive_the_terminal() -> None:
     stream = io.StringIO()
     progress = TerminalProgress(stream)
-    progress.update(Phase.CUSTOM, 0, 1, "9001: evil\x1b[2J\x1b]0;title\x07")
+    progress.update(Phase.CUSTOM, 0, 2, "9001: \x1b[2J")  # a title from the policy
+    progress.update(Phase.CUSTOM, 1, 2, "9\x1b]0;t\x07")  # the next one's, on the same bar
+    time.sleep(0.25)  # past the redraw throttle: the second title is drawn too
+    progress.update(Phase.CUSTOM, 2, 2, "9\x1b]0;t\x07")
     progress.close()
     text = stream.getvalue()
-    assert "\x1b[2J" not in text and "\x07" not in text
-    assert "evil\\x1b[2J" in text
+    assert "\x1b" not in text and "\x07" not in text
+    assert "9001: \\x1b[2J" in text and "9\\x1b]0;t\\x07" in text
 
 
 def test_the_scan_reports_its_phases_to_a_progress(
@@ -248,3 +251,25 @@ def test_the_scan_core_never_imports_the_display_library(root: tuple[Path, list[
             if any(name.split(".")[0] == "tqdm" for name in names):
                 importers.append(module.relative_to(package).as_posix())
     assert importers == ["terminal_progress.py"]
+
+
+def test_a_long_title_leaves_room_for_the_count() -> None:
+    stream = io.StringIO()  # not a terminal: 80 columns
+    progress = TerminalProgress(stream)
+    progress.update(Phase.CUSTOM, 0, 3, "9001: " + "a very long custom check title " * 8)
+    progress.close()
+    (drawn,) = [line for line in stream.getvalue().split("\r") if "custom checks" in line]
+    assert len(drawn) <= 80
+    assert "…" in drawn and "0/3 [" in drawn and "checks/s]" in drawn
+
+
+def test_a_phase_that_starts_over_is_drawn_afresh() -> None:
+    """An image extraction that moves on to disk counts its layers again from 0."""
+    stream = io.StringIO()
+    progress = TerminalProgress(stream)
+    progress.update(Phase.LAYERS, 2, 3)
+    progress.update(Phase.LAYERS, 0, 3)
+    progress.close()
+    lines = [line for line in stream.getvalue().split("\r") if "layers" in line]
+    assert "2/3" in lines[0] and "0/3" in lines[-1]
+    assert "-" not in lines[-1].split("[", 1)[1]  # no negative time or rate
