@@ -122,8 +122,9 @@ setup(
     },
     # PyYAML reads policy files (docs/libraries.md); python-debian is only the
     # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
-    # (incremental rescans).
-    install_requires=["PyYAML>=6.0", "xxhash>=3.0"],
+    # (incremental rescans). tqdm: the progress bars on a terminal, lighter than rich (no
+    # dependencies of its own) and imported only when stderr is a terminal.
+    install_requires=["PyYAML>=6.0", "xxhash>=3.0", "tqdm>=4.66"],
     extras_require={
         "test": [
             "pytest>=8",
@@ -150,6 +151,7 @@ setup(
             "ruff==0.17.6",
             "mypy==2.4.1",
             "types-PyYAML",
+            "types-tqdm",
         ],
         # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
         "zstd": ["zstandard>=0.22"],

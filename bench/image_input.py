@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "tests"))  # the image builder the tests use
+sys.path.insert(0, str(HERE.parent / "testsupport"))  # the image builder the tests use
 sys.path.insert(0, str(HERE))
 
 import roots

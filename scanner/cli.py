@@ -7,7 +7,7 @@ import gc
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import _native
@@ -196,7 +196,7 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         action="store_true",
         help="rewrite the --baseline FILE from this scan's findings",
     )
-    report.add_argument("--quiet", action="store_true", help="no progress line")
+    report.add_argument("--quiet", action="store_true", help="no progress display")
     rescans = parser.add_argument_group("incremental rescans")
     rescans.add_argument(
         "--state",
@@ -378,15 +378,6 @@ def _packages(argv: Sequence[str]) -> int:
     return _write(text, args.output)
 
 
-def _progress_printer(enabled: bool) -> Callable[[str], None]:
-    def show(message: str) -> None:
-        if enabled:
-            sys.stderr.write(f"\r\033[Kscan-root: {terminal_safe(message)}")
-            sys.stderr.flush()
-
-    return show
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns its exit code (EPILOG). A failure of scan-root itself is exit 5
     with its traceback, never Python's 1, which would read as "findings"."""
@@ -432,7 +423,11 @@ def _main(argv: Sequence[str] | None) -> int:
         checks = [part.strip() for part in args.checks.split(",") if part.strip()]
         if not checks:  # `--checks " "` would run nothing and pass: never a verdict
             parser.error("--checks names no check (e.g. --checks 448,424)")
-    show_progress = not args.quiet and sys.stderr.isatty()
+    progress = None
+    if not args.quiet and sys.stderr.isatty():  # never in a pipe, a file or a log
+        from .terminal_progress import TerminalProgress
+
+        progress = TerminalProgress(sys.stderr)
     # One short-lived scan: its records form no cycles worth collecting, and the collector's
     # passes over ~20k live records per 700 allocations cost ~2-3% of a whole 448 run.
     gc.disable()
@@ -475,7 +470,7 @@ def _main(argv: Sequence[str] | None) -> int:
             # From the process's start: the interpreter's start-up is this command's CPU too.
             max_cpu=None if args.max_cpu is None else CpuBudget.since_process_start(args.max_cpu),
             nice=args.nice,
-            progress=_progress_printer(show_progress),
+            progress=progress,
             policy=policy,
         )
         if image:
@@ -491,8 +486,8 @@ def _main(argv: Sequence[str] | None) -> int:
     finally:
         if early is not None:
             early.stop()
-        if show_progress:
-            sys.stderr.write("\r\033[K")
+        if progress is not None:
+            progress.close()
     if args.baseline is not None:
         try:
             baselines.settle(report, args.baseline, accepted)

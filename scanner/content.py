@@ -23,6 +23,7 @@ from _native.hasher_py import MAX_WINDOWS
 from .checks.base import ContentCheck, Hit, ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .memo import keep_fingerprint, kept_plan
+from .progress import Phase
 from .report import Finding, Problem, ProblemKind
 from .state import NO_KEY, Rescan, StateSession
 from .walking import walk_root
@@ -90,6 +91,7 @@ def content_pass(
     if state is not None:
         state.use_plan(plan.records, complete=binaries is not None, fingerprint=fingerprint)
         keep_fingerprint(plan, state.header["plan"])
+    context.progress.update(Phase.WALK)  # the phase shows from its start, also on a small root
     seen: set[bytes] = set()
     batch: list[_Pending] = []
     # Bytes of captured windows the batch could bring back (see _window_bound).
@@ -322,7 +324,7 @@ def _process(
         state.record(pending.entry.path, result, pending.key, verdicts)
         yield from verdicts
     context.pace()
-    context.progress(f"{context.stats.files_walked} files walked")
+    context.progress.update(Phase.WALK, context.stats.files_walked)
 
 
 def _judge(

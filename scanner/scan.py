@@ -24,6 +24,7 @@ from .memo import kept_manifests
 from .policy.evaluate import apply_policy
 from .policy.model import CustomCheckSpec, Policy
 from .priority import lower_priority
+from .progress import Phase, Progress, progress_from
 from .report import Finding, Problem, ProblemKind, Report, Stats
 from .state import Rescan, StateSession, open_state
 from .targets.ecs import EXECUTION_ENV, PLATFORM_LAUNCH_TYPES, read_task_metadata
@@ -70,7 +71,9 @@ class ScanArguments(TypedDict, total=False):
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
     image_name: str | None  # how 424 names the image-config source
     extents: Extents | None  # files whose bytes lie in another file (scan_image's placed files)
-    progress: Callable[[str], None] | None  # called with a short progress line
+    # Told each phase with its count and total (scanner/progress.py); a callable taking a str
+    # (the older form) gets a short line instead.
+    progress: Progress | Callable[[str], None] | None
     # Incremental rescans (scanner/state.py): the state file, how far to trust it ("stat" by
     # default, "content", "full"), whether it may lie inside the scanned root, and what it is
     # keyed to instead of the root directory's identity (scan_image: the image id).
@@ -150,7 +153,7 @@ def _stream(
     stats = report.stats if report is not None else Stats()
     stats.implementation = _native.IMPLEMENTATION
     stats.jobs = options.jobs or _native.default_jobs()
-    progress = arguments.get("progress") or (lambda _message: None)
+    progress = progress_from(arguments.get("progress"))
     started_ns = time.time_ns()
     level = _rescan_level(arguments)
     with open_root(root) as rootfs:
@@ -175,6 +178,7 @@ def _stream(
                 yield Problem(kind=ProblemKind.STATE, message=trouble)
             if notice is not None and report is not None:
                 report.notices.append(notice)
+        progress.update(Phase.PACKAGES)
         # With a state, a rescan reuses the manifests this process read, if their files are
         # unchanged (scanner/memo.py); --rescan full reads them again.
         manifests = (
@@ -313,7 +317,8 @@ def scan_image(
     policy = arguments.pop("policy", None)  # applied once the image's identity is known
     custom = _custom_checks(policy)
     # A custom check's script reads the tree itself: every file must then hold its bytes.
-    with open_image(path, tag=tag, place=not custom) as image:
+    progress = progress_from(arguments.get("progress"))
+    with open_image(path, tag=tag, place=not custom, progress=progress) as image:
         arguments.setdefault("image_env", image.env)
         if image.extents is not None:
             arguments.setdefault("extents", image.extents)

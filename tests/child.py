@@ -12,16 +12,21 @@ import scanner
 
 # site-packages of the venv in CI (where the Cython build lives), the checkout in development.
 IMPORT_ROOT = Path(scanner.__file__).resolve().parent.parent
+# The builders tests and benchmarks share (pyproject.toml's pytest `pythonpath`): a child that
+# imports a test module needs them too.
+SUPPORT = Path(__file__).resolve().parent.parent / "testsupport"
 
 
 def child_env(*extra_paths: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`base` (default: this process's environment) with PYTHONPATH set to IMPORT_ROOT first.
+    """`base` (default: this process's environment) with PYTHONPATH set to IMPORT_ROOT first,
+    then `extra_paths`, then SUPPORT.
 
     PYTHONSAFEPATH keeps the child's working directory off sys.path: a checkout without an
     in-place build there would otherwise shadow the installed package (and its compiled core).
     """
     env = dict(os.environ if base is None else base)
-    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in (IMPORT_ROOT, *extra_paths))
+    paths = (IMPORT_ROOT, *extra_paths, SUPPORT)
+    env["PYTHONPATH"] = os.pathsep.join(str(path) for path in paths)
     env["PYTHONSAFEPATH"] = "1"
     return env
 

@@ -45,6 +45,14 @@ def shared_fixtures() -> Path:
     return path
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regenerate-golden",
+        action="store_true",
+        help="rewrite tests/golden/ from this build's reports instead of comparing (its README)",
+    )
+
+
 _skipped: list[str] = []
 
 

@@ -1,7 +1,8 @@
 """Real Debian roots made by debootstrap for the tests, built once and cached between runs.
 
-The builder is bench/roots.py's (one cache, one lock per root, shared by tests and benchmarks);
-here it only turns "cannot build" into a skip with the reason, which CI counts as a failure.
+The builder is testsupport/rootcache.py's (one cache, one lock per root, shared by tests and
+benchmarks; pytest puts testsupport/ on sys.path: pyproject.toml's `pythonpath`); here it only
+turns "cannot build" into a skip with the reason, which CI counts as a failure.
 """
 
 from __future__ import annotations
@@ -9,13 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import roots  # bench/roots.py, found through the line above
+import rootcache
 
 
 def debootstrap_root(name: str = "minbase", include: tuple[str, ...] = ()) -> Path:
@@ -24,7 +22,7 @@ def debootstrap_root(name: str = "minbase", include: tuple[str, ...] = ()) -> Pa
         pytest.skip("debootstrap needs root")
     if shutil.which("debootstrap") is None:
         pytest.skip("debootstrap is not installed (./install.sh --test installs it)")
-    return roots.ensure(name, include)
+    return rootcache.ensure(name, include)
 
 
 def copy_root(source: Path, destination: Path) -> Path:

@@ -45,6 +45,7 @@ def select_checks(
         raise UsageError(
             f"unknown check id(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})"
         )
+    chosen = [spec for spec in specs if spec.id in wanted]
     return tuple(check() for check in BUILTIN_CHECKS if check.id in wanted) + tuple(
-        CustomCheck(spec) for spec in specs if spec.id in wanted
+        CustomCheck(spec, (number, len(chosen))) for number, spec in enumerate(chosen, 1)
     )

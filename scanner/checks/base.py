@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -12,6 +12,7 @@ from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
 from ..manifests import Manifests
+from ..progress import Progress, Silent
 from ..report import Finding, PackageRef, Problem, Stats, display_path
 
 __all__ = ["Check", "ContentCheck", "Hit", "ScanContext", "ScanOptions"]
@@ -53,7 +54,7 @@ class ScanContext:
     options: ScanOptions
     manifests: Manifests
     stats: Stats
-    progress: Callable[[str], None] = field(default=lambda _message: None)
+    progress: Progress = field(default_factory=Silent)
     cpu_budget: CpuBudget | None = None  # --max-cpu, started with the scan
     _owners: dict[bytes, PackageRef] | None = None
 

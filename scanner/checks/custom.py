@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from ..policy.model import CustomCheckSpec
 from ..policy.runner import Errored, Failed, Skipped, run_custom_check
+from ..progress import Phase
 from ..report import Finding, FindingKind, Problem, ProblemKind
 from .base import ScanContext
 
@@ -18,14 +19,18 @@ class CustomCheck:
     """One policy-declared script as a check: exit 1 is a finding, an error or a skip a Problem
     that leaves the verdict open (never a pass)."""
 
-    def __init__(self, spec: CustomCheckSpec) -> None:
+    def __init__(self, spec: CustomCheckSpec, position: tuple[int, int] = (1, 1)) -> None:
         self.spec = spec
         self.id = spec.id
         self.title = spec.name
+        self.position = position  # (number, of how many) among the scan's custom checks
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
-        context.progress(f"custom check {self.id}: {self.title}")
+        number, total = self.position
+        detail = f"{self.id}: {self.title}"
+        context.progress.update(Phase.CUSTOM, number - 1, total, detail)
         result = run_custom_check(self.spec, context.root.path)
+        context.progress.update(Phase.CUSTOM, number, total, detail)
         if isinstance(result, Failed):
             yield Finding(
                 check=self.id,

@@ -33,6 +33,7 @@ import _native
 from _native import Digest, FileKind, HashResult, HashStatus
 from pkgdb import READERS, DigestAlgorithm, InstalledFile, Verify
 
+from ..progress import Phase
 from ..report import Finding, FindingKind, PackageRef, Problem, ProblemKind, Severity
 from .base import ScanContext
 
@@ -169,6 +170,7 @@ class PackageBinariesCheck:
         plan = yield from self.plan(context)
         paths = list(plan.flags)
         size = context.options.batch_size
+        context.progress.update(Phase.HASH, 0, len(paths))
         for first in range(0, len(paths), size):
             batch = paths[first : first + size]
             results = _native.hash_files(
@@ -181,7 +183,7 @@ class PackageBinariesCheck:
             for path, result in zip(batch, results, strict=True):
                 yield from self.judge(context, plan, path, result)
             context.pace()
-            context.progress(f"448: {context.stats.files_checked} package files checked")
+            context.progress.update(Phase.HASH, first + len(batch), len(paths))
 
     def plan(self, context: ScanContext) -> Generator[Problem, None, VerifyPlan]:
         """Resolve every manifest path inside the root; what cannot be resolved is a problem."""

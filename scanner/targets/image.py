@@ -49,6 +49,7 @@ from pkgdb import DATABASE_DIRS
 from pkgdb.rootfs import Identity, identity
 
 from ..jsonload import JSONInputError, load_json
+from ..progress import Phase, Progress, Silent
 from . import _fields
 from ._archive import inflated
 from ._beneath import Escape, open_beneath
@@ -107,6 +108,7 @@ def open_image(
     limits: ImageLimits = DEFAULT_LIMITS,
     workdir: str | None = None,
     place: bool = True,
+    progress: Progress | None = None,
 ) -> Iterator[Image]:
     """Merge the image at `path` into a temp dir and yield it.
 
@@ -149,7 +151,7 @@ def open_image(
                     foreign = True  # not ours (a 64-bit random name taken): never removed
                     raise
                 try:
-                    image = _extract(source, plan, root, limits, place, budget)
+                    image = _extract(source, plan, root, limits, place, budget, progress)
                 except (OSError, ImageError) as error:
                     if number < len(candidates) and (
                         _no_space(error) or isinstance(error, ScratchFull)
@@ -581,14 +583,19 @@ def _extract(
     limits: ImageLimits,
     place: bool,
     budget: int | None = None,
+    progress: Progress | None = None,
 ) -> Image:
     keep_whole = tuple(os.fsdecode(directory) for directory in DATABASE_DIRS)
     applier = LayerApplier(root, limits, PLACE_OVER if place else None, keep_whole, budget)
     try:
+        shown = progress or Silent()
+        count = len(plan.layers)
         for number, (name, digest) in enumerate(plan.layers, 1):
             label = f"layer {number} ({name})"
+            shown.update(Phase.LAYERS, number - 1, count)
             with source.layer(name) as blob:
                 applier.apply(blob, label, digest)
+            shown.update(Phase.LAYERS, number, count)
         applier.finish()
     finally:
         applier.close()

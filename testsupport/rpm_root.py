@@ -3,7 +3,7 @@
 rpmbuild packs trees copied from a Debian root into one package, and `rpm --root` installs it
 into an empty root with a fresh rpmdb: a real rpm database (SHA-256 file digests, modes, sizes,
 link targets) for a realistic mix of files, without a Red Hat mirror. `bench/roots.py rpm-apps`
-builds and caches it; this module only knows how to make one.
+(testsupport/rootcache.py's ensure_rpm) builds and caches it; this module only makes one.
 """
 
 from __future__ import annotations
