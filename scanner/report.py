@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CheckInfo",
     "Finding",
     "ManagerSummary",
     "PackageRef",
@@ -196,6 +197,15 @@ class Stats:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CheckInfo:
+    """What the writers say about a check that ran (SARIF's rules), so that they need no checks."""
+
+    id: str
+    title: str
+    worst: Severity | None = None  # its most severe finding; None: what it found says
+
+
 @dataclass(slots=True)
 class Report:
     """Everything one scan found, could not do, and measured."""
@@ -215,6 +225,8 @@ class Report:
     # applied to a Fargate task, a baseline written).
     notices: list[str] = field(default_factory=list)
     suppressed: int = 0  # findings a policy rule ignored (dropped from `findings`)
+    # The checks that ran, described for the writers (not in the JSON, which lists `checks`).
+    check_info: tuple[CheckInfo, ...] = ()
 
     @property
     def complete(self) -> bool:

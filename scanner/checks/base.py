@@ -12,7 +12,7 @@ from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
 from ..manifests import Manifests
-from ..report import Finding, PackageRef, Problem, Stats, display_path
+from ..report import Finding, PackageRef, Problem, Severity, Stats, display_path
 
 __all__ = ["Check", "ContentCheck", "Hit", "ScanContext", "ScanOptions"]
 
@@ -90,6 +90,7 @@ class Check(Protocol):
 
     id: str
     title: str
+    worst: Severity | None  # its most severe finding (None: only what it found says)
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         """Yield findings and problems as they are found."""
@@ -106,6 +107,7 @@ class ContentCheck(Protocol):
 
     id: str
     title: str
+    worst: Severity | None  # its most severe finding (None: only what it found says)
     markers: tuple[bytes, ...]
     capture: frozenset[int]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ..checks import BUILTIN_CHECKS
 from ..errors import UsageError
 from ..jsonload import InputFileError, read_bounded
 from ..report import Severity
@@ -86,10 +87,6 @@ class PolicyError(UsageError):
 
 def builtin_check_ids() -> frozenset[str]:
     """The ids a policy may name besides its own custom checks."""
-    # Imported here, not at module level: the check registry may itself import the policy
-    # package (custom checks), and records never import the checks that make them.
-    from ..checks import BUILTIN_CHECKS
-
     return frozenset(check.id for check in BUILTIN_CHECKS)
 
 

@@ -1,13 +1,13 @@
-"""Custom checks (ids 9000 and up): a policy's scripts, run isolated against the scanned root."""
+"""A custom check as a check: its script's verdict turned into findings and problems."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..policy.model import CustomCheckSpec
-from ..policy.runner import Errored, Failed, Skipped, run_custom_check
-from ..report import Finding, Problem
-from .base import ScanContext
+from ...report import Finding, Problem, Severity
+from ..base import ScanContext
+from .runner import Errored, Failed, Skipped, run_custom_check
+from .spec import CustomCheckSpec
 
 __all__ = ["CustomCheck"]
 
@@ -22,6 +22,8 @@ class CustomCheck:
         self.spec = spec
         self.id = spec.id
         self.title = spec.name
+        # A policy rule may raise its findings' severity: what it found says, not the spec.
+        self.worst: Severity | None = None
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         context.progress(f"custom check {self.id}: {self.title}")
