@@ -62,7 +62,7 @@ cdef int _by_span(const void* a, const void* b) noexcept nogil:
 
 cdef int _cut_windows(Job* job, Scratch* scratch, Content* content, uint64_t size) noexcept nogil:
     """Windows around the captured hits of a file held whole in scratch.whole; 0 or ENOMEM.
-    Same rule as hasher_py.content_windows: spans sorted by offset, overlapping or adjacent ones
+    Same rule as hashreq_py.content_windows: spans sorted by offset, overlapping or adjacent ones
     merged, the first MAX_WINDOWS kept."""
     cdef size_t count = 0, i, total = 0
     cdef int n = 0

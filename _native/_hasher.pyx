@@ -104,10 +104,8 @@ from _native._hash_open import _use_openat2
 from _native._hash_readahead import (
     _readahead_hold, _readahead_probe, _readahead_stats, _readahead_window, _use_readahead,
 )
-from _native.hasher_py import (
-    MAX_WINDOWS as _MAX_WINDOWS_PY, content_options, default_jobs as _thread_pool_jobs,
-    validate_request,
-)
+from _native.hasher_py import default_jobs as _thread_pool_jobs
+from _native.hashreq_py import MAX_WINDOWS as _MAX_WINDOWS_PY, content_options, validate_request
 from _native.throttle import CpuBudget
 from _native.types import Extents, FileKind, HashResult, HashStatus
 
@@ -118,7 +116,7 @@ BUFFER_SIZE = 128 * 1024
 cdef tuple _KINDS = (None,) + tuple(FileKind(n) for n in range(1, 9))
 cdef tuple _STATUSES = tuple(HashStatus(n) for n in range(5))
 if _MAX_WINDOWS_PY != MAX_WINDOWS:
-    raise ImportError("_hasher and hasher_py disagree on MAX_WINDOWS")
+    raise ImportError("_hashjob.pxd and hashreq_py disagree on MAX_WINDOWS")
 
 
 cdef tuple _content(Content* content):

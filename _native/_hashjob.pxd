@@ -34,7 +34,7 @@ cdef enum:
     CHUNK = 16  # indices claimed at a time: consecutive paths share a parent fd
     LANE_SLACK = 192  # a lane buffer also holds < 64 carried bytes and <= 72 bytes of padding
     BIG = 1024 * 1024  # MD5-lane batches start with files this large, largest first
-    MAX_WINDOWS = 8  # hasher_py.MAX_WINDOWS
+    MAX_WINDOWS = 8  # hashreq_py.MAX_WINDOWS (_hasher checks they agree)
     FIRST_HITS = 64  # initial per-worker hit array; grown on demand up to max_hits
     # --max-cpu: a worker looks at the clocks after this much work (bytes read, plus FILE_COST
     # per file opened or lstat'ed): ~0.2-1.5 ms of CPU, so two clock reads (~1 us) cost < 1%.
