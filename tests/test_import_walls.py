@@ -63,6 +63,29 @@ def imported(repo: Path, path: Path) -> Iterator[tuple[int, str]]:
                 yield node.lineno, prefix
             for alias in node.names:
                 yield node.lineno, f"{prefix}.{alias.name}"
+        elif isinstance(node, ast.Call) and node.args:
+            # importlib.import_module("scanner.checks") / __import__(...) with a literal name:
+            # an import by another spelling (a computed name cannot be judged statically).
+            called = node.func
+            name_called = (
+                called.id
+                if isinstance(called, ast.Name)
+                else called.attr
+                if isinstance(called, ast.Attribute)
+                else ""
+            )
+            first = node.args[0]
+            if (
+                name_called in ("import_module", "__import__")
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                target = first.value
+                if target.startswith("."):
+                    dots = len(target) - len(target.lstrip("."))
+                    parts = package.split(".")
+                    target = ".".join([*parts[: len(parts) - (dots - 1)], target.lstrip(".")])
+                yield node.lineno, target
 
 
 def sources(repo: Path) -> Iterator[Path]:
@@ -177,6 +200,23 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
         (
             {"scanner/output/table.py": "from .. import checks\n"},
             ["scanner/output/table.py:1: scanner.output.table imports scanner.checks"],
+        ),
+        # By another spelling: importlib with a literal name, absolute or relative.
+        (
+            {
+                "scanner/output/sarif.py": "import importlib\nR = importlib.import_module('scanner.checks')\n"
+            },
+            ["scanner/output/sarif.py:2: scanner.output.sarif imports scanner.checks"],
+        ),
+        (
+            {"scanner/checks/custom.py": "R = __import__('scanner.policy.runner')\n"},
+            ["scanner/checks/custom.py:1: scanner.checks.custom imports scanner.policy.runner"],
+        ),
+        (
+            {
+                "scanner/output/json_format.py": "import importlib\nimportlib.import_module('..checks', 'scanner.output')\n"
+            },
+            ["scanner/output/json_format.py:2: scanner.output.json_format imports scanner.checks"],
         ),
         # A future package the core must never lean on.
         (
