@@ -1,6 +1,12 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Cython multi-threaded hasher: pthreads + OpenSSL EVP, every digest of a file from one read.
 
+Parts: this module turns requests into C records and the records into HashResults; _hash_pool
+runs each phase on threads and plans phase 2; _hash_open opens beneath the root (phase 1's
+lstat, phase 3's opens); _hash_digest is the one-pass read; _hash_lanes the multi-buffer MD5;
+_hash_readahead the fadvise thread; _hashjob.pxd the records they share. Request rules both cores
+apply are in hashreq_py.
+
 Design (the pure-Python twin `hasher_py` returns identical results):
 
 * Requests are validated and copied into a malloc'd array of small C structs; the Python bytes
