@@ -21,6 +21,23 @@ def native_extensions() -> list:
         "extra_compile_args": ["-O2", "-pthread"],
         "extra_link_args": ["-pthread"],
     }
+    hasher_common: dict[str, list[str]] = {
+        "include_dirs": ["_native"],
+        "depends": [
+            "_native/_hashjob.pxd",
+            "_native/md5_multi.h",
+            "_native/md5_multi.pxd",
+            "_native/ac.h",
+            "_native/ac.pxd",
+            "_native/_matcher.pxd",
+            "_native/xxh_inline.h",
+            "_native/xxh.pxd",
+            "_native/openssl.pxd",
+            "_native/posix.pxd",
+            "_native/threads.pxd",
+        ],
+        **common,
+    }
     return [
         Extension("_native._walker", ["_native/_walker.pyx"], **common),
         # Tar header and pax record parsing for image layers (scanner/targets/_tar.py).
@@ -36,26 +53,29 @@ def native_extensions() -> list:
             depends=["_native/ac.h", "_native/ac.pxd"],
             **common,
         ),
-        # libcrypto (OpenSSL 3, Apache-2.0) gives md5/sha1/sha256 with the CPU's SHA extensions.
+        # The hasher, one module per part (_hashjob.pxd: the records they share). Every part
+        # includes the headers of those records' types (ac.h, md5_multi.h, xxh_inline.h).
+        # _hash_open: opening files beneath the root; _hash_readahead: the fadvise thread;
+        # _hasher: requests in, HashResults out.
+        *(
+            Extension(f"_native.{name}", [f"_native/{name}.pyx"], **hasher_common)
+            for name in ("_hash_open", "_hash_readahead", "_hasher")
+        ),
+        # libcrypto (OpenSSL 3, Apache-2.0) gives md5/sha1/sha256 with the CPU's SHA extensions:
+        # the one-pass read (_hash_digest) and the worker pool that owns the EVP contexts.
+        # xxh_inline.h: xxHash (libxxhash-dev's header, BSD-2-Clause) inlined, no link.
+        *(
+            Extension(
+                f"_native.{name}", [f"_native/{name}.pyx"], libraries=["crypto"], **hasher_common
+            )
+            for name in ("_hash_digest", "_hash_pool")
+        ),
         # md5_multi.c: multi-buffer MD5 (AVX2/AVX-512 kernels chosen at run time by CPUID; each
         # kernel carries its own target attribute, so no -m flags and any x86-64/aarch64 builds).
-        # ac.h: Digest.CONTENT feeds the matcher's DFA from the hasher's read loop.
         Extension(
-            "_native._hasher",
-            ["_native/_hasher.pyx", "_native/md5_multi.c"],
-            include_dirs=["_native"],
-            depends=[
-                "_native/md5_multi.h",
-                "_native/md5_multi.pxd",
-                "_native/ac.h",
-                "_native/ac.pxd",
-                "_native/_matcher.pxd",
-                "_native/xxh_inline.h",
-                "_native/xxh.pxd",
-            ],
-            # xxh_inline.h: xxHash (libxxhash-dev's header, BSD-2-Clause) inlined, no link.
-            libraries=["crypto"],
-            **common,
+            "_native._hash_lanes",
+            ["_native/_hash_lanes.pyx", "_native/md5_multi.c"],
+            **hasher_common,
         ),
     ]
 

@@ -121,7 +121,13 @@ def entry_point(venv: bool) -> dict[str, Any]:
     site = sorted((REPO / ".venv" / "lib").glob("python3*/site-packages/_native"))
     venv_so = sorted(site[0].glob("_hasher*.so")) if site else []
     checkout_so = sorted(REPO.glob("_native/_hasher*.so"))
-    pyx = REPO / "_native" / "_hasher.pyx"
+    # The hasher's sources are several modules (_hasher.pyx, _hash_*.pyx, _hashjob.pxd): the
+    # newest of them says whether the venv's build is stale.
+    pyx = max(
+        REPO.glob("_native/_hash*.p[yx][xd]"),
+        key=lambda path: path.stat().st_mtime,
+        default=REPO / "_native" / "_hasher.pyx",
+    )
     if not venv_so:
         found["warnings"].append("the venv has no _native/_hasher*.so: a pure-Python install")
         found["stale"] = True

@@ -12,6 +12,7 @@ from .kinds import Effect, FindingKind, ProblemKind, leaves_incomplete
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CheckInfo",
     "Effect",
     "Finding",
     "FindingKind",
@@ -193,6 +194,15 @@ class Stats:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CheckInfo:
+    """What the writers say about a check that ran (SARIF's rules), so that they need no checks."""
+
+    id: str
+    title: str
+    worst: Severity | None = None  # its most severe finding; None: what it found says
+
+
 @dataclass(slots=True)
 class Report:
     """Everything one scan found, could not do, and measured."""
@@ -212,6 +222,8 @@ class Report:
     # applied to a Fargate task, a baseline written).
     notices: list[str] = field(default_factory=list)
     suppressed: int = 0  # findings a policy rule ignored (dropped from `findings`)
+    # The checks that ran, described for the writers (not in the JSON, which lists `checks`).
+    check_info: tuple[CheckInfo, ...] = ()
 
     @property
     def complete(self) -> bool:

@@ -13,7 +13,7 @@ from _native import Extents
 from _native.throttle import CpuBudget
 from pkgdb import RootFS
 
-from .checks import Check, ContentCheck, select_checks
+from .checks import Check, ContentCheck, describe_checks, select_checks
 from .checks.base import ScanContext, ScanOptions
 from .checks.package_binaries import PackageBinariesCheck
 from .content import content_pass
@@ -285,6 +285,7 @@ def _scan(
         scanner_version=__version__,
         implementation=_native.IMPLEMENTATION,
         checks=tuple(check.id for check in selected),
+        check_info=describe_checks(selected),
     )
     _identify(report, root)
     definitions = [read_task_definition(path) for path in arguments.get("task_definitions", ())]

@@ -30,10 +30,8 @@ from trees import as_nobody
 
 from scanner import UsageError, cli, scan_root
 from scanner.checks import select_checks
-from scanner.output.sarif import to_sarif
-from scanner.policy import _cgroup
-from scanner.policy.model import CustomCheckSpec, Policy
-from scanner.policy.runner import (
+from scanner.checks.custom import _cgroup
+from scanner.checks.custom.runner import (
     OUTPUT_LIMIT,
     CheckResult,
     Errored,
@@ -42,6 +40,8 @@ from scanner.policy.runner import (
     Skipped,
     run_custom_check,
 )
+from scanner.output.sarif import to_sarif
+from scanner.policy.model import CustomCheckSpec, Policy
 from scanner.report import Severity
 from scanner.scan import scan_image
 
@@ -707,7 +707,7 @@ for name in ("/proc/keys", "/proc/key-users"):
 KEYRING_CHILD = """\
 import ctypes, json, os, subprocess, sys
 from scanner.policy.model import CustomCheckSpec
-from scanner.policy.runner import run_custom_check
+from scanner.checks.custom.runner import run_custom_check
 from scanner.report import Severity
 
 KEYCTL = {"x86_64": 250, "aarch64": 219}[os.uname().machine]

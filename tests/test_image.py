@@ -29,8 +29,8 @@ from imagebuilder import (
 import _native
 import scanner
 from _native import Digest, Extents, HashStatus
+from scanner.checks.custom.runner import Passed, run_custom_check
 from scanner.policy.model import CustomCheckSpec, Policy
-from scanner.policy.runner import Passed, run_custom_check
 from scanner.report import Severity
 from scanner.targets import image as image_module
 from scanner.targets.image import ImageError, open_image

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from child import child_env
 
-from scanner.policy import _cgroup
+from scanner.checks.custom import _cgroup
+from scanner.checks.custom.runner import CheckResult, Errored, Failed, _verdict, run_custom_check
 from scanner.policy.model import CustomCheckSpec
-from scanner.policy.runner import CheckResult, Errored, Failed, _verdict, run_custom_check
 from scanner.report import Severity
 
 REPO = Path(__file__).resolve().parent.parent
@@ -323,7 +323,7 @@ def test_own_cgroup_with_paths_in_any_encoding() -> None:
 
 FIND_PARENT = """\
 import os, subprocess, sys
-from scanner.policy import _cgroup
+from scanner.checks.custom import _cgroup
 odd = os.path.join(sys.argv[1].encode(), b"volume\\xff")
 os.mkdir(odd)
 subprocess.run(["mount", "-t", "tmpfs", "scan-root-test", odd], check=True)

@@ -20,10 +20,10 @@ from child import child_env
 from jsonschema.validators import validator_for
 
 import scanner
-from scanner.checks import BUILTIN_CHECKS
+from scanner.checks import BUILTIN_CHECKS, CustomCheckSpec, describe_checks, select_checks
 from scanner.output import FORMATS
 from scanner.output.sarif import to_sarif
-from scanner.report import Finding, Report, Severity
+from scanner.report import CheckInfo, Finding, Report, Severity
 from scanner.scan import scan_image
 
 SHARED = Path(
@@ -141,6 +141,39 @@ def test_clean_scan_validates_with_every_builtin_rule(
     for rule in rules:
         assert rule["shortDescription"]["text"] and rule["name"].isidentifier()
         assert rule["defaultConfiguration"]["level"] == "error"  # each check's worst is high+
+
+
+def test_rules_come_from_the_checks_the_report_describes(
+    validator: jsonschema.protocols.Validator,
+) -> None:
+    # The writer knows no checks: a clean run's rules (a custom check's too, which used to be
+    # "check 9001") and their default levels are what the report says of the checks that ran.
+    custom = CustomCheckSpec(
+        id="9001", name="No stray cron jobs", severity=Severity.LOW, description="d", script=b""
+    )
+    selected = select_checks(["426", "9001"], [custom])
+    clean = Report(
+        root="/",
+        scanner_version=scanner.__version__,
+        implementation="python",
+        checks=tuple(check.id for check in selected),
+        check_info=describe_checks(selected),
+    )
+    log = _sarif(clean)
+    validator.validate(log)
+    rules = {rule["id"]: rule for rule in log["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules["426"]["shortDescription"]["text"] == next(
+        check.title for check in BUILTIN_CHECKS if check.id == "426"
+    )
+    assert rules["426"]["properties"]["severity"] == "critical"
+    assert rules["9001"]["shortDescription"]["text"] == "No stray cron jobs"
+    assert rules["9001"]["name"] == "NoStrayCronJobs"
+    assert rules["9001"]["properties"]["severity"] == "medium"  # none found, no worst declared
+    # What the report says wins: the writer has no table of its own to disagree with.
+    renamed = replace_report(clean, check_info=(CheckInfo("426", "Miners", Severity.LOW),))
+    rules = {rule["id"]: rule for rule in _sarif(renamed)["runs"][0]["tool"]["driver"]["rules"]}
+    assert rules["426"]["shortDescription"]["text"] == "Miners"
+    assert rules["426"]["defaultConfiguration"]["level"] == "note"
 
 
 def test_the_validator_can_fail(report: Report, validator: jsonschema.protocols.Validator) -> None:

@@ -5,15 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..errors import UsageError
-from ..policy.model import CustomCheckSpec
+from ..report import CheckInfo
 from .base import Check, ContentCheck
 from .crypto_miners import CryptoMinersCheck
-from .custom import CustomCheck
+from .custom import CustomCheck, CustomCheckSpec
 from .env_secrets import EnvSecretsCheck
 from .package_binaries import PackageBinariesCheck
 from .private_keys import PrivateKeysCheck
 
-__all__ = ["BUILTIN_CHECKS", "Check", "ContentCheck", "CustomCheck", "select_checks"]
+__all__ = [
+    "BUILTIN_CHECKS",
+    "Check",
+    "ContentCheck",
+    "CustomCheck",
+    "CustomCheckSpec",
+    "describe_checks",
+    "select_checks",
+]
 
 # Classes, not instances: a check may keep per-scan state (426 its digest list), so every scan
 # gets fresh ones. Order is report order.
@@ -49,3 +57,8 @@ def select_checks(
     return tuple(check() for check in BUILTIN_CHECKS if check.id in wanted) + tuple(
         CustomCheck(spec, (number, len(chosen))) for number, spec in enumerate(chosen, 1)
     )
+
+
+def describe_checks(checks: Iterable[Check | ContentCheck]) -> tuple[CheckInfo, ...]:
+    """What a report's writers need to know of the checks that ran, in report order."""
+    return tuple(CheckInfo(check.id, check.title, check.worst) for check in checks)

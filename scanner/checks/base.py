@@ -13,7 +13,7 @@ from pkgdb import RootFS
 
 from ..manifests import Manifests
 from ..progress import Progress, Silent
-from ..report import Finding, PackageRef, Problem, Stats, display_path
+from ..report import Finding, PackageRef, Problem, Severity, Stats, display_path
 
 __all__ = ["Check", "ContentCheck", "Hit", "ScanContext", "ScanOptions"]
 
@@ -91,6 +91,7 @@ class Check(Protocol):
 
     id: str
     title: str
+    worst: Severity | None  # its most severe finding (None: only what it found says)
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         """Yield findings and problems as they are found."""
@@ -107,6 +108,7 @@ class ContentCheck(Protocol):
 
     id: str
     title: str
+    worst: Severity | None  # its most severe finding (None: only what it found says)
     markers: tuple[bytes, ...]
     capture: frozenset[int]
 

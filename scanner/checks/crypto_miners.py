@@ -29,6 +29,8 @@ ID = "426"
 # (scanner/state.py) recorded under another version are then dropped.
 VERSION = 1
 TITLE = "Image contains binaries used for crypto mining"
+# Its most severe finding: a SARIF rule's default level must not depend on one run's findings.
+WORST = Severity.CRITICAL
 
 # Release archives are published with digests; a dropped archive is as telling as the binary.
 _ARCHIVES = (b".tar.gz", b".tgz", b".tar.xz", b".tar.bz2", b".zip", b".tar")
@@ -40,6 +42,7 @@ class CryptoMinersCheck:
     id = ID
     version = VERSION
     title = TITLE
+    worst: Severity | None = WORST
     markers = miners.MARKERS
     capture: frozenset[int] = frozenset()
 

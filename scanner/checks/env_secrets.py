@@ -53,6 +53,8 @@ __all__ = ["EnvSecretsCheck", "Verdict", "judge", "judge_source", "shown_name"]
 
 ID = "424"
 TITLE = "Sensitive information in environment variables"
+# Its most severe finding: a SARIF rule's default level must not depend on one run's findings.
+WORST = Severity.HIGH
 KIND = FindingKind.SECRET_IN_ENVIRONMENT
 
 # Set by ECS / the Fargate agent, not by the task's author.
@@ -318,6 +320,7 @@ class EnvSecretsCheck:
 
     id = ID
     title = TITLE
+    worst: Severity | None = WORST
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         options = context.options

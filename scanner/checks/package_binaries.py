@@ -45,6 +45,8 @@ ID = "448"
 VERSION = 2
 MANAGERS = ", ".join(reader.MANAGER for reader in READERS)
 TITLE = "Package binaries should not be altered"
+# Its most severe finding: a SARIF rule's default level must not depend on one run's findings.
+WORST = Severity.HIGH
 
 _EXEC_DIRS = (
     b"bin/",
@@ -164,6 +166,7 @@ class PackageBinariesCheck:
     id = ID
     version = VERSION
     title = TITLE
+    worst: Severity | None = WORST
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         """Verify every package file on its own (when no other check reads the files)."""

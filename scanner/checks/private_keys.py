@@ -30,6 +30,8 @@ ID = "425"
 # (scanner/state.py) recorded under another version are then dropped.
 VERSION = 1
 TITLE = "Private keys stored in image"
+# Its most severe finding: a SARIF rule's default level must not depend on one run's findings.
+WORST = Severity.HIGH
 
 # Binary key stores: found by what they must contain, then judged whole from the captured bytes.
 _BINARY_MARKERS = (
@@ -48,6 +50,7 @@ class PrivateKeysCheck:
     id = ID
     version = VERSION
     title = TITLE
+    worst: Severity | None = WORST
     markers: tuple[bytes, ...] = (*keys.MARKERS, *_BINARY_MARKERS)
     capture = frozenset(range(len(keys.MARKERS) + len(_BINARY_MARKERS)))
 

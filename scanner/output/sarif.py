@@ -30,24 +30,6 @@ _LEVELS = {
     Severity.MEDIUM: "warning",
     Severity.LOW: "note",
 }
-# The most severe finding each built-in check can report (see each check's module): a rule's
-# default level must not depend on what one run happened to find.
-_WORST = {
-    "448": Severity.HIGH,
-    "424": Severity.HIGH,
-    "425": Severity.HIGH,
-    "426": Severity.CRITICAL,
-}
-
-
-def _builtin_title(check_id: str) -> str | None:
-    # Imported here: the check registry pulls in pkgdb and the policy loader, which the CLI
-    # imports only once its early read-ahead has started (scanner/prefetch.py).
-    from ..checks import BUILTIN_CHECKS
-
-    return next((check.title for check in BUILTIN_CHECKS if check.id == check_id), None)
-
-
 # Problem kinds (Report.problems), described once in the driver's `notifications`.
 _PROBLEMS = {
     "could-not-verify": "An item could not be verified (a result, never a pass)",
@@ -79,11 +61,15 @@ def _uri(path: bytes) -> str:
 
 def _rules(report: Report) -> list[dict[str, Any]]:
     ids = list(dict.fromkeys([*report.checks, *(f.check for f in report.findings)]))
+    described = {info.id: info for info in report.check_info}
     rules = []
     for check in ids:
         reported = [f for f in report.findings if f.check == check]
-        title = _builtin_title(check) or (reported[0].title if reported else f"check {check}")
-        worst = _WORST.get(check) or max((f.severity for f in reported), default=Severity.MEDIUM)
+        info = described.get(check)
+        title = info.title if info else reported[0].title if reported else f"check {check}"
+        worst = (info.worst if info else None) or max(
+            (f.severity for f in reported), default=Severity.MEDIUM
+        )
         rules.append(
             {
                 "id": check,

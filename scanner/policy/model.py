@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# A custom check is the checks package's record; a policy declares them (imports flow policy ->
+# checks, never back).
+from ..checks.custom.spec import CustomCheckSpec
 from ..kinds import Effect
 from ..report import Severity
 
@@ -38,21 +41,6 @@ class Rule:
     severities: Mapping[str, Severity] = field(default_factory=dict)  # check id -> override
     enabled: bool = True
     line: int = 0  # where the rule starts in the policy file, for explanations
-
-
-@dataclass(frozen=True, slots=True)
-class CustomCheckSpec:
-    """A user script run against the scanned root. Exit 0 pass, 1 fail (output is the cause)."""
-
-    id: str  # "9000" and up
-    name: str
-    severity: Severity
-    description: str
-    script: bytes  # the script's text; its shebang (or the target's /bin/sh) runs it
-    timeout: float = 60.0  # seconds; a timeout is an error, never a pass
-    memory_mib: int = 256  # the script's memory (runner.py says how it is enforced)
-    processes: int = 64  # processes and threads the script may have at once, itself included
-    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,14 @@
-"""Custom checks (ids 9000 and up): a policy's scripts, run isolated against the scanned root."""
+"""A custom check as a check: its script's verdict turned into findings and problems."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..policy.model import CustomCheckSpec
-from ..policy.runner import Errored, Failed, Skipped, run_custom_check
-from ..progress import Phase
-from ..report import Finding, FindingKind, Problem, ProblemKind
-from .base import ScanContext
+from ...progress import Phase
+from ...report import Finding, FindingKind, Problem, ProblemKind, Severity
+from ..base import ScanContext
+from .runner import Errored, Failed, Skipped, run_custom_check
+from .spec import CustomCheckSpec
 
 __all__ = ["CustomCheck"]
 
@@ -24,6 +24,8 @@ class CustomCheck:
         self.id = spec.id
         self.title = spec.name
         self.position = position  # (number, of how many) among the scan's custom checks
+        # A policy rule may raise its findings' severity: what it found says, not the spec.
+        self.worst: Severity | None = None
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         number, total = self.position

@@ -74,7 +74,7 @@ from pathlib import Path
 
 from . import _cgroup
 from ._cgroup import Cgroup, CgroupUnavailable
-from .model import CustomCheckSpec
+from .spec import CustomCheckSpec
 
 __all__ = [
     "OUTPUT_LIMIT",
