@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .inventory import Inventory, list_packages
     from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
     from .scan import iter_scan, scan_image, scan_root
+    from .session import Scanner
 
 __all__ = [
     "Finding",
@@ -20,6 +21,7 @@ __all__ = [
     "PackageRef",
     "Problem",
     "Report",
+    "Scanner",
     "ScannerError",
     "Severity",
     "Stats",
@@ -44,6 +46,7 @@ _LAZY = {
     "Severity": ".report",
     "Stats": ".report",
     "Inventory": ".inventory",
+    "Scanner": ".session",
     "iter_scan": ".scan",
     "list_packages": ".inventory",
     "scan_image": ".scan",
