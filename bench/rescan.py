@@ -15,10 +15,11 @@ When the start-up floor alone is over 1/20 of the first scan, no child process c
 the target is judged on the in-process loop (`acceptance.judged_on`).
 
 A second table runs the same three scans inside one long-lived process (a defender that rescans
-periodically pays the interpreter and imports once): wall from perf_counter, CPU from
-getrusage(RUSAGE_SELF) (every thread of the process), rounds rotated, medians. Its first scan
-starts, as a defender's first scan does, with no state file and nothing kept of the root
-(memo.forget); the rescans reuse what the process kept since (scanner/memo.py).
+periodically pays the interpreter and imports once), all through one scan session
+(scanner.Scanner): wall from perf_counter, CPU from getrusage(RUSAGE_SELF) (every thread of the
+process), rounds rotated, medians. Its first scan starts, as a defender's first scan does, with
+no state file and nothing kept of the root (Scanner.forget); the rescans reuse what the session
+kept since (scanner/memo.py).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def sanity(tools: dict[str, list[str]], state_dir: Path) -> dict[str, Any]:
 IN_PROCESS = r"""
 import json, os, resource, statistics, sys, time
 import scanner
-from scanner import memo
+session = scanner.Scanner()
 root, state_dir, rounds, checks, all_files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 options = {"all_files": all_files, **({"checks": checks.split(",")} if checks else {})}
 kept, fresh = os.path.join(state_dir, "kept.state"), os.path.join(state_dir, "fresh.state")
@@ -125,9 +126,9 @@ for round_number in range(rounds):
             if os.path.exists(fresh):
                 os.unlink(fresh)
             # (the decoded kept.state stays: a defender has one state file, this bench two)
-            memo.forget(states=False)
+            session.forget(states=False)
         started, used = time.perf_counter(), cpu()
-        report = scanner.scan_root(root, state=path, rescan=level, **options)
+        report = session.scan_root(root, state=path, rescan=level, **options)
         times[name].append((time.perf_counter() - started, cpu() - used, report.stats.files_reused))
 print(json.dumps({name: {"wall_median": statistics.median(t[0] for t in runs),
                          "cpu_median": statistics.median(t[1] for t in runs),
