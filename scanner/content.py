@@ -112,22 +112,12 @@ def content_pass(
         yield from check.prepare(context)
     markers = _Markers.of(checks)
     binaries = next((c for c in checks if isinstance(c, PackageBinariesCheck)), None)
-    plan = binaries.verify_plan if binaries is not None else None
-    if state is not None:
-        # The state keys each file's verdict by 448's records for it (state.py).
-        state.use_plan(
-            plan.records if plan is not None else {},
-            complete=plan is not None,
-            fingerprint=binaries.fingerprint if binaries is not None else None,
-        )
-        if plan is not None and context.memo is not None:
-            context.memo.keep_fingerprint(plan, state.header["plan"])
     work = _Pass(
         checks,
         markers,
         _native.Matcher(markers.patterns) if markers.patterns else None,
         _merged(listers),
-        strategy(context, state, plan.records if plan is not None else {}),
+        strategy(context, state, binaries),
     )
     yield from _walk(context, work)
     for lister in listers:

@@ -18,6 +18,7 @@ from _native import Digest, HashResult, WalkEntry
 from pkgdb import InstalledFile
 
 from .checks.base import ScanContext
+from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
 from .report import Finding, Problem
 from .state import NO_KEY, Entry, Rescan, StateSession
 
@@ -212,16 +213,23 @@ class ContentRescan(Recording):
 
 
 def strategy(
-    context: ScanContext,
-    state: StateSession | None,
-    records: Mapping[bytes, Sequence[InstalledFile]],
+    context: ScanContext, state: StateSession | None, binaries: PackageBinariesCheck | None
 ) -> Plain:
-    """The strategy for this scan: its state's level (Plain without a state); `records` are
-    448's for each path it verifies (empty without 448), which key the recorded verdicts."""
+    """The strategy for this scan: its state's level (Plain without a state). The state keys
+    each file's verdict by the records 448 (`binaries`, prepared) verifies it against: without
+    448, verdicts that name a package are judged again (StateSession.use_plan)."""
     if state is None:
         return Plain()
+    plan = binaries.verify_plan if binaries is not None else VerifyPlan()
+    state.use_plan(
+        plan.records,
+        complete=binaries is not None,
+        fingerprint=binaries.fingerprint if binaries is not None else None,
+    )
+    if binaries is not None and context.memo is not None:
+        context.memo.keep_fingerprint(plan, state.header["plan"])
     chosen = {Rescan.STAT: StatRescan, Rescan.CONTENT: ContentRescan}.get(state.level, Recording)
-    return chosen(context, state, records)
+    return chosen(context, state, plan.records)
 
 
 def _is_state_file(path: bytes, state_path: bytes) -> bool:

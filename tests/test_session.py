@@ -6,17 +6,19 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from imagebuilder import Put, build_layers, image_config, write_oci_layout
 from test_state import BINARY, _dpkg_root, _settle
 
 import scanner
 from pkgdb import RootFS
 from scanner import memo, state
-from scanner.checks.package_binaries import PackageBinariesCheck
 from scanner.manifests import read_manifests
+from scanner.policy.model import Policy
 
 LEVELS = (None, "stat", "content", "stat")  # a first scan with a state, then rescans of it
 WAIT = 20.0  # seconds a thread waits for the other: a bound, never reached when it works
@@ -59,27 +61,17 @@ def _scans(
 
 
 def _threaded(*jobs: Callable[[], list[str]]) -> list[list[str]]:
-    """Run the jobs on threads at once; their results, or the first error raised."""
-    results: list[list[str] | BaseException | None] = [None] * len(jobs)
+    """Run the jobs on threads at once (a barrier starts them together); their results, or the
+    first error raised."""
     start = threading.Barrier(len(jobs), timeout=WAIT)
 
-    def run(index: int) -> None:
-        try:
-            start.wait()
-            results[index] = jobs[index]()
-        except BaseException as error:  # carried back to the test, raised below
-            results[index] = error
+    def run(job: Callable[[], list[str]]) -> list[str]:
+        start.wait()
+        return job()
 
-    threads = [threading.Thread(target=run, args=(index,)) for index in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-        assert not thread.is_alive(), "a scan did not finish"
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return [result for result in results if isinstance(result, list)]
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(run, job) for job in jobs]
+        return [future.result(timeout=120) for future in futures]
 
 
 def test_two_sessions_on_two_threads_report_as_alone(tmp_path: Path, scan_impl: str) -> None:
@@ -136,6 +128,14 @@ def test_a_session_keeps_its_root_while_another_scans_another(
     assert len(manifest_reads) == 4  # documented: the default session keeps the last root only
 
 
+def _pair(sessions: str) -> tuple[Callable[..., scanner.Report], Callable[..., scanner.Report]]:
+    """The scan calls of threads A and B."""
+    if sessions == "one-shot calls":
+        return scanner.scan_root, scanner.scan_root
+    one = scanner.Scanner()
+    return one.scan_root, (one if sessions == "one shared session" else scanner.Scanner()).scan_root
+
+
 @pytest.mark.parametrize("sessions", ["two sessions", "one shared session", "one-shot calls"])
 def test_a_rescan_never_takes_another_scans_plan(
     tmp_path: Path, scan_impl: str, monkeypatch: pytest.MonkeyPatch, sessions: str
@@ -145,12 +145,7 @@ def test_a_rescan_never_takes_another_scans_plan(
     own: the memo is read as one snapshot (with process-wide memo globals, A took B's plan, and
     lost its finding on the excluded binary)."""
     root, _second = _roots(tmp_path)
-    one = scanner.Scanner()
-    scan_a, scan_b = {
-        "two sessions": (one.scan_root, scanner.Scanner().scan_root),
-        "one shared session": (one.scan_root, one.scan_root),
-        "one-shot calls": (scanner.scan_root, scanner.scan_root),
-    }[sessions]
+    scan_a, scan_b = _pair(sessions)
     memo.forget()
     first = scan_a(root, state=tmp_path / "a.state")
     alone = scan_a(root, state=tmp_path / "a.state", rescan="stat")
@@ -222,11 +217,26 @@ def test_the_one_shot_calls_share_the_default_session(
 
 
 def test_a_session_scans_images_and_streams(tmp_path: Path, scan_impl: str) -> None:
-    """iter_scan and scan_image through a session give what the one-shot calls give."""
+    """scan_image and iter_scan through a session give what the one-shot calls give, and a
+    rescan of the image through it reuses what the first scan recorded."""
     root, _second = _roots(tmp_path)
+    layers = build_layers(root, [Put("/opt/app/new", b"added\n")], tmp_path / "layers")
+    write_oci_layout(tmp_path / "oci", layers, image_config())
     session = scanner.Scanner()
+    for directory in ("own", "one-shot"):
+        (tmp_path / directory).mkdir()
+    state_file = tmp_path / "own/image.state"
+    first = session.scan_image(tmp_path / "oci", state=state_file, all_files=True)
+    one_shot = scanner.scan_image(
+        tmp_path / "oci", state=tmp_path / "one-shot/image.state", all_files=True
+    )
+    assert _normalised(first, tmp_path / "own") == _normalised(one_shot, tmp_path / "one-shot")
+    _settle()
+    again = session.scan_image(tmp_path / "oci", state=state_file, rescan="content", all_files=True)
+    assert [f.to_dict() for f in again.findings] == [f.to_dict() for f in first.findings]
+    assert again.stats.files_reused > 0 and again.stats.files_hashed == 0
     streamed = list(session.iter_scan(root, checks=["448"]))
     assert streamed == list(scanner.iter_scan(root, checks=["448"]))
+    stream = session.iter_scan(root, policy=Policy(version=1, collections={}, rules=()))
     with pytest.raises(scanner.UsageError):
-        next(session.iter_scan(root, policy=object()))  # type: ignore[arg-type]
-    assert isinstance(PackageBinariesCheck().listed, dict)
+        next(stream)  # a policy is refused when the stream starts, as iter_scan does
