@@ -15,10 +15,15 @@ from imagebuilder import Put, build_layers, image_config, write_oci_layout
 from test_state import BINARY, _dpkg_root, _settle
 
 import scanner
+from _native import Digest, HashResult, HashStatus, WalkEntry
 from pkgdb import RootFS
 from scanner import memo, state
+from scanner.checks.base import LSTAT, Hit, ListingCheck, ScanContext, ScanOptions
+from scanner.checks.package_binaries import PackageBinariesCheck
+from scanner.content import content_pass
 from scanner.manifests import read_manifests
 from scanner.policy.model import Policy
+from scanner.report import Finding, Problem, Stats
 
 LEVELS = (None, "stat", "content", "stat")  # a first scan with a state, then rescans of it
 WAIT = 20.0  # seconds a thread waits for the other: a bound, never reached when it works
@@ -93,6 +98,11 @@ def test_two_sessions_on_two_threads_report_as_alone(tmp_path: Path, scan_impl: 
         lambda: _scans(sessions[1].scan_root, first, tmp_path / "s2"),
     )
     assert same_root == [alone_first, alone_first]
+    shared = scanner.Scanner()  # correct too, only slower: each scan evicts the other's root
+    assert _threaded(
+        lambda: _scans(shared.scan_root, first, tmp_path / "h1"),
+        lambda: _scans(shared.scan_root, second, tmp_path / "h2"),
+    ) == [alone_first, alone_second]
 
 
 @pytest.fixture
@@ -240,3 +250,59 @@ def test_a_session_scans_images_and_streams(tmp_path: Path, scan_impl: str) -> N
     stream = session.iter_scan(root, policy=Policy(version=1, collections={}, rules=()))
     with pytest.raises(scanner.UsageError):
         next(stream)  # a policy is refused when the stream starts, as iter_scan does
+
+
+class _Lister:
+    """A ListingCheck of two paths, one of them absent, recording what it is asked."""
+
+    id = "9990"
+    title = "lists two paths"
+    markers: tuple[bytes, ...] = ()
+    capture: frozenset[int] = frozenset()
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes, object]] = []
+        self._listed: dict[bytes, int] = {}
+
+    @property
+    def listed(self) -> dict[bytes, int]:
+        return self._listed
+
+    def prepare(self, context: ScanContext) -> Iterator[Finding | Problem]:
+        self._listed = {b"usr/bin/helper": int(Digest.SHA256), b"usr/bin/gone": 0}
+        return iter(())
+
+    def wants(self, entry: WalkEntry) -> int:
+        flags = self._listed.get(entry.path)
+        return 0 if flags is None else flags | LSTAT
+
+    def judge(
+        self, context: ScanContext, entry: WalkEntry, result: HashResult, hits: list[Hit]
+    ) -> Iterator[Finding | Problem]:
+        self.calls.append(("judge", entry.path, result.sha256 is not None))
+        return iter(())
+
+    def judge_unmet(
+        self, context: ScanContext, path: bytes, result: HashResult
+    ) -> Iterator[Finding | Problem]:
+        self.calls.append(("unmet", path, result.status))
+        return iter(())
+
+
+def test_the_content_pass_asks_every_check_alike(tmp_path: Path, scan_impl: str) -> None:
+    """448 is one ContentCheck of the pass among others (a ListingCheck): any check listing
+    paths is offered those the walk meets and, after it, read the others."""
+    root = _dpkg_root(tmp_path)
+    assert isinstance(PackageBinariesCheck(), ListingCheck)
+    lister = _Lister()
+    with RootFS(str(root)) as rootfs:
+        context = ScanContext(
+            root=rootfs, options=ScanOptions(), manifests=read_manifests(rootfs), stats=Stats()
+        )
+        items = list(content_pass(context, [PackageBinariesCheck(), lister]))
+    assert items == []  # the dpkg root is intact
+    assert lister.calls == [
+        ("judge", b"usr/bin/helper", True),
+        ("unmet", b"usr/bin/gone", HashStatus.MISSING),
+    ]
+    assert context.stats.files_checked == 3  # 448's three package files, judged in the pass
