@@ -76,6 +76,7 @@ class _State:
     name: str
     seen: Identity
     decoded: Decoded
+    clean: dict[bytes, Any] | None = None  # its entries of a clean verdict, once asked for
 
 
 def _settled(seen: Seen, read_ns: int) -> bool:
@@ -222,6 +223,23 @@ class Memo:
         with self._lock:
             self._state = _State(name, seen, decoded) if _settled(seen, read_ns) else None
         return decoded
+
+    def clean_entries(
+        self, entries: dict[bytes, Any], make: Callable[[], dict[bytes, Any]]
+    ) -> dict[bytes, Any]:
+        """`make()`: the stat fast path's clean entries of a state's `entries` — kept with the
+        decoded state they belong to, so an unchanged root's rescans do not sift it each time
+        (the walker only reads it)."""
+        kept = self._state
+        if kept is None or kept.decoded[1] is not entries:
+            return make()
+        if kept.clean is not None:
+            return kept.clean
+        clean = make()
+        with self._lock:
+            if self._state is kept:
+                self._state = replace(kept, clean=clean)
+        return clean
 
 
 # The default session's memo: `scanner.scan_root` and friends keep rescans cheap across calls,

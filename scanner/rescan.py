@@ -147,7 +147,12 @@ class StatRescan(Recording):
         # the walk sees is reused with no more questions. ~10k of them in an unchanged root:
         # the walker itself sets them aside (walk(unchanged=...)), with no entry object and no
         # Python per file.
-        return self.state.clean_entries() if self.state.fast_stat() else None
+        if not self.state.fast_stat():
+            return None
+        memo = self.context.memo
+        if memo is None:
+            return self.state.clean_entries()
+        return memo.clean_entries(self.state.previous, self.state.clean_entries)
 
     def admit(self, entry: WalkEntry) -> Admitted:
         if self._skipped(entry.path):
