@@ -89,7 +89,7 @@ def sanity(tools: dict[str, list[str]], state_dir: Path) -> dict[str, Any]:
 IN_PROCESS = r"""
 import json, os, resource, statistics, sys, time
 import scanner
-from scanner import memo
+session = scanner.Scanner()
 root, state_dir, rounds, checks, all_files = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
 options = {"all_files": all_files, **({"checks": checks.split(",")} if checks else {})}
 kept, fresh = os.path.join(state_dir, "kept.state"), os.path.join(state_dir, "fresh.state")
@@ -107,9 +107,9 @@ for round_number in range(rounds):
             if os.path.exists(fresh):
                 os.unlink(fresh)
             # (the decoded kept.state stays: a defender has one state file, this bench two)
-            memo.forget(states=False)
+            session.forget(states=False)
         started, used = time.perf_counter(), cpu()
-        report = scanner.scan_root(root, state=path, rescan=level, **options)
+        report = session.scan_root(root, state=path, rescan=level, **options)
         times[name].append((time.perf_counter() - started, cpu() - used, report.stats.files_reused))
 print(json.dumps({name: {"wall_median": statistics.median(t[0] for t in runs),
                          "cpu_median": statistics.median(t[1] for t in runs),

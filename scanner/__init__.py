@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .kinds import Effect, FindingKind, ProblemKind
     from .report import Finding, ManagerSummary, PackageRef, Problem, Report, Severity, Stats
     from .scan import iter_scan, scan_image, scan_root
+    from .session import Scanner
 
 __all__ = [
     "Effect",
@@ -24,6 +25,7 @@ __all__ = [
     "Problem",
     "ProblemKind",
     "Report",
+    "Scanner",
     "ScannerError",
     "Severity",
     "Stats",
@@ -51,6 +53,7 @@ _LAZY = {
     "Severity": ".report",
     "Stats": ".report",
     "Inventory": ".inventory",
+    "Scanner": ".session",
     "iter_scan": ".scan",
     "list_packages": ".inventory",
     "scan_image": ".scan",

@@ -48,7 +48,7 @@ from pkgdb import InstalledFile
 from .atomic import write_atomically
 from .errors import UsageError
 from .jsonload import DEFAULT_MAX_NODES, InputFileError, count_nodes, load_json
-from .memo import MAX_STATE_BYTES, kept_state
+from .memo import MAX_STATE_BYTES, Memo
 from .miners import read_digests
 from .report import Effect, Finding, FindingKind, PackageRef, Problem, ProblemKind, Severity
 from .version import __version__
@@ -566,12 +566,13 @@ def open_state(
     miner_digests: Iterable[str],
     allow_in_root: bool,
     started_ns: int,
+    memo: Memo,
 ) -> tuple[StateSession, str | None, str | None]:
     """(session, problem, notice): the state to use for this scan and why any was not.
 
     `problem` says why an existing state file was not used (the scan is then a full one);
     `notice` says that there was none yet. UsageError when the file would be inside the root
-    and `allow_in_root` is false.
+    and `allow_in_root` is false. The decoded file is kept by the session's `memo`.
     """
     name = os.fspath(path)
     root_stat = os.stat(root_fd)
@@ -626,8 +627,8 @@ def open_state(
     if level is Rescan.FULL:
         return session, None, None
     try:
-        # Decoded once per process while the file keeps its identity (a defender's loop).
-        old_header, entries = kept_state(
+        # Decoded once per session while the file keeps its identity (a defender's loop).
+        old_header, entries = memo.state(
             name, decode, StateError, directory_fd=session.directory_fd
         )
     except FileNotFoundError:

@@ -81,7 +81,7 @@ def test_a_scan_without_state_keeps_nothing(
     scanner.scan_root(root)
     scanner.scan_root(root)
     assert counted["manifests"] == 0  # read_manifests directly: nothing journaled, nothing kept
-    assert memo._root is None
+    assert memo.DEFAULT._root is None
 
 
 def test_a_fresh_database_is_not_kept(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from _native import Extents, HashResult, WalkEntry
 from _native.throttle import CpuBudget
@@ -15,7 +15,14 @@ from ..manifests import Manifests
 from ..progress import Progress, Silent
 from ..report import Finding, PackageRef, Problem, Severity, Stats, display_path
 
-__all__ = ["Check", "ContentCheck", "Hit", "ScanContext", "ScanOptions"]
+if TYPE_CHECKING:
+    from ..memo import Memo
+
+__all__ = ["LSTAT", "Check", "ContentCheck", "Hit", "ListingCheck", "ScanContext", "ScanOptions"]
+
+# A want of no read (ContentCheck.wants): the file is judged on the hasher's lstat alone. A bit
+# above every Digest flag; the content pass clears it before asking the hasher.
+LSTAT = 1 << 16
 
 # A marker found in a file: (the check's own marker index, the file offset where it starts).
 Hit = tuple[int, int]
@@ -56,6 +63,10 @@ class ScanContext:
     stats: Stats
     progress: Progress = field(default_factory=Silent)
     cpu_budget: CpuBudget | None = None  # --max-cpu, started with the scan
+    # With a state: the session's memo (scanner/memo.py), and whether what it kept may be
+    # reused (not under --rescan full).
+    memo: Memo | None = None
+    trust_memo: bool = False
     _owners: dict[bytes, PackageRef] | None = None
 
     def pace(self) -> None:
@@ -86,6 +97,7 @@ class ScanContext:
         return any(fnmatch.fnmatchcase(shown, pattern) for pattern in self.options.excludes)
 
 
+@runtime_checkable
 class Check(Protocol):
     """A built-in compliance check. Its `id` is permanent: policies and reports refer to it."""
 
@@ -117,7 +129,8 @@ class ContentCheck(Protocol):
         ...
 
     def wants(self, entry: WalkEntry) -> int:
-        """Digest flags (with Digest.CONTENT to be searched) this check needs; 0: not this file."""
+        """Digest flags (with Digest.CONTENT to be searched) this check needs, or LSTAT for no
+        read; 0: not this file."""
         ...
 
     def judge(
@@ -128,4 +141,23 @@ class ContentCheck(Protocol):
         hits: list[Hit],
     ) -> Iterator[Finding | Problem]:
         """Verdicts for one file from its one read; `result.windows` holds captured bytes."""
+        ...
+
+
+@runtime_checkable
+class ListingCheck(ContentCheck, Protocol):
+    """A content check that also judges a list of paths made in `prepare` (448: the package
+    files) wherever they are: met by the walk (then `wants` asks for them) or not (missing,
+    replaced by a symlink, on another mount): those are read after the walk, for `judge_unmet`.
+    """
+
+    @property
+    def listed(self) -> Mapping[bytes, int]:
+        """The listed paths (root-relative, as the walk spells them) and their digest flags."""
+        ...
+
+    def judge_unmet(
+        self, context: ScanContext, path: bytes, result: HashResult
+    ) -> Iterator[Finding | Problem]:
+        """Verdicts for a listed path the walk did not meet, read after it."""
         ...

@@ -30,12 +30,12 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 
 import _native
-from _native import Digest, FileKind, HashResult, HashStatus
+from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
 from pkgdb import READERS, DigestAlgorithm, InstalledFile, Verify
 
 from ..progress import Phase
 from ..report import Finding, FindingKind, PackageRef, Problem, ProblemKind, Severity
-from .base import ScanContext
+from .base import LSTAT, Hit, ScanContext
 
 __all__ = ["PackageBinariesCheck", "is_binary"]
 
@@ -161,12 +161,33 @@ class VerifyPlan:
 
 
 class PackageBinariesCheck:
-    """Hashes every package-owned file once and compares it with the manifest's digest."""
+    """Hashes every package-owned file once and compares it with the manifest's digest.
+
+    Run alone (`run`) it reads its plan's paths in manifest order; in the content pass it is a
+    ListingCheck: its plan's paths are its `listed`, judged from the walk's one read of each,
+    and those the walk did not meet afterwards.
+    """
 
     id = ID
     version = VERSION
     title = TITLE
     worst: Severity | None = WORST
+    markers: tuple[bytes, ...] = ()
+    capture: frozenset[int] = frozenset()
+
+    def __init__(self) -> None:
+        self._plan = VerifyPlan()  # made by prepare()
+        # The kept plan's fingerprint (scanner/memo.py), or None: the state computes it.
+        self.fingerprint: str | None = None
+
+    @property
+    def verify_plan(self) -> VerifyPlan:
+        """The plan prepare() made (empty before)."""
+        return self._plan
+
+    @property
+    def listed(self) -> dict[bytes, int]:
+        return self._plan.flags
 
     def run(self, context: ScanContext) -> Iterator[Finding | Problem]:
         """Verify every package file on its own (when no other check reads the files)."""
@@ -184,9 +205,34 @@ class PackageBinariesCheck:
                 cpu_budget=context.cpu_budget,
             )
             for path, result in zip(batch, results, strict=True):
-                yield from self.judge(context, plan, path, result)
+                yield from self.verify_path(context, plan, path, result)
             context.pace()
             context.progress.update(Phase.HASH, first + len(batch), len(paths))
+
+    def prepare(self, context: ScanContext) -> Iterator[Finding | Problem]:
+        """Make the plan; with a state, the session's kept one if it still holds (memo.py)."""
+        if context.memo is None:
+            self._plan = yield from self.plan(context)
+            self.fingerprint = None
+        else:
+            self._plan, self.fingerprint = yield from context.memo.plan(
+                context, self.plan, context.trust_memo
+            )
+
+    def wants(self, entry: WalkEntry) -> int:
+        flags = self._plan.flags.get(entry.path)
+        return 0 if flags is None else flags | LSTAT  # a record of no digest is judged too
+
+    def judge(
+        self, context: ScanContext, entry: WalkEntry, result: HashResult, hits: list[Hit]
+    ) -> Iterator[Finding | Problem]:
+        """Verdicts on a listed path the walk met (the content pass counts its read)."""
+        return self._verdicts(context, self._plan, entry.path, result)
+
+    def judge_unmet(
+        self, context: ScanContext, path: bytes, result: HashResult
+    ) -> Iterator[Finding | Problem]:
+        return self.verify_path(context, self._plan, path, result)
 
     def plan(self, context: ScanContext) -> Generator[Problem, None, VerifyPlan]:
         """Resolve every manifest path inside the root; what cannot be resolved is a problem."""
@@ -224,14 +270,21 @@ class PackageBinariesCheck:
                 plan.flags[physical] |= _DIGEST_FLAG[record.algorithm]
         return plan
 
-    def judge(
+    def verify_path(
         self, context: ScanContext, plan: VerifyPlan, path: bytes, result: HashResult
     ) -> Iterator[Finding | Problem]:
-        """Verdicts for every manifest record of one physical path, from one hash result."""
+        """Verdicts for every manifest record of one physical path, from one hash result (which
+        is counted as a file hashed when it read a digest)."""
         stats = context.stats
         if result.status is HashStatus.OK and plan.flags[path]:
             stats.files_hashed += 1
             stats.bytes_hashed += result.size
+        return self._verdicts(context, plan, path, result)
+
+    def _verdicts(
+        self, context: ScanContext, plan: VerifyPlan, path: bytes, result: HashResult
+    ) -> Iterator[Finding | Problem]:
+        stats = context.stats
         intact = result.status is HashStatus.OK
         for record in plan.records[path]:
             stats.files_checked += 1
