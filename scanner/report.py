@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "Severity",
     "Stats",
     "display_path",
+    "new_scan_id",
 ]
 
 SCHEMA_VERSION = 1
@@ -39,6 +41,11 @@ class Severity(enum.IntEnum):
 
     def __str__(self) -> str:
         return self.name.lower()
+
+
+def new_scan_id() -> str:
+    """A fresh random UUID4, canonical form: one per scan, so that a replayed report is known."""
+    return str(uuid.uuid4())
 
 
 def display_path(physical: bytes) -> str:
@@ -224,6 +231,8 @@ class Report:
     suppressed: int = 0  # findings a policy rule ignored (dropped from `findings`)
     # The checks that ran, described for the writers (not in the JSON, which lists `checks`).
     check_info: tuple[CheckInfo, ...] = ()
+    # Names this scan among all others: a console stores a report sent twice (a retry) once.
+    scan_id: str = field(default_factory=new_scan_id)
 
     @property
     def complete(self) -> bool:
@@ -233,6 +242,7 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA_VERSION,
+            "scan_id": self.scan_id,
             "scanner": {
                 "name": "scan-root",
                 "version": self.scanner_version,

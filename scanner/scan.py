@@ -250,7 +250,8 @@ def _rescan_level(arguments: ScanArguments) -> Rescan | None:
 
 
 def _identify(report: Report, root: str | os.PathLike[str]) -> None:
-    """Who is scanned: in an ECS task every container reports the task id as its host."""
+    """Who is scanned: in a Fargate task every container reports the task id as its host; an
+    EC2 (or ECS Anywhere) task runs on an instance, and the instance is its host."""
     identity, problems = read_task_metadata()
     report.problems.extend(
         Problem(kind=ProblemKind.TASK_METADATA, message=message) for message in problems
@@ -263,7 +264,10 @@ def _identify(report: Report, root: str | os.PathLike[str]) -> None:
     if identity is None:
         report.target_details["host"] = socket.gethostname()
         return
-    report.target_details["host"] = identity.host
+    # Fargate or not as the policy decides it (policy/evaluate.py `_is_fargate`): the platform's
+    # word first, then the endpoint's LaunchType, and a task that says neither is Fargate.
+    fargate = (platform or identity.launch_type or "FARGATE") == "FARGATE"
+    report.target_details["host"] = identity.host if fargate else socket.gethostname()
     report.target_details["task"] = identity.task_dict()
     if identity.container is not None:
         report.target_details["container"] = identity.container.to_dict()

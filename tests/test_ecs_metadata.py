@@ -1,16 +1,16 @@
-"""ECS task metadata v4: a local HTTP server plays the agent, well-formed and broken."""
+"""ECS task metadata v4: a local HTTP server (testsupport/ecs_agent.py) plays the agent, well-formed
+and broken."""
 
 from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from ecs_agent import Agent, running_agent
 
 from scanner.targets.ecs import (
     METADATA_ENV,
@@ -67,67 +67,10 @@ def task_document(arn: str = NEW_ARN, **changes: Any) -> dict[str, Any]:
     return {key: value for key, value in document.items() if value is not None}
 
 
-class Agent:
-    """What each path answers: (status, body bytes) or "slow" (never answers in time)."""
-
-    def __init__(self) -> None:
-        self.routes: dict[str, tuple[int, bytes] | str] = {}
-        self.release = threading.Event()
-        self.requests: list[str] = []
-        self.uri = ""
-
-    def serve(self, path: str, document: Any, status: int = 200) -> None:
-        body = document if isinstance(document, bytes) else json.dumps(document).encode()
-        self.routes[path] = (status, body)
-
-    def environ(self, container: str = "/v4/app") -> dict[str, str]:
-        return {METADATA_ENV: self.uri + container}
-
-
 @pytest.fixture
 def agent() -> Iterator[Agent]:
-    state = Agent()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            state.requests.append(self.path)
-            route = state.routes.get(self.path, (404, b"404 page not found\n"))
-            if route == "slow":
-                state.release.wait(30)  # far beyond any timeout used here
-                return
-            if route == "trickle":  # each byte well within a socket timeout; the whole, never
-                self.send_response(200)
-                self.send_header("Content-Length", "1000")
-                self.end_headers()
-                while not state.release.wait(0.1):
-                    self.wfile.write(b" ")
-                    self.wfile.flush()
-                return
-            assert isinstance(route, tuple)
-            status, body = route
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    state.uri = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with running_agent() as state:
         yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def serve_task(agent: Agent, arn: str = NEW_ARN, **changes: Any) -> None:
@@ -526,3 +469,38 @@ def test_offline_definitions_are_fargate_only_when_every_one_is(
         )
         paths += ["--task-definition", str(path)]
     assert _gate(tampered, tmp_path, BLOCK_448, *paths) == 4
+
+
+@pytest.mark.parametrize(
+    ("launch_type", "platform", "instance"),
+    [
+        ("FARGATE", None, False),
+        (None, None, False),  # says neither: a Fargate task, as the policy decides it
+        ("EC2", None, True),
+        (None, "AWS_ECS_EC2", True),
+        ("FARGATE", "AWS_ECS_EXTERNAL", True),  # the platform's word wins, as for a block
+        ("EC2", "AWS_ECS_FARGATE", False),
+        ("MANAGED_INSTANCES", None, True),
+    ],
+)
+def test_an_ec2_task_reports_its_instance_as_host(
+    agent: Agent,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    launch_type: str | None,
+    platform: str | None,
+    instance: bool,
+) -> None:
+    """A Fargate task is its own host (the task id); an EC2 task runs on an instance, which is
+    its host (this machine's name), while `target.task` still names the task."""
+    import scanner
+
+    serve_task(agent, LaunchType=launch_type)
+    monkeypatch.setenv(METADATA_ENV, agent.uri + "/v4/app")
+    if platform is None:
+        monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
+    else:
+        monkeypatch.setenv("AWS_EXECUTION_ENV", platform)
+    target = scanner.scan_root(tmp_path, checks=["426"]).to_dict()["target"]
+    assert target["host"] == (socket.gethostname() if instance else TASK_ID)
+    assert target["task"]["id"] == TASK_ID and target["container"]["name"] == "app"

@@ -25,13 +25,17 @@ VERSION = "<VERSION>"
 IMPLEMENTATION = "<IMPLEMENTATION>"
 HOST = "<HOST>"
 SECONDS = "<SECONDS>"
+SCAN_ID = "<SCAN_ID>"
+# A UUID4 in canonical form: only a well-formed scan id is replaced, so a malformed one shows.
+_UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 
 
 def normalise(form: str, text: str, base: Path) -> str:
     """The one place volatile parts of a report are replaced by placeholders before comparing.
 
     Volatile: the scanner's version, which core ran (cython or python: both must give the same
-    report), the host name, the scan's duration, and the temporary directory the root was built
+    report), the host name, the scan's duration, the scan's random id (JSON `scan_id`, SARIF
+    `scan_id` and `automationDetails.guid`), and the temporary directory the root was built
     in (`base`, wherever it appears: root, env-file source, SARIF base URI). The text is edited
     in place, never parsed and re-written, so that layout, escaping, order and every other
     value are compared exactly as scan-root wrote them.
@@ -53,6 +57,7 @@ def normalise(form: str, text: str, base: Path) -> str:
         )
         text = re.sub(r'"host": "(?:[^"\\]|\\.)*"', f'"host": "{HOST}"', text)
         text = re.sub(r'"seconds": [0-9.eE+-]+', f'"seconds": "{SECONDS}"', text)
+        text = re.sub(rf'"(scan_id|guid)": "{_UUID4}"', rf'"\1": "{SCAN_ID}"', text)
     # SARIF's base URI spells the directory URI-escaped: a $TMPDIR with a space is still found.
     return text.replace(str(base), BASE).replace(quote(str(base)), BASE)
 
@@ -117,7 +122,8 @@ def test_the_golden_root_is_the_same_twice(tmp_path: Path) -> None:
         (
             "json",
             (
-                '{"scanner": {"version": "9.9", "implementation": "cython"}, '
+                '{"scan_id": "0f8fad5b-d9cb-469f-a165-70867728950e", '
+                '"scanner": {"version": "9.9", "implementation": "cython"}, '
                 '"target": {"root": "{base}/root", "host": "box"}, '
                 '"stats": {"seconds": 3.25, "implementation": "cython", "jobs": 1}}'
             ),
@@ -127,6 +133,22 @@ def test_the_golden_root_is_the_same_twice(tmp_path: Path) -> None:
 def test_normalise_replaces_only_the_volatile(form: str, made: str, tmp_path: Path) -> None:
     text = made.replace("{base}", str(tmp_path)).replace("9.9", __version__)
     normal = normalise(form, text, tmp_path)
-    for volatile in (str(tmp_path), "box", "3.25", "cython", "python"):
+    for volatile in (str(tmp_path), "box", "3.25", "cython", "python", "0f8fad5b-d9cb"):
         assert volatile not in normal
     assert "jobs" not in normal or '"jobs": 1' in normal  # fixed by --jobs 1: compared
+
+
+@pytest.mark.parametrize(
+    "scan_id",
+    [
+        "0F8FAD5B-D9CB-469F-A165-70867728950E",  # not canonical: scan-root writes lower case
+        "0f8fad5b-d9cb-169f-a165-70867728950e",  # a version 1 UUID
+        "0f8fad5b-d9cb-469f-7165-70867728950e",  # not the RFC 4122 variant
+        "not-a-uuid",
+    ],
+)
+def test_normalise_keeps_a_malformed_scan_id(scan_id: str, tmp_path: Path) -> None:
+    """Only a canonical UUID4 becomes <SCAN_ID>: anything else stays, so the golden diff shows it."""
+    for form, key in (("json", "scan_id"), ("sarif", "guid")):
+        text = f'{{"{key}": "{scan_id}"}}'
+        assert normalise(form, text, tmp_path) == text

@@ -97,6 +97,7 @@ def test_every_check_is_found_and_the_log_validates(
     log = _sarif(report)
     validator.validate(log)
     run = log["runs"][0]
+    assert run["automationDetails"]["guid"] == report.scan_id  # the schema checks its pattern
     rules = run["tool"]["driver"]["rules"]
     assert [rule["id"] for rule in rules] == list(report.checks)
     assert {result["ruleId"] for result in run["results"]} == set(report.checks)
@@ -124,6 +125,7 @@ def test_empty_report_validates(validator: jsonschema.protocols.Validator) -> No
     log = _sarif(empty)
     validator.validate(log)
     run = log["runs"][0]
+    assert run["automationDetails"]["guid"] == run["properties"]["scan_id"] == empty.scan_id
     assert run["results"] == [] and run["tool"]["driver"]["rules"] == []
     assert run["invocations"][0]["executionSuccessful"] is True
     assert run["properties"]["suppressed"] == 0 and run["properties"]["notices"] == []

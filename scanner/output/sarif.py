@@ -200,9 +200,13 @@ def to_sarif(report: Report) -> dict[str, Any]:
                 ],
             }
         },
+        # The scan's id as the run's GUID: SARIF 2.1.0's runAutomationDetails.guid, a unique id
+        # of the run in the form of a GUID (the schema's pattern admits a UUID4).
+        "automationDetails": {"guid": report.scan_id},
         "invocations": [invocation],
         "results": [_result(finding, rule_index) for finding in report.findings],
         "properties": {
+            "scan_id": report.scan_id,
             "target": {"kind": report.target_kind, "root": report.root, **report.target_details},
             "implementation": report.implementation,
             "complete": report.complete,
