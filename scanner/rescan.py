@@ -19,6 +19,7 @@ from pkgdb import InstalledFile
 
 from .checks.base import ScanContext
 from .checks.package_binaries import PackageBinariesCheck, VerifyPlan
+from .memo import Memo
 from .report import Finding, Problem
 from .state import NO_KEY, Entry, Rescan, StateSession
 
@@ -149,7 +150,7 @@ class StatRescan(Recording):
         # Python per file.
         if not self.state.fast_stat():
             return None
-        memo = self.context.memo
+        memo = _session_memo(self.context)
         if memo is None:
             return self.state.clean_entries()
         return memo.clean_entries(self.state.previous, self.state.clean_entries)
@@ -231,8 +232,9 @@ def strategy(
         complete=binaries is not None,
         fingerprint=binaries.fingerprint if binaries is not None else None,
     )
-    if binaries is not None and context.memo is not None:
-        context.memo.keep_fingerprint(plan, state.header["plan"])
+    memo = _session_memo(context)
+    if binaries is not None and memo is not None:
+        memo.keep_fingerprint(plan, state.header["plan"])
     chosen = {Rescan.STAT: StatRescan, Rescan.CONTENT: ContentRescan}.get(state.level, Recording)
     return chosen(context, state, plan.records)
 
@@ -244,3 +246,9 @@ def _is_state_file(path: bytes, state_path: bytes) -> bool:
     parent, _, name = state_path.rpartition(b"/")
     prefix = (parent + b"/." if parent else b".") + name + b"."
     return path.startswith(prefix) and path.endswith(b".tmp")
+
+
+def _session_memo(context: ScanContext) -> Memo | None:
+    """The session's Memo, when the scan has one: the checks see only the part 448 asks for
+    (package_binaries.PlanMemo), the rescan strategies keep more in it."""
+    return context.memo if isinstance(context.memo, Memo) else None

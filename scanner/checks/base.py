@@ -16,7 +16,7 @@ from ..progress import Progress, Silent
 from ..report import Finding, PackageRef, Problem, Severity, Stats, display_path
 
 if TYPE_CHECKING:
-    from ..memo import Memo
+    from .package_binaries import PlanMemo
 
 __all__ = ["LSTAT", "Check", "ContentCheck", "Hit", "ListingCheck", "ScanContext", "ScanOptions"]
 
@@ -65,7 +65,7 @@ class ScanContext:
     cpu_budget: CpuBudget | None = None  # --max-cpu, started with the scan
     # With a state: the session's memo (scanner/memo.py), and whether what it kept may be
     # reused (not under --rescan full).
-    memo: Memo | None = None
+    memo: PlanMemo | None = None
     trust_memo: bool = False
     _owners: dict[bytes, PackageRef] | None = None
 

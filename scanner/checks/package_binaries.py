@@ -26,8 +26,9 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import _native
 from _native import Digest, FileKind, HashResult, HashStatus, WalkEntry
@@ -158,6 +159,18 @@ class VerifyPlan:
 
     records: dict[bytes, list[InstalledFile]] = field(default_factory=dict)
     flags: dict[bytes, int] = field(default_factory=dict)
+
+
+class PlanMemo(Protocol):
+    """What a scan session keeps for 448 between rescans (scanner/memo.py's Memo is one):
+    typed here, so that the checks never import the session that holds them."""
+
+    def plan(
+        self,
+        context: ScanContext,
+        make: Callable[[ScanContext], Generator[Problem, None, VerifyPlan]],
+        trusted: bool,
+    ) -> Generator[Problem, None, tuple[VerifyPlan, str | None]]: ...
 
 
 class PackageBinariesCheck:
