@@ -156,7 +156,7 @@ class _Object:
 
     def __init__(self, value: object, where: str) -> None:
         if not isinstance(value, dict):
-            raise ReportError(where, "must be an object")
+            raise ReportError(where or "body", "must be an object")
         self.value: dict[str, Any] = value
         self.where = where
 
