@@ -113,15 +113,13 @@ def _listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _open(url: str) -> Engine:
-    """The engine, its schema created if the database is new; an older one is refused."""
-    engine = engine_for(url)
+def _prepare(engine: Engine) -> None:
+    """The schema created if the database is new; an older one is refused (ConsoleDBError)."""
     if ensure_schema(engine) == Revision.CREATED:
         print(
             f"scan-root console: created the database at revision {head_revision()}",
             file=sys.stderr,
         )
-    return engine
 
 
 def _password() -> str:
@@ -135,8 +133,11 @@ def _serve(arguments: argparse.Namespace, url: str) -> int:
     import uvicorn
 
     host, port = _listen(arguments.listen)
-    engine = _open(url)
-    engine.dispose()
+    engine = engine_for(url)
+    try:
+        _prepare(engine)
+    finally:
+        engine.dispose()
     # uvicorn's worker processes import the app anew: they read their settings from here.
     os.environ[DB_ENV] = url
     os.environ[MAX_BYTES_ENV] = str(arguments.max_report_bytes)
@@ -159,30 +160,35 @@ def _run(arguments: argparse.Namespace) -> int:
     url = arguments.db or default_url()
     if arguments.command == "serve":
         return _serve(arguments, url)
-    if arguments.command == "db":
-        engine = engine_for(url)
-        before = revision_of(engine)
-        upgrade(engine)
-        print(
-            f"scan-root console: schema at revision {revision_of(engine)} (was {before})",
-            file=sys.stderr,
-        )
-        return EXIT_OK
-    engine = _open(url)
-    if arguments.command == "token":
-        if arguments.token_command == "create":
-            scopes = [Scope(scope) for scope in arguments.scope or [Scope.INGEST]]
-            print(create_token(engine, arguments.name, scopes))
-        elif arguments.token_command == "list":
-            for info in list_tokens(engine):
-                state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "live"
-                scopes = ",".join(info.scopes)
-                print(f"{info.name}\t{scopes}\t{info.created_at:%Y-%m-%d %H:%M}\t{state}")
+    engine = engine_for(url)
+    try:
+        if arguments.command == "db":
+            before = revision_of(engine)
+            upgrade(engine)
+            after = revision_of(engine)
+            print(f"scan-root console: schema at revision {after} (was {before})", file=sys.stderr)
+            return EXIT_OK
+        _prepare(engine)
+        if arguments.command == "token":
+            _token(arguments, engine)
         else:
-            revoke_token(engine, arguments.name)
+            add_user(engine, arguments.name, _password())
         return EXIT_OK
-    add_user(engine, arguments.name, _password())
-    return EXIT_OK
+    finally:
+        engine.dispose()
+
+
+def _token(arguments: argparse.Namespace, engine: Engine) -> None:
+    if arguments.token_command == "create":
+        scopes = [Scope(scope) for scope in arguments.scope or [Scope.INGEST]]
+        print(create_token(engine, arguments.name, scopes))
+    elif arguments.token_command == "list":
+        for info in list_tokens(engine):
+            state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "live"
+            scopes = ",".join(info.scopes)
+            print(f"{info.name}\t{scopes}\t{info.created_at:%Y-%m-%d %H:%M}\t{state}")
+    else:
+        revoke_token(engine, arguments.name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

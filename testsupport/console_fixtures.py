@@ -175,3 +175,21 @@ def console_server(console_db: ConsoleDB, _console_http: _Served) -> ConsoleServ
     )
     token = create_token(console_db.engine, "defender", [])
     return ConsoleServer(console_db, _console_http.base_url, token)
+
+
+@pytest.fixture(params=ENGINES)
+def private_console_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConsoleDB]:
+    """A database of its own, migrated from empty, for a test that changes its schema."""
+    from console.database import engine_for, upgrade
+
+    if request.param == "postgresql":
+        cluster: postgres.PostgresCluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.url(cluster.new_database())
+    else:
+        url = f"sqlite:///{tmp_path / 'private.db'}"
+    engine = engine_for(url)
+    upgrade(engine)
+    try:
+        yield ConsoleDB(request.param, url, engine)
+    finally:
+        engine.dispose()
