@@ -24,7 +24,7 @@ from .accounts import token_scopes
 from .body import BodyError, read_body
 from .database import DB_ENV, default_url, engine_for
 from .kinds import Scope
-from .report_schema import ReportError, parse_report
+from .report_schema import ReportError, ReportRecord, parse_report
 from .store import store_report
 
 __all__ = ["Settings", "app_from_environment", "create_app"]
@@ -66,7 +66,7 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json"
 
 
-def _parse(data: bytes) -> object:
+def _parse(data: bytes) -> ReportRecord:
     document = load_json(
         data,
         what="body",

@@ -185,8 +185,8 @@ def _token(arguments: argparse.Namespace, engine: Engine) -> None:
     elif arguments.token_command == "list":
         for info in list_tokens(engine):
             state = f"revoked {info.revoked_at:%Y-%m-%d %H:%M}" if info.revoked_at else "live"
-            scopes = ",".join(info.scopes)
-            print(f"{info.name}\t{scopes}\t{info.created_at:%Y-%m-%d %H:%M}\t{state}")
+            granted = ",".join(info.scopes)
+            print(f"{info.name}\t{granted}\t{info.created_at:%Y-%m-%d %H:%M}\t{state}")
     else:
         revoke_token(engine, arguments.name)
 

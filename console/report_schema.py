@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from .kinds import Effect, Severity
 from .models import NAME_LENGTH
@@ -170,7 +170,15 @@ class _Object:
             return None
         return self.value[key]
 
-    def string(self, key: str, *, required: bool = True, limit: int | None = None) -> Any:
+    @overload
+    def string(
+        self, key: str, *, required: Literal[True] = ..., limit: int | None = ...
+    ) -> str: ...
+
+    @overload
+    def string(self, key: str, *, required: bool, limit: int | None = ...) -> str | None: ...
+
+    def string(self, key: str, *, required: bool = True, limit: int | None = None) -> str | None:
         value = self._get(key, required)
         if value is None:
             return None
@@ -180,7 +188,13 @@ class _Object:
             raise ReportError(self.at(key), f"longer than {limit} characters")
         return value
 
-    def name(self, key: str, *, required: bool = True) -> Any:
+    @overload
+    def name(self, key: str, *, required: Literal[True] = ...) -> str: ...
+
+    @overload
+    def name(self, key: str, *, required: bool) -> str | None: ...
+
+    def name(self, key: str, *, required: bool = True) -> str | None:
         """A string that is indexed: bounded, and not empty."""
         value = self.string(key, required=required, limit=NAME_LENGTH)
         if value == "":
@@ -189,7 +203,13 @@ class _Object:
             return None
         return value
 
-    def integer(self, key: str, *, required: bool = True, limit: int = MAX_SMALL_INT) -> Any:
+    @overload
+    def integer(self, key: str, *, required: Literal[True] = ..., limit: int = ...) -> int: ...
+
+    @overload
+    def integer(self, key: str, *, required: bool, limit: int = ...) -> int | None: ...
+
+    def integer(self, key: str, *, required: bool = True, limit: int = MAX_SMALL_INT) -> int | None:
         value = self._get(key, required)
         if value is None:
             return None

@@ -155,7 +155,7 @@ def test_an_older_database_is_refused_until_db_upgrade(
     monkeypatch.setattr(database, "MIGRATIONS", newer_migrations(tmp_path))
     with pytest.raises(ConsoleDBError, match="db upgrade"):
         ensure_schema(private_console_db.engine)
-    code, out, err = run_cli(
+    code, _, err = run_cli(
         capsys, "serve", "--db", private_console_db.url, "--listen", "127.0.0.1:1"
     )
     assert code == 2 and "older than this console's" in err and "db upgrade" in err

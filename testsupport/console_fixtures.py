@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 import postgres
+import pytest
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
