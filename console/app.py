@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -129,7 +130,13 @@ async def _unavailable(request: Request, error: Exception) -> Response:
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[Route("/api/v1/scans", ingest, methods=["POST"])],
-        exception_handlers={HTTPException: _http_error, OperationalError: _unavailable},
+        exception_handlers={
+            HTTPException: _http_error,
+            # The database down or locked too long, or every pooled connection busy: overload,
+            # not a bug; the defender retries.
+            OperationalError: _unavailable,
+            PoolTimeout: _unavailable,
+        },
     )
     app.state.settings = settings
     return app

@@ -35,6 +35,10 @@ MAX_INT = 2**63 - 1
 MAX_SMALL_INT = 2**31 - 1
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Each is a row written in the report's transaction, one statement apiece for containers: a
+# task has at most 10 containers (ECS), an image a few tags; far more is no report of ours.
+MAX_CONTAINERS = 100
+MAX_TAGS = 1000
 
 
 class ReportError(ValueError):
@@ -381,6 +385,8 @@ def _task(target: _Object) -> TaskRecord | None:
     if task is None:
         return None
     containers = task.array("containers") if "containers" in task.value else []
+    if len(containers) > MAX_CONTAINERS:
+        raise ReportError(task.at("containers"), f"more than {MAX_CONTAINERS} containers")
     return TaskRecord(
         arn=task.name("arn"),
         task_id=task.name("id"),
@@ -401,6 +407,8 @@ def _image(target: _Object) -> ImageRecord | None:
     if image is None:
         return None
     tags = image.strings("tags", limit=NAME_LENGTH) if "tags" in image.value else []
+    if len(tags) > MAX_TAGS:
+        raise ReportError(image.at("tags"), f"more than {MAX_TAGS} tags")
     return ImageRecord(
         name=image.name("name", required=False),
         tags=tuple(tag for tag in tags if tag),

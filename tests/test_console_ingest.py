@@ -405,6 +405,24 @@ def test_a_bad_field_is_422_and_named(
     assert count(console_server.db.engine, Scan) == 0
 
 
+def test_too_many_containers_or_tags_are_422(console_server: ConsoleServer, tmp_path: Path) -> None:
+    report = fargate_report(tmp_path)
+    container = report["target"]["task"]["containers"][0]
+    report["target"]["task"]["containers"] = [
+        {**container, "docker_id": f"c{index}"} for index in range(101)
+    ]
+    answer = console_server.post(body(report))
+    assert answer.status_code == 422 and answer.json()["field"] == "target.task.containers"
+    report = fresh(report)
+    report["target"]["task"]["containers"] = report["target"]["task"]["containers"][:100]
+    report["target"]["image"] = {"name": "app", "tags": [f"t{index}" for index in range(1001)]}
+    answer = console_server.post(body(report))
+    assert answer.status_code == 422 and answer.json()["field"] == "target.image.tags"
+    report["target"]["image"]["tags"] = ["1.0", "latest"]
+    assert console_server.post(body(report)).status_code == 201
+    assert count(console_server.db.engine, Container) == 101  # and the scanned one
+
+
 def test_a_refusal_never_quotes_the_value(
     console_server: ConsoleServer, plain_report: dict[str, Any]
 ) -> None:
