@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from child import child_env
 from console_fixtures import ConsoleDB
 from sqlalchemy import select, text
 
@@ -210,7 +211,12 @@ def test_console_without_its_dependencies_says_what_to_install() -> None:
         "sys.exit(entry.main(['console', 'token', 'list']))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=REPO
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=child_env(),
     )
     assert result.returncode == 2
     assert "scan-root[console]" in result.stderr and "Traceback" not in result.stderr

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from child import child_env
 from console_fixtures import ConsoleDB
 from console_reports import make_root, scan_report
 from sqlalchemy import func, select
@@ -26,7 +27,6 @@ from sqlalchemy import func, select
 from console.accounts import create_token
 from console.models import Container, Finding, Host, Image, Problem, Scan, Task
 
-REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30
 
 
@@ -56,8 +56,7 @@ def counts(db: ConsoleDB) -> dict[str, int]:
 
 
 def _environment(db: ConsoleDB, **extra: str) -> dict[str, str]:
-    environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "testsupport")])
+    environment = child_env()  # the console this session imports (the venv's in CI)
     environment["SCAN_ROOT_CONSOLE_DB"] = db.url
     environment.update(extra)
     return environment
