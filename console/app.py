@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, OperationalError
@@ -28,7 +30,7 @@ from .kinds import Scope
 from .report_schema import ReportError, ReportRecord, parse_report
 from .store import store_report
 
-__all__ = ["Settings", "app_from_environment", "create_app"]
+__all__ = ["Settings", "app_from_environment", "create_app", "parse_duration"]
 
 log = logging.getLogger("console")
 
@@ -38,12 +40,26 @@ DEFAULT_MAX_REPORT_BYTES = 64 * 1024 * 1024
 MAX_REPORT_VALUES = 2_000_000
 MAX_REPORT_DEPTH = 64
 MAX_BYTES_ENV = "SCAN_ROOT_CONSOLE_MAX_REPORT_BYTES"
+WINDOW_ENV = "SCAN_ROOT_CONSOLE_DEPLOYED_WINDOW"
+DEFAULT_DEPLOYED_WINDOW = timedelta(hours=24)
+_DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `24h`, `7d`: a positive whole number and its unit; ValueError otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"not a duration like 24h, 30m or 7d: {text!r}")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     engine: Engine
     max_report_bytes: int = DEFAULT_MAX_REPORT_BYTES
+    # An image is deployed while a container running it was reported within this long.
+    deployed_window: timedelta = DEFAULT_DEPLOYED_WINDOW
 
 
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
@@ -147,4 +163,11 @@ def app_from_environment() -> Starlette:
     environment, since uvicorn's workers import the app anew."""
     url = os.environ.get(DB_ENV) or default_url()
     max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_REPORT_BYTES))
-    return create_app(Settings(engine=engine_for(url), max_report_bytes=max_bytes))
+    window = os.environ.get(WINDOW_ENV)
+    return create_app(
+        Settings(
+            engine=engine_for(url),
+            max_report_bytes=max_bytes,
+            deployed_window=parse_duration(window) if window else DEFAULT_DEPLOYED_WINDOW,
+        )
+    )

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import AccountError, add_user, create_token, list_tokens, revoke_token
-from .app import DEFAULT_MAX_REPORT_BYTES, MAX_BYTES_ENV
+from .app import DEFAULT_MAX_REPORT_BYTES, MAX_BYTES_ENV, WINDOW_ENV, parse_duration
 from .database import (
     DB_ENV,
     ConsoleDBError,
@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="largest report accepted, uncompressed (default 64 MiB)",
     )
+    serve.add_argument(
+        "--deployed-window",
+        type=_duration,
+        default="24h",
+        metavar="DURATION",
+        help="an image is deployed while a container running it was reported within this "
+        "long (default 24h; s, m, h or d)",
+    )
 
     db = commands.add_parser("db", help="the database's schema")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
@@ -106,6 +114,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _duration(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _listen(text: str) -> tuple[str, int]:
     host, colon, port = text.rpartition(":")
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -141,6 +157,7 @@ def _serve(arguments: argparse.Namespace, url: str) -> int:
     # uvicorn's worker processes import the app anew: they read their settings from here.
     os.environ[DB_ENV] = url
     os.environ[MAX_BYTES_ENV] = str(arguments.max_report_bytes)
+    os.environ[WINDOW_ENV] = arguments.deployed_window
     uvicorn.run(
         "console.app:app_from_environment",
         factory=True,

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 
 from console import cli, database, entry
 from console.accounts import token_scopes
+from console.app import parse_duration
 from console.credentials import verify_password
 from console.database import ConsoleDBError, default_url, engine_for, ensure_schema, head_revision
 from console.kinds import Scope
@@ -229,3 +230,34 @@ def test_console_help_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     for command in ("serve", "db", "token", "user"):
         assert command in out
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("24h", 86400), ("30m", 1800), ("7d", 604800), ("90s", 90)]
+)
+def test_deployed_window_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0h", "24", "h", "1w", "-1h", "1.5h", "99999999d"])
+def test_bad_deployed_windows_are_refused(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+    with pytest.raises(SystemExit) as done:
+        cli.main(["serve", f"--deployed-window={text}"])
+    assert done.value.code == 2 and "duration" in capsys.readouterr().err
+
+
+def test_serve_settings_reach_the_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """uvicorn's workers build the app from the environment `serve` sets."""
+    from console.app import app_from_environment
+
+    monkeypatch.setenv("SCAN_ROOT_CONSOLE_DB", f"sqlite:///{tmp_path / 'c.db'}")
+    monkeypatch.setenv("SCAN_ROOT_CONSOLE_MAX_REPORT_BYTES", "1234")
+    monkeypatch.setenv("SCAN_ROOT_CONSOLE_DEPLOYED_WINDOW", "2h")
+    settings = app_from_environment().state.settings
+    try:
+        assert settings.max_report_bytes == 1234
+        assert settings.deployed_window.total_seconds() == 7200
+    finally:
+        settings.engine.dispose()
