@@ -6,14 +6,15 @@ set -eu
 cd "$(dirname "$0")"
 
 # images: zstd image layers, and ISA-L's faster gzip decoding (docs/libraries.md).
-extras="[images]"
+# console: `scan-root console` (the results store and its API, docs/console.md).
+extras="[images,console]"
 # libxxhash-dev: xxHash's header, compiled into the hasher (Digest.XXH3, incremental rescans).
 packages="python3 python3-venv python3-dev gcc libssl-dev libxxhash-dev"
 # util-linux's `unshare` isolates custom checks; Essential in Debian, listed to say we rely on it.
 # libseccomp2: the custom checks' seccomp filter (loaded through ctypes; without it they error).
 packages="$packages util-linux libseccomp2"
 if [ "${1:-}" = "--test" ]; then
-    extras="[test]"  # which has those of [images] too
+    extras="[test]"  # which has those of [images] and [console] too
     # Reference tools the tests compare with, and debootstrap for real Debian roots.
     # db5.3-util writes real Berkeley DB rpmdbs (Debian's rpm only reads them).
     # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.
@@ -23,6 +24,8 @@ if [ "${1:-}" = "--test" ]; then
     packages="$packages skopeo"
     # libc6-dev: the sandbox tests compile small static probes (gcc -static needs libc.a).
     packages="$packages libc6-dev"
+    # The console's tests start a throwaway PostgreSQL server of their own (initdb, pg_ctl).
+    packages="$packages postgresql"
 fi
 
 if [ "$(id -u)" = 0 ]; then

@@ -116,6 +116,17 @@ class BuildNative(build_ext):
         super().build_extensions()
 
 
+# The console's dependencies: Starlette under uvicorn, SQLAlchemy 2 with Alembic's migrations,
+# psycopg 3 for PostgreSQL, argon2 for the web users' passwords.
+CONSOLE = [
+    "starlette>=0.37",
+    "uvicorn>=0.29",
+    "SQLAlchemy>=2.0.30",
+    "alembic>=1.13",
+    "psycopg[binary]>=3.1",
+    "argon2-cffi>=23.1",
+]
+
 if NO_EXTENSIONS:
     print("*** scan-root: Pure Python build (SCANNER_NO_EXTENSIONS=1) ***", file=sys.stderr)
     ext_modules = []
@@ -134,11 +145,15 @@ setup(
         "Programming Language :: Cython",
     ],
     python_requires=">=3.11",
-    packages=find_packages(include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native"]),
+    packages=find_packages(
+        include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native", "console"]
+    ),
     package_data={
         "scanner": ["py.typed", "data/*.txt"],
         "pkgdb": ["py.typed"],
         "_native": ["py.typed", "*.pxd", "*.h"],
+        # The Alembic migrations are run from the installed package (console/database.py).
+        "console": ["py.typed", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
     },
     # PyYAML reads policy files (docs/libraries.md); python-debian is only the
     # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
@@ -172,13 +187,21 @@ setup(
             "mypy==2.4.1",
             "types-PyYAML",
             "types-tqdm",
+            # The console's tests, on SQLite and on a throwaway PostgreSQL (httpx: their client).
+            *CONSOLE,
+            "httpx>=0.27",
         ],
+        # `scan-root console`: the results store and its API (docs/console.md). Kept out of the
+        # base install so that a defender's image stays small.
+        "console": CONSOLE,
         # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
         "zstd": ["zstandard>=0.22"],
         # Images: zstd layers, and gzip layers decoded with ISA-L (~2x zlib; else zlib).
         "images": ["zstandard>=0.22", "isal>=1.6"],
     },
-    entry_points={"console_scripts": ["scan-root = scanner.cli:main"]},
+    # console.entry hands `scan-root console ...` to the console and the rest to scanner.cli:main
+    # (which the scanner alone still is): the scanner never imports the console.
+    entry_points={"console_scripts": ["scan-root = console.entry:main"]},
     ext_modules=ext_modules,
     cmdclass={"build_ext": BuildNative},
     zip_safe=False,

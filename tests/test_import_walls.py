@@ -1,4 +1,5 @@
-"""tests/ and bench/ never import each other: what both need lives in testsupport/ (an AST scan)."""
+"""tests/ and bench/ never import each other: what both need lives in testsupport/; the scanner,
+pkgdb/ and _native/ never import the console (imports flow console -> scanner). An AST scan."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ WALLS = {
     "tests": ("bench",),
     "bench": ("tests",),
     "testsupport": ("tests", "bench"),
+    # The console depends on the scanner, never the reverse: a defender's image installs the
+    # scanner without the console's web dependencies (console/entry.py dispatches the command).
+    "scanner": ("console",),
+    "pkgdb": ("console",),
+    "_native": ("console",),
 }
 
 
@@ -99,6 +105,10 @@ def test_no_import_crosses_the_walls(directory: str) -> None:
         ("testsupport", "import debroot\n"),
         ("tests", "import importlib\nscale = importlib.import_module('scale_roots')\n"),
         ("bench", "child = __import__('child')\n"),
+        ("scanner", "from console.store import store_report\n"),
+        ("scanner", "import console\n"),
+        ("pkgdb", "import console.models\n"),
+        ("_native", "x = __import__('console')\n"),
     ],
 )
 def test_the_scan_sees_a_crossing(directory: str, text: str) -> None:

@@ -214,6 +214,18 @@ def test_sdist_carries_every_source_of_the_cython_core(sdist: Path) -> None:
     assert not [name for name in names if name.endswith((".so", ".pyc", ".o"))]
 
 
+def test_sdist_carries_the_console_and_its_migrations(sdist: Path) -> None:
+    """The console's schema is built by Alembic from its migration files: they must ship."""
+    names = _names(sdist)
+    for path in (
+        "console/entry.py",
+        "console/migrations/env.py",
+        "console/migrations/script.py.mako",
+        "console/migrations/versions/0001_initial.py",
+    ):
+        assert path in names
+
+
 def test_version_has_one_source(sdist: Path) -> None:
     version = build_support.read_version(REPO)
     assert version == scanner.__version__

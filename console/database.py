@@ -1,0 +1,170 @@
+"""Where the store is, how to connect to it, and its schema revision (Alembic, run in-process)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+__all__ = [
+    "DB_ENV",
+    "ConsoleDBError",
+    "Revision",
+    "default_url",
+    "engine_for",
+    "ensure_schema",
+    "head_revision",
+    "revision_of",
+    "upgrade",
+]
+
+DB_ENV = "SCAN_ROOT_CONSOLE_DB"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# How long a SQLite writer waits for another's transaction before giving up.
+SQLITE_BUSY_MS = 30_000
+
+
+class ConsoleDBError(Exception):
+    """The database cannot be used as asked (bad URL, older schema, unknown revision)."""
+
+
+def default_url(environ: Mapping[str, str] = os.environ, *, uid: int | None = None) -> str:
+    """`SCAN_ROOT_CONSOLE_DB`, else SQLite in the user's data dir (/var/lib/scan-root as root)."""
+    if environ.get(DB_ENV):
+        return environ[DB_ENV]
+    if (os.geteuid() if uid is None else uid) == 0:
+        folder = Path("/var/lib/scan-root")
+    else:
+        data = environ.get("XDG_DATA_HOME") or str(Path(environ.get("HOME", "~")) / ".local/share")
+        folder = Path(data).expanduser() / "scan-root"
+    return f"sqlite:///{folder / 'console.db'}"
+
+
+def _parse(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConsoleDBError(f"not a database URL: {url!r}") from None
+    if parsed.get_backend_name() not in {"sqlite", "postgresql"}:
+        raise ConsoleDBError(
+            f"unsupported database {parsed.get_backend_name()!r}: sqlite:///PATH or "
+            "postgresql+psycopg://..."
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is what we install
+    return parsed
+
+
+def engine_for(url: str, *, pool_size: int = 5) -> Engine:
+    """An engine for `url`; a SQLite file's folder is created, and its connections set up
+    (WAL, foreign keys, a busy timeout, and writes that take the lock when they begin)."""
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
+        _sqlite_setup(engine)
+        return engine
+    return create_engine(parsed, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(connection: Any, record: Any) -> None:
+        # Autocommit at the driver level: transactions are begun below, by us.
+        connection.isolation_level = None
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, atomic
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # A writer takes the write lock at BEGIN: a deferred transaction that read first would
+        # get SQLITE_BUSY at once, without waiting, when another wrote meanwhile.
+        immediate = connection.get_execution_options().get("sqlite_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config_without_engine()).get_current_head()
+    assert head is not None  # the package ships its migrations
+    return head
+
+
+def _config_without_engine() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def revision_of(engine: Engine) -> str | None:
+    """The database's schema revision; None for a database Alembic never touched."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the database to the newest schema (from empty, or from an older revision)."""
+    command.upgrade(_config(engine), "head")
+
+
+class Revision:
+    """What `ensure_schema` found."""
+
+    CREATED = "created"
+    CURRENT = "current"
+
+
+def ensure_schema(engine: Engine) -> str:
+    """A new (empty) database is created at the newest schema; a current one is left alone.
+
+    An older revision is refused (only `db upgrade` migrates existing data), and so is one this
+    version does not know (a newer console wrote it).
+    """
+    current = revision_of(engine)
+    head = head_revision()
+    if current == head:
+        return Revision.CURRENT
+    if current is None:
+        if _has_tables(engine):
+            raise ConsoleDBError(
+                "the database has tables but no scan-root schema revision: not a console database"
+            )
+        upgrade(engine)
+        return Revision.CREATED
+    script = ScriptDirectory.from_config(_config_without_engine())
+    known = {revision.revision for revision in script.walk_revisions()}
+    if current in known:
+        raise ConsoleDBError(
+            f"the database's schema is at revision {current}, older than this console's "
+            f"({head}): run `scan-root console db upgrade` first (back it up before)"
+        )
+    raise ConsoleDBError(
+        f"the database's schema revision {current} is unknown to this console (a newer "
+        "scan-root wrote it?)"
+    )
+
+
+def _has_tables(engine: Engine) -> bool:
+    from sqlalchemy import inspect
+
+    return bool(inspect(engine).get_table_names())

@@ -1,0 +1,470 @@
+"""A posted body checked against the schema-1 report, field by field, into typed records.
+
+Every refusal names the field (`findings[3].severity`); the value is never quoted, since a
+report is untrusted and what it carries is not ours to echo.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+from .kinds import Effect, Severity
+from .models import NAME_LENGTH
+
+__all__ = [
+    "ContainerRecord",
+    "FindingRecord",
+    "ImageRecord",
+    "PackageRecord",
+    "ProblemRecord",
+    "ReportError",
+    "ReportRecord",
+    "TaskRecord",
+    "parse_report",
+]
+
+SCHEMA = 1
+TARGET_KINDS = frozenset({"rootfs", "image", "task"})
+# The widest integer any column or JSON value holds in both engines.
+MAX_INT = 2**63 - 1
+MAX_SMALL_INT = 2**31 - 1
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Each is a row written in the report's transaction, one statement apiece for containers: a
+# task has at most 10 containers (ECS), an image a few tags; far more is no report of ours.
+MAX_CONTAINERS = 100
+MAX_TAGS = 1000
+
+
+class ReportError(ValueError):
+    """The body is not a schema-1 report: `field` says where (`body` for the whole)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PackageRecord:
+    name: str
+    version: str
+    manager: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRecord:
+    check: str
+    title: str
+    severity: Severity
+    kind: str
+    path: str | None
+    path_hex: str | None
+    package: PackageRecord | None
+    rule: str | None
+    effect: Effect | None
+    baselined: bool
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemRecord:
+    kind: str
+    message: str
+    path: str | None
+    path_hex: str | None
+    check: str | None
+    package: PackageRecord | None
+    errno: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    name: str
+    docker_id: str | None
+    image: str | None
+    image_id: str | None
+
+    @property
+    def key(self) -> str:
+        """Unique on its host: the runtime's id when known (a restart is a new container)."""
+        return self.docker_id or self.name
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    arn: str
+    task_id: str
+    family: str | None
+    revision: str | None
+    cluster: str | None
+    launch_type: str | None
+    availability_zone: str | None
+    containers: tuple[ContainerRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    name: str | None
+    tags: tuple[str, ...]
+    config_id: str | None
+    digest: str | None
+
+    @property
+    def key(self) -> str | None:
+        """Digest when known, else image id, else name; None when the image is unnamed."""
+        if self.digest:
+            return f"digest:{self.digest}"
+        if self.config_id:
+            return f"id:{self.config_id}"
+        if self.name:
+            return f"name:{self.name}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    scan_id: uuid.UUID
+    scanner_version: str
+    implementation: str | None
+    target_kind: str
+    root: str
+    host: str
+    launch_type: str | None
+    task: TaskRecord | None
+    container: ContainerRecord | None
+    image: ImageRecord | None
+    checks: list[str]
+    managers: list[Any]
+    findings: list[FindingRecord]
+    suppressed: int
+    problems: list[ProblemRecord]
+    notices: list[str]
+    complete: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fargate(self) -> bool:
+        """Whether the scanned host is a Fargate task (it is then named by its task id)."""
+        launch = self.task.launch_type if self.task is not None else None
+        return (launch or self.launch_type) == "FARGATE" and self.task is not None
+
+
+class _Object:
+    """One JSON object of the report and where it is, for messages."""
+
+    def __init__(self, value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ReportError(where or "body", "must be an object")
+        self.value: dict[str, Any] = value
+        self.where = where
+
+    def at(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def _get(self, key: str, required: bool) -> Any:
+        if key not in self.value or self.value[key] is None:
+            if required:
+                raise ReportError(self.at(key), "required")
+            return None
+        return self.value[key]
+
+    @overload
+    def string(
+        self, key: str, *, required: Literal[True] = ..., limit: int | None = ...
+    ) -> str: ...
+
+    @overload
+    def string(self, key: str, *, required: bool, limit: int | None = ...) -> str | None: ...
+
+    def string(self, key: str, *, required: bool = True, limit: int | None = None) -> str | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ReportError(self.at(key), "must be a string")
+        if limit is not None and len(value) > limit:
+            raise ReportError(self.at(key), f"longer than {limit} characters")
+        return value
+
+    @overload
+    def name(self, key: str, *, required: Literal[True] = ...) -> str: ...
+
+    @overload
+    def name(self, key: str, *, required: bool) -> str | None: ...
+
+    def name(self, key: str, *, required: bool = True) -> str | None:
+        """A string that is indexed: bounded, and not empty."""
+        value = self.string(key, required=required, limit=NAME_LENGTH)
+        if value == "":
+            if required:
+                raise ReportError(self.at(key), "must not be empty")
+            return None
+        return value
+
+    @overload
+    def integer(self, key: str, *, required: Literal[True] = ..., limit: int = ...) -> int: ...
+
+    @overload
+    def integer(self, key: str, *, required: bool, limit: int = ...) -> int | None: ...
+
+    def integer(self, key: str, *, required: bool = True, limit: int = MAX_SMALL_INT) -> int | None:
+        value = self._get(key, required)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportError(self.at(key), "must be an integer")
+        if not 0 <= value <= limit:
+            raise ReportError(self.at(key), f"must be between 0 and {limit}")
+        return value
+
+    def boolean(self, key: str, *, required: bool = True) -> bool:
+        value = self._get(key, required)
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            raise ReportError(self.at(key), "must be true or false")
+        return value
+
+    def object(self, key: str, *, required: bool = True) -> _Object | None:
+        value = self._get(key, required)
+        return None if value is None else _Object(value, self.at(key))
+
+    def array(self, key: str) -> list[Any]:
+        value = self._get(key, True)
+        if not isinstance(value, list):
+            raise ReportError(self.at(key), "must be an array")
+        return value
+
+    def strings(self, key: str, *, limit: int | None = None) -> list[str]:
+        values = self.array(key)
+        for index, value in enumerate(values):
+            if not isinstance(value, str):
+                raise ReportError(f"{self.at(key)}[{index}]", "must be a string")
+            if limit is not None and len(value) > limit:
+                raise ReportError(f"{self.at(key)}[{index}]", f"longer than {limit} characters")
+        return values
+
+
+def check_values(document: object) -> None:
+    """Refuses what no column can hold, wherever it is: a NUL or a lone surrogate in a string
+    (PostgreSQL text has no NUL; neither encodes to UTF-8), a NaN or infinite number, an
+    integer wider than 64 bits. The document's nesting is already bounded (jsonload)."""
+    for place, value in _walk(document):
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ReportError(_render(place), "a string holds a NUL character")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ReportError(_render(place), "a string is not valid Unicode") from None
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ReportError(_render(place), "a number is not finite")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+            raise ReportError(_render(place), "an integer wider than 64 bits")
+
+
+# Where a value is: (parent place, key or index), None at the top. Built as a chain of pairs
+# and spelled out only for a refusal: a million values cost no million strings.
+_Place = tuple[Any, str | int] | None
+
+
+def _walk(document: object) -> Iterator[tuple[_Place, object]]:
+    """Every value of `document` (keys too) with its place; iterative."""
+    stack: list[tuple[_Place, object]] = [(None, document)]
+    while stack:
+        place, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                inner = (place, key)
+                yield inner, key
+                stack.append((inner, child))
+        elif isinstance(item, list):
+            stack.extend(((place, index), child) for index, child in enumerate(item))
+        else:
+            yield place, item
+
+
+def _render(place: _Place) -> str:
+    parts: list[str] = []
+    while place is not None:
+        place, step = place
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        else:  # a key is the sender's text too: named only when it is a plain identifier
+            parts.append(f".{step}" if _KEY.fullmatch(step) else ".<key>")
+    return "".join(reversed(parts)).lstrip(".") or "body"
+
+
+def _scan_id(top: _Object) -> uuid.UUID:
+    text = top.string("scan_id", limit=36)
+    try:
+        parsed = uuid.UUID(text)
+    except ValueError:
+        raise ReportError("scan_id", "not a UUID") from None
+    if parsed.version != 4 or str(parsed) != text.lower():
+        raise ReportError("scan_id", "not a UUID4 in its canonical form")
+    return parsed
+
+
+def _package(owner: _Object) -> PackageRecord | None:
+    package = owner.object("package", required=False)
+    if package is None:
+        return None
+    return PackageRecord(
+        name=package.string("name"),
+        version=package.string("version"),
+        manager=package.string("manager", limit=16),
+    )
+
+
+def _path_hex(owner: _Object) -> str | None:
+    value = owner.string("path_hex", required=False)
+    if value is not None and not _HEX.fullmatch(value):
+        raise ReportError(owner.at("path_hex"), "must be lower-case hex digits in pairs")
+    return value
+
+
+def _choice(owner: _Object, key: str, kind: type[Any], *, required: bool) -> Any:
+    value = owner.string(key, required=required)
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ReportError(owner.at(key), f"must be one of {allowed}") from None
+
+
+def _finding(value: object, where: str) -> FindingRecord:
+    item = _Object(value, where)
+    return FindingRecord(
+        check=item.string("check", limit=16),
+        title=item.string("title"),
+        severity=_choice(item, "severity", Severity, required=True),
+        kind=item.string("kind", limit=64),
+        path=item.string("path", required=False),
+        path_hex=_path_hex(item),
+        package=_package(item),
+        rule=item.string("rule", required=False),
+        effect=_choice(item, "effect", Effect, required=False),
+        baselined=item.boolean("baselined", required=False),
+        detail=item.string("detail", required=False),
+    )
+
+
+def _problem(value: object, where: str) -> ProblemRecord:
+    item = _Object(value, where)
+    return ProblemRecord(
+        kind=item.string("kind", limit=64),
+        message=item.string("message"),
+        path=item.string("path", required=False),
+        path_hex=_path_hex(item),
+        check=item.string("check", required=False, limit=16),
+        package=_package(item),
+        errno=item.integer("errno", required=False),
+    )
+
+
+def _container(item: _Object) -> ContainerRecord:
+    return ContainerRecord(
+        name=item.name("name"),
+        docker_id=item.name("docker_id", required=False),
+        image=item.name("image", required=False),
+        image_id=item.name("image_id", required=False),
+    )
+
+
+def _task(target: _Object) -> TaskRecord | None:
+    task = target.object("task", required=False)
+    if task is None:
+        return None
+    containers = task.array("containers") if "containers" in task.value else []
+    if len(containers) > MAX_CONTAINERS:
+        raise ReportError(task.at("containers"), f"more than {MAX_CONTAINERS} containers")
+    return TaskRecord(
+        arn=task.name("arn"),
+        task_id=task.name("id"),
+        family=task.name("family", required=False),
+        revision=task.string("revision", required=False, limit=64),
+        cluster=task.name("cluster", required=False),
+        launch_type=task.string("launch_type", required=False, limit=64),
+        availability_zone=task.string("availability_zone", required=False, limit=64),
+        containers=tuple(
+            _container(_Object(value, f"{task.at('containers')}[{index}]"))
+            for index, value in enumerate(containers)
+        ),
+    )
+
+
+def _image(target: _Object) -> ImageRecord | None:
+    image = target.object("image", required=False)
+    if image is None:
+        return None
+    tags = image.strings("tags", limit=NAME_LENGTH) if "tags" in image.value else []
+    if len(tags) > MAX_TAGS:
+        raise ReportError(image.at("tags"), f"more than {MAX_TAGS} tags")
+    return ImageRecord(
+        name=image.name("name", required=False),
+        tags=tuple(tag for tag in tags if tag),
+        config_id=image.name("id", required=False),
+        digest=image.name("digest", required=False),
+    )
+
+
+def parse_report(document: object) -> ReportRecord:
+    """The report in `document` (parsed JSON), or ReportError naming the first bad field."""
+    top = _Object(document, "")
+    check_values(document)
+    schema = top.value.get("schema")
+    if "schema" not in top.value:
+        raise ReportError("schema", "required")
+    if isinstance(schema, bool) or schema != SCHEMA:
+        raise ReportError("schema", f"unsupported schema version (this console reads {SCHEMA})")
+    scan_id = _scan_id(top)
+    scanner = top.object("scanner")
+    assert scanner is not None
+    if scanner.string("name") != "scan-root":
+        raise ReportError("scanner.name", "must be scan-root")
+    target = top.object("target")
+    assert target is not None
+    kind = target.string("kind", limit=16)
+    if kind not in TARGET_KINDS:
+        raise ReportError("target.kind", f"must be one of {', '.join(sorted(TARGET_KINDS))}")
+    container = target.object("container", required=False)
+    managers = top.array("managers")
+    for index, manager in enumerate(managers):
+        _Object(manager, f"managers[{index}]")
+    stats = top.object("stats")
+    assert stats is not None
+    return ReportRecord(
+        scan_id=scan_id,
+        scanner_version=scanner.string("version", limit=64),
+        implementation=scanner.string("implementation", required=False, limit=64),
+        target_kind=kind,
+        root=target.string("root"),
+        host=target.name("host"),
+        launch_type=target.string("launch_type", required=False, limit=64),
+        task=_task(target),
+        container=None if container is None else _container(container),
+        image=_image(target),
+        checks=top.strings("checks", limit=16),
+        managers=managers,
+        findings=[
+            _finding(value, f"findings[{index}]")
+            for index, value in enumerate(top.array("findings"))
+        ],
+        suppressed=top.integer("suppressed"),
+        problems=[
+            _problem(value, f"problems[{index}]")
+            for index, value in enumerate(top.array("problems"))
+        ],
+        notices=top.strings("notices"),
+        complete=top.boolean("complete"),
+        stats=stats.value,
+    )
