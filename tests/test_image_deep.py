@@ -139,7 +139,6 @@ def test_removers_take_deep_trees_with_few_fds(tmp_path: Path, name: str, few_fd
     top = tmp_path / "tree"
     top.mkdir()
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    making = time.monotonic()
     for level in range(DEPTH):
         os.mkdir("d", dir_fd=fd)
         if level % 1000 == 0:
@@ -150,7 +149,6 @@ def test_removers_take_deep_trees_with_few_fds(tmp_path: Path, name: str, few_fd
         fd = below
     os.close(fd)
     started = time.monotonic()
-    made = started - making  # the same syscalls, once each: linear on this machine, now
     try:
         _native.removers()[name].remove_tree(str(top))
         left = top.exists()
@@ -158,9 +156,9 @@ def test_removers_take_deep_trees_with_few_fds(tmp_path: Path, name: str, few_fd
         if top.exists():  # never leave a tree pytest's own (recursive) cleanup cannot remove
             remove_py.remove_tree(str(top))
     assert not left
-    # Linear, not quadratic: measured against making the tree (a fixed bound failed under load).
-    removing = time.monotonic() - started
-    assert removing < 2 + 4 * made, f"removed in {removing:.1f} s, made in {made:.1f} s"
+    # Linear, not quadratic: ~3 s on a quiet machine, 12 s under a load of 5; a walk that went
+    # back to the top for every level would take many minutes at this depth.
+    assert time.monotonic() - started < 60
 
 
 def test_one_member_20000_directories_deep(tmp_path: Path, few_fds: int) -> None:
