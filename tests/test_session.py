@@ -23,17 +23,17 @@ from scanner.checks.package_binaries import PackageBinariesCheck
 from scanner.content import content_pass
 from scanner.manifests import read_manifests
 from scanner.policy.model import Policy
-from scanner.report import Finding, Problem, Stats
+from scanner.report import Finding, Problem, Severity, Stats
 
 LEVELS = (None, "stat", "content", "stat")  # a first scan with a state, then rescans of it
 WAIT = 20.0  # seconds a thread waits for the other: a bound, never reached when it works
 
 
 def _normalised(report: scanner.Report, state_dir: Path) -> str:
-    """The JSON report minus what differs between two runs of the same scan: its duration, and
-    the state file's own path (in notices and state problems)."""
+    """The JSON report minus what differs between two runs of the same scan: its id and duration,
+    and the state file's own path (in notices and state problems)."""
     data: dict[str, Any] = report.to_dict()
-    del data["stats"]["seconds"]
+    del data["scan_id"], data["stats"]["seconds"]
     return json.dumps(data, sort_keys=True).replace(str(state_dir), "STATE")
 
 
@@ -257,6 +257,7 @@ class _Lister:
 
     id = "9990"
     title = "lists two paths"
+    worst: Severity | None = None  # a ContentCheck's member since the report carries check info
     markers: tuple[bytes, ...] = ()
     capture: frozenset[int] = frozenset()
 
