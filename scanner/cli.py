@@ -312,8 +312,7 @@ def _policy_parser() -> argparse.ArgumentParser:
 
 def _policy(argv: Sequence[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(POLICY_HELP)
-        return EXIT_CLEAN
+        return _write(POLICY_HELP, None)
     if argv[:1] != ["check"]:
         print(
             "usage: scan-root policy check FILE [options] (see scan-root policy --help)",
@@ -354,7 +353,7 @@ def _print_lines(text: str) -> None:
 def _write(text: str, output: str | None) -> int:
     if output is None:
         if sys.stdout is None:  # closed by the caller: the report has nowhere to go
-            print("scan-root: cannot write the report: standard output is closed", file=sys.stderr)
+            print("scan-root: cannot write to standard output: it is closed", file=sys.stderr)
             return EXIT_USAGE
         try:
             sys.stdout.write(text)
@@ -362,7 +361,7 @@ def _write(text: str, output: str | None) -> int:
         except OSError as error:
             discard(sys.stdout.fileno())  # what stays buffered must not fail again at exit
             print(
-                f"scan-root: cannot write the report to standard output: {error.strerror}",
+                f"scan-root: cannot write to standard output: {error.strerror}",
                 file=sys.stderr,
             )
             return EXIT_USAGE

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from child import child_env
 
 
@@ -50,15 +51,16 @@ def test_a_closed_stdout_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
     assert "standard output" in ran.stderr and "Traceback" not in ran.stderr
 
 
-def test_a_reader_gone_from_stdout_is_a_clear_error_not_a_crash(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [("--checks", "425", "--format", "json"), ("policy", "--help")])
+def test_a_reader_gone_from_stdout_is_a_clear_error_not_a_crash(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    argv = (str(_root(tmp_path)), *command) if command[0] != "policy" else command
     child = subprocess.Popen(
-        _cli(str(_root(tmp_path)), "--checks", "425", "--format", "json"),
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        _cli(*argv), env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     assert child.stdout is not None
-    child.stdout.close()  # before the child writes: its report meets a pipe with no reader
+    child.stdout.close()  # before the child writes: its output meets a pipe with no reader
     _, errors = child.communicate(timeout=60)
     message = errors.decode()
     # Not 5 (no bug of scan-root), nor 120 (the interpreter failing to flush stdout at exit).
