@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import os
+import selectors
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,9 @@ from typing import Protocol
 
 # A probe compiles one line; a minute means a hung compiler, not a slow one.
 PROBE_TIMEOUT = 60
+# What is kept of a failing command's output, and of the line quoted from it.
+MAX_OUTPUT = 64 * 1024
+MAX_LINE = 500
 
 
 class Compiler(Protocol):
@@ -90,23 +97,22 @@ class _Probe:
         self.count = 0
 
     def _run(self, command: list[str]) -> str | None:
-        """None when the command succeeds, else its output (FileNotFoundError: no compiler)."""
-        try:
-            result = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=PROBE_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as error:
-            raise ProbeError(
-                f"the C compiler ({command[0]}) did not finish a one-line file in {PROBE_TIMEOUT} s"
-            ) from error
-        if result.returncode == 0:
+        """None when the command succeeds, else (the start of) its output; OSError when it
+        cannot be started (FileNotFoundError: no compiler)."""
+        # Its own session: on a timeout the whole group goes (gcc's cc1 or a wrapper's children
+        # would outlive a kill of the driver alone, hung for ever).
+        with subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ) as process:
+            output = _bounded_read(process, command[0])
+            returncode = process.wait()
+        if returncode == 0:
             return None
-        return result.stdout.decode("utf-8", "replace") or f"exit status {result.returncode}"
+        return output.decode("utf-8", "replace") or f"exit status {returncode}"
 
     def compile(self, source: str) -> str | None:
         self.count += 1
@@ -128,12 +134,43 @@ class _Probe:
         return self._run([*self.compiler.linker_so, objects, *paths, f"-l{library}", "-o", output])
 
 
+def _bounded_read(process: subprocess.Popen[bytes], name: str) -> bytes:
+    """The first MAX_OUTPUT bytes the command writes (the rest read and dropped, so that it is
+    not blocked on a full pipe), until it closes its output; ProbeError, with its process group
+    killed, when that takes PROBE_TIMEOUT."""
+    stream = process.stdout
+    assert stream is not None  # stdout=PIPE
+    deadline = time.monotonic() + PROBE_TIMEOUT
+    kept = bytearray()
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                _kill_group(process)
+                raise ProbeError(
+                    f"the C compiler ({name}) did not finish a one-line file in {PROBE_TIMEOUT} s"
+                )
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                return bytes(kept)
+            kept += chunk[: MAX_OUTPUT - len(kept)]
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the whole group is gone already
+        pass
+    process.wait()
+
+
 def _first_error(output: str) -> str:
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    for line in lines:
-        if "error" in line.lower():
-            return line
-    return lines[0] if lines else "failed"
+    line = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "")
+    # A compiler's line can be anything long (a macro's expansion, a hostile wrapper's output):
+    # the message stays one readable line.
+    return (line[: MAX_LINE - 3] + "...") if len(line) > MAX_LINE else line or "failed"
 
 
 def missing_build_packages(
@@ -150,25 +187,34 @@ def missing_build_packages(
             error = probe.compile("int scan_root_probe;\n")
         except (FileNotFoundError, PermissionError) as exc:
             return [Missing(COMPILER.package, COMPILER.what, f"{compiler.compiler_so[0]}: {exc}")]
+        except OSError as exc:  # there, but no program this machine runs (ENOEXEC...)
+            raise ProbeError(f"cannot run the C compiler {exc.filename}: {exc.strerror}") from exc
         if error is not None:
             raise ProbeError(
                 f"the C compiler ({' '.join(compiler.compiler_so)}) cannot compile an empty file: "
                 f"{_first_error(error)}"
             )
-        # Usually everything is there: one compile and one link say so.
-        headers = "".join(f"#include <{r.header}>\n" for r in requirements if r.header)
-        libraries = [r.library for r in requirements if r.library]
-        if probe.compile(headers) is None and all(probe.link(lib) is None for lib in libraries):
-            return []
-        missing: list[Missing] = []
-        for requirement in requirements:
-            detail = _probe_one(probe, requirement)
-            if detail is None:
-                continue
-            missing.append(Missing(requirement.package, requirement.what, detail))
-            if requirement.needed_by_the_rest:
-                break
-        return missing
+        try:
+            return _probe_all(probe, requirements)
+        except OSError as exc:  # the linker (LDSHARED) is missing or no program: no package guess
+            raise ProbeError(f"cannot run {exc.filename or 'the linker'}: {exc.strerror}") from exc
+
+
+def _probe_all(probe: _Probe, requirements: Sequence[Requirement]) -> list[Missing]:
+    # Usually everything is there: one compile and one link say so.
+    headers = "".join(f"#include <{r.header}>\n" for r in requirements if r.header)
+    libraries = [r.library for r in requirements if r.library]
+    if probe.compile(headers) is None and all(probe.link(lib) is None for lib in libraries):
+        return []
+    missing: list[Missing] = []
+    for requirement in requirements:
+        detail = _probe_one(probe, requirement)
+        if detail is None:
+            continue
+        missing.append(Missing(requirement.package, requirement.what, detail))
+        if requirement.needed_by_the_rest:
+            break
+    return missing
 
 
 def _probe_one(probe: _Probe, requirement: Requirement) -> str | None:

@@ -29,6 +29,7 @@ from .output.destination import check_destination, write_output
 from .output.escape import terminal_safe
 from .prefetch import start_early_prefetch
 from .report import Severity
+from .streams import discard, standard_streams
 from .terminate import Terminated, terminating
 from .version import __version__
 
@@ -311,8 +312,7 @@ def _policy_parser() -> argparse.ArgumentParser:
 
 def _policy(argv: Sequence[str]) -> int:
     if argv[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(POLICY_HELP)
-        return EXIT_CLEAN
+        return _write(POLICY_HELP, None)
     if argv[:1] != ["check"]:
         print(
             "usage: scan-root policy check FILE [options] (see scan-root policy --help)",
@@ -341,8 +341,7 @@ def _policy(argv: Sequence[str]) -> int:
             labels=tuple(args.label),
             fargate=args.fargate,
         )
-    sys.stdout.write(explain(policy, target))
-    return EXIT_CLEAN
+    return _write(explain(policy, target), None)
 
 
 def _print_lines(text: str) -> None:
@@ -353,7 +352,19 @@ def _print_lines(text: str) -> None:
 
 def _write(text: str, output: str | None) -> int:
     if output is None:
-        sys.stdout.write(text)
+        if sys.stdout is None:  # closed by the caller: the report has nowhere to go
+            print("scan-root: cannot write to standard output: it is closed", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()  # here, not at exit: a reader gone is this command's error
+        except OSError as error:
+            discard(sys.stdout.fileno())  # what stays buffered must not fail again at exit
+            print(
+                f"scan-root: cannot write to standard output: {error.strerror}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         return EXIT_CLEAN
     try:
         write_output(output, text)
@@ -381,6 +392,11 @@ def _packages(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns its exit code (EPILOG). A failure of scan-root itself is exit 5
     with its traceback, never Python's 1, which would read as "findings"."""
+    with standard_streams():  # a closed or broken stderr costs its messages, not the exit code
+        return _guarded(argv)
+
+
+def _guarded(argv: Sequence[str] | None) -> int:
     try:
         with terminating():  # a `finally` that removes an image's scratch tree runs on SIGTERM
             return _main(argv)
@@ -494,7 +510,12 @@ def _main(argv: Sequence[str] | None) -> int:
         except baselines.BaselineError as error:
             print(f"scan-root: {terminal_safe(str(error))}", file=sys.stderr)
             return EXIT_USAGE
-    color = args.output is None and args.format == "table" and sys.stdout.isatty()
+    color = (
+        args.output is None
+        and args.format == "table"
+        and sys.stdout is not None
+        and sys.stdout.isatty()
+    )
     if _write(FORMATS[args.format](report, color), args.output) != EXIT_CLEAN:
         return EXIT_USAGE
     fail_on = None if args.fail_on is None else Severity[args.fail_on.upper()]

@@ -6,6 +6,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from typing import TypedDict, Unpack
 
 import _native
@@ -165,7 +166,7 @@ def _stream(
     progress = progress_from(arguments.get("progress"))
     started_ns = time.time_ns()
     level = _rescan_level(arguments)
-    with open_root(root) as rootfs:
+    with open_root(root) as rootfs, ExitStack() as cleanup:
         state: StateSession | None = None
         if level is not None:
             state, trouble, notice = open_state(
@@ -183,6 +184,9 @@ def _stream(
                 started_ns=started_ns,
                 memo=memo,
             )
+            # save() releases what it holds; a scan that ends early (an error, an iter_scan
+            # abandoned) too, or a long-lived caller leaks a descriptor per failed scan.
+            cleanup.callback(state.close)
             if trouble is not None:
                 # Not an unverified item: the scan that follows is a full one.
                 yield Problem(kind=ProblemKind.STATE, message=trouble)

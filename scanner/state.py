@@ -484,9 +484,14 @@ class StateSession:
         try:
             return self._save()
         finally:
-            if self.directory_fd is not None:
-                os.close(self.directory_fd)
-                self.directory_fd = None
+            self.close()
+
+    def close(self) -> None:
+        """Release the state's directory in the root, if one is held (save() does; so does the
+        end of a scan that never got to save)."""
+        if self.directory_fd is not None:
+            os.close(self.directory_fd)
+            self.directory_fd = None
 
     def _save(self) -> str | None:
         if not self.writable:

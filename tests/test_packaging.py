@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 import sysconfig
 import tarfile
+import time
 import tomllib
 from collections.abc import Iterator, Mapping
 from email.message import Message
@@ -461,3 +463,69 @@ def test_a_hung_compiler_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(build_support, "PROBE_TIMEOUT", 0.5)
     with pytest.raises(build_support.ProbeError, match="did not finish"):
         build_support.missing_build_packages(compiler)
+
+
+def _running(pid: int) -> bool:
+    """True while `pid` runs (a zombie has ended: whoever adopted it may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_a_hung_compiler_leaves_no_process_behind(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A driver whose child (gcc's cc1, a ccache) hangs too: killing the driver alone left it.
+    pid_file = tmp_path / "grandchild.pid"
+    compiler = _SysconfigCompiler()
+    compiler.compiler_so = [
+        sys.executable,
+        "-c",
+        (
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+            "time.sleep(30)\n"
+        ),
+    ]
+    monkeypatch.setattr(build_support, "PROBE_TIMEOUT", 2)
+    with pytest.raises(build_support.ProbeError, match="did not finish"):
+        build_support.missing_build_packages(compiler)
+    grandchild = int(pid_file.read_text())
+    for _ in range(100):  # killed with its group: dead (a zombie, or reaped) within a second
+        if not _running(grandchild):
+            return
+        time.sleep(0.01)
+    os.kill(grandchild, signal.SIGKILL)
+    pytest.fail("the hung compiler's child outlived the probe")
+
+
+def test_a_compiler_flooding_its_output_is_quoted_in_one_short_line() -> None:
+    compiler = _SysconfigCompiler()
+    # Eight megabytes on one line, then a failure: the message quotes a bounded part of it.
+    compiler.compiler_so = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stdout.write('error: ' + 'x' * (8 << 20)); sys.exit(1)",
+    ]
+    with pytest.raises(build_support.ProbeError, match="cannot compile an empty file") as raised:
+        build_support.missing_build_packages(compiler)
+    assert len(str(raised.value)) < 2000
+
+
+def test_a_missing_linker_is_a_clear_error() -> None:
+    done = _probe({"LDSHARED": "/nonexistent/scan-root-ld -shared"})
+    assert done.returncode == 1
+    assert "cannot run /nonexistent/scan-root-ld" in done.stderr
+    assert "Traceback" not in done.stderr and "apt-get" not in done.stderr
+
+
+def test_a_compiler_that_is_no_program_is_a_clear_error(tmp_path: Path) -> None:
+    not_a_program = tmp_path / "cc"
+    not_a_program.write_bytes(b"\x00\x01 not an executable format\n")
+    not_a_program.chmod(0o755)
+    done = _probe({"CC": str(not_a_program)})
+    assert done.returncode == 1
+    assert "cannot run the C compiler" in done.stderr and "Traceback" not in done.stderr

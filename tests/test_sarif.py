@@ -23,7 +23,7 @@ import scanner
 from scanner.checks import BUILTIN_CHECKS, CustomCheckSpec, describe_checks, select_checks
 from scanner.output import FORMATS
 from scanner.output.sarif import to_sarif
-from scanner.report import CheckInfo, Finding, Report, Severity
+from scanner.report import CheckInfo, Finding, Problem, ProblemKind, Report, Severity
 from scanner.scan import scan_image
 
 SHARED = Path(
@@ -341,3 +341,13 @@ def test_image_target_validates_without_a_host_base(
         "usr/bin/my%20tool"
     )
     assert findings_tree.TOKEN not in json.dumps(log)
+
+
+@pytest.mark.parametrize("kind", list(ProblemKind))
+def test_every_problem_kind_has_its_own_description(kind: ProblemKind) -> None:
+    # A kind added without one was described by its bare id ("state": "state").
+    report = Report(root="/r", scanner_version="0", implementation="py", checks=())
+    report.problems.append(Problem(kind=kind, message="m"))
+    (descriptor,) = to_sarif(report)["runs"][0]["tool"]["driver"]["notifications"]
+    assert descriptor["id"] == kind
+    assert descriptor["shortDescription"]["text"] not in ("", kind.value)

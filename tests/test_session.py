@@ -23,7 +23,7 @@ from scanner.checks.package_binaries import PackageBinariesCheck
 from scanner.content import content_pass
 from scanner.manifests import read_manifests
 from scanner.policy.model import Policy
-from scanner.report import Finding, Problem, Stats
+from scanner.report import Finding, Problem, Severity, Stats
 
 LEVELS = (None, "stat", "content", "stat")  # a first scan with a state, then rescans of it
 WAIT = 20.0  # seconds a thread waits for the other: a bound, never reached when it works
@@ -258,7 +258,7 @@ class _Lister:
 
     id = "9990"
     title = "lists two paths"
-    worst = None  # no finding of its own
+    worst: Severity | None = None  # a ContentCheck's member since the report carries check info
     markers: tuple[bytes, ...] = ()
     capture: frozenset[int] = frozenset()
 

@@ -15,6 +15,7 @@ from debroot import copy_root, debootstrap_root
 import scanner
 from scanner import cli, state
 from scanner.errors import UsageError
+from scanner.progress import Phase
 from scanner.scan import scan_image
 
 BINARY = b"\x7fELF\x02\x01\x01" + b"\0" * 4000 + b"tool"
@@ -609,3 +610,42 @@ def test_write_atomically_stays_in_the_directory_it_was_given(tmp_path: Path) ->
     assert (tmp_path / "moved/state").read_bytes() == b"data"
     assert list((tmp_path / "elsewhere").iterdir()) == []
     assert [p.name for p in (tmp_path / "moved").iterdir()] == ["state"]  # no temp left
+
+
+class _Stop(Exception):
+    """Raised by a hostile progress callback in the middle of a scan."""
+
+
+class _StopsTheWalk:
+    def update(
+        self, phase: Phase, done: int = 0, total: int | None = None, detail: str = ""
+    ) -> None:
+        if phase is Phase.WALK:
+            raise _Stop
+
+
+def _descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_scan_that_ends_early_releases_its_state_directory(
+    tmp_path: Path, scan_impl: str
+) -> None:
+    # A state kept inside the root holds its directory open until it is saved: a long-lived
+    # session whose scans fail (or whose iter_scan is abandoned) must not leak it each time.
+    root = _dpkg_root(tmp_path)
+    (root / "var/lib/scan").mkdir()
+    state_file = root / "var/lib/scan/state"
+    session = scanner.Scanner()
+    arguments: dict[str, object] = {"state": state_file, "state_in_root": True}
+    before = _descriptors()
+    for _ in range(3):
+        with pytest.raises(_Stop):
+            session.scan_root(root, progress=_StopsTheWalk(), **arguments)  # type: ignore[arg-type]
+    assert _descriptors() == before
+    state_file.write_bytes(b"not a state")  # its problem is the first item streamed
+    for _ in range(3):
+        items = session.iter_scan(root, **arguments)  # type: ignore[arg-type]
+        assert next(items).kind == "state"
+        items.close()
+    assert _descriptors() == before

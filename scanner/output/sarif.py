@@ -14,7 +14,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from ..report import Effect, Finding, Problem, Report, Severity, display_path
+from ..report import Effect, Finding, Problem, ProblemKind, Report, Severity, display_path
 from .escape import json_safe
 
 __all__ = ["SARIF_SCHEMA_URI", "render"]
@@ -30,17 +30,23 @@ _LEVELS = {
     Severity.MEDIUM: "warning",
     Severity.LOW: "note",
 }
-# Problem kinds (Report.problems), described once in the driver's `notifications`.
-_PROBLEMS = {
-    "could-not-verify": "An item could not be verified (a result, never a pass)",
-    "package-db": "A package database could not be read",
-    "walk": "Part of the root could not be walked",
-    "content-skipped": "A file was not searched (too large or unreadable)",
-    "no-package-db": "No package database: nothing to verify package files against",
-    "input": "An input file had a line that could not be used",
-    "image": "Something in the image could not be applied",
-    "image-member-skipped": "An image member was not extracted, so it was not verified",
-    "task-metadata": "The ECS task metadata endpoint could not be read",
+# Problem kinds (Report.problems), described once in the driver's `notifications`: every
+# member (tests/test_sarif.py), so that no notification is described by its bare kind.
+_PROBLEMS: dict[str, str] = {
+    ProblemKind.COULD_NOT_VERIFY: "An item could not be verified (a result, never a pass)",
+    ProblemKind.PACKAGE_DB: "A package database could not be read",
+    ProblemKind.WALK: "Part of the root could not be walked",
+    ProblemKind.CONTENT_SKIPPED: "A file was not searched (too large or unreadable)",
+    ProblemKind.CUSTOM_CHECK_ERROR: "A custom check could not decide",
+    ProblemKind.CUSTOM_CHECK_SKIPPED: "A custom check did not run",
+    ProblemKind.IMAGE_CHANGED: "The image changed while it was scanned",
+    ProblemKind.IMAGE_MEMBER_SKIPPED: "An image member was not extracted, so it was not verified",
+    ProblemKind.NO_PACKAGE_DB: "No package database: nothing to verify package files against",
+    ProblemKind.INPUT: "An input file had a line that could not be used",
+    ProblemKind.IMAGE: "Something in the image could not be applied",
+    ProblemKind.PRIORITY: "The scan's CPU and I/O priority could not be lowered (--nice)",
+    ProblemKind.STATE: "The --state file could not be used or written (a full scan ran)",
+    ProblemKind.TASK_METADATA: "The ECS task metadata endpoint could not be read",
 }
 
 
