@@ -5,6 +5,7 @@ Every answer to bad input is a 4xx with `{"error": ..., "field": ...}`; a 500 wo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -40,6 +41,8 @@ DEFAULT_MAX_REPORT_BYTES = 64 * 1024 * 1024
 MAX_REPORT_VALUES = 2_000_000
 MAX_REPORT_DEPTH = 64
 MAX_BYTES_ENV = "SCAN_ROOT_CONSOLE_MAX_REPORT_BYTES"
+CONCURRENT_ENV = "SCAN_ROOT_CONSOLE_MAX_CONCURRENT_REPORTS"
+DEFAULT_CONCURRENT_REPORTS = 4
 WINDOW_ENV = "SCAN_ROOT_CONSOLE_DEPLOYED_WINDOW"
 DEFAULT_DEPLOYED_WINDOW = timedelta(hours=24)
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
@@ -60,18 +63,31 @@ class Settings:
     max_report_bytes: int = DEFAULT_MAX_REPORT_BYTES
     # An image is deployed while a container running it was reported within this long.
     deployed_window: timedelta = DEFAULT_DEPLOYED_WINDOW
+    # Reports read, parsed and stored at once by this process: each may hold up to
+    # max_report_bytes and ~10 times that parsed, so this is what bounds memory. Parsing holds
+    # the GIL: more at once would not go faster. A report waits for a slot this long, then 503.
+    max_concurrent_reports: int = DEFAULT_CONCURRENT_REPORTS
+    slot_wait_seconds: float = 10.0
 
 
-def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
+def _error(
+    status: int, message: str, field: str | None = None, *, retry_after: bool = False
+) -> JSONResponse:
     body: dict[str, str] = {"error": message}
     if field is not None:
         body["field"] = field
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if retry_after:
+        headers["Retry-After"] = "1"
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
+    values = request.headers.getlist("authorization")
+    if len(values) != 1:
+        # Two Authorization headers: a proxy in front may check one and we the other.
+        return None
+    value = values[0]
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
@@ -84,12 +100,21 @@ def _is_json(content_type: str | None) -> bool:
 
 
 def _parse(data: bytes) -> ReportRecord:
+    # UTF-8 only, without a BOM (RFC 8259): json.loads would take UTF-16 and UTF-32 too, and a
+    # filter in front of the console that reads UTF-8 would not see what the console stores.
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise JSONInputError("body: not valid JSON: starts with a byte order mark")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise JSONInputError("body: not valid JSON: not UTF-8 text") from None
     document = load_json(
-        data,
+        text,
         what="body",
         max_bytes=len(data),  # the size was bounded while reading
         max_depth=MAX_REPORT_DEPTH,
         max_nodes=MAX_REPORT_VALUES,
+        unique_keys=True,
     )
     return parse_report(document)
 
@@ -107,6 +132,31 @@ async def ingest(request: Request) -> Response:
         return _error(403, "Authorization: the token lacks the ingest scope", "Authorization")
     if not _is_json(request.headers.get("content-type")):
         return _error(415, "Content-Type: must be application/json", "Content-Type")
+    slots = _slots(request.app, settings)
+    try:
+        async with asyncio.timeout(settings.slot_wait_seconds):
+            await slots.acquire()
+    except TimeoutError:
+        return _error(503, "busy: too many reports in progress; retry later", retry_after=True)
+    try:
+        return await _take(request, settings, token_id)
+    finally:
+        slots.release()
+
+
+def _slots(app: Starlette, settings: Settings) -> asyncio.Semaphore:
+    """The semaphore bounding this process's reports in progress (made anew when the
+    settings change, as the tests change them)."""
+    current = getattr(app.state, "slots", None)
+    if current is None or current[0] is not settings:
+        current = (settings, asyncio.Semaphore(settings.max_concurrent_reports))
+        app.state.slots = current
+    semaphore: asyncio.Semaphore = current[1]
+    return semaphore
+
+
+async def _take(request: Request, settings: Settings, token_id: int) -> Response:
+    """The report read, checked and stored (within a slot)."""
     try:
         data = await read_body(
             request.stream(),
@@ -129,6 +179,19 @@ async def ingest(request: Request) -> Response:
         # Validation keeps every value within what the columns hold; this is the net under it.
         log.exception("a value the database refused")
         return _error(422, "body: a value the database refuses", "body")
+    if stored.conflict:
+        # Not a replay: another report claims this scan_id. The first stays, whole; this one
+        # is not merged into it nor stored beside it, and the sender is told so.
+        return JSONResponse(
+            {
+                "scan_id": str(stored.scan_id),
+                "stored": False,
+                "error": "scan_id: a different report is stored under this scan_id; "
+                "the first one is kept",
+                "field": "scan_id",
+            },
+            status_code=409,
+        )
     answer = {"scan_id": str(stored.scan_id), "stored": stored.created}
     return JSONResponse(answer, status_code=201 if stored.created else 200)
 
@@ -140,7 +203,7 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 async def _unavailable(request: Request, error: Exception) -> Response:
     log.error("database unavailable: %s", type(error).__name__)
-    return _error(503, "the database is unavailable; retry later")
+    return _error(503, "the database is unavailable; retry later", retry_after=True)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -163,11 +226,13 @@ def app_from_environment() -> Starlette:
     environment, since uvicorn's workers import the app anew."""
     url = os.environ.get(DB_ENV) or default_url()
     max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_REPORT_BYTES))
+    concurrent = int(os.environ.get(CONCURRENT_ENV, DEFAULT_CONCURRENT_REPORTS))
     window = os.environ.get(WINDOW_ENV)
     return create_app(
         Settings(
             engine=engine_for(url),
             max_report_bytes=max_bytes,
+            max_concurrent_reports=concurrent,
             deployed_window=parse_duration(window) if window else DEFAULT_DEPLOYED_WINDOW,
         )
     )

@@ -12,7 +12,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .accounts import AccountError, add_user, create_token, list_tokens, revoke_token
-from .app import DEFAULT_MAX_REPORT_BYTES, MAX_BYTES_ENV, WINDOW_ENV, parse_duration
+from .app import (
+    CONCURRENT_ENV,
+    DEFAULT_CONCURRENT_REPORTS,
+    DEFAULT_MAX_REPORT_BYTES,
+    MAX_BYTES_ENV,
+    WINDOW_ENV,
+    parse_duration,
+)
 from .database import (
     DB_ENV,
     ConsoleDBError,
@@ -63,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_REPORT_BYTES,
         metavar="N",
         help="largest report accepted, uncompressed (default 64 MiB)",
+    )
+    serve.add_argument(
+        "--max-concurrent-reports",
+        type=_positive,
+        default=DEFAULT_CONCURRENT_REPORTS,
+        metavar="N",
+        help="reports each process reads and stores at once; more wait, then 503 (default "
+        f"{DEFAULT_CONCURRENT_REPORTS}): with --max-report-bytes, what bounds memory",
     )
     serve.add_argument(
         "--deployed-window",
@@ -140,9 +155,14 @@ def _prepare(engine: Engine) -> None:
 
 def _password() -> str:
     if sys.stdin.isatty():
-        return getpass.getpass("password: ")
-    line = sys.stdin.readline(MAX_PASSWORD + 2)
-    return line.removesuffix("\n").removesuffix("\r")
+        password = getpass.getpass("password: ")
+    else:
+        line = sys.stdin.readline(MAX_PASSWORD + 2)
+        password = line.removesuffix("\n").removesuffix("\r")
+    if len(password) > MAX_PASSWORD:
+        # Never cut short: the stored hash would be of another password than the one typed.
+        raise AccountError(f"the password is longer than {MAX_PASSWORD} characters")
+    return password
 
 
 def _serve(arguments: argparse.Namespace, url: str) -> int:
@@ -157,6 +177,7 @@ def _serve(arguments: argparse.Namespace, url: str) -> int:
     # uvicorn's worker processes import the app anew: they read their settings from here.
     os.environ[DB_ENV] = url
     os.environ[MAX_BYTES_ENV] = str(arguments.max_report_bytes)
+    os.environ[CONCURRENT_ENV] = str(arguments.max_concurrent_reports)
     os.environ[WINDOW_ENV] = arguments.deployed_window
     uvicorn.run(
         "console.app:app_from_environment",

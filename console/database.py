@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,32 @@ def engine_for(url: str, *, pool_size: int = 5) -> Engine:
     (WAL, foreign keys, a busy timeout, and writes that take the lock when they begin)."""
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(parsed)
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_MS / 1000})
         _sqlite_setup(engine)
         return engine
     return create_engine(parsed, pool_size=pool_size, pool_pre_ping=True)
+
+
+def _check_sqlite_file(parsed: URL) -> None:
+    """The SQLite database must be a file: in memory (or SQLite's nameless temporary file),
+    nothing a command stores outlives it; a device or FIFO is no database (SQLite would put
+    its journal beside it, in /dev). Its folder is created."""
+    name = parsed.database or ""
+    if parsed.query.get("uri") in ("true", "1"):
+        return  # a `file:` URI with its own options: SQLite's to read
+    if name in ("", ":memory:"):
+        raise ConsoleDBError("the console keeps its data in a file: sqlite:///PATH")
+    path = Path(name)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return
+    except OSError as error:
+        raise ConsoleDBError(f"{name}: {error.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConsoleDBError(f"{name}: not a regular file, so not a database")
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -86,7 +107,9 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable at checkpoints, atomic
+        # FULL: a commit is on disk before the 201 that acknowledges it (the defender then
+        # forgets the report). NORMAL, with WAL, may lose the last commits to a power cut.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -203,6 +203,9 @@ class Scan(Base):
     managers: Mapped[list[Any]] = mapped_column(JSON, nullable=False)
     notices: Mapped[list[str]] = mapped_column(JSON, nullable=False)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    # SHA-256 of the report's canonical JSON: a later body with this scan_id is a replay when
+    # it matches, a conflict (refused, the first kept) when not. None: stored before 0002.
+    report_sha256: Mapped[str | None] = mapped_column(String(64))
     __table_args__ = (
         Index(None, "image_id", "received_at"),
         Index(None, "host_id", "container_id", "received_at"),

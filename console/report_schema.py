@@ -6,12 +6,16 @@ report is untrusted and what it carries is not ours to echo.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
+
+from scanner.report import display_path
 
 from .kinds import Effect, Severity
 from .models import NAME_LENGTH
@@ -147,6 +151,9 @@ class ReportRecord:
     notices: list[str]
     complete: bool
     stats: dict[str, Any] = field(default_factory=dict)
+    # SHA-256 of the document's canonical JSON (keys sorted, no spaces): what tells a replay
+    # of this scan_id (the same report, however spaced or compressed) from another report.
+    digest: str = ""
 
     @property
     def fargate(self) -> bool:
@@ -252,21 +259,36 @@ class _Object:
 
 
 def check_values(document: object) -> None:
-    """Refuses what no column can hold, wherever it is: a NUL or a lone surrogate in a string
-    (PostgreSQL text has no NUL; neither encodes to UTF-8), a NaN or infinite number, an
-    integer wider than 64 bits. The document's nesting is already bounded (jsonload)."""
+    """Refuses what no column can hold, wherever it is: a NaN or infinite number, an integer
+    wider than 64 bits, a key with a NUL or a lone surrogate. A string *value* with either is
+    written out in place (`\\x00`, `\\udcff`), not refused: the scanner writes them itself
+    when a scanned root puts them in a package database, and refusing the report would keep a
+    hostile root's findings out of the console. The document's nesting is already bounded
+    (jsonload)."""
     for place, value in _walk(document):
-        if isinstance(value, str):
-            if "\x00" in value:
-                raise ReportError(_render(place), "a string holds a NUL character")
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ReportError(_render(place), "a string is not valid Unicode") from None
+        if isinstance(value, str):  # a key: a value string is cleaned by _walk
+            if not _storable(value):
+                raise ReportError(_render(place), "a key holds a NUL or is not valid Unicode")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ReportError(_render(place), "a number is not finite")
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
             raise ReportError(_render(place), "an integer wider than 64 bits")
+
+
+def _storable(text: str) -> bool:
+    """Whether both engines store `text` as it is: no NUL (PostgreSQL text), and UTF-8."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def written_out(text: str) -> str:
+    """`text` with each NUL and lone surrogate spelled as its escape (`\\x00`, `\\udcff`)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 # Where a value is: (parent place, key or index), None at the top. Built as a chain of pairs
@@ -275,7 +297,8 @@ _Place = tuple[Any, str | int] | None
 
 
 def _walk(document: object) -> Iterator[tuple[_Place, object]]:
-    """Every value of `document` (keys too) with its place; iterative."""
+    """Every key and every value but strings of `document`, with its place; iterative. A string
+    value that no column can hold is replaced, in place, by `written_out`."""
     stack: list[tuple[_Place, object]] = [(None, document)]
     while stack:
         place, item = stack.pop()
@@ -283,10 +306,19 @@ def _walk(document: object) -> Iterator[tuple[_Place, object]]:
             for key, child in item.items():
                 inner = (place, key)
                 yield inner, key
-                stack.append((inner, child))
+                if isinstance(child, str):
+                    if not _storable(child):
+                        item[key] = written_out(child)  # same keys: iteration goes on
+                else:
+                    stack.append((inner, child))
         elif isinstance(item, list):
-            stack.extend(((place, index), child) for index, child in enumerate(item))
-        else:
+            for index, child in enumerate(item):
+                if isinstance(child, str):
+                    if not _storable(child):
+                        item[index] = written_out(child)
+                else:
+                    stack.append(((place, index), child))
+        elif not isinstance(item, str):
             yield place, item
 
 
@@ -323,11 +355,23 @@ def _package(owner: _Object) -> PackageRecord | None:
     )
 
 
-def _path_hex(owner: _Object) -> str | None:
+def _located(owner: _Object) -> tuple[str | None, str | None]:
+    """`path` and `path_hex`, which must agree: the scanner writes `path_hex` only for a path
+    that is not UTF-8, and `path` from the same bytes (display_path). A `path_hex` naming other
+    bytes would have the views show one file while the finding is about another."""
+    path = owner.string("path", required=False)
     value = owner.string("path_hex", required=False)
-    if value is not None and not _HEX.fullmatch(value):
+    if value is None:
+        return path, None
+    if not _HEX.fullmatch(value):
         raise ReportError(owner.at("path_hex"), "must be lower-case hex digits in pairs")
-    return value
+    raw = bytes.fromhex(value)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        if path == display_path(raw):
+            return path, value
+    raise ReportError(owner.at("path_hex"), "does not name the path's bytes (or they are UTF-8)")
 
 
 def _choice(owner: _Object, key: str, kind: type[Any], *, required: bool) -> Any:
@@ -343,13 +387,14 @@ def _choice(owner: _Object, key: str, kind: type[Any], *, required: bool) -> Any
 
 def _finding(value: object, where: str) -> FindingRecord:
     item = _Object(value, where)
+    path, path_hex = _located(item)
     return FindingRecord(
         check=item.string("check", limit=16),
         title=item.string("title"),
         severity=_choice(item, "severity", Severity, required=True),
         kind=item.string("kind", limit=64),
-        path=item.string("path", required=False),
-        path_hex=_path_hex(item),
+        path=path,
+        path_hex=path_hex,
         package=_package(item),
         rule=item.string("rule", required=False),
         effect=_choice(item, "effect", Effect, required=False),
@@ -360,11 +405,12 @@ def _finding(value: object, where: str) -> FindingRecord:
 
 def _problem(value: object, where: str) -> ProblemRecord:
     item = _Object(value, where)
+    path, path_hex = _located(item)
     return ProblemRecord(
         kind=item.string("kind", limit=64),
         message=item.string("message"),
-        path=item.string("path", required=False),
-        path_hex=_path_hex(item),
+        path=path,
+        path_hex=path_hex,
         check=item.string("check", required=False, limit=16),
         package=_package(item),
         errno=item.integer("errno", required=False),
@@ -467,4 +513,10 @@ def parse_report(document: object) -> ReportRecord:
         notices=top.strings("notices"),
         complete=top.boolean("complete"),
         stats=stats.value,
+        digest=_digest(document),
     )
+
+
+def _digest(document: object) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -28,7 +28,9 @@ __all__ = ["Stored", "store_report"]
 @dataclass(frozen=True, slots=True)
 class Stored:
     scan_id: uuid.UUID
-    created: bool  # False: a replay, nothing stored
+    created: bool  # False: a replay, or a conflict; nothing stored
+    # Another report was stored under this scan_id first: it is kept, this one is not.
+    conflict: bool = False
 
 
 def _table(model: Any) -> Table:
@@ -247,6 +249,7 @@ def _insert_scan(
             managers=report.managers,
             notices=report.notices,
             stats=report.stats,
+            report_sha256=report.digest,
             **_counts(report),
             **ids,
         )
@@ -321,6 +324,23 @@ def _point_to_latest(
         )
 
 
+def _stored_digest(connection: Connection, report: ReportRecord) -> str | None:
+    scans = _table(Scan)
+    with connection.begin():
+        digest = connection.execute(
+            select(scans.c.report_sha256).where(scans.c.scan_id == report.scan_id)
+        ).scalar_one_or_none()
+    assert digest is None or isinstance(digest, str)
+    return digest
+
+
+def _not_stored(report: ReportRecord, stored_digest: str | None) -> Stored:
+    """A replay, or (the stored report's digest differs) a conflict. A scan stored before
+    digests were kept (None) cannot be told apart: a replay."""
+    conflict = stored_digest is not None and stored_digest != report.digest
+    return Stored(report.scan_id, created=False, conflict=conflict)
+
+
 def store_report(
     engine: Engine, report: ReportRecord, *, token_id: int | None, now: datetime | None = None
 ) -> Stored:
@@ -332,10 +352,10 @@ def store_report(
             scans = _table(Scan)
             # A shortcut for the usual replay only; the UNIQUE index below is what decides.
             known = connection.execute(
-                select(scans.c.id).where(scans.c.scan_id == report.scan_id)
+                select(scans.c.report_sha256).where(scans.c.scan_id == report.scan_id)
             ).first()
             if known is not None:
-                return Stored(report.scan_id, created=False)
+                return _not_stored(report, known.report_sha256)
             scanned, images = _image_records(report)
             image_ids = _store_images(connection, images, when)
             host_id = _store_host(connection, report, when)
@@ -356,7 +376,9 @@ def store_report(
             )
             if scan is None:  # another process stored it first: undo our upserts too
                 transaction.rollback()
-                return Stored(report.scan_id, created=False)
-            _insert_details(connection, report, scan)
-            _point_to_latest(connection, scan, image_id, container_id, when)
+            else:
+                _insert_details(connection, report, scan)
+                _point_to_latest(connection, scan, image_id, container_id, when)
+        if scan is None:
+            return _not_stored(report, _stored_digest(connection, report))
     return Stored(report.scan_id, created=True)

@@ -138,6 +138,13 @@ def _children(container: dict[str, object] | list[object]) -> Iterator[object]:
     return iter(container.values() if isinstance(container, dict) else container)
 
 
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise JSONInputError("not valid JSON: an object names a key twice")
+    return document
+
+
 def load_json(
     data: bytes | str,
     *,
@@ -145,19 +152,24 @@ def load_json(
     max_bytes: int,
     max_depth: int = DEFAULT_MAX_DEPTH,
     max_nodes: int = DEFAULT_MAX_NODES,
+    unique_keys: bool = False,
 ) -> object:
     """`data` parsed, or JSONInputError saying why not (size, values, UTF-8, syntax, nesting).
 
     The json decoder meets deep nesting with RecursionError, which it raises cleanly (it counts
     its own recursion); that and anything nested past `max_depth` is refused here, so that no
-    caller walking the document can recurse without bound either.
+    caller walking the document can recurse without bound either. `unique_keys` refuses an
+    object that names a key twice (which one counts is the parser's choice: another reader of
+    the same bytes may choose the other).
     """
     if len(data) > max_bytes:
         raise JSONInputError(f"{what}: {len(data)} bytes, over the limit of {max_bytes}")
     if count_nodes(data) > max_nodes:
         raise JSONInputError(f"{what}: more than {max_nodes} JSON values")
     try:
-        document = json.loads(data)
+        document = json.loads(data, object_pairs_hook=_unique if unique_keys else None)
+    except JSONInputError as error:
+        raise JSONInputError(f"{what}: {error}") from None
     except json.JSONDecodeError as error:
         # msg/line/column only: the offending text could be a secret.
         raise JSONInputError(
