@@ -288,14 +288,15 @@ def test_reports_beyond_the_concurrent_limit_wait_then_503(
         time.sleep(0.05)
 
 
+# SQLite's single writer: PostgreSQL has no database-wide write lock to be busy on.
+@pytest.mark.parametrize("console_db", ["sqlite"], indirect=True)
 def test_a_busy_sqlite_database_is_503_and_loses_nothing(
     console_server: ConsoleServer,
     _console_http: Any,
     plain_report: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if console_server.db.kind != "sqlite":
-        pytest.skip("SQLite's single writer")
+    assert console_server.db.kind == "sqlite"
     monkeypatch.setattr(database, "SQLITE_BUSY_MS", 300)
     engine = engine_for(console_server.db.url)
     _console_http.app.state.settings = Settings(engine=engine)
