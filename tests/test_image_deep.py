@@ -177,4 +177,4 @@ def test_one_member_20000_directories_deep(tmp_path: Path, few_fds: int) -> None
             assert sorted(os.listdir(fd)) == ["f", "g"]
         finally:
             os.close(fd)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 60  # ~3 s quiet, 25 s under a load of 5
