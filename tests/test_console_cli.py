@@ -135,10 +135,10 @@ def newer_migrations(tmp_path: Path) -> Path:
     """This version's migrations and one more (a new column): the console of a later version."""
     folder = tmp_path / "migrations"
     shutil.copytree(database.MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0002_later.py").write_text(
+    (folder / "versions" / "later_revision.py").write_text(
         '"""A later revision."""\n'
         "import sqlalchemy as sa\nfrom alembic import op\n\n"
-        f"revision = '0002'\ndown_revision = {head_revision()!r}\n"
+        f"revision = 'later'\ndown_revision = {head_revision()!r}\n"
         "branch_labels = None\ndepends_on = None\n\n\n"
         "def upgrade() -> None:\n"
         "    with op.batch_alter_table('hosts') as batch:\n"
@@ -163,7 +163,7 @@ def test_an_older_database_is_refused_until_db_upgrade(
     assert code == 2 and "older than this console's" in err and "db upgrade" in err
     assert run_cli(capsys, "token", "list", "--db", private_console_db.url)[0] == 2
     code, _, err = run_cli(capsys, "db", "upgrade", "--db", private_console_db.url)
-    assert code == 0 and "0002" in err
+    assert code == 0 and "later" in err
     assert ensure_schema(private_console_db.engine) == database.Revision.CURRENT
     with private_console_db.engine.connect() as connection:
         assert connection.execute(text("SELECT note FROM hosts")).all() == []
