@@ -29,6 +29,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union,
 )
 
 from .filters import Filter, TermKind, like_escape
@@ -171,53 +172,44 @@ def _running(
     return statement
 
 
-def _in_task(image_id: Any, since: datetime, match: Any) -> ColumnElement[bool]:
-    """A current container of the image is in a task `match(task)` selects."""
+def _in_tasks(since: datetime, match: Any) -> Select[Any]:
+    """The images current containers run in tasks `match(task)` selects."""
     running, task = containers.alias(), tasks.alias()
-    return exists(
-        select(running.c.id)
+    return (
+        select(running.c.image_id)
         .join(task, task.c.id == running.c.task_id)
-        .where(running.c.image_id == image_id, running.c.last_seen >= since, match(task))
+        .where(running.c.last_seen >= since, match(task))
     )
 
 
 def _image_conditions(query: ImageQuery, since: datetime) -> list[ColumnElement[bool]]:
+    # The filters select image ids by a UNION of the matches (each on a prefix index), not an
+    # OR of correlated EXISTS: PostgreSQL cannot turn an OR of subqueries into a semi-join,
+    # and would run them for every image.
     conditions: list[ColumnElement[bool]] = []
     if query.deployed:
         conditions.append(exists(_running(images.c.id, since)))
     if query.fargate:
         conditions.append(exists(_running(images.c.id, since, fargate=True)))
     if not query.search.empty:
-        ref = refs.alias()
-        by_ref = exists(
-            select(ref.c.id).where(
-                ref.c.image_id == images.c.id, _matches(ref.c.ref_folded, query.search)
-            )
-        )
-        by_task = _in_task(
-            images.c.id,
+        by_ref = select(refs.c.image_id).where(_matches(refs.c.ref_folded, query.search))
+        by_task = _in_tasks(
             since,
             lambda task: or_(
                 _matches(task.c.family_folded, query.search),
                 _matches(task.c.task_id_folded, query.search),
             ),
         )
-        conditions.append(or_(by_ref, by_task))
+        conditions.append(images.c.id.in_(union(by_ref, by_task)))
     if not query.hosts.empty:
         running, host = containers.alias(), hosts.alias()
-        by_host = exists(
-            select(running.c.id)
+        by_host = (
+            select(running.c.image_id)
             .join(host, host.c.id == running.c.host_id)
-            .where(
-                running.c.image_id == images.c.id,
-                running.c.last_seen >= since,
-                _matches(host.c.name_folded, query.hosts),
-            )
+            .where(running.c.last_seen >= since, _matches(host.c.name_folded, query.hosts))
         )
-        by_task = _in_task(
-            images.c.id, since, lambda task: _matches(task.c.task_id_folded, query.hosts)
-        )
-        conditions.append(or_(by_host, by_task))
+        by_task = _in_tasks(since, lambda task: _matches(task.c.task_id_folded, query.hosts))
+        conditions.append(images.c.id.in_(union(by_host, by_task)))
     return conditions
 
 

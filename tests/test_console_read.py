@@ -456,25 +456,52 @@ def test_pages_cover_every_image_once_in_any_order(scenario_reader: Reader, sort
         assert counts == sorted(counts, reverse=sort.startswith("-"))
 
 
-def test_migrated_filter_columns_are_refolded(tmp_path: Path) -> None:
-    """Revision 0002 refills the filter columns of existing rows with fold()ed values."""
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migrated_filter_columns_are_refolded(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Revision 0002 renames the filter columns and refills existing rows with fold()ed
+    values (0001 wrote str.lower()'s); downgrading gives lower() back."""
     from alembic import command
     from sqlalchemy import text
 
     from console.database import _config, engine_for, upgrade
 
-    engine = engine_for(f"sqlite:///{tmp_path / 'old.db'}")
-    command.upgrade(_config(engine), "0001")
-    now = datetime.now(UTC)
-    with engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO hosts (id, name, name_lower, kind, first_seen, last_seen) "
-                "VALUES (1, 'Straße', 'straße', 'host', :now, :now)"
-            ),
-            {"now": now},
-        )
-    upgrade(engine)
-    with engine.connect() as connection:
-        assert connection.execute(text("SELECT name_folded FROM hosts")).scalar_one() == "strasse"
-    engine.dispose()
+    if kind == "postgresql":
+        cluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.url(cluster.new_database())
+    else:
+        url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = engine_for(url)
+    try:
+        command.upgrade(_config(engine), "0001")
+        now = datetime.now(UTC)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO hosts (id, name, name_lower, kind, first_seen, last_seen) "
+                    "VALUES (1, :name, :lower, 'host', :now, :now)"
+                ),
+                {"name": "STRASSE-\uff37eb", "lower": "strasse-\uff57eb", "now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO tasks (id, arn, task_id, task_id_lower, family, family_lower, "
+                    "host_id, first_seen, last_seen) VALUES (1, 'arn', 'ABC', 'abc', 'Straße', "
+                    "'straße', 1, :now, :now)"
+                ),
+                {"now": now},
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT name_folded FROM hosts")).scalar_one() == (
+                "strasse-web"
+            )
+            row = connection.execute(text("SELECT task_id_folded, family_folded FROM tasks"))
+            assert tuple(row.one()) == ("abc", "strasse")
+        command.downgrade(_config(engine), "0001")
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT family_lower FROM tasks"))
+            assert row.scalar_one() == "straße"
+    finally:
+        engine.dispose()
