@@ -505,3 +505,41 @@ def test_migrated_filter_columns_are_refolded(
             assert row.scalar_one() == "straße"
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("search=%00", 422),
+        ("hosts=a%1Bb", 422),
+        ("search=%FF%FE", 200),  # not UTF-8: read as U+FFFD, a character no name holds
+        ("search=%ED%A0%80*", 200),  # a surrogate's bytes: U+FFFD too
+        ("%FF=1", 422),
+        ("deployed=", 422),
+        ("deployed", 422),
+        ("page=%EF%BC%91", 422),  # a full-width 1
+        ("sort=-%FF", 422),
+        ("search=", 200),
+        ("search=+++", 200),
+        ("per_page=200&page=100000&sort=-hosts", 200),
+    ],
+)
+def test_raw_query_strings(reader: Reader, query: str, status: int) -> None:
+    answer = httpx.get(
+        f"{reader.server.base_url}/api/v1/images?{query}",
+        headers={"Authorization": f"Bearer {reader.token}"},
+        timeout=30,
+    )
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert answer.json() == {"images": [], "total": 0}
+
+
+def test_other_methods_are_refused_in_json(reader: Reader) -> None:
+    for method in ("POST", "PUT", "DELETE"):
+        answer = httpx.request(
+            method,
+            f"{reader.server.base_url}/api/v1/images",
+            headers={"Authorization": f"Bearer {reader.token}"},
+        )
+        assert answer.status_code == 405 and "error" in answer.json()
