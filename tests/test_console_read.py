@@ -543,3 +543,145 @@ def test_other_methods_are_refused_in_json(reader: Reader) -> None:
             headers={"Authorization": f"Bearer {reader.token}"},
         )
         assert answer.status_code == 405 and "error" in answer.json()
+
+
+# --- the listing against a model of what it must select -----------------------------------
+
+
+IMAGE_NAMES = [
+    "registry.example/web:1",
+    "registry.example/Web-API:2",
+    "registry.example/straße:3",
+    "registry.example/worker:4",
+    "sidecar/envoy:1.29",
+]
+FAMILIES = ["fargate-task", "fargate-task-web", "Billing", "ÉCOLE-batch", "worker"]
+INSTANCES = ["ip-10-0-0-1", "IP-10-0-0-2"]
+MODEL_QUERIES = [
+    {},
+    {"deployed": "true"},
+    {"fargate": "true"},
+    {"deployed": "true", "fargate": "true"},
+    {"search": "fargate-task OR fargate-task*"},
+    {"search": "registry.example/web*"},
+    {"search": "REGISTRY.EXAMPLE/STRASSE:3"},
+    {"search": "école*"},
+    {"search": "*", "deployed": "true"},
+    {"hosts": "ip-10-0-0-2"},
+    {"hosts": "ip-*", "fargate": "true"},
+    {"hosts": "t0* OR t1*"},
+    {"hosts": "ip-10-0-0-1 OR t2*", "search": "billing OR worker*"},
+]
+
+
+def _container(task_id: str, name: str, image: str) -> Any:
+    import hashlib
+
+    from console.report_schema import ContainerRecord
+
+    digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
+    return ContainerRecord(name, f"{task_id}-{name}", image, digest)
+
+
+def _model_reports(template: dict[str, Any], seed: int) -> list[tuple[datetime, Any]]:
+    """Forty reports of random tasks, images and ages (0 to 72 h), oldest first."""
+    import dataclasses
+    import random
+
+    from console.report_schema import TaskRecord
+
+    chance = random.Random(seed)
+    base = parse_report(template)
+    now = datetime.now(UTC)
+    made = []
+    for number in range(40):
+        task_no = chance.randrange(8)
+        fargate = task_no % 3 != 0
+        family = FAMILIES[task_no % len(FAMILIES)]
+        task_id = f"t{task_no}{'a' * 31}"
+        image = IMAGE_NAMES[chance.randrange(len(IMAGE_NAMES) - 1)]
+
+        scanned = _container(task_id, "app", image)
+        members = (scanned, _container(task_id, "envoy", IMAGE_NAMES[-1]))
+        task = TaskRecord(
+            arn=f"arn:aws:ecs:us-east-1:1:task/c/{task_id}",
+            task_id=task_id,
+            family=family,
+            revision=str(task_no),
+            cluster="arn:aws:ecs:us-east-1:1:cluster/c",
+            launch_type="FARGATE" if fargate else "EC2",
+            availability_zone=None,
+            containers=members,
+        )
+        report = dataclasses.replace(
+            base,
+            scan_id=uuid.uuid4(),
+            host=task_id if fargate else INSTANCES[task_no % 2],
+            launch_type=task.launch_type,
+            task=task,
+            container=scanned,
+            image=None,
+            findings=base.findings[: chance.randrange(len(base.findings) + 1)],
+        )
+        made.append((now - timedelta(hours=chance.uniform(0, 72), seconds=number), report))
+    return sorted(made, key=lambda item: item[0])
+
+
+def _expected(
+    reports: list[tuple[datetime, Any]], query: dict[str, str], since: datetime
+) -> dict[str, tuple[int, int, int | None]]:
+    """By image name: (hosts, fargate tasks, critical+high+medium+low of its latest scan),
+    for the images `query` selects, computed from the reports alone."""
+    from console.filters import parse
+
+    seen: dict[tuple[str, str], tuple[datetime, str, Any]] = {}  # (host, key): when, image, task
+    latest: dict[str, int] = {}
+    for when, report in reports:
+        for member in report.task.containers:
+            seen[(report.host, member.key)] = (when, member.image, report)
+        latest[report.container.image] = len(report.findings)
+    search, hosts = parse(query.get("search", "")), parse(query.get("hosts", ""))
+    selected = {}
+    for image in IMAGE_NAMES:
+        current = [
+            (host, report)
+            for (host, _), (when, name, report) in seen.items()
+            if name == image and when >= since
+        ]
+        if not any(name == image for _, name, _ in seen.values()):
+            continue
+        fargate = {host for host, report in current if report.fargate}
+        if query.get("deployed") == "true" and not current:
+            continue
+        if query.get("fargate") == "true" and not fargate:
+            continue
+        values = [image] + [v for _, r in current for v in (r.task.family, r.task.task_id)]
+        if not search.matches(values):
+            continue
+        if not hosts.matches([v for h, r in current for v in (h, r.task.task_id)]):
+            continue
+        selected[image] = (len({host for host, _ in current}), len(fargate), latest.get(image))
+    return selected
+
+
+@needs_shared
+@pytest.mark.parametrize("seed", [1, 2])
+def test_listings_select_what_the_model_says(
+    console_server: ConsoleServer, scenario: Scenario, seed: int
+) -> None:
+    reports = _model_reports(scenario.report("T1"), seed)
+    for when, report in reports:
+        store_report(console_server.db.engine, report, token_id=None, now=when)
+    reader = Reader(console_server)
+    for query in MODEL_QUERIES:
+        since = datetime.now(UTC) - timedelta(hours=24)
+        expected = _expected(reports, query, since)
+        got = {
+            image["name"]: (
+                image["hosts"],
+                image["fargate_tasks"],
+                sum(image["compliance"].values()) if image["compliance"] else None,
+            )
+            for image in reader.images(**query)
+        }
+        assert got == expected, query
