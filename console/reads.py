@@ -40,6 +40,7 @@ from .params import Page
 __all__ = [
     "MAX_DETAIL_FINDINGS",
     "MAX_DETAIL_ROWS",
+    "MAX_LISTED_TAGS",
     "HostQuery",
     "HostSort",
     "ImageQuery",
@@ -57,6 +58,7 @@ __all__ = [
 # most recently seen first): a response stays small whatever the store holds.
 MAX_DETAIL_FINDINGS = 5000
 MAX_DETAIL_ROWS = 500
+MAX_LISTED_TAGS = 100  # tags of an image in a listing (its details list up to MAX_DETAIL_ROWS)
 SEVERITIES = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
 
 
@@ -258,13 +260,23 @@ def _image_order(query: ImageQuery, rows: Select[Any]) -> list[Any]:
     return [*_order(columns[query.sort], query.descending), images.c.id.asc()]
 
 
-def _tags(connection: Connection, image_ids: list[int]) -> dict[int, list[str]]:
+def _refs(
+    connection: Connection, image_ids: list[int], *, tags: bool, most: int
+) -> dict[int, list[str]]:
+    """Each image's tags (or names), the first `most` in order: an image seen under many tags
+    over the months keeps a page small."""
     found: dict[int, list[str]] = {image_id: [] for image_id in image_ids}
     if image_ids:
+        rank = func.row_number().over(partition_by=refs.c.image_id, order_by=refs.c.ref)
+        ranked = (
+            select(refs.c.image_id, refs.c.ref, rank.label("rank"))
+            .where(refs.c.image_id.in_(image_ids), refs.c.is_tag == tags)
+            .subquery()
+        )
         for image_id, ref in connection.execute(
-            select(refs.c.image_id, refs.c.ref)
-            .where(refs.c.image_id.in_(image_ids), refs.c.is_tag)
-            .order_by(refs.c.image_id, refs.c.ref)
+            select(ranked.c.image_id, ranked.c.ref)
+            .where(ranked.c.rank <= most)
+            .order_by(ranked.c.image_id, ranked.c.ref)
         ):
             found[image_id].append(ref)
     return found
@@ -294,7 +306,7 @@ def image_page(engine: Engine, query: ImageQuery, since: datetime) -> dict[str, 
     with engine.connect() as connection:
         rows = connection.execute(page).all()
         total = connection.execute(total_query).scalar_one()
-        tags = _tags(connection, [row.id for row in rows])
+        tags = _refs(connection, [row.id for row in rows], tags=True, most=MAX_LISTED_TAGS)
     return {"images": [_image_json(row, tags[row.id]) for row in rows], "total": total}
 
 
@@ -458,16 +470,10 @@ def image_details(engine: Engine, image_id: int, since: datetime) -> dict[str, A
         row = connection.execute(_image_rows(since, [images.c.id == image_id])).first()
         if row is None:
             return None
-        names: dict[bool, list[str]] = {False: [], True: []}
-        for is_tag, ref in connection.execute(
-            select(refs.c.is_tag, refs.c.ref)
-            .where(refs.c.image_id == image_id)
-            .order_by(refs.c.ref)
-        ):
-            names[is_tag].append(ref)
-        image = _image_json(row, names[True])
+        tags = _refs(connection, [image_id], tags=True, most=MAX_DETAIL_ROWS)[image_id]
+        image = _image_json(row, tags)
         image.update(
-            names=names[False],
+            names=_refs(connection, [image_id], tags=False, most=MAX_DETAIL_ROWS)[image_id],
             config_id=row.config_id,
             first_seen=_when(row.first_seen),
             last_seen=_when(row.last_seen),

@@ -4,7 +4,10 @@ PostgreSQL: the issue's acceptance scenario end to end, scopes, hostile paramete
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import json
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -575,8 +578,6 @@ MODEL_QUERIES = [
 
 
 def _container(task_id: str, name: str, image: str) -> Any:
-    import hashlib
-
     from console.report_schema import ContainerRecord
 
     digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
@@ -585,9 +586,6 @@ def _container(task_id: str, name: str, image: str) -> Any:
 
 def _model_reports(template: dict[str, Any], seed: int) -> list[tuple[datetime, Any]]:
     """Forty reports of random tasks, images and ages (0 to 72 h), oldest first."""
-    import dataclasses
-    import random
-
     from console.report_schema import TaskRecord
 
     chance = random.Random(seed)
@@ -685,3 +683,26 @@ def test_listings_select_what_the_model_says(
             for image in reader.images(**query)
         }
         assert got == expected, query
+
+
+@needs_shared
+def test_an_image_seen_under_many_tags_lists_a_bounded_number(
+    console_server: ConsoleServer, scenario: Scenario
+) -> None:
+    from console.reads import MAX_DETAIL_ROWS, MAX_LISTED_TAGS
+
+    from console.report_schema import ImageRecord
+
+    base = parse_report(scenario.report("T1"))
+    image = ImageRecord("registry.example/many", (), None, "sha256:" + "ef" * 32)
+    for batch in range(3):  # 3 x 250 tags: more than either bound
+        tags = tuple(f"v{batch:01d}{n:03d}" for n in range(250))
+        report = dataclasses.replace(
+            base, scan_id=uuid.uuid4(), image=dataclasses.replace(image, tags=tags)
+        )
+        store_report(console_server.db.engine, report, token_id=None)
+    reader = Reader(console_server)
+    [listed] = [i for i in reader.images() if i["name"] == "registry.example/many"]
+    assert listed["tags"] == sorted(listed["tags"]) and len(listed["tags"]) == MAX_LISTED_TAGS
+    details = reader.ok(f"/api/v1/images/{listed['id']}")["image"]
+    assert len(details["tags"]) == MAX_DETAIL_ROWS and details["names"] == [listed["name"]]
