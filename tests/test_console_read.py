@@ -3,6 +3,7 @@ PostgreSQL: the issue's acceptance scenario end to end, scopes, hostile paramete
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import hashlib
@@ -17,16 +18,20 @@ from urllib.parse import urlencode
 import ecs_scenario
 import httpx
 import pytest
+from alembic import command
 from console_fixtures import ConsoleServer
 from ecs_scenario import Scenario
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from console.accounts import create_token, revoke_token
-from console.filters import MAX_TERMS
+from console.app import Settings, create_app
+from console.database import _config, engine_for, upgrade
+from console.filters import MAX_TERMS, parse
 from console.kinds import Scope
 from console.models import Image, Task
 from console.params import MAX_PAGE, MAX_PER_PAGE
-from console.report_schema import parse_report
+from console.reads import MAX_DETAIL_ROWS, MAX_LISTED_TAGS
+from console.report_schema import ContainerRecord, ImageRecord, TaskRecord, parse_report
 from console.store import store_report
 
 needs_shared = pytest.mark.skipif(
@@ -371,9 +376,6 @@ async def asgi_get(app: Any, path: str, query: str, token: str) -> tuple[int, An
 def test_ten_thousand_terms_are_refused(reader: Reader) -> None:
     """A URL the server takes (16 KiB of header) cannot hold 10,000 terms; straight
     to the application, the filter module's cap refuses them (422), unread."""
-    import asyncio
-
-    from console.app import Settings, create_app
 
     expression = " OR ".join(f"t{n}" for n in range(10_000))
     over_http = reader.get("/api/v1/images", {"search": "a OR " * 4000 + "a"})
@@ -465,11 +467,6 @@ def test_migrated_filter_columns_are_refolded(
 ) -> None:
     """Revision 0002 renames the filter columns and refills existing rows with fold()ed
     values (0001 wrote str.lower()'s); downgrading gives lower() back."""
-    from alembic import command
-    from sqlalchemy import text
-
-    from console.database import _config, engine_for, upgrade
-
     if kind == "postgresql":
         cluster = request.getfixturevalue("postgres_cluster")
         url = cluster.url(cluster.new_database())
@@ -577,17 +574,13 @@ MODEL_QUERIES = [
 ]
 
 
-def _container(task_id: str, name: str, image: str) -> Any:
-    from console.report_schema import ContainerRecord
-
+def _container(task_id: str, name: str, image: str) -> ContainerRecord:
     digest = "sha256:" + hashlib.sha256(image.encode()).hexdigest()
     return ContainerRecord(name, f"{task_id}-{name}", image, digest)
 
 
 def _model_reports(template: dict[str, Any], seed: int) -> list[tuple[datetime, Any]]:
     """Forty reports of random tasks, images and ages (0 to 72 h), oldest first."""
-    from console.report_schema import TaskRecord
-
     chance = random.Random(seed)
     base = parse_report(template)
     now = datetime.now(UTC)
@@ -630,8 +623,6 @@ def _expected(
 ) -> dict[str, tuple[int, int, int | None]]:
     """By image name: (hosts, fargate tasks, critical+high+medium+low of its latest scan),
     for the images `query` selects, computed from the reports alone."""
-    from console.filters import parse
-
     seen: dict[tuple[str, str], tuple[datetime, str, Any]] = {}  # (host, key): when, image, task
     latest: dict[str, int] = {}
     for when, report in reports:
@@ -689,10 +680,6 @@ def test_listings_select_what_the_model_says(
 def test_an_image_seen_under_many_tags_lists_a_bounded_number(
     console_server: ConsoleServer, scenario: Scenario
 ) -> None:
-    from console.reads import MAX_DETAIL_ROWS, MAX_LISTED_TAGS
-
-    from console.report_schema import ImageRecord
-
     base = parse_report(scenario.report("T1"))
     image = ImageRecord("registry.example/many", (), None, "sha256:" + "ef" * 32)
     for batch in range(3):  # 3 x 250 tags: more than either bound
