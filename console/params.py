@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .filters import Filter, FilterError, parse
+from .models import NAME_LENGTH
 
 __all__ = [
     "DEFAULT_PER_PAGE",
@@ -96,11 +97,20 @@ def page(params: Mapping[str, str]) -> Page:
 
 
 def expression(params: Mapping[str, str], name: str) -> Filter:
-    """A filter in the product's syntax (console/filters.py); its error is the parameter's."""
+    """A filter in the product's syntax (console/filters.py); its error is the parameter's.
+
+    The store keeps folded values cut to NAME_LENGTH characters (models.folded), which answers
+    exactly for a term shorter than that once folded: a longer one is refused, not guessed.
+    """
     try:
-        return parse(params.get(name, ""))
+        wanted = parse(params.get(name, ""))
     except FilterError as error:
         raise ParamError(name, str(error)) from None
+    if any(len(term.text) >= NAME_LENGTH for term in wanted.terms):
+        raise ParamError(
+            name, f"a term is {NAME_LENGTH} characters or more once case-folded: use a prefix"
+        )
+    return wanted
 
 
 def sort(params: Mapping[str, str], keys: type[Key], default: str) -> tuple[Key, bool]:

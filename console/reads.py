@@ -130,14 +130,15 @@ class TaskQuery:
 
 def _matches(column: Any, wanted: Filter) -> ColumnElement[bool]:
     """`column` (a `*_folded` one) selected by any term. Stored values are cut to NAME_LENGTH
-    characters (models.folded), so a longer term is compared by its first NAME_LENGTH."""
+    characters (models.folded): exact for a term shorter than that (params.expression refuses
+    longer ones; a shorter one never equals a cut value, and a prefix reads only its start)."""
     conditions: list[ColumnElement[bool]] = []
     for term in wanted.terms:
-        text = term.text[:NAME_LENGTH]
+        assert len(term.text) < NAME_LENGTH
         if term.kind is TermKind.EXACT:
-            conditions.append(column == text)
+            conditions.append(column == term.text)
         else:
-            conditions.append(column.like(like_escape(text) + "%", escape="\\"))
+            conditions.append(column.like(like_escape(term.text) + "%", escape="\\"))
     return or_(false(), *conditions)
 
 

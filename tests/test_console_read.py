@@ -693,3 +693,22 @@ def test_an_image_seen_under_many_tags_lists_a_bounded_number(
     assert listed["tags"] == sorted(listed["tags"]) and len(listed["tags"]) == MAX_LISTED_TAGS
     details = reader.ok(f"/api/v1/images/{listed['id']}")["image"]
     assert len(details["tags"]) == MAX_DETAIL_ROWS and details["names"] == [listed["name"]]
+
+
+@needs_shared
+def test_a_name_that_folds_longer_than_its_column_is_stored_and_found(
+    console_server: ConsoleServer, scenario: Scenario
+) -> None:
+    """`ß` folds to `ss`: 512 of them fold to 1,024 characters, cut to the column's 512. A
+    term that long once folded is refused (the cut value cannot answer it exactly)."""
+    report = copy.deepcopy(scenario.report("T1"))
+    report["scan_id"] = str(uuid.uuid4())
+    report["target"]["task"]["family"] = "ß" * 512
+    ingest(console_server, report)
+    reader = Reader(console_server)
+    for term in ("ß" * 255 + "*", "SS" * 255 + "*", "s" * 511 + "*"):
+        assert set(by_name(reader.images(search=term), scenario)) == {"P"}
+    assert by_name(reader.images(search="ß" * 255), scenario) == {}  # exact: 510 of 1,024
+    for term in ("ß" * 256, "ß" * 511 + "x", "s" * 512, "ß" * 300 + "*"):
+        answer = reader.get("/api/v1/images", {"search": term})
+        assert answer.status_code == 422 and "prefix" in answer.json()["error"]
