@@ -11,7 +11,8 @@ its latest scan.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -140,6 +141,17 @@ def _matches(column: Any, wanted: Filter) -> ColumnElement[bool]:
         else:
             conditions.append(column.like(like_escape(term.text) + "%", escape="\\"))
     return or_(false(), *conditions)
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements all see one snapshot, so that a page and its total
+    agree while reports arrive: PostgreSQL's REPEATABLE READ; SQLite's transaction (WAL)."""
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield connection
 
 
 def _when(value: datetime | None) -> str | None:
@@ -304,7 +316,7 @@ def _image_json(row: Any, tags: list[str]) -> dict[str, Any]:
 def image_page(engine: Engine, query: ImageQuery, since: datetime) -> dict[str, Any]:
     """`{"images": [...], "total": N}`: one page of the images the query selects."""
     page, total_query = image_statements(query, since)
-    with engine.connect() as connection:
+    with _reading(engine) as connection:
         rows = connection.execute(page).all()
         total = connection.execute(total_query).scalar_one()
         tags = _refs(connection, [row.id for row in rows], tags=True, most=MAX_LISTED_TAGS)
@@ -467,7 +479,7 @@ def _image_hosts(connection: Connection, image_id: int, since: datetime) -> list
 def image_details(engine: Engine, image_id: int, since: datetime) -> dict[str, Any] | None:
     """One image: its row as the listing shows it, names, latest scan and its findings grouped
     by check, Fargate tasks and hosts; None when there is no such image."""
-    with engine.connect() as connection:
+    with _reading(engine) as connection:
         row = connection.execute(_image_rows(since, [images.c.id == image_id])).first()
         if row is None:
             return None
@@ -548,7 +560,7 @@ def host_page(engine: Engine, query: HostQuery, since: datetime) -> dict[str, An
         HostSort.LAST_SEEN: hosts.c.last_seen,
         HostSort.FIRST_SEEN: hosts.c.first_seen,
     }[query.sort]
-    with engine.connect() as connection:
+    with _reading(engine) as connection:
         rows = connection.execute(
             select(hosts)
             .where(*conditions)
@@ -640,7 +652,7 @@ def task_page(engine: Engine, query: TaskQuery, since: datetime) -> dict[str, An
         TaskSort.FIRST_SEEN: tasks.c.first_seen,
     }[query.sort]
     joined = tasks.join(hosts, hosts.c.id == tasks.c.host_id)
-    with engine.connect() as connection:
+    with _reading(engine) as connection:
         rows = connection.execute(
             select(
                 tasks,

@@ -19,9 +19,9 @@ import ecs_scenario
 import httpx
 import pytest
 from alembic import command
-from console_fixtures import ConsoleServer
+from console_fixtures import ConsoleDB, ConsoleServer
 from ecs_scenario import Scenario
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, insert, select, text
 
 from console.accounts import create_token, revoke_token
 from console.app import Settings, create_app
@@ -30,7 +30,7 @@ from console.filters import MAX_TERMS, parse
 from console.kinds import Scope
 from console.models import Image, Task
 from console.params import MAX_PAGE, MAX_PER_PAGE
-from console.reads import MAX_DETAIL_ROWS, MAX_LISTED_TAGS
+from console.reads import MAX_DETAIL_ROWS, MAX_LISTED_TAGS, ImageQuery, image_page
 from console.report_schema import ContainerRecord, ImageRecord, TaskRecord, parse_report
 from console.store import store_report
 
@@ -712,3 +712,27 @@ def test_a_name_that_folds_longer_than_its_column_is_stored_and_found(
     for term in ("ß" * 256, "ß" * 511 + "x", "s" * 512, "ß" * 300 + "*"):
         answer = reader.get("/api/v1/images", {"search": term})
         assert answer.status_code == 422 and "prefix" in answer.json()["error"]
+
+
+def test_a_page_and_its_total_see_one_snapshot(console_db: ConsoleDB) -> None:
+    """An image stored between the page's query and its total's is in neither."""
+    engine = console_db.engine
+    now = datetime.now(UTC)
+    images = Image.__table__
+    row = {"first_seen": now, "last_seen": now}
+    with engine.begin() as connection:
+        connection.execute(insert(images), [{"key": f"name:i{n}", **row} for n in range(3)])
+    fired: list[bool] = []
+
+    def meanwhile(*_: Any) -> None:
+        if not fired:
+            fired.append(True)
+            with engine.begin() as other:
+                other.execute(insert(images).values(key="name:late", **row))
+
+    event.listen(engine, "after_execute", meanwhile)
+    try:
+        answer = image_page(engine, ImageQuery(), now - timedelta(hours=24))
+    finally:
+        event.remove(engine, "after_execute", meanwhile)
+    assert fired and len(answer["images"]) == answer["total"] == 3
