@@ -1,4 +1,5 @@
-"""The console's ASGI application (Starlette): the ingest endpoint and JSON errors.
+"""The console's ASGI application (Starlette): the ingest endpoint, the read API's routes
+(console/read_api.py) and JSON errors.
 
 Every answer to bad input is a 4xx with `{"error": ..., "field": ...}`; a 500 would be a bug.
 """
@@ -24,12 +25,14 @@ from starlette.routing import Route
 
 from scanner.jsonload import JSONInputError, load_json
 
-from .accounts import token_scopes
 from .body import BodyError, read_body
 from .database import DB_ENV, default_url, engine_for
 from .kinds import Scope
+from .read_api import routes as read_routes
 from .report_schema import ReportError, ReportRecord, parse_report
 from .store import store_report
+from .web import authorize
+from .web import error as _error
 
 __all__ = ["Settings", "app_from_environment", "create_app", "parse_duration"]
 
@@ -70,30 +73,6 @@ class Settings:
     slot_wait_seconds: float = 10.0
 
 
-def _error(
-    status: int, message: str, field: str | None = None, *, retry_after: bool = False
-) -> JSONResponse:
-    body: dict[str, str] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    if retry_after:
-        headers["Retry-After"] = "1"
-    return JSONResponse(body, status_code=status, headers=headers or None)
-
-
-def _bearer(request: Request) -> str | None:
-    values = request.headers.getlist("authorization")
-    if len(values) != 1:
-        # Two Authorization headers: a proxy in front may check one and we the other.
-        return None
-    value = values[0]
-    scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def _is_json(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json"
@@ -121,15 +100,10 @@ def _parse(data: bytes) -> ReportRecord:
 
 async def ingest(request: Request) -> Response:
     settings: Settings = request.app.state.settings
-    token = _bearer(request)
-    if token is None:
-        return _error(401, "Authorization: a Bearer token is required", "Authorization")
-    found = await run_in_threadpool(token_scopes, settings.engine, token)
-    if found is None:
-        return _error(401, "Authorization: unknown or revoked token", "Authorization")
-    token_id, scopes = found
-    if Scope.INGEST not in scopes:
-        return _error(403, "Authorization: the token lacks the ingest scope", "Authorization")
+    authorized = await authorize(request, settings.engine, frozenset({Scope.INGEST}), "ingest")
+    if isinstance(authorized, Response):
+        return authorized
+    token_id = authorized.token_id
     if not _is_json(request.headers.get("content-type")):
         return _error(415, "Content-Type: must be application/json", "Content-Type")
     slots = _slots(request.app, settings)
@@ -208,7 +182,7 @@ async def _unavailable(request: Request, error: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
-        routes=[Route("/api/v1/scans", ingest, methods=["POST"])],
+        routes=[Route("/api/v1/scans", ingest, methods=["POST"]), *read_routes],
         exception_handlers={
             HTTPException: _http_error,
             # The database down or locked too long, or every pooled connection busy: overload,

@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from .filters import fold
 from .kinds import Effect, HostKind, Scope, Severity
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Token",
     "TokenScope",
     "User",
+    "folded",
 ]
 
 # Names of constraints and indexes fixed by convention, so that migrations can refer to them.
@@ -54,6 +56,12 @@ NAMING = {
 # Indexed strings (names, keys) are bounded so that a PostgreSQL b-tree entry always fits
 # (about 2,700 bytes); ingest refuses longer ones.
 NAME_LENGTH = 512
+
+
+def folded(text: str) -> str:
+    """What a `*_folded` column holds: `filters.fold(text)`, cut to NAME_LENGTH characters
+    (folding can lengthen a string: `ß` is `ss`), so that it fits its column and index."""
+    return fold(text)[:NAME_LENGTH]
 
 
 def _enum(kind: type[Any], name: str) -> Enum:
@@ -103,7 +111,8 @@ class Image(Base):
 
 
 class ImageRef(Base):
-    """A name or tag an image was seen under; `ref_lower` serves case-insensitive prefix search."""
+    """A name or tag an image was seen under; `ref_folded` (`folded(ref)`) serves the
+    filters."""
 
     __tablename__ = "image_refs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -111,9 +120,9 @@ class ImageRef(Base):
         ForeignKey("images.id", ondelete="CASCADE"), nullable=False
     )
     ref: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
-    ref_lower: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    ref_folded: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
     is_tag: Mapped[bool] = mapped_column(Boolean, nullable=False)
-    __table_args__ = (UniqueConstraint("image_id", "is_tag", "ref"), _prefix_index("ref_lower"))
+    __table_args__ = (UniqueConstraint("image_id", "is_tag", "ref"), _prefix_index("ref_folded"))
 
 
 class Host(Base):
@@ -122,11 +131,11 @@ class Host(Base):
     __tablename__ = "hosts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, unique=True)
-    name_lower: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    name_folded: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
     kind: Mapped[HostKind] = mapped_column(_enum(HostKind, "host_kind"), nullable=False)
     first_seen: Mapped[datetime] = _when()
     last_seen: Mapped[datetime] = _when()
-    __table_args__ = (_prefix_index("name_lower"),)
+    __table_args__ = (_prefix_index("name_folded"),)
 
 
 class Task(Base):
@@ -136,10 +145,10 @@ class Task(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     arn: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, unique=True)
     task_id: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
-    task_id_lower: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    task_id_folded: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
     cluster: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     family: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
-    family_lower: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    family_folded: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
     revision: Mapped[str | None] = mapped_column(String(64))
     launch_type: Mapped[str | None] = mapped_column(String(64))
     availability_zone: Mapped[str | None] = mapped_column(String(64))
@@ -147,7 +156,7 @@ class Task(Base):
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"), nullable=False, index=True)
     first_seen: Mapped[datetime] = _when()
     last_seen: Mapped[datetime] = _when()
-    __table_args__ = (_prefix_index("task_id_lower"), _prefix_index("family_lower"))
+    __table_args__ = (_prefix_index("task_id_folded"), _prefix_index("family_folded"))
 
 
 class Container(Base):

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .kinds import HostKind, Severity
-from .models import Container, Finding, Host, Image, ImageRef, Problem, Scan, Task
+from .models import Container, Finding, Host, Image, ImageRef, Problem, Scan, Task, folded
 from .report_schema import ContainerRecord, ImageRecord, ReportRecord
 
 __all__ = ["Stored", "store_report"]
@@ -122,7 +122,7 @@ def _store_images(
         connection.execute(
             dialect.insert(_table(ImageRef)).on_conflict_do_nothing(),
             [
-                {"image_id": image_id, "is_tag": is_tag, "ref": ref, "ref_lower": ref.lower()}
+                {"image_id": image_id, "is_tag": is_tag, "ref": ref, "ref_folded": folded(ref)}
                 for image_id, is_tag, ref in sorted(refs)
             ],
         )
@@ -139,7 +139,7 @@ def _store_host(connection: Connection, report: ReportRecord, now: datetime) -> 
         Host,
         {
             "name": name,
-            "name_lower": name.lower(),
+            "name_folded": folded(name),
             "kind": kind,
             "first_seen": now,
             "last_seen": now,
@@ -157,10 +157,10 @@ def _store_task(
         return None
     details = {
         "task_id": task.task_id,
-        "task_id_lower": task.task_id.lower(),
+        "task_id_folded": folded(task.task_id),
         "cluster": task.cluster,
         "family": task.family,
-        "family_lower": task.family.lower() if task.family else None,
+        "family_folded": folded(task.family) if task.family else None,
         "revision": task.revision,
         "launch_type": task.launch_type or report.launch_type,
         "availability_zone": task.availability_zone,
