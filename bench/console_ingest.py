@@ -88,7 +88,9 @@ class Defender:
 
     def __post_init__(self) -> None:
         own = f"{uuid.uuid4().hex}".encode()
-        self.own = {name: body.replace(TASK_ID.encode(), own) for name, body in self.templates.items()}
+        self.own = {
+            name: body.replace(TASK_ID.encode(), own) for name, body in self.templates.items()
+        }
 
     def body(self, kind: str, compress: bool) -> bytes:
         data = self.own[kind].replace(SCAN_ID.encode(), str(uuid.uuid4()).encode())
@@ -328,7 +330,9 @@ def measure_ingest(
     row.reports = len(stored)
     row.reports_per_s = round(len(stored) / elapsed, 1)
     row.errors = len(sent) - len(stored)  # a replay (200) cannot happen: every scan_id is new
-    row.statuses = {str(status): count for status, count in sorted(Counter(s.status for s in sent).items())}
+    row.statuses = {
+        str(status): count for status, count in sorted(Counter(s.status for s in sent).items())
+    }
     for name, chosen in (
         ("all", stored),
         ("small", [one for one in stored if one.kind == "small"]),
@@ -482,7 +486,9 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[Row] = []
         deployed: list[dict[str, Any]] = []
         for engine in engines:
-            cluster = postgres.start_cluster(durable=not args.pg_fast) if engine == "postgresql" else None
+            cluster = (
+                postgres.start_cluster(durable=not args.pg_fast) if engine == "postgresql" else None
+            )
             try:
                 for processes in counts:
                     rows.append(

@@ -111,7 +111,7 @@ def _copy_findings(connection: Connection, images: int, findings: int) -> None:
     """PostgreSQL: COPY in text format; every value here is plain ASCII without tabs."""
     raw = connection.connection.driver_connection
     assert raw is not None
-    columns = "scan_id, \"check\", title, severity, kind, path, baselined"
+    columns = 'scan_id, "check", title, severity, kind, path, baselined'
     cursor = raw.cursor()
     with cursor.copy(f"COPY findings ({columns}) FROM STDIN") as copy:
         buffer = io.StringIO()
