@@ -32,12 +32,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO / "testsupport"))  # the builders the console's tests use
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+    sys.path.append(str(REPO))  # last: an installed scan-root (the venv's, in CI) comes first
 
 import httpx
 import postgres
 from console_load import load_fleet, run_deployed_page
 from console_reports import container_document, ecs_task, make_root, scan_report, task_document
+
+import console
 
 MINBASE = Path("/var/cache/scan-root-tests/bookworm-minbase")
 TASK_ID = "0" * 31 + "1"  # the template's task id, replaced by each defender's own
@@ -107,8 +109,10 @@ def _free_port() -> int:
 
 
 def _environment() -> dict[str, str]:
+    """The serve and CLI children import the console this script imports."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "testsupport")])
+    imported = Path(console.__file__).resolve().parent.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(imported), str(REPO / "testsupport")])
     env["PYTHONSAFEPATH"] = "1"
     return env
 
@@ -137,36 +141,39 @@ def create_token(url: str, scope: str = "ingest") -> str:
 def serving(url: str, processes: int) -> Iterator[tuple[str, int]]:
     """`scan-root console serve --workers N` on 127.0.0.1 and a free port: (base URL, pid)."""
     port = _free_port()
-    log = tempfile.TemporaryFile()
     command = _console(
         "serve", "--db", url, "--listen", f"127.0.0.1:{port}", "--workers", str(processes)
     )
-    process = subprocess.Popen(
-        command, env=_environment(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"{base}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"the console did not start: {log.read().decode()[-2000:]}")
-                time.sleep(0.1)
-        if processes > 1:
-            _wait_for_children(process.pid, processes, deadline)
-        yield base, process.pid
-    finally:
-        process.terminate()
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command, env=_environment(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
         try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        log.close()
+            _wait_until_up(process, log, f"http://127.0.0.1:{port}", processes)
+            yield f"http://127.0.0.1:{port}", process.pid
+        finally:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], log: Any, base: str, processes: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            httpx.get(f"{base}/", timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                output = log.read().decode(errors="replace")[-2000:]
+                raise RuntimeError(f"the console did not start: {output}") from None
+            time.sleep(0.1)
+    if processes > 1:
+        _wait_for_children(process.pid, processes, deadline)
 
 
 def _wait_for_children(pid: int, count: int, deadline: float) -> None:

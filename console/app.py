@@ -28,7 +28,7 @@ from .body import BodyError, read_body
 from .database import DB_ENV, default_url, engine_for
 from .kinds import Scope
 from .report_schema import ReportError, ReportRecord, parse_report
-from .store import Stored, store_report
+from .store import store_report
 
 __all__ = ["Settings", "app_from_environment", "create_app", "parse_duration"]
 
@@ -94,10 +94,6 @@ def _parse(data: bytes) -> ReportRecord:
     return parse_report(document)
 
 
-def _parse_and_store(engine: Engine, data: bytes, token_id: int) -> Stored:
-    return store_report(engine, _parse(data), token_id=token_id)
-
-
 async def ingest(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     token = _bearer(request)
@@ -122,12 +118,13 @@ async def ingest(request: Request) -> Response:
         field = "Content-Encoding" if error.status == 415 else "body"
         return _error(error.status, error.message, field)
     try:
-        # One trip to the thread pool for both: each trip costs a GIL hand-off under load.
-        stored = await run_in_threadpool(_parse_and_store, settings.engine, data, token_id)
+        report = await run_in_threadpool(_parse, data)
     except JSONInputError as error:
         return _error(422, str(error), "body")
     except ReportError as error:
         return _error(422, str(error), error.field)
+    try:
+        stored = await run_in_threadpool(store_report, settings.engine, report, token_id=token_id)
     except DataError:
         # Validation keeps every value within what the columns hold; this is the net under it.
         log.exception("a value the database refused")

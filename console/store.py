@@ -9,11 +9,8 @@ that concurrent ingests cannot deadlock. Only parameterised statements (SQLAlche
 
 from __future__ import annotations
 
-import threading
 import uuid
-import weakref
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,33 +45,19 @@ def _upsert(
     changes: dict[str, Any],
 ) -> int:
     """The id of the row whose `keys` match `values`: inserted, or updated with `changes`."""
-    (row_id,) = _upsert_many(connection, model, [values], keys, changes).values()
-    return row_id
-
-
-def _upsert_many(
-    connection: Connection,
-    model: Any,
-    rows: list[dict[str, Any]],
-    keys: Sequence[str],
-    changes: dict[str, Any],
-) -> dict[tuple[Any, ...], int]:
-    """The ids of the rows whose `keys` match each of `rows` (distinct keys, in locking
-    order), inserted or updated with `changes`, by their key values: one statement, one round
-    trip. Rows are locked in the order given (PostgreSQL processes VALUES in order)."""
     table = _table(model)
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(rows)
+    statement = dialect.insert(table).values(**values)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c[key] for key in keys],
         set_={
             key: value(statement.excluded) if callable(value) else value
             for key, value in changes.items()
         },
-    ).returning(table.c.id, *(table.c[key] for key in keys))
-    found = {tuple(row[1:]): row[0] for row in connection.execute(statement)}
-    assert len(found) == len(rows)
-    return found
+    ).returning(table.c.id)
+    row_id = connection.execute(statement).scalar_one()
+    assert isinstance(row_id, int)
+    return row_id
 
 
 def _image_records(report: ReportRecord) -> tuple[ImageRecord | None, list[ImageRecord]]:
@@ -101,35 +84,30 @@ def _container_image(container: ContainerRecord) -> ImageRecord | None:
 def _store_images(
     connection: Connection, images: list[ImageRecord], now: datetime
 ) -> dict[str, int]:
-    first: dict[str, ImageRecord] = {}
-    for image in images:  # the first record of a key wins, as when each was upserted in turn
-        if image.key is not None:
-            first.setdefault(image.key, image)
-    rows = [
-        {
-            "key": key,
-            "digest": image.digest,
-            "config_id": image.config_id,
-            "name": image.name,
-            "first_seen": now,
-            "last_seen": now,
-        }
-        for key, image in sorted(first.items())
-    ]
-    if not rows:
-        return {}
-    found = _upsert_many(
-        connection,
-        Image,
-        rows,
-        ["key"],
-        {
-            "last_seen": now,
-            "name": lambda new: func.coalesce(new.name, _table(Image).c.name),
-            "config_id": lambda new: func.coalesce(new.config_id, _table(Image).c.config_id),
-        },
-    )
-    ids = {key: row_id for (key,), row_id in found.items()}
+    ids: dict[str, int] = {}
+    for image in sorted(images, key=lambda record: record.key or ""):
+        key = image.key
+        assert key is not None
+        if key in ids:
+            continue
+        ids[key] = _upsert(
+            connection,
+            Image,
+            {
+                "key": key,
+                "digest": image.digest,
+                "config_id": image.config_id,
+                "name": image.name,
+                "first_seen": now,
+                "last_seen": now,
+            },
+            ["key"],
+            {
+                "last_seen": now,
+                "name": lambda new: func.coalesce(new.name, _table(Image).c.name),
+                "config_id": lambda new: func.coalesce(new.config_id, _table(Image).c.config_id),
+            },
+        )
     refs = {
         (ids[image.key], is_tag, ref)
         for image in images
@@ -207,34 +185,22 @@ def _store_containers(
     }
     if report.container is not None:
         containers[report.container.key] = report.container
-    rows = []
+    ids = {}
     for key, container in sorted(containers.items()):
         image = _container_image(container)
-        rows.append(
-            {
-                "host_id": host_id,
-                "key": key,
-                "first_seen": now,
-                "name": container.name,
-                "task_id": task_id,
-                "image_id": images.get(image.key) if image is not None and image.key else None,
-                "last_seen": now,
-            }
+        details = {
+            "name": container.name,
+            "task_id": task_id,
+            "image_id": images.get(image.key) if image is not None and image.key else None,
+            "last_seen": now,
+        }
+        ids[key] = _upsert(
+            connection,
+            Container,
+            {"host_id": host_id, "key": key, "first_seen": now, **details},
+            ["host_id", "key"],
+            details,
         )
-    if not rows:
-        return None
-    # An existing row takes the report's values (each row's own: `excluded`).
-    found = _upsert_many(
-        connection,
-        Container,
-        rows,
-        ["host_id", "key"],
-        {
-            column: (lambda new, column=column: new[column])
-            for column in ("name", "task_id", "image_id", "last_seen")
-        },
-    )
-    ids = {key: row_id for (_host, key), row_id in found.items()}
     return ids[report.container.key] if report.container is not None else None
 
 
@@ -355,31 +321,10 @@ def _point_to_latest(
         )
 
 
-# One SQLite writer at a time per engine, queued here rather than in SQLite's busy handler,
-# which polls with sleeps of up to 100 ms: under 32 concurrent ingests that made a writer wait
-# seconds (bench/console_ingest.py, p99) while the lock sat free between polls.
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_SQLITE_WRITERS_GUARD = threading.Lock()
-
-
-def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
-    with _SQLITE_WRITERS_GUARD:
-        return _SQLITE_WRITERS.setdefault(engine, threading.Lock())
-
-
 def store_report(
     engine: Engine, report: ReportRecord, *, token_id: int | None, now: datetime | None = None
 ) -> Stored:
     """Stores `report` whole in one transaction; a known `scan_id` stores nothing."""
-    with _writer_lock(engine):
-        return _store(engine, report, token_id, now)
-
-
-def _store(
-    engine: Engine, report: ReportRecord, token_id: int | None, now: datetime | None
-) -> Stored:
     when = now or datetime.now(UTC)
     with engine.connect() as connection:
         connection.execution_options(sqlite_immediate=True)

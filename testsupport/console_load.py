@@ -33,8 +33,8 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    case,
     distinct,
+    exists,
     func,
     insert,
     select,
@@ -346,18 +346,22 @@ def deployed_page(since: datetime, *, limit: int = 50, offset: int = 0) -> list[
     containers, images, scans = _table(Container), _table(Image), _table(Scan)
     hosts, refs, found = _table(Host), _table(ImageRef), _table(Finding)
     recent = containers.c.last_seen >= since
-    deployed = (
-        select(
-            containers.c.image_id,
-            func.count(distinct(containers.c.host_id)).label("hosts"),
-            func.count(
-                distinct(case((hosts.c.kind == HostKind.FARGATE_TASK, containers.c.host_id)))
-            ).label("fargate_tasks"),
-        )
+    running = containers.c.image_id == images.c.id
+    # Per image of the page only (correlated): the page walks `images (last_scanned)` newest
+    # first and stops after `limit` deployed images, each found by `containers (image_id,
+    # last_seen)`; nothing is aggregated over the whole fleet but the total.
+    host_count = (
+        select(func.count(distinct(containers.c.host_id)))
+        .where(running, recent)
+        .scalar_subquery()
+        .label("hosts")
+    )
+    fargate_count = (
+        select(func.count(distinct(containers.c.host_id)))
         .join(hosts, hosts.c.id == containers.c.host_id)
-        .where(recent, containers.c.image_id.is_not(None))
-        .group_by(containers.c.image_id)
-        .subquery("deployed")
+        .where(running, recent, hosts.c.kind == HostKind.FARGATE_TASK)
+        .scalar_subquery()
+        .label("fargate_tasks")
     )
     total = select(func.count(distinct(containers.c.image_id))).where(
         recent, containers.c.image_id.is_not(None)
@@ -369,15 +373,15 @@ def deployed_page(since: datetime, *, limit: int = 50, offset: int = 0) -> list[
             images.c.digest,
             images.c.last_scanned,
             images.c.latest_scan_id,
-            deployed.c.hosts,
-            deployed.c.fargate_tasks,
+            host_count,
+            fargate_count,
             scans.c.critical,
             scans.c.high,
             scans.c.medium,
             scans.c.low,
         )
-        .join(deployed, deployed.c.image_id == images.c.id)
         .outerjoin(scans, scans.c.id == images.c.latest_scan_id)
+        .where(exists().where(running, recent))
         .order_by(images.c.last_scanned.desc(), images.c.id)
         .limit(limit)
         .offset(offset)
