@@ -37,8 +37,11 @@ def find_bin() -> Path | None:
 class PostgresCluster:
     """A running throwaway server; `url(name)` names one of its databases for SQLAlchemy."""
 
-    def __init__(self, bin_dir: Path, base: Path, user_args: list[str]) -> None:
+    def __init__(
+        self, bin_dir: Path, base: Path, user_args: list[str], *, durable: bool = False
+    ) -> None:
         self.bin_dir = bin_dir
+        self.durable = durable
         self.base = base
         self.data = base / "data"
         self.socket_dir = base / "run"
@@ -72,10 +75,9 @@ class PostgresCluster:
             "UTF8",
             "--locale=C.UTF-8",
         )
-        options = (
-            f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
+        options = f"-k {self.socket_dir} -c listen_addresses='' -c max_connections=200"
+        if not self.durable:  # tests: a commit need not reach the disk
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             self.bin_dir / "pg_ctl",
             "-D",
@@ -114,8 +116,12 @@ class PostgresCluster:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-def start_cluster() -> PostgresCluster:
-    """A started cluster; RuntimeError when no PostgreSQL server is installed or it fails."""
+def start_cluster(*, durable: bool = False) -> PostgresCluster:
+    """A started cluster; RuntimeError when no PostgreSQL server is installed or it fails.
+
+    `durable` keeps PostgreSQL's defaults (fsync, synchronous commit, full-page writes), as a
+    production server runs, for benchmarks; tests turn them off, since nothing need survive.
+    """
     bin_dir = find_bin()
     if bin_dir is None:
         raise RuntimeError(
@@ -138,7 +144,7 @@ def start_cluster() -> PostgresCluster:
             f"--regid={account.pw_gid}",
             "--clear-groups",
         ]
-    cluster = PostgresCluster(bin_dir, base, user_args)
+    cluster = PostgresCluster(bin_dir, base, user_args, durable=durable)
     (base / "run").mkdir()
     if user_args:
         os.chown(base / "run", account.pw_uid, account.pw_gid)
