@@ -42,7 +42,7 @@ from sqlalchemy import (
 )
 
 from console.kinds import HostKind
-from console.models import Container, Finding, Host, Image, ImageRef, Scan, Task
+from console.models import Container, Finding, Host, Image, ImageRef, Scan, Task, folded
 
 __all__ = ["Fleet", "deployed_page", "load_fleet"]
 
@@ -213,7 +213,9 @@ def load_fleet(
                 {
                     "id": host,
                     "name": task_id(host) if host <= fargate_hosts else f"ip-10-0-{host}",
-                    "name_lower": task_id(host) if host <= fargate_hosts else f"ip-10-0-{host}",
+                    "name_folded": folded(
+                        task_id(host) if host <= fargate_hosts else f"ip-10-0-{host}"
+                    ),
                     "kind": "fargate-task" if host <= fargate_hosts else "host",
                     "first_seen": when - stale_age,
                     "last_seen": when,
@@ -229,10 +231,10 @@ def load_fleet(
                     "id": host,
                     "arn": f"arn:aws:ecs:us-west-2:111122223333:task/prod/{task_id(host)}",
                     "task_id": task_id(host),
-                    "task_id_lower": task_id(host),
+                    "task_id_folded": folded(task_id(host)),
                     "cluster": "arn:aws:ecs:us-west-2:111122223333:cluster/prod",
                     "family": f"fargate-task-{host % 50}",
-                    "family_lower": f"fargate-task-{host % 50}",
+                    "family_folded": folded(f"fargate-task-{host % 50}"),
                     "revision": "3",
                     "launch_type": "FARGATE",
                     "availability_zone": "us-west-2d",
@@ -265,7 +267,7 @@ def load_fleet(
             connection,
             ImageRef,
             (
-                {"image_id": image, "is_tag": is_tag, "ref": ref, "ref_lower": ref.lower()}
+                {"image_id": image, "is_tag": is_tag, "ref": ref, "ref_folded": folded(ref)}
                 for image in range(1, images + 1)
                 for is_tag, ref in (
                     (False, f"registry.example/team-{image % 100}/app-{image}"),
