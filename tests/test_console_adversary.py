@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from console_fixtures import ConsoleDB, ConsoleServer
-from console_reports import make_root, scan_report
+from console_reports import body, fresh, make_root, scan_report
 from sqlalchemy import func, select, text
 
 from console import database
@@ -42,16 +42,6 @@ HOSTILE_STATUS = (
 @pytest.fixture(scope="module")
 def plain_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return scan_report(make_root(tmp_path_factory.mktemp("plain")))
-
-
-def fresh(report: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(report)
-    document["scan_id"] = str(uuid.uuid4())
-    return document
-
-
-def body(report: dict[str, Any]) -> bytes:
-    return json.dumps(report).encode()
 
 
 def scans(server: ConsoleServer) -> int:

@@ -3,7 +3,6 @@ whole and once; every kind of bad input answered with a clear 4xx, never a 500."
 
 from __future__ import annotations
 
-import copy
 import functools
 import gzip
 import json
@@ -15,7 +14,15 @@ from typing import Any
 
 import pytest
 from console_fixtures import ConsoleServer
-from console_reports import container_document, ecs_task, make_root, scan_report, task_document
+from console_reports import (
+    body,
+    container_document,
+    ecs_task,
+    fresh,
+    make_root,
+    scan_report,
+    task_document,
+)
 from sqlalchemy import Engine, func, select, text
 
 from console.accounts import create_token, revoke_token
@@ -44,16 +51,6 @@ def rows_everywhere(engine: Engine) -> dict[str, int]:
 def plain_report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A root scan outside any task: one 426 finding at /tmp/xmrig, one problem (no package DB)."""
     return scan_report(make_root(tmp_path_factory.mktemp("plain")))
-
-
-def fresh(report: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(report)
-    document["scan_id"] = str(uuid.uuid4())
-    return document
-
-
-def body(report: dict[str, Any]) -> bytes:
-    return json.dumps(report).encode()
 
 
 @functools.cache

@@ -3,6 +3,7 @@ is given, inside a simulated ECS task when asked (a local task-metadata v4 serve
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ecs_task", "make_root", "scan_report", "task_document"]
+__all__ = ["body", "ecs_task", "fresh", "make_root", "scan_report", "task_document"]
 
 METADATA_ENV = "ECS_CONTAINER_METADATA_URI_V4"
 
@@ -117,3 +118,15 @@ def ecs_task(task: dict[str, Any], container: dict[str, Any]) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def fresh(report: dict[str, Any]) -> dict[str, Any]:
+    """`report` as a new scan: a copy under a scan_id of its own."""
+    document = copy.deepcopy(report)
+    document["scan_id"] = str(uuid.uuid4())
+    return document
+
+
+def body(report: dict[str, Any]) -> bytes:
+    """A report as the request body a defender posts."""
+    return json.dumps(report).encode()
