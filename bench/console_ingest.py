@@ -37,6 +37,7 @@ if str(REPO) not in sys.path:
 import httpx
 import postgres
 from console_load import load_fleet, run_deployed_page
+from console_process import wait_until_answering
 from console_reports import container_document, ecs_task, make_root, scan_report, task_document
 
 import console
@@ -162,16 +163,12 @@ def serving(url: str, processes: int) -> Iterator[tuple[str, int]]:
 
 def _wait_until_up(process: subprocess.Popen[bytes], log: Any, base: str, processes: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            httpx.get(f"{base}/", timeout=1)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                output = log.read().decode(errors="replace")[-2000:]
-                raise RuntimeError(f"the console did not start: {output}") from None
-            time.sleep(0.1)
+
+    def output() -> str:
+        log.seek(0)
+        return str(log.read().decode(errors="replace")[-2000:])
+
+    wait_until_answering(process, base, START_TIMEOUT, output)
     if processes > 1:
         _wait_for_children(process.pid, processes, deadline)
 

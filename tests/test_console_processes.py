@@ -21,6 +21,7 @@ import httpx
 import pytest
 from child import child_env
 from console_fixtures import ConsoleDB
+from console_process import wait_until_answering
 from console_reports import make_root, scan_report
 from sqlalchemy import func, select
 
@@ -75,16 +76,12 @@ def serving(
         stdin=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    error = process.stderr.read().decode() if process.stderr else ""
-                    raise RuntimeError(f"the console did not start: {error}") from None
-                time.sleep(0.05)
+        wait_until_answering(
+            process,
+            f"http://127.0.0.1:{port}",
+            START_TIMEOUT,
+            lambda: process.stderr.read().decode() if process.stderr else "",
+        )
         yield process
     finally:
         if process.poll() is None:
