@@ -4,23 +4,30 @@ Idempotence rests on the UNIQUE constraint on `scans.scan_id`, not on a read bef
 two console processes racing with one report insert one scan row; the other's insert finds the
 conflict (PostgreSQL waits for the first transaction to end) and its transaction is rolled
 back. Rows are locked in one order (images by key, host, task, containers by key, scan) so
-that concurrent ingests cannot deadlock. Only parameterised statements (SQLAlchemy Core).
+that concurrent ingests cannot deadlock.
+
+Two writers of the same rows (console/store_rows.py): on SQLite, SQLAlchemy Core statements in
+one transaction; on PostgreSQL, one call of the function `scan_root_store_report` (migration
+0004), whose statements run in the server. That is one round trip per report instead of about
+twenty-five, and what lets one PostgreSQL take hundreds of reports a second (docs/console.md,
+"Ingest on PostgreSQL"). Both are parameterised; the tests run on both engines.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
 
-from .kinds import HostKind, Severity
-from .models import Container, Finding, Host, Image, ImageRef, Problem, Scan, Task, folded
-from .report_schema import ContainerRecord, ImageRecord, ReportRecord
+from .models import Container, Finding, Host, Image, ImageRef, Problem, Scan, Task
+from .report_schema import ReportRecord
+from .store_rows import Row, Rows, rows_of
 
 __all__ = ["Stored", "store_report"]
 
@@ -39,299 +46,21 @@ def _table(model: Any) -> Table:
     return table
 
 
-def _upsert(
-    connection: Connection,
-    model: Any,
-    values: dict[str, Any],
-    keys: Sequence[str],
-    changes: dict[str, Any],
-) -> int:
-    """The id of the row whose `keys` match `values`: inserted, or updated with `changes`."""
-    table = _table(model)
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c[key] for key in keys],
-        set_={
-            key: value(statement.excluded) if callable(value) else value
-            for key, value in changes.items()
-        },
-    ).returning(table.c.id)
-    row_id = connection.execute(statement).scalar_one()
-    assert isinstance(row_id, int)
-    return row_id
+IMAGES, REFS, HOSTS, TASKS = _table(Image), _table(ImageRef), _table(Host), _table(Task)
+CONTAINERS, SCANS, FINDINGS, PROBLEMS = (
+    _table(Container),
+    _table(Scan),
+    _table(Finding),
+    _table(Problem),
+)
 
 
-def _image_records(report: ReportRecord) -> tuple[ImageRecord | None, list[ImageRecord]]:
-    """The scanned image (of an image scan, or of the container scanned) and every image the
-    report names: the task's other containers run theirs."""
-    containers = list(report.task.containers) if report.task is not None else []
-    if report.container is not None:
-        containers.append(report.container)
-    found = [_container_image(container) for container in containers]
-    images = [image for image in found if image is not None]
-    scanned = report.image
-    if scanned is None and report.container is not None:
-        scanned = _container_image(report.container)
-    if scanned is not None and scanned.key is not None:
-        images.append(scanned)
-    return (scanned if scanned is not None and scanned.key is not None else None), images
-
-
-def _container_image(container: ContainerRecord) -> ImageRecord | None:
-    image = ImageRecord(name=container.image, tags=(), config_id=container.image_id, digest=None)
-    return image if image.key is not None else None
-
-
-def _store_images(
-    connection: Connection, images: list[ImageRecord], now: datetime
-) -> dict[str, int]:
-    ids: dict[str, int] = {}
-    for image in sorted(images, key=lambda record: record.key or ""):
-        key = image.key
-        assert key is not None
-        if key in ids:
-            continue
-        ids[key] = _upsert(
-            connection,
-            Image,
-            {
-                "key": key,
-                "digest": image.digest,
-                "config_id": image.config_id,
-                "name": image.name,
-                "first_seen": now,
-                "last_seen": now,
-            },
-            ["key"],
-            {
-                "last_seen": now,
-                "name": lambda new: func.coalesce(new.name, _table(Image).c.name),
-                "config_id": lambda new: func.coalesce(new.config_id, _table(Image).c.config_id),
-            },
-        )
-    refs = {
-        (ids[image.key], is_tag, ref)
-        for image in images
-        if image.key is not None
-        for is_tag, ref in [(False, image.name), *((True, tag) for tag in image.tags)]
-        if ref
-    }
-    if refs:
-        dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-        connection.execute(
-            dialect.insert(_table(ImageRef)).on_conflict_do_nothing(),
-            [
-                {"image_id": image_id, "is_tag": is_tag, "ref": ref, "ref_folded": folded(ref)}
-                for image_id, is_tag, ref in sorted(refs)
-            ],
-        )
-    return ids
-
-
-def _store_host(connection: Connection, report: ReportRecord, now: datetime) -> int:
-    # A Fargate task is a host named by its task id; an EC2 task's host is the instance.
-    fargate = report.fargate and report.task is not None
-    name = report.task.task_id if fargate and report.task is not None else report.host
-    kind = HostKind.FARGATE_TASK if fargate else HostKind.HOST
-    return _upsert(
-        connection,
-        Host,
-        {
-            "name": name,
-            "name_folded": folded(name),
-            "kind": kind,
-            "first_seen": now,
-            "last_seen": now,
-        },
-        ["name"],
-        {"last_seen": now, "kind": kind},
-    )
-
-
-def _store_task(
-    connection: Connection, report: ReportRecord, host_id: int, now: datetime
-) -> int | None:
-    task = report.task
-    if task is None:
-        return None
-    details = {
-        "task_id": task.task_id,
-        "task_id_folded": folded(task.task_id),
-        "cluster": task.cluster,
-        "family": task.family,
-        "family_folded": folded(task.family) if task.family else None,
-        "revision": task.revision,
-        "launch_type": task.launch_type or report.launch_type,
-        "availability_zone": task.availability_zone,
-        "host_id": host_id,
-        "last_seen": now,
-    }
-    return _upsert(
-        connection, Task, {"arn": task.arn, "first_seen": now, **details}, ["arn"], details
-    )
-
-
-def _store_containers(
-    connection: Connection,
-    report: ReportRecord,
-    host_id: int,
-    task_id: int | None,
-    images: dict[str, int],
-    now: datetime,
-) -> int | None:
-    """Every container the report names; the id of the one scanned, if any."""
-    containers = {
-        container.key: container
-        for container in (report.task.containers if report.task is not None else ())
-    }
-    if report.container is not None:
-        containers[report.container.key] = report.container
-    ids = {}
-    for key, container in sorted(containers.items()):
-        image = _container_image(container)
-        details = {
-            "name": container.name,
-            "task_id": task_id,
-            "image_id": images.get(image.key) if image is not None and image.key else None,
-            "last_seen": now,
-        }
-        ids[key] = _upsert(
-            connection,
-            Container,
-            {"host_id": host_id, "key": key, "first_seen": now, **details},
-            ["host_id", "key"],
-            details,
-        )
-    return ids[report.container.key] if report.container is not None else None
-
-
-def _counts(report: ReportRecord) -> dict[str, int]:
-    counts = dict.fromkeys(Severity, 0)
-    for finding in report.findings:
-        counts[finding.severity] += 1
-    return {severity.value: count for severity, count in counts.items()}
-
-
-def _package(record: Any) -> dict[str, Any]:
-    package = record.package
-    return {
-        "package_name": package.name if package else None,
-        "package_version": package.version if package else None,
-        "package_manager": package.manager if package else None,
-    }
-
-
-def _insert_scan(
-    connection: Connection,
-    report: ReportRecord,
-    ids: dict[str, int | None],
-    token_id: int | None,
-    now: datetime,
-) -> int | None:
-    """The new scan row's id, or None when `scan_id` is already stored (the UNIQUE index)."""
-    table = _table(Scan)
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(table)
-        .values(
-            scan_id=report.scan_id,
-            received_at=now,
-            token_id=token_id,
-            target_kind=report.target_kind,
-            root=report.root,
-            scanner_version=report.scanner_version,
-            implementation=report.implementation,
-            complete=report.complete,
-            suppressed=report.suppressed,
-            problem_count=len(report.problems),
-            checks=report.checks,
-            managers=report.managers,
-            notices=report.notices,
-            stats=report.stats,
-            report_sha256=report.digest,
-            **_counts(report),
-            **ids,
-        )
-        .on_conflict_do_nothing(index_elements=[table.c.scan_id])
-        .returning(table.c.id)
-    )
-    row_id = connection.execute(statement).scalar_one_or_none()
-    assert row_id is None or isinstance(row_id, int)
-    return row_id
-
-
-def _insert_details(connection: Connection, report: ReportRecord, scan: int) -> None:
-    if report.findings:
-        connection.execute(
-            insert(_table(Finding)),
-            [
-                {
-                    "scan_id": scan,
-                    "check": finding.check,
-                    "title": finding.title,
-                    "severity": finding.severity,
-                    "kind": finding.kind,
-                    "path": finding.path,
-                    "path_hex": finding.path_hex,
-                    "rule": finding.rule,
-                    "effect": finding.effect,
-                    "baselined": finding.baselined,
-                    "detail": finding.detail,
-                    **_package(finding),
-                }
-                for finding in report.findings
-            ],
-        )
-    if report.problems:
-        connection.execute(
-            insert(_table(Problem)),
-            [
-                {
-                    "scan_id": scan,
-                    "kind": problem.kind,
-                    "message": problem.message,
-                    "path": problem.path,
-                    "path_hex": problem.path_hex,
-                    "check": problem.check,
-                    "errno": problem.errno,
-                    **_package(problem),
-                }
-                for problem in report.problems
-            ],
-        )
-
-
-def _point_to_latest(
-    connection: Connection,
-    scan: int,
-    image_id: int | None,
-    container_id: int | None,
-    now: datetime,
-) -> None:
-    if image_id is not None:
-        images = _table(Image)
-        connection.execute(
-            update(images)
-            .where(images.c.id == image_id)
-            .where((images.c.last_scanned.is_(None)) | (images.c.last_scanned <= now))
-            .values(latest_scan_id=scan, last_scanned=now)
-        )
-    if container_id is not None:
-        containers = _table(Container)
-        connection.execute(
-            update(containers).where(containers.c.id == container_id).values(latest_scan_id=scan)
-        )
-
-
-def _stored_digest(connection: Connection, report: ReportRecord) -> str | None:
-    scans = _table(Scan)
-    with connection.begin():
-        digest = connection.execute(
-            select(scans.c.report_sha256).where(scans.c.scan_id == report.scan_id)
-        ).scalar_one_or_none()
-    assert digest is None or isinstance(digest, str)
-    return digest
+def _stored(connection: Connection, scan_id: uuid.UUID) -> tuple[bool, str | None]:
+    """Whether a scan with `scan_id` is stored, and its report's digest."""
+    row = connection.execute(
+        select(SCANS.c.report_sha256).where(SCANS.c.scan_id == scan_id)
+    ).first()
+    return row is not None, (row.report_sha256 if row is not None else None)
 
 
 def _not_stored(report: ReportRecord, stored_digest: str | None) -> Stored:
@@ -341,44 +70,198 @@ def _not_stored(report: ReportRecord, stored_digest: str | None) -> Stored:
     return Stored(report.scan_id, created=False, conflict=conflict)
 
 
+# --- SQLite: Core statements in one transaction --------------------------------------------
+
+
+def _upsert(
+    connection: Connection, table: Table, values: Row, keys: list[str], changes: dict[str, Any]
+) -> int:
+    """The id of the row whose `keys` match `values`: inserted, or updated with `changes`."""
+    statement = sqlite.insert(table).values(**values)
+    upsert = statement.on_conflict_do_update(
+        index_elements=[table.c[key] for key in keys],
+        set_={
+            key: value(statement.excluded) if callable(value) else value
+            for key, value in changes.items()
+        },
+    ).returning(table.c.id)
+    row_id = connection.execute(upsert).scalar_one()
+    assert isinstance(row_id, int)
+    return row_id
+
+
+def _write_core(connection: Connection, rows: Rows, token_id: int | None, now: datetime) -> bool:
+    """Writes `rows`; False (and nothing to keep) when the scan_id is stored already."""
+    images = {
+        row["key"]: _upsert(
+            connection,
+            IMAGES,
+            {**row, "first_seen": now, "last_seen": now},
+            ["key"],
+            {
+                "last_seen": now,
+                "name": lambda new: func.coalesce(new.name, IMAGES.c.name),
+                "config_id": lambda new: func.coalesce(new.config_id, IMAGES.c.config_id),
+            },
+        )
+        for row in rows.images
+    }
+    if rows.refs:
+        connection.execute(
+            sqlite.insert(REFS).on_conflict_do_nothing(),
+            [
+                {"image_id": images[ref["image_key"]], **_without(ref, "image_key")}
+                for ref in rows.refs
+            ],
+        )
+    host_id = _upsert(
+        connection,
+        HOSTS,
+        {**rows.host, "first_seen": now, "last_seen": now},
+        ["name"],
+        {"last_seen": now, "kind": rows.host["kind"]},
+    )
+    task_id = None
+    if rows.task is not None:
+        details = {**rows.task, "host_id": host_id, "last_seen": now}
+        task_id = _upsert(
+            connection, TASKS, {**details, "first_seen": now}, ["arn"], _without(details, "arn")
+        )
+    containers = {}
+    for row in rows.containers:
+        details = {
+            "name": row["name"],
+            "task_id": task_id,
+            "image_id": images.get(row["image_key"]) if row["image_key"] else None,
+            "last_seen": now,
+        }
+        containers[row["key"]] = _upsert(
+            connection,
+            CONTAINERS,
+            {"host_id": host_id, "key": row["key"], "first_seen": now, **details},
+            ["host_id", "key"],
+            details,
+        )
+    image_id = images.get(rows.image_key) if rows.image_key else None
+    container_id = containers.get(rows.container_key) if rows.container_key else None
+    scan = connection.execute(
+        sqlite.insert(SCANS)
+        .values(
+            scan_id=rows.scan_id,
+            received_at=now,
+            token_id=token_id,
+            host_id=host_id,
+            task_id=task_id,
+            container_id=container_id,
+            image_id=image_id,
+            **rows.scan,
+        )
+        .on_conflict_do_nothing(index_elements=[SCANS.c.scan_id])
+        .returning(SCANS.c.id)
+    ).scalar_one_or_none()
+    if scan is None:
+        return False
+    if rows.findings:
+        connection.execute(insert(FINDINGS), [{"scan_id": scan, **row} for row in rows.findings])
+    if rows.problems:
+        connection.execute(insert(PROBLEMS), [{"scan_id": scan, **row} for row in rows.problems])
+    if image_id is not None:
+        connection.execute(
+            update(IMAGES)
+            .where(IMAGES.c.id == image_id)
+            .where((IMAGES.c.last_scanned.is_(None)) | (IMAGES.c.last_scanned <= now))
+            .values(latest_scan_id=scan, last_scanned=now)
+        )
+    if container_id is not None:
+        connection.execute(
+            update(CONTAINERS).where(CONTAINERS.c.id == container_id).values(latest_scan_id=scan)
+        )
+    return True
+
+
+def _without(row: Row, key: str) -> Row:
+    return {name: value for name, value in row.items() if name != key}
+
+
+def _store_core(
+    engine: Engine, report: ReportRecord, token_id: int | None, now: datetime
+) -> Stored:
+    with engine.connect() as connection:
+        connection.execution_options(sqlite_immediate=True)
+        with connection.begin() as transaction:
+            # A shortcut for the usual replay only; the UNIQUE index is what decides.
+            known, digest = _stored(connection, report.scan_id)
+            if known:
+                return _not_stored(report, digest)
+            created = _write_core(connection, rows_of(report), token_id, now)
+            if not created:  # another process stored it first: undo our upserts too
+                transaction.rollback()
+        if not created:
+            with connection.begin():
+                return _not_stored(report, _stored(connection, report.scan_id)[1])
+    return Stored(report.scan_id, created=True)
+
+
+# --- PostgreSQL: one call of the function migration 0004 made ------------------------------
+
+_CALL = text(
+    "SELECT scan_id, stored_digest FROM scan_root_store_report("
+    "CAST(:rows AS jsonb), CAST(:checks AS json), CAST(:managers AS json), "
+    "CAST(:notices AS json), CAST(:stats AS json), :token_id, :now)"
+)
+# The JSON columns keep the report's own text (the json type, not jsonb: key order as sent).
+_JSON_COLUMNS = ("checks", "managers", "notices", "stats")
+
+
+def _call_parameters(rows: Rows, token_id: int | None, now: datetime) -> dict[str, Any]:
+    scan = {name: value for name, value in rows.scan.items() if name not in _JSON_COLUMNS}
+    document = {
+        "scan_id": str(rows.scan_id),
+        "images": rows.images,
+        "refs": rows.refs,
+        "host": rows.host,
+        "task": rows.task,
+        "containers": rows.containers,
+        "image_key": rows.image_key,
+        "container_key": rows.container_key,
+        "scan": scan,
+        "findings": rows.findings,
+        "problems": rows.problems,
+    }
+    return {
+        "rows": json.dumps(document),
+        **{name: json.dumps(rows.scan[name]) for name in _JSON_COLUMNS},
+        "token_id": token_id,
+        "now": now,
+    }
+
+
+def _store_postgresql(
+    engine: Engine, report: ReportRecord, token_id: int | None, now: datetime
+) -> Stored:
+    parameters = _call_parameters(rows_of(report), token_id, now)
+    # One statement is one transaction: autocommit saves the BEGIN and COMMIT round trips.
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            scan, stored_digest = connection.execute(_CALL, parameters).one()
+        except IntegrityError:
+            # Another process stored this scan_id between the function's check and its insert;
+            # the whole call was undone. Which report is kept decides replay or conflict.
+            known, digest = _stored(connection, report.scan_id)
+            if not known:
+                raise  # not that race: nothing was stored, and the sender must not be told so
+            return _not_stored(report, digest)
+    if scan is None:
+        return _not_stored(report, stored_digest)
+    return Stored(report.scan_id, created=True)
+
+
 def store_report(
     engine: Engine, report: ReportRecord, *, token_id: int | None, now: datetime | None = None
 ) -> Stored:
     """Stores `report` whole in one transaction; a known `scan_id` stores nothing."""
     when = now or datetime.now(UTC)
-    with engine.connect() as connection:
-        connection.execution_options(sqlite_immediate=True)
-        with connection.begin() as transaction:
-            scans = _table(Scan)
-            # A shortcut for the usual replay only; the UNIQUE index below is what decides.
-            known = connection.execute(
-                select(scans.c.report_sha256).where(scans.c.scan_id == report.scan_id)
-            ).first()
-            if known is not None:
-                return _not_stored(report, known.report_sha256)
-            scanned, images = _image_records(report)
-            image_ids = _store_images(connection, images, when)
-            host_id = _store_host(connection, report, when)
-            task_id = _store_task(connection, report, host_id, when)
-            container_id = _store_containers(connection, report, host_id, task_id, image_ids, when)
-            image_id = image_ids.get(scanned.key) if scanned and scanned.key else None
-            scan = _insert_scan(
-                connection,
-                report,
-                {
-                    "host_id": host_id,
-                    "task_id": task_id,
-                    "container_id": container_id,
-                    "image_id": image_id,
-                },
-                token_id,
-                when,
-            )
-            if scan is None:  # another process stored it first: undo our upserts too
-                transaction.rollback()
-            else:
-                _insert_details(connection, report, scan)
-                _point_to_latest(connection, scan, image_id, container_id, when)
-        if scan is None:
-            return _not_stored(report, _stored_digest(connection, report))
-    return Stored(report.scan_id, created=True)
+    if engine.dialect.name == "postgresql":
+        return _store_postgresql(engine, report, token_id, when)
+    return _store_core(engine, report, token_id, when)

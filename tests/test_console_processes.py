@@ -23,7 +23,7 @@ from child import child_env
 from console_fixtures import ConsoleDB
 from console_process import wait_until_answering
 from console_reports import make_root, scan_report
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from console.accounts import create_token
 from console.models import Container, Finding, Host, Image, Problem, Scan, Task
@@ -201,37 +201,95 @@ def test_serve_refuses_a_bad_listen_address(console_db: ConsoleDB) -> None:
     assert result.returncode == 2 and "--listen" in result.stderr
 
 
+class Hold:
+    """Ingests held just before they write into `table`, to race or kill them there.
+
+    SQLite: the console_faults app stops before its statement that inserts into the table, and
+    says so with a file. PostgreSQL, where one call of the store function writes a report: the
+    test holds an EXCLUSIVE lock on the table (it lets reads by), which that call waits for.
+    """
+
+    def __init__(self, db: ConsoleDB, table: str, folder: Path) -> None:
+        self.db, self.table, self.folder = db, table, folder
+        self.postgresql = db.kind == "postgresql"
+        self._holder: Any = None
+
+    def __enter__(self) -> Hold:
+        if self.postgresql:
+            self._holder = self.db.engine.connect()
+            self._holder.execute(text(f"LOCK TABLE {self.table} IN EXCLUSIVE MODE"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def environment(self) -> dict[str, str]:
+        if self.postgresql:
+            return _environment(self.db)
+        return _environment(
+            self.db,
+            SCANROOT_PAUSE_AT=f"INSERT INTO {self.table}",
+            SCANROOT_PAUSE_DIR=str(self.folder),
+        )
+
+    def command(self, port: int) -> list[str]:
+        return serve_command(port) if self.postgresql else paused_command(port)
+
+    def waiting(self) -> list[int]:
+        """The ingests held (PostgreSQL: their server processes' pids)."""
+        if not self.postgresql:
+            return [int(path.stem) for path in self.folder.glob("*.reached")]
+        with self.db.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE '%scan_root_store_report%'"
+                    )
+                ).scalars()
+            )
+
+    def release(self) -> None:
+        if self._holder is not None:
+            self._holder.rollback()
+            self._holder.close()
+            self._holder = None
+        (self.folder / "release").touch()
+
+
 def test_two_servers_racing_store_one_copy(
     console_db: ConsoleDB, big_report: dict[str, Any], tmp_path: Path
 ) -> None:
-    """Two console processes get the same report at once; both are held just after their
-    replay check (neither has stored it), then let go together: one stores it (201), the other
-    finds it (200), and the rows are those of one report."""
+    """Two console processes get the same report at once; both are held after their replay
+    check (neither has stored it), then let go together: one stores it (201), the other finds
+    it (200), and the rows are those of one report."""
     token = create_token(console_db.engine, "defender", [])
-    environment = _environment(
-        console_db, SCANROOT_PAUSE_AT="INSERT INTO hosts", SCANROOT_PAUSE_DIR=str(tmp_path)
-    )
     report = {**big_report, "scan_id": str(uuid.uuid4())}
     ports = [free_port(), free_port()]
     answers: list[int] = []
-    with serving(paused_command(ports[0]), environment, ports[0]):
-        with serving(paused_command(ports[1]), environment, ports[1]):
-            senders = [
-                threading.Thread(
-                    target=lambda p=port: answers.append(post(p, report, token).status_code)
-                )
-                for port in ports
-            ]
-            for sender in senders:
-                sender.start()
-            # PostgreSQL: both reach the pause. SQLite: writers queue at BEGIN IMMEDIATE, so
-            # the second arrives only once the first has committed.
-            expected = 2 if console_db.kind == "postgresql" else 1
-            assert wait_for(lambda: len(list(tmp_path.glob("*.reached"))) >= expected, 20)
-            time.sleep(0.2)
-            (tmp_path / "release").touch()
-            for sender in senders:
-                sender.join(60)
+    # SQLite: held before the host; PostgreSQL: before the scan row (past the replay check).
+    with Hold(
+        console_db, "scans" if console_db.kind == "postgresql" else "hosts", tmp_path
+    ) as hold:
+        with serving(hold.command(ports[0]), hold.environment(), ports[0]):
+            with serving(hold.command(ports[1]), hold.environment(), ports[1]):
+                senders = [
+                    threading.Thread(
+                        target=lambda p=port: answers.append(post(p, report, token).status_code)
+                    )
+                    for port in ports
+                ]
+                for sender in senders:
+                    sender.start()
+                # PostgreSQL: both are held (one by the lock, one by the first's rows).
+                # SQLite: writers queue at BEGIN IMMEDIATE, so the second arrives only once
+                # the first has committed.
+                expected = 2 if console_db.kind == "postgresql" else 1
+                assert wait_for(lambda: len(hold.waiting()) >= expected, 20)
+                time.sleep(0.2)
+                hold.release()
+                for sender in senders:
+                    sender.join(60)
     assert sorted(answers) == [200, 201]
     rows = counts(console_db)
     assert rows["scans"] == 1 and rows["findings"] == 3000 and rows["hosts"] == 1
@@ -241,11 +299,11 @@ def test_sigkill_mid_ingest_leaves_no_partial_rows(
     console_db: ConsoleDB, big_report: dict[str, Any], tmp_path: Path
 ) -> None:
     """Killed after its scan row and before its findings are written: nothing of the report is
-    left (not the host either); sent again to a new server, it is stored once, whole."""
+    left (not the host either); sent again to a new server, it is stored once, whole.
+
+    On PostgreSQL the call runs in the server: the console's death alone would not stop it, so
+    its server process is killed too (as a crash of either ends it)."""
     token = create_token(console_db.engine, "defender", [])
-    environment = _environment(
-        console_db, SCANROOT_PAUSE_AT="INSERT INTO findings", SCANROOT_PAUSE_DIR=str(tmp_path)
-    )
     report = {**big_report, "scan_id": str(uuid.uuid4())}
     port = free_port()
     errors: list[BaseException] = []
@@ -256,13 +314,20 @@ def test_sigkill_mid_ingest_leaves_no_partial_rows(
         except httpx.TransportError as error:
             errors.append(error)
 
-    with serving(paused_command(port), environment, port) as process:
-        sender = threading.Thread(target=send)
-        sender.start()
-        assert wait_for(lambda: any(tmp_path.glob("*.reached")), 20)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
-        sender.join(30)
+    with Hold(console_db, "findings", tmp_path) as hold:
+        with serving(hold.command(port), hold.environment(), port) as process:
+            sender = threading.Thread(target=send)
+            sender.start()
+            assert wait_for(lambda: bool(hold.waiting()), 20)
+            held = hold.waiting()
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+            sender.join(30)
+        if console_db.kind == "postgresql":
+            with console_db.engine.connect() as connection:
+                for pid in held:
+                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert wait_for(lambda: not hold.waiting(), 20)
     assert errors, "the client saw the connection die"
     assert counts(console_db) == dict.fromkeys(counts(console_db), 0)
 

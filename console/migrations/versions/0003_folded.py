@@ -1,7 +1,7 @@
 """Filter columns hold `fold()`ed values: `*_lower` (str.lower) become `*_folded` (filters.fold).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 
 The filters compare terms folded by `console.filters.fold` (Unicode NFKC case folding) with
 these columns, so that `STRASSE` finds `Straße` on both engines; `lower()` folded less. Columns
