@@ -116,11 +116,14 @@ class BuildNative(build_ext):
         super().build_extensions()
 
 
-# The console's dependencies: Starlette under uvicorn, SQLAlchemy 2 with Alembic's migrations,
-# psycopg 3 for PostgreSQL, argon2 for the web users' passwords.
+# The console's dependencies: Starlette under uvicorn (its httptools parser on uvloop: both in
+# C), SQLAlchemy 2 with Alembic's migrations, psycopg 3 for PostgreSQL, argon2 for the web
+# users' passwords.
 CONSOLE = [
     "starlette>=0.37",
     "uvicorn>=0.29",
+    "httptools>=0.6",
+    "uvloop>=0.19",
     "SQLAlchemy>=2.0.30",
     "alembic>=1.13",
     "psycopg[binary]>=3.1",

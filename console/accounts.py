@@ -108,6 +108,8 @@ def token_scopes(engine: Engine, token: str) -> tuple[int, frozenset[Scope]] | N
         return None
     tokens, scopes = _tokens(), _scopes()
     with engine.connect() as connection:
+        # One statement: no transaction around it (saves two round trips on every request).
+        connection.execution_options(isolation_level="AUTOCOMMIT")
         rows = connection.execute(
             select(tokens.c.id, scopes.c.scope)
             .join(scopes, scopes.c.token_id == tokens.c.id)

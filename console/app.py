@@ -30,7 +30,7 @@ from .database import DB_ENV, default_url, engine_for
 from .kinds import Scope
 from .read_api import routes as read_routes
 from .report_schema import ReportError, ReportRecord, parse_report
-from .store import store_report
+from .store import Stored, store_report
 from .web import authorize
 from .web import error as _error
 
@@ -98,6 +98,10 @@ def _parse(data: bytes) -> ReportRecord:
     return parse_report(document)
 
 
+def _parse_and_store(data: bytes, engine: Engine, token_id: int) -> Stored:
+    return store_report(engine, _parse(data), token_id=token_id)
+
+
 async def ingest(request: Request) -> Response:
     settings: Settings = request.app.state.settings
     authorized = await authorize(request, settings.engine, frozenset({Scope.INGEST}), "ingest")
@@ -142,13 +146,12 @@ async def _take(request: Request, settings: Settings, token_id: int) -> Response
         field = "Content-Encoding" if error.status == 415 else "body"
         return _error(error.status, error.message, field)
     try:
-        report = await run_in_threadpool(_parse, data)
+        # One trip to a worker thread for both: each costs a switch and a wait for the GIL.
+        stored = await run_in_threadpool(_parse_and_store, data, settings.engine, token_id)
     except JSONInputError as error:
         return _error(422, str(error), "body")
     except ReportError as error:
         return _error(422, str(error), error.field)
-    try:
-        stored = await run_in_threadpool(store_report, settings.engine, report, token_id=token_id)
     except DataError:
         # Validation keeps every value within what the columns hold; this is the net under it.
         log.exception("a value the database refused")

@@ -168,6 +168,8 @@ def _password() -> str:
 def _serve(arguments: argparse.Namespace, url: str) -> int:
     import uvicorn
 
+    from .http_protocol import BoundedHttpToolsProtocol
+
     host, port = _listen(arguments.listen)
     engine = engine_for(url)
     try:
@@ -187,8 +189,9 @@ def _serve(arguments: argparse.Namespace, url: str) -> int:
         workers=arguments.workers,
         proxy_headers=False,
         server_header=False,
-        # A header block larger than this is refused by the HTTP parser (h11's default).
-        h11_max_incomplete_event_size=16 * 1024,
+        # httptools, its request head bounded (console/http_protocol.py), on uvloop: both in C.
+        http=BoundedHttpToolsProtocol,
+        loop="uvloop",
         log_level="info",
     )
     return EXIT_OK

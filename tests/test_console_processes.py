@@ -190,6 +190,67 @@ def test_an_oversized_header_is_refused_and_the_server_lives_on(console_db: Cons
         assert answer.status_code == 401
 
 
+def _answer(connection: socket.socket) -> bytes:
+    answer = b""
+    try:
+        while chunk := connection.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass  # closed while we still sent
+    return answer
+
+
+def test_a_head_sent_in_pieces_is_refused_once_past_the_limit(console_db: ConsoleDB) -> None:
+    """httptools keeps an unfinished head in memory: the console counts it across reads and
+    answers 431 once it passes 16 KiB, however it is cut up; the server lives on."""
+    port = free_port()
+    with serving(serve_command(port), _environment(console_db), port) as process:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"POST /api/v1/scans HTTP/1.1\r\nHost: x\r\nX-Long: ")
+            try:
+                for _ in range(40):  # 40 KiB, a KiB at a time, never ending the header
+                    connection.sendall(b"a" * 1024)
+                    time.sleep(0.005)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before all of it was sent
+            answer = _answer(connection)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["field"] == "headers"
+        # A long URL is part of the head too.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET /api/v1/images?search=" + b"a" * 20_000 + b" HTTP/1.1\r\n")
+            answer = _answer(connection)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert process.poll() is None
+
+
+def test_heads_near_the_limit_with_their_bodies_in_one_read_are_taken(
+    console_db: ConsoleDB, big_report: dict[str, Any]
+) -> None:
+    """The head is judged once parsed: two requests sent at once on one connection, each a
+    15 KiB head and a 300 KB body (the second head begins in the read that ends the first
+    body), are requests like any other."""
+    token = create_token(console_db.engine, "defender", [])
+
+    def request(last: bool) -> bytes:
+        body = json.dumps({**big_report, "scan_id": str(uuid.uuid4())}).encode()
+        assert len(body) > 300_000
+        return (
+            f"POST /api/v1/scans HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nX-Pad: {'p' * 15_000}\r\n"
+            f"Content-Length: {len(body)}\r\n{'Connection: close' if last else 'X-A: b'}"
+            "\r\n\r\n"
+        ).encode() + body
+
+    port = free_port()
+    with serving(serve_command(port), _environment(console_db), port):
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+            connection.sendall(request(False) + request(True))
+            answer = _answer(connection)
+    assert answer.count(b"HTTP/1.1 201 ") == 2, answer[:300]
+    assert counts(console_db)["scans"] == 2
+
+
 def test_serve_refuses_a_bad_listen_address(console_db: ConsoleDB) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "console.entry", "console", "serve", "--listen", "nowhere"],
