@@ -124,6 +124,8 @@ CONSOLE = [
     "uvicorn>=0.29",
     "httptools>=0.6",
     "uvloop>=0.19",
+    "jinja2>=3.1",
+    "python-multipart>=0.0.9",
     "SQLAlchemy>=2.0.30",
     "alembic>=1.13",
     "psycopg[binary]>=3.1",
@@ -149,14 +151,22 @@ setup(
     ],
     python_requires=">=3.11",
     packages=find_packages(
-        include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native", "console"]
+        include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native", "console", "console.*"]
     ),
     package_data={
         "scanner": ["py.typed", "data/*.txt"],
         "pkgdb": ["py.typed"],
         "_native": ["py.typed", "*.pxd", "*.h"],
         # The Alembic migrations are run from the installed package (console/database.py).
-        "console": ["py.typed", "migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"],
+        "console": [
+            "py.typed",
+            "migrations/*.py",
+            "migrations/*.mako",
+            "migrations/versions/*.py",
+            "templates/*.html",
+            "templates/*/*.html",
+            "static/*",
+        ],
     },
     # PyYAML reads policy files (docs/libraries.md); python-debian is only the
     # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher

@@ -28,6 +28,7 @@ from scanner.jsonload import JSONInputError, load_json
 from .body import BodyError, read_body
 from .database import DB_ENV, default_url, engine_for
 from .kinds import Scope
+from .pages import routes as page_routes
 from .read_api import routes as read_routes
 from .report_schema import ReportError, ReportRecord, parse_report
 from .store import Stored, store_report
@@ -185,7 +186,7 @@ async def _unavailable(request: Request, error: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
-        routes=[Route("/api/v1/scans", ingest, methods=["POST"]), *read_routes],
+        routes=[Route("/api/v1/scans", ingest, methods=["POST"]), *read_routes, *page_routes],
         exception_handlers={
             HTTPException: _http_error,
             # The database down or locked too long, or every pooled connection busy: overload,

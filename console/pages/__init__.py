@@ -1,0 +1,14 @@
+"""The console's web pages (server-rendered with Jinja2; each works without JavaScript)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from .render import STATIC
+
+__all__ = ["routes"]
+
+routes: list[BaseRoute] = [
+    Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+]
