@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -72,6 +73,11 @@ class Settings:
     # the GIL: more at once would not go faster. A report waits for a slot this long, then 503.
     max_concurrent_reports: int = DEFAULT_CONCURRENT_REPORTS
     slot_wait_seconds: float = 10.0
+    # A body holds a slot while it arrives: a sender that stalls this long between two reads,
+    # or takes this long in all, is answered 408 and its slot given back (a slow sender could
+    # otherwise hold every slot). 64 MiB in 300 s is 220 KB/s.
+    body_idle_seconds: float = 30.0
+    body_seconds: float = 300.0
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -134,14 +140,31 @@ def _slots(app: Starlette, settings: Settings) -> asyncio.Semaphore:
     return semaphore
 
 
+async def _within(chunks: AsyncIterator[bytes], idle_seconds: float) -> AsyncIterator[bytes]:
+    """`chunks`, each of which must arrive within `idle_seconds` (else TimeoutError)."""
+    iterator = aiter(chunks)
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        yield chunk
+
+
 async def _take(request: Request, settings: Settings, token_id: int) -> Response:
     """The report read, checked and stored (within a slot)."""
     try:
-        data = await read_body(
-            request.stream(),
-            encoding=request.headers.get("content-encoding"),
-            declared_length=request.headers.get("content-length"),
-            max_bytes=settings.max_report_bytes,
+        async with asyncio.timeout(settings.body_seconds):
+            data = await read_body(
+                _within(request.stream(), settings.body_idle_seconds),
+                encoding=request.headers.get("content-encoding"),
+                declared_length=request.headers.get("content-length"),
+                max_bytes=settings.max_report_bytes,
+            )
+    except TimeoutError:
+        return _error(
+            408, "body: not received in time; the connection was too slow or stalled", "body"
         )
     except BodyError as error:
         field = "Content-Encoding" if error.status == 415 else "body"

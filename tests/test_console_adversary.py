@@ -278,6 +278,59 @@ def test_reports_beyond_the_concurrent_limit_wait_then_503(
         time.sleep(0.05)
 
 
+def test_a_stalled_body_is_408_and_gives_its_slot_back(
+    console_server: ConsoleServer, _console_http: Any, plain_report: dict[str, Any]
+) -> None:
+    """A sender that promises a body and stalls would hold its slot for ever: after the idle
+    limit it is answered 408, and the one slot serves the next report."""
+    settings = _console_http.app.state.settings
+    _console_http.app.state.settings = Settings(
+        engine=settings.engine,
+        max_report_bytes=settings.max_report_bytes,
+        max_concurrent_reports=1,
+        slot_wait_seconds=5.0,
+        body_idle_seconds=0.5,
+    )
+    held = _hold_a_slot(console_server.base_url, console_server.token)
+    try:
+        held.settimeout(10)
+        started = time.monotonic()
+        answer = held.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+        assert b'"field":"body"' in answer.replace(b" ", b"")
+        assert time.monotonic() - started < 5
+    finally:
+        held.close()
+    assert console_server.post(body(fresh(plain_report))).status_code == 201
+
+
+def test_a_body_sent_too_slowly_in_all_is_408(
+    console_server: ConsoleServer, _console_http: Any
+) -> None:
+    """Bytes that keep coming, each within the idle limit, still end at the total limit."""
+    settings = _console_http.app.state.settings
+    _console_http.app.state.settings = Settings(
+        engine=settings.engine,
+        max_report_bytes=settings.max_report_bytes,
+        body_idle_seconds=5.0,
+        body_seconds=1.0,
+    )
+    held = _hold_a_slot(console_server.base_url, console_server.token)
+    try:
+        held.settimeout(0.2)
+        answer = b""
+        deadline = time.monotonic() + 10
+        while not answer and time.monotonic() < deadline:
+            try:
+                held.sendall(b" ")
+                answer = held.recv(65536)
+            except TimeoutError:
+                continue
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+    finally:
+        held.close()
+
+
 # SQLite's single writer: PostgreSQL has no database-wide write lock to be busy on.
 @pytest.mark.parametrize("console_db", ["sqlite"], indirect=True)
 def test_a_busy_sqlite_database_is_503_and_loses_nothing(

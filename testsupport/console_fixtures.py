@@ -144,8 +144,11 @@ def _console_http() -> Iterator[_Served]:
     app = create_app(Settings(engine=create_engine("sqlite://")))
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
+    from console.http_protocol import BoundedHttpToolsProtocol
+
+    # As `scan-root console serve` runs it: httptools (its head bounded) on uvloop.
     config = uvicorn.Config(
-        app, log_level="critical", lifespan="off", h11_max_incomplete_event_size=16 * 1024
+        app, log_level="critical", lifespan="off", http=BoundedHttpToolsProtocol, loop="uvloop"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
