@@ -130,3 +130,33 @@ def test_a_fifo_with_a_reader_gets_the_report(tree: findings_tree.Tree, tmp_path
     finally:
         os.close(reader)
     assert json.loads(data)["findings"] == []
+
+
+def test_dev_stdout_to_a_pipe_gets_the_report(tree: findings_tree.Tree) -> None:
+    """`--output /dev/stdout` (a link root made, to our own pipe) is how a report is piped."""
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner.cli", str(tree.root), *tree.options, "--format", "json"]
+        + ["--output", "/dev/stdout"],
+        env=child_env(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1, 3), done.stderr
+    report = json.loads(done.stdout)  # the whole report, and nothing else, on the pipe
+    assert report["checks"] and "findings" in report
+
+
+def test_our_link_to_a_device_is_written_and_another_users_is_not(
+    tree: findings_tree.Tree, tmp_path: Path
+) -> None:
+    ours = tmp_path / "to-null"
+    ours.symlink_to("/dev/null")
+    assert _scan(tree, ours) in (0, 1, 3)
+    assert ours.is_symlink()
+    if os.geteuid() != 0:
+        pytest.skip("making another user's link needs root (CI runs as root)")
+    theirs = tmp_path / "their-link"
+    theirs.symlink_to("/dev/null")
+    os.lchown(theirs, 65534, 65534)
+    assert _scan(tree, theirs) == 2

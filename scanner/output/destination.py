@@ -32,16 +32,36 @@ def write_output(path: str, text: str) -> None:
     except FileNotFoundError:
         info = None
     if info is not None and stat.S_ISLNK(info.st_mode):
+        if _a_stream_behind_our_link(path, info):
+            _write_in_place(path, data, follow=True)
+            return
         raise OSError(errno.ELOOP, "is a symbolic link (not followed; name the file itself)")
-    if info is not None and (stat.S_ISFIFO(info.st_mode) or stat.S_ISCHR(info.st_mode)):
-        _write_in_place(path, data)
+    if info is not None and _is_stream(info.st_mode):
+        _write_in_place(path, data, follow=False)
         return
     write_atomically(path, data, mode=0o644)
 
 
-def _write_in_place(path: str, data: bytes) -> None:
+def _is_stream(mode: int) -> bool:
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+
+
+def _a_stream_behind_our_link(path: str, link: os.stat_result) -> bool:
+    """`/dev/stdout` and `/proc/self/fd/N`: a link root or we made, to a pipe or a character
+    device (never a file: another user cannot make a link we own, and we do not write files
+    through links at all)."""
+    if link.st_uid not in (0, os.geteuid()):
+        return False
+    try:
+        return _is_stream(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _write_in_place(path: str, data: bytes, *, follow: bool) -> None:
     # O_NONBLOCK: a FIFO nobody reads is ENXIO at once, not a wait for ever.
-    flags = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+    flags |= 0 if follow else os.O_NOFOLLOW
     try:
         fd = os.open(path, flags)
     except OSError as error:
@@ -50,6 +70,8 @@ def _write_in_place(path: str, data: bytes) -> None:
         raise
     with open(fd, "wb") as stream:
         info = os.fstat(fd)  # what was opened, not what the name showed a moment before
+        if not _is_stream(info.st_mode):
+            raise OSError(errno.EINVAL, "changed while it was opened (now not a pipe or device)")
         if info.st_uid not in (0, os.geteuid()):
             raise OSError(errno.EPERM, f"is a FIFO or device of another user (uid {info.st_uid})")
         os.set_blocking(fd, True)  # a reader that is slow is waited for, as a pipe is
