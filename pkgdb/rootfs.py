@@ -16,6 +16,8 @@ import os
 import stat
 from typing import Self
 
+from .open_node import open_judged
+
 __all__ = ["MAX_SYMLINK_HOPS", "Identity", "Journal", "RootFS", "Seen", "identity"]
 
 MAX_SYMLINK_HOPS = 40  # the kernel's own limit (MAXSYMLINKS) before ELOOP
@@ -152,32 +154,18 @@ class RootFS:
     def open(self, path: bytes, flags: int = os.O_RDONLY) -> int:
         """Open `path` inside the root without following a symlink in its final component.
 
-        A device, FIFO or socket is refused (OSError EINVAL) before it is opened: opening a
-        device acts (a node for /dev/watchdog's numbers, made in a container with CAP_MKNOD,
-        arms the host's reboot). So the path is opened O_PATH, which opens nothing, judged by
-        fstat, and only then opened for reading through /proc/self/fd (the same inode).
+        A device, FIFO or socket is refused (NotRegular, an OSError EINVAL) before it is
+        opened: see open_node.open_judged.
         """
-        flags |= os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
         try:
-            resolved = self.resolve(path)
-            holder = os.open(resolved, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=self.fd)
-            try:
-                mode = os.fstat(holder).st_mode
-                if stat.S_ISLNK(mode):
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(path))
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    raise OSError(errno.EINVAL, _not_regular(mode), os.fsdecode(path))
-                try:
-                    fd = os.open(f"/proc/self/fd/{holder}", flags & ~os.O_NOFOLLOW)
-                except FileNotFoundError:  # no /proc: the path itself (a race, not a default)
-                    fd = os.open(resolved, flags, dir_fd=self.fd)
-            finally:
-                os.close(holder)
+            fd, info = open_judged(
+                self.resolve(path), dir_fd=self.fd, flags=flags, directories=True
+            )
         except OSError as error:
             self._note(False, path, error)
             raise
         if self.journal is not None:
-            self._note(False, path, os.fstat(fd))
+            self._note(False, path, info)
         return fd
 
     def read_bytes(self, path: bytes, limit: int | None = None) -> bytes:
@@ -302,11 +290,3 @@ class RootFS:
         base = b"" if target.startswith(b"/") else physical_parent
         lexical = _join(base, target.strip(b"/")) if target.strip(b"/") else base
         return self._resolve_dir(lexical.strip(b"/"), hops + 1)
-
-
-def _not_regular(mode: int) -> str:
-    """Why a node that is no file or directory is refused, naming what it is."""
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device node (never opened), not a regular file"
-    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a node"
-    return f"{kind}, not a regular file"

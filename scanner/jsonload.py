@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import stat
 from collections.abc import Iterator
+
+from pkgdb.open_node import NotRegular, Replaced, open_judged
 
 __all__ = [
     "InputFileError",
@@ -38,41 +38,17 @@ def open_regular(
     path: str | os.PathLike[str], *, what: str, dir_fd: int | None = None, follow: bool = True
 ) -> tuple[int, os.stat_result]:
     """A read-only descriptor of `path` and its fstat, or InputFileError when it is no regular
-    file; OSError (ENOENT, EACCES...) is left to the caller. `dir_fd` as os.open's; `follow`
-    false refuses a symlink as the last component (ELOOP).
-
-    Opening a device has effects of its own (/dev/watchdog arms a reboot, a tape rewinds, a
-    terminal may become the controlling one), so the path is first opened O_PATH, which opens
-    nothing, and only a regular file is then opened for reading, through /proc/self/fd: the
-    same inode, whatever is renamed into place meanwhile (a state file in a hostile root).
-    """
-    nofollow = 0 if follow else os.O_NOFOLLOW
-    holder = os.open(path, os.O_PATH | os.O_CLOEXEC | nofollow, dir_fd=dir_fd)
+    file (judged before it is opened: pkgdb.open_node.open_judged) or was replaced meanwhile;
+    OSError (ENOENT, EACCES...) is left to the caller. `dir_fd` as os.open's; `follow` false
+    refuses a symlink as the last component (ELOOP)."""
     try:
-        info = os.fstat(holder)
-        if stat.S_ISLNK(info.st_mode):  # O_PATH|O_NOFOLLOW opens the link itself
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), os.fsdecode(path))
-        if not stat.S_ISREG(info.st_mode):
-            raise InputFileError(f"{os.fsdecode(path)}: {what} is not a regular file")
-        try:
-            fd = os.open(f"/proc/self/fd/{holder}", os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
-        except FileNotFoundError:
-            # No /proc: open the path itself, non-blocking (a FIFO swapped in cannot stall
-            # us), and keep it only if it is still the inode judged above.
-            fd = os.open(
-                path,
-                os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | nofollow,
-                dir_fd=dir_fd,
-            )
-    finally:
-        os.close(holder)
-    opened = os.fstat(fd)
-    if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not stat.S_ISREG(
-        opened.st_mode
-    ):
-        os.close(fd)
-        raise InputFileError(f"{os.fsdecode(path)}: {what} was replaced while it was opened")
-    return fd, opened
+        return open_judged(path, dir_fd=dir_fd, follow=follow)
+    except NotRegular as error:
+        raise InputFileError(f"{os.fsdecode(path)}: {what} is {error.strerror}") from None
+    except Replaced:
+        raise InputFileError(
+            f"{os.fsdecode(path)}: {what} was replaced while it was opened"
+        ) from None
 
 
 def read_bounded(path: str | os.PathLike[str], *, what: str, max_bytes: int) -> bytes:
