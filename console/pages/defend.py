@@ -127,7 +127,10 @@ def _apply(engine: Any, edit: Edit, form: FormData, base: int, who: str) -> Stor
     stored = current_policy(engine)
     document = policy_edit.load_document(stored.text if stored is not None else None)
     edit(document, form)
-    return save_policy(engine, policy_edit.dump(document), who, base=base)
+    text = policy_edit.dump(document)
+    if stored is not None and stored.version == base and stored.text == text:
+        return stored  # nothing changed (a top rule moved up): no new version to fetch
+    return save_policy(engine, text, who, base=base)
 
 
 def _writer(edit: Edit) -> Callable[[Request], Awaitable[Response]]:
