@@ -186,3 +186,25 @@ def test_a_script_file_is_refused_and_nothing_of_the_console_is_read(
         assert SCRIPT_FILE_NOTE in message or "beneath the policy file's directory" in message
         assert "root:" not in message
     assert current_policy(console_db.engine) is None
+
+
+def test_racing_saves_on_one_version_keep_exactly_one(console_db: ConsoleDB) -> None:
+    """Two editors saving on the same version: one is stored, the other told (never lost
+    silently, never two versions of one number)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = console_db.engine
+    save_policy(engine, POLICY, "alice", base=0)
+
+    def attempt(number: int) -> str:
+        try:
+            save_policy(engine, POLICY + f"# {number}\n", f"editor-{number}", base=1)
+        except PolicyConflict:
+            return "conflict"
+        return "saved"
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(attempt, range(6)))
+    assert outcomes == ["conflict"] * 5 + ["saved"]
+    stored = current_policy(engine)
+    assert stored is not None and stored.version == 2

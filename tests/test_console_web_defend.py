@@ -367,3 +367,31 @@ def test_a_hand_written_policy_is_shown_in_order(admin: Client) -> None:
     assert admin.post("/rules/move", {"rule": "a", "direction": "up"}).status_code == 303
     assert rule_rows(admin.page().text) == ["a", "b"]
     assert "Policy version 2, saved by token #" in admin.page().text
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["yes", "null", "425", "&anchor", "*alias", "- item", "a: b", "#comment", "ünï €", "'q'"],
+)
+def test_names_that_look_like_yaml_round_trip(admin: Client, name: str) -> None:
+    """A name is data: the dumper quotes what YAML would read as something else."""
+    add_collection(admin, name, "x*")
+    add_rule(admin, name, name, "ignore", "425")
+    document = stored_document(admin.server)
+    assert document["collections"][0]["name"] == name
+    assert document["rules"][0] == {
+        "name": name,
+        "collections": [name],
+        "effects": {"425": "ignore"},
+    }
+    assert rule_rows(admin.page().text) == [name]
+
+
+def test_an_error_quoting_html_is_escaped(admin: Client) -> None:
+    answer = admin.post(
+        "/rules",
+        {"name": "r", "collection": "<script>x()</script>", "effect": "ignore", "checks": "1"},
+    )
+    assert answer.status_code == 422
+    assert "<script>x()" not in answer.text and "&lt;script&gt;x()" in answer.text
+    assert error_of(answer.text) == "collection: no collection named '<script>x()</script>'"
