@@ -111,24 +111,28 @@ def save_policy(engine: Engine, text: str, saved_by: str, *, base: int | None) -
     table = _table()
     now = datetime.now(UTC)
     try:
-        with engine.begin() as connection:
-            newest = connection.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1))
-            latest = newest.scalar() or 0
-            if base is not None and base != latest:
-                raise PolicyConflict(
-                    f"the policy changed since this page was loaded (version {base}; now "
-                    f"{latest}): reload it and make the change again"
+        # SQLite: the write lock taken at BEGIN (database.py), else two saves that both read
+        # first deadlock on upgrading their locks ("database is locked") instead of queueing.
+        with engine.connect() as connection:
+            connection.execution_options(sqlite_immediate=True)
+            with connection.begin():
+                newest = connection.execute(select(table.c.id).order_by(table.c.id.desc()).limit(1))
+                latest = newest.scalar() or 0
+                if base is not None and base != latest:
+                    raise PolicyConflict(
+                        f"the policy changed since this page was loaded (version {base}; now "
+                        f"{latest}): reload it and make the change again"
+                    )
+                # A save racing this one on the same version fails on the primary key.
+                connection.execute(
+                    insert(table).values(
+                        id=latest + 1,
+                        text=text,
+                        sha256=digest,
+                        saved_by=saved_by[:NAME_LENGTH],
+                        saved_at=now,
+                    )
                 )
-            # A save racing this one on the same version fails on the primary key.
-            connection.execute(
-                insert(table).values(
-                    id=latest + 1,
-                    text=text,
-                    sha256=digest,
-                    saved_by=saved_by[:NAME_LENGTH],
-                    saved_at=now,
-                )
-            )
     except IntegrityError:
         raise PolicyConflict(
             "the policy was saved by someone else at the same moment: reload and retry"

@@ -395,3 +395,24 @@ def test_an_error_quoting_html_is_escaped(admin: Client) -> None:
     assert answer.status_code == 422
     assert "<script>x()" not in answer.text and "&lt;script&gt;x()" in answer.text
     assert error_of(answer.text) == "collection: no collection named '<script>x()</script>'"
+
+
+def test_a_stored_version_is_validated_once_for_display(
+    admin: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validating a policy near the 1 MiB bound takes seconds: a view reuses the last parse."""
+    from console.pages import defend
+
+    calls: list[int] = []
+
+    def counted(text: str) -> Any:
+        calls.append(len(text))
+        return validate(text)
+
+    validate = defend.validate
+    monkeypatch.setattr(defend, "validate", counted)
+    defend._shown.cache_clear()
+    save_policy(admin.server.db.engine, "version: 1\n", "alice", base=0)
+    for _ in range(3):
+        assert admin.page().status_code == 200
+    assert len(calls) == 1

@@ -3,6 +3,7 @@ order, its collections and custom checks; each change saves a new policy version
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+
+from scanner.policy import Policy
 
 from .. import policy_edit
 from ..kinds import Scope
@@ -52,6 +55,13 @@ class Refusal(Exception):
         self.message = message
 
 
+@functools.lru_cache(maxsize=4)
+def _shown(text: str) -> Policy:
+    """A stored version as the scanner reads it, for display: parsed once, not on every view
+    (a policy near the 1 MiB bound takes seconds to validate)."""
+    return validate(text)
+
+
 async def page(request: Request) -> Response:
     who = await viewer(request)
     if isinstance(who, Response):
@@ -64,7 +74,7 @@ async def _page(
 ) -> Response:
     engine = request.app.state.settings.engine
     stored = await run_in_threadpool(current_policy, engine)
-    policy = await run_in_threadpool(validate, stored.text) if stored is not None else None
+    policy = await run_in_threadpool(_shown, stored.text) if stored is not None else None
     context = {
         "viewer": who,
         "stored": stored,
