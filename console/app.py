@@ -30,6 +30,7 @@ from .body import BodyError, read_body
 from .database import DB_ENV, default_url, engine_for
 from .kinds import Scope
 from .pages import routes as page_routes
+from .policy_api import routes as policy_routes
 from .read_api import routes as read_routes
 from .report_schema import ReportError, ReportRecord, parse_report
 from .store import Stored, store_report
@@ -209,7 +210,12 @@ async def _unavailable(request: Request, error: Exception) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     app = Starlette(
-        routes=[Route("/api/v1/scans", ingest, methods=["POST"]), *read_routes, *page_routes],
+        routes=[
+            Route("/api/v1/scans", ingest, methods=["POST"]),
+            *read_routes,
+            *policy_routes,
+            *page_routes,
+        ],
         exception_handlers={
             HTTPException: _http_error,
             # The database down or locked too long, or every pooled connection busy: overload,

@@ -36,6 +36,7 @@ __all__ = [
     "Host",
     "Image",
     "ImageRef",
+    "PolicyVersion",
     "Problem",
     "Scan",
     "Task",
@@ -300,3 +301,17 @@ class User(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False, unique=True)
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _when()
+
+
+class PolicyVersion(Base):
+    """One saved version of the defenders' policy (YAML, validated by the scanner's loader
+    before it is stored). `id` is the version number, 1 and up: the newest is the current
+    policy, and two saves made on the same version collide on it instead of one losing the
+    other's change."""
+
+    __tablename__ = "policy_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # of the UTF-8 text: the ETag
+    saved_by: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    saved_at: Mapped[datetime] = _when()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+from . import defend
 from .render import STATIC
 
 __all__ = ["routes"]
 
 routes: list[BaseRoute] = [
     Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    *defend.routes,
 ]
