@@ -5,6 +5,7 @@ a path the views would misname...) and stays as its guard."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import gzip
 import io
 import json
@@ -238,6 +239,11 @@ def test_an_acknowledged_commit_is_on_disk(console_db: ConsoleDB) -> None:
             assert source in {"default", "configuration file", "command line"}
 
 
+def _change_settings(http: Any, **changes: Any) -> None:
+    """The in-process console's settings with `changes` (its report slots made anew)."""
+    http.app.state.settings = dataclasses.replace(http.app.state.settings, **changes)
+
+
 def _hold_a_slot(base_url: str, token: str) -> socket.socket:
     """A request whose body is promised but never sent: it holds its slot while read."""
     port = int(base_url.rsplit(":", 1)[1])
@@ -254,13 +260,7 @@ def test_reports_beyond_the_concurrent_limit_wait_then_503(
 ) -> None:
     """Every report in progress may hold --max-report-bytes and its parsed form: their number
     is bounded, so that concurrent large posts cannot take all memory."""
-    settings = _console_http.app.state.settings
-    _console_http.app.state.settings = Settings(
-        engine=settings.engine,
-        max_report_bytes=settings.max_report_bytes,
-        max_concurrent_reports=1,
-        slot_wait_seconds=0.3,
-    )
+    _change_settings(_console_http, max_concurrent_reports=1, slot_wait_seconds=0.3)
     held = _hold_a_slot(console_server.base_url, console_server.token)
     try:
         deadline = time.monotonic() + 10
@@ -283,13 +283,8 @@ def test_a_stalled_body_is_408_and_gives_its_slot_back(
 ) -> None:
     """A sender that promises a body and stalls would hold its slot for ever: after the idle
     limit it is answered 408, and the one slot serves the next report."""
-    settings = _console_http.app.state.settings
-    _console_http.app.state.settings = Settings(
-        engine=settings.engine,
-        max_report_bytes=settings.max_report_bytes,
-        max_concurrent_reports=1,
-        slot_wait_seconds=5.0,
-        body_idle_seconds=0.5,
+    _change_settings(
+        _console_http, max_concurrent_reports=1, slot_wait_seconds=5.0, body_idle_seconds=0.5
     )
     held = _hold_a_slot(console_server.base_url, console_server.token)
     try:
@@ -308,13 +303,7 @@ def test_a_body_sent_too_slowly_in_all_is_408(
     console_server: ConsoleServer, _console_http: Any
 ) -> None:
     """Bytes that keep coming, each within the idle limit, still end at the total limit."""
-    settings = _console_http.app.state.settings
-    _console_http.app.state.settings = Settings(
-        engine=settings.engine,
-        max_report_bytes=settings.max_report_bytes,
-        body_idle_seconds=5.0,
-        body_seconds=1.0,
-    )
+    _change_settings(_console_http, body_idle_seconds=5.0, body_seconds=1.0)
     held = _hold_a_slot(console_server.base_url, console_server.token)
     try:
         held.settimeout(0.2)
