@@ -6,8 +6,6 @@ import json
 import os
 from collections.abc import Iterator
 
-from pkgdb.open_node import NotRegular, Replaced, open_judged
-
 __all__ = [
     "InputFileError",
     "JSONInputError",
@@ -41,6 +39,10 @@ def open_regular(
     file (judged before it is opened: pkgdb.open_node.open_judged) or was replaced meanwhile;
     OSError (ENOENT, EACCES...) is left to the caller. `dir_fd` as os.open's; `follow` false
     refuses a symlink as the last component (ELOOP)."""
+    # Imported here, not at the top: `pkgdb` loads every package reader, and the CLI imports
+    # this module before its read-ahead starts (tests/test_prefetch.py).
+    from pkgdb.open_node import NotRegular, Replaced, open_judged
+
     try:
         return open_judged(path, dir_fd=dir_fd, follow=follow)
     except NotRegular as error:
