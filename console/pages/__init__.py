@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from . import defend
+from . import defend, monitor_hosts, monitor_images
 from .render import STATIC
 
 __all__ = ["routes"]
@@ -13,4 +13,6 @@ __all__ = ["routes"]
 routes: list[BaseRoute] = [
     Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     *defend.routes,
+    *monitor_images.routes,
+    *monitor_hosts.routes,
 ]
