@@ -415,3 +415,23 @@ def test_pages_carry_the_security_headers(browser: Browser) -> None:
     assert "script-src 'self'" in answer.headers["content-security-policy"]
     assert answer.headers["x-frame-options"] == "DENY"
     assert "<style" not in answer.text and " style=" not in answer.text
+
+
+def test_the_pages_bench_runs(tmp_path: Any) -> None:
+    """bench/console_pages.py on a small SQLite fleet, so that it cannot rot."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "console_pages.py"
+    spec = importlib.util.spec_from_file_location("console_pages_bench", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "pages.json"
+    assert (
+        bench.main(["--engines", "sqlite", "--runs", "2", "--images", "100", "--json", str(out)])
+        == 0
+    )
+    [result] = json.loads(out.read_text())["results"]
+    assert result["deployed_images"] == 80
+    assert result["cases"]["default"]["rows"] == 50 and result["cases"]["last page"]["rows"] == 0
