@@ -16,7 +16,7 @@ from .kinds import Severity
 from .models import Container, Finding, Host, Image, Problem, Scan, Task
 from .reads import MAX_DETAIL_FINDINGS, MAX_DETAIL_ROWS
 
-__all__ = ["host_details", "image_problems", "store_is_empty", "task_details"]
+__all__ = ["failed_checks", "host_details", "image_problems", "store_is_empty", "task_details"]
 
 SEVERITIES = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW]
 
@@ -45,6 +45,25 @@ def store_is_empty(engine: Engine) -> bool:
     """Whether no report was ever stored (the Deployed page then says so, not "no match")."""
     with engine.connect() as connection:
         return not connection.execute(select(exists(select(scans.c.id)))).scalar_one()
+
+
+def failed_checks(engine: Engine, image_ids: list[int]) -> dict[int, list[str]]:
+    """Per image, the checks with a finding in its latest scan (`scans.checks` holds the checks
+    that ran, failed or not). Reads `findings` by `ix_findings_scan_id`, for these images only."""
+    found: dict[int, list[str]] = {image_id: [] for image_id in image_ids}
+    if not image_ids:
+        return found
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(images.c.id, findings.c.check)
+            .join(findings, findings.c.scan_id == images.c.latest_scan_id)
+            .where(images.c.id.in_(image_ids))
+            .group_by(images.c.id, findings.c.check)
+            .order_by(images.c.id, findings.c.check)
+        )
+        for image_id, check in rows:
+            found[image_id].append(check)
+    return found
 
 
 def image_problems(engine: Engine, image_id: int) -> list[dict[str, Any]]:
@@ -87,7 +106,6 @@ def _members(
             task.c.id.label("task_row"),
             task.c.task_id,
             *(scans.c[severity.value] for severity in SEVERITIES),
-            scans.c.checks,
         )
         .select_from(
             containers.outerjoin(images, images.c.id == containers.c.image_id)
@@ -98,6 +116,7 @@ def _members(
         .order_by(containers.c.last_seen.desc(), containers.c.name, containers.c.id)
         .limit(MAX_DETAIL_ROWS)
     ).all()
+    failed = _failed_by_scan(connection, [row.latest_scan_id for row in rows])
     return [
         {
             "name": row.name,
@@ -111,10 +130,25 @@ def _members(
             "compliance": {s.value: getattr(row, s.value) for s in SEVERITIES}
             if row.critical is not None
             else None,
-            "checks": list(row.checks) if row.checks is not None else None,
+            "checks": failed.get(row.latest_scan_id, []),
         }
         for row in rows
     ]
+
+
+def _failed_by_scan(connection: Connection, scan_ids: list[int | None]) -> dict[int, list[str]]:
+    """Per scan, the checks with a finding (`scans.checks` holds those that ran)."""
+    wanted = sorted({scan_id for scan_id in scan_ids if scan_id is not None})
+    found: dict[int, list[str]] = {}
+    if wanted:
+        for scan_id, check in connection.execute(
+            select(findings.c.scan_id, findings.c.check)
+            .where(findings.c.scan_id.in_(wanted))
+            .group_by(findings.c.scan_id, findings.c.check)
+            .order_by(findings.c.scan_id, findings.c.check)
+        ):
+            found.setdefault(scan_id, []).append(check)
+    return found
 
 
 def _findings(connection: Connection, members: list[dict[str, Any]]) -> dict[str, Any]:

@@ -146,6 +146,8 @@ def test_deployed_lists_deployed_images_only(loaded: Browser, scenario: Scenario
     assert re.search(r'class="sev sev-(critical|high)[^"]* highest', by_name[p].cells)
     assert re.search(r'<td class="checks">[^<]*426', by_name[p].cells)
     assert "highest" not in by_name[q].cells
+    # Failed checks, not the checks that ran: Q is clean.
+    assert '<td class="checks"><span class="none">none</span></td>' in by_name[q].cells
     assert '<td class="last-scanned"><time datetime=' in by_name[p].cells
     # `deployed` is not the page's to change: asking for it is refused, not obeyed.
     assert loaded.get(DEPLOYED, {"deployed": "false"}).status_code == 422

@@ -71,9 +71,13 @@ async def deployed(request: Request) -> Response:
     empty_store = False
     if answer["total"] == 0 and not filtered:
         empty_store = await run_in_threadpool(detail_reads.store_is_empty, engine)
+    failed = await run_in_threadpool(
+        detail_reads.failed_checks, engine, [image["id"] for image in answer["images"]]
+    )
     rows = [
         {
             **image,
+            "failed": failed[image["id"]],
             "highest": _highest(image["compliance"]),
             "scanned_at": _when(image["last_scanned"]),
         }
