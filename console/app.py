@@ -36,6 +36,7 @@ from .report_schema import ReportError, ReportRecord, parse_report
 from .store import Stored, store_report
 from .web import authorize
 from .web import error as _error
+from .web_sessions import Limits
 
 __all__ = ["Settings", "app_from_environment", "create_app", "parse_duration"]
 
@@ -79,6 +80,23 @@ class Settings:
     # otherwise hold every slot). 64 MiB in 300 s is 220 KB/s.
     body_idle_seconds: float = 30.0
     body_seconds: float = 300.0
+    # Web sign-in: a session ends this long after sign-in whatever happens, or after this long
+    # unused; a user name may fail this many sign-ins, a client address this many (more: an
+    # office behind one address), within the window, before it must wait (429).
+    session_lifetime: timedelta = timedelta(hours=12)
+    session_idle: timedelta = timedelta(hours=1)
+    login_failures_per_user: int = 5
+    login_failures_per_address: int = 20
+    login_failure_window: timedelta = timedelta(minutes=15)
+
+    def limits(self) -> Limits:
+        return Limits(
+            lifetime=self.session_lifetime,
+            idle=self.session_idle,
+            failures_per_user=self.login_failures_per_user,
+            failures_per_address=self.login_failures_per_address,
+            failure_window=self.login_failure_window,
+        )
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -36,6 +36,7 @@ __all__ = [
     "Host",
     "Image",
     "ImageRef",
+    "LoginFailure",
     "PolicyVersion",
     "Problem",
     "Scan",
@@ -43,6 +44,7 @@ __all__ = [
     "Token",
     "TokenScope",
     "User",
+    "WebSession",
     "folded",
 ]
 
@@ -315,3 +317,34 @@ class PolicyVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # of the UTF-8 text: the ETag
     saved_by: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
     saved_at: Mapped[datetime] = _when()
+
+
+class WebSession(Base):
+    """A signed-in user's session: only the SHA-256 of the cookie's random token is kept (a
+    copy of this table signs no one in). Ends at `expires_at`, or when unused for the idle
+    timeout (`last_seen_at`, moved at most once a minute), or at logout (the row deleted)."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # Sent back by every form of the session's pages (not a secret from the user: from
+    # other sites, which cannot read our pages).
+    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = _when()
+    last_seen_at: Mapped[datetime] = _when()
+    expires_at: Mapped[datetime] = _when()
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept for the failure window: the rate limit counts them per user
+    name (as typed) and per client address."""
+
+    __tablename__ = "login_failures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    address: Mapped[str] = mapped_column(String(64), nullable=False)
+    failed_at: Mapped[datetime] = _when()
+    __table_args__ = (Index(None, "user_name", "failed_at"), Index(None, "address", "failed_at"))

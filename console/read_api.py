@@ -18,6 +18,7 @@ from starlette.routing import Route
 from . import params, reads
 from .kinds import Scope
 from .web import authorize, error
+from .web_sessions import SESSION_COOKIE, session_user
 
 __all__ = ["routes"]
 
@@ -64,6 +65,20 @@ def _task_query(given: dict[str, str]) -> reads.TaskQuery:
     )
 
 
+async def _reader(request: Request) -> Response | None:
+    """None when a read token or a signed-in user's session asks; else the 401/403 to answer.
+    A request with an Authorization header is judged by its token alone."""
+    settings = request.app.state.settings
+    if "authorization" not in request.headers:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            user = await run_in_threadpool(session_user, settings.engine, cookie, settings.limits())
+            if user is not None:
+                return None
+    allowed = await authorize(request, settings.engine, READERS, "read")
+    return allowed if isinstance(allowed, Response) else None
+
+
 def _since(request: Request) -> datetime:
     """The start of the deployed window: a container seen since then is current."""
     window = request.app.state.settings.deployed_window
@@ -78,9 +93,9 @@ def _listing(
 ) -> Callable[[Request], Any]:
     async def endpoint(request: Request) -> Response:
         engine = request.app.state.settings.engine
-        allowed_in = await authorize(request, engine, READERS, "read")
-        if isinstance(allowed_in, Response):
-            return allowed_in
+        denied = await _reader(request)
+        if denied is not None:
+            return denied
         try:
             query = make(params.single(request.query_params.multi_items(), allowed + PAGING))
         except params.ParamError as refused:
@@ -93,9 +108,9 @@ def _listing(
 
 async def image(request: Request) -> Response:
     engine = request.app.state.settings.engine
-    allowed_in = await authorize(request, engine, READERS, "read")
-    if isinstance(allowed_in, Response):
-        return allowed_in
+    denied = await _reader(request)
+    if denied is not None:
+        return denied
     try:
         params.single(request.query_params.multi_items(), ())
     except params.ParamError as refused:

@@ -302,33 +302,21 @@ def test_who_may_look_and_who_may_write(
 
 
 def test_every_write_calls_check_csrf(admin: Client, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The call site of web-auth's `check_csrf`: its refusal is the answer, nothing saved."""
+    """Every write calls `access.check_csrf`: its refusal is the answer, nothing saved (its
+    own tests are in tests/test_console_web_auth.py)."""
     seen: list[Any] = []
 
     async def refuse(request: Any, who: Any) -> Response:
         seen.append(who)
         return Response("CSRF token missing or wrong", status_code=403)
 
-    monkeypatch.setattr(access, "check_csrf", refuse, raising=False)
+    monkeypatch.setattr(access, "check_csrf", refuse)
     paths = ("/collections", "/rules", "/rules/edit", "/rules/move", "/rules/enabled")
     for path in (*paths, "/rules/delete", "/checks"):
         answer = admin.post(path, {"name": "x", "hosts": "x*", "effect": "alert", "checks": "1"})
         assert (answer.status_code, answer.text) == (403, "CSRF token missing or wrong")
     assert len(seen) == 7
     assert current_policy(admin.server.db.engine) is None
-
-
-def test_a_signed_in_user_is_refused_until_check_csrf_exists() -> None:
-    """Fail closed: without web-auth's check, a session's form is never taken unchecked."""
-    import asyncio
-
-    from console.pages.defend import _check_csrf
-
-    if hasattr(access, "check_csrf"):
-        pytest.skip("web-auth's check_csrf is merged: its own tests cover it")
-    user = access.Viewer(name="alice", user_id=1, csrf_token="t")
-    refused = asyncio.run(_check_csrf(None, user))  # type: ignore[arg-type]
-    assert refused is not None and refused.status_code == 403
 
 
 def test_forms_are_bounded(admin: Client) -> None:

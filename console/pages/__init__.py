@@ -5,12 +5,13 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from . import defend
+from . import defend, login
 from .render import STATIC
 
 __all__ = ["routes"]
 
 routes: list[BaseRoute] = [
     Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    *login.routes,
     *defend.routes,
 ]

@@ -109,21 +109,6 @@ async def _form(request: Request) -> FormData:
     return await request.form(max_files=0, max_fields=MAX_FORM_FIELDS)
 
 
-async def _check_csrf(request: Request, who: Viewer) -> Response | None:
-    """MERGE(web-auth): `access.check_csrf(request, who)` is web-auth's (not yet in this
-    branch); this call site uses it as soon as it exists. Until then a signed-in user's form is
-    refused, never let through unchecked; a Bearer token is no ambient credential a forged form
-    could carry, so a token's write needs no CSRF token."""
-    check: Callable[[Request, Viewer], Awaitable[Response | None]] | None = getattr(
-        access, "check_csrf", None
-    )
-    if check is not None:
-        return await check(request, who)
-    if who.user_id is None:
-        return None
-    return Response("CSRF protection is not available yet: refused", status_code=403)
-
-
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -157,7 +142,7 @@ def _writer(edit: Edit) -> Callable[[Request], Awaitable[Response]]:
             form = await _form(request)
         except Refusal as refused:
             return await _page(request, who, error=refused.message, status=refused.status)
-        refused_csrf = await _check_csrf(request, who)
+        refused_csrf = await access.check_csrf(request, who)
         if refused_csrf is not None:
             return refused_csrf
         base = _field(form, "version")

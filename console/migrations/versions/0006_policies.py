@@ -1,7 +1,7 @@
 """policy_versions: the defenders' policy, each saved version kept (the newest is current).
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
