@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import ecs_scenario
 import httpx
@@ -170,14 +171,15 @@ def submit_and_wait(browser: Browser, button: WebElement) -> None:
     WebDriverWait(browser.driver, WAIT).until(expected_conditions.staleness_of(html))
 
 
-def sign_in(world: World) -> None:
-    """Through the login form, as a person does."""
+def sign_in(world: World, page: str) -> None:
+    """Through the login form, as a person does, sent on to `page` once signed in."""
     browser = world.browser
-    browser.open("/login")
+    browser.open(f"/login?next={quote(page, safe='')}")
     form = wait_for(browser, "form#login")
     one(form, "input[name=username]").send_keys(USER)
     one(form, "input[name=password]").send_keys(PASSWORD)
     submit_and_wait(browser, one(form, "button[type=submit]"))
+    assert browser.path() == page
     wait_for(browser, "span#signed-in-as")
 
 
@@ -234,8 +236,7 @@ def test_sign_in_through_the_form(world: World) -> None:
 
 def test_deployed_filtered_to_fargate_then_the_image(world: World) -> None:
     browser, scenario = world.browser, world.scenario
-    sign_in(world)
-    browser.open(DEPLOYED)
+    sign_in(world, DEPLOYED)
     wait_for(browser, "table#images")
     assert {p_name(scenario), scenario.images["Q"][0]} <= set(image_rows(browser))
     browser.screenshot("deployed")
@@ -279,8 +280,7 @@ def test_deployed_filtered_to_fargate_then_the_image(world: World) -> None:
 
 def test_defend_rule_on_a_new_collection_reaches_the_policy_api(world: World) -> None:
     browser = world.browser
-    sign_in(world)
-    browser.open(DEFEND)
+    sign_in(world, DEFEND)
     form = wait_for(browser, "form#new-collection")
     one(form, "input[name=name]").send_keys("fargate-tasks")
     one(form, "input[name=hosts]").send_keys("fargate-task*")
@@ -329,8 +329,7 @@ def add_rule(browser: Browser, name: str, collection: str, effect: str, checks: 
 
 def test_hostile_names_are_shown_as_text_and_never_run(world: World) -> None:
     browser = world.browser
-    sign_in(world)
-    browser.open(DEPLOYED)
+    sign_in(world, DEPLOYED)
     wait_for(browser, "table#images")
     assert pwned(browser) is None
     hostile = [name for name in image_rows(browser) if SCRIPT in name and IMG in name]
@@ -351,8 +350,7 @@ def test_hostile_names_are_shown_as_text_and_never_run(world: World) -> None:
 
 def test_filter_bar_by_keyboard(world: World) -> None:
     browser = world.browser
-    sign_in(world)
-    browser.open(DEPLOYED)
+    sign_in(world, DEPLOYED)
     wait_for(browser, "form#filters")
     body = one(browser.driver, "body")
     body.click()
