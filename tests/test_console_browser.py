@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import browser as browser_support
 import ecs_scenario
 import httpx
 import pytest
@@ -366,3 +367,15 @@ def test_filter_bar_by_keyboard(world: World) -> None:
     WebDriverWait(browser.driver, WAIT).until(expected_conditions.staleness_of(html))
     assert "search=fargate-task" in browser.path()
     assert p_name(world.scenario) in image_rows(browser)
+
+
+@pytest.mark.parametrize(
+    ("environ", "outcome"),
+    [({}, pytest.skip.Exception), ({"CI": "true"}, pytest.fail.Exception)],
+)
+def test_without_chromium_the_tests_skip_except_in_ci(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, environ: dict[str, str], outcome: type
+) -> None:
+    monkeypatch.setattr(browser_support, "CHROMEDRIVER", tmp_path / "chromedriver")
+    with pytest.raises(outcome, match="chromedriver absent"):
+        browser_support.require_chromium(environ)

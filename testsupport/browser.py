@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ __all__ = [
     "browser_consoles",
     "chromium",
     "console_process",
+    "require_chromium",
     "start_chromium",
 ]
 
@@ -167,8 +168,16 @@ def browser_consoles(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Conso
         yield Consoles(tmp_path_factory.mktemp("browser-consoles"), stack)
 
 
-def _missing() -> list[str]:
-    return [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+def require_chromium(environ: Mapping[str, str] = os.environ) -> None:
+    """Nothing when chromium and chromedriver are installed; else the test skips, or fails
+    when `environ` has CI set: CI must run the browser tests, never skip them."""
+    missing = [str(path) for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    if not missing:
+        return
+    reason = f"{', '.join(missing)} absent (install.sh --test installs chromium chromium-driver)"
+    if environ.get("CI"):
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
 
 
 def start_chromium(profile: Path) -> Chrome:
@@ -199,14 +208,7 @@ def start_chromium(profile: Path) -> Chrome:
 def chromium() -> Iterator[Chrome]:
     """One headless Chromium for the session. Without chromium or chromedriver the tests skip,
     except under CI, where that fails: CI must run them."""
-    missing = _missing()
-    if missing:
-        reason = (
-            f"{', '.join(missing)} absent (install.sh --test installs chromium chromium-driver)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"CI: {reason}")
-        pytest.skip(reason)
+    require_chromium()
     profile = Path(tempfile.mkdtemp(prefix="scan-root-chromium-"))
     try:
         driver = start_chromium(profile)
