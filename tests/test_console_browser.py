@@ -21,7 +21,7 @@ import yaml
 from browser import Browser, Consoles
 from console_reports import container_document, ecs_task, scan_report, task_document
 from ecs_scenario import Scenario
-from selenium.common.exceptions import NoSuchElementException
+from selenium.common.exceptions import NoSuchElementException, WebDriverException
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -166,10 +166,18 @@ def wait_for(browser: Browser, css: str) -> WebElement:
 
 
 def submit_and_wait(browser: Browser, button: WebElement) -> None:
-    """Click a submit button and wait until the page it posted to has replaced this one."""
+    """Click a submit button (or a link) and wait until the page it leads to has replaced
+    this one."""
     html = one(browser.driver, "html")
     button.click()
-    WebDriverWait(browser.driver, WAIT).until(expected_conditions.staleness_of(html))
+    replaced(browser, html)
+
+
+def replaced(browser: Browser, html: WebElement) -> None:
+    """Wait until `html`, the old page's root, is gone. While the new page comes in, Chromium
+    may answer "node does not belong to the document" instead of "stale": asked again."""
+    wait = WebDriverWait(browser.driver, WAIT, ignored_exceptions=(WebDriverException,))
+    wait.until(expected_conditions.staleness_of(html))
 
 
 def sign_in(world: World, page: str) -> None:
@@ -199,7 +207,7 @@ def pwned(browser: Browser) -> Any:
 
 def image_rows(browser: Browser) -> dict[str, WebElement]:
     """Deployed's rows by the image name shown."""
-    return {one(row, "td.name").text: row for row in every(browser.driver, "tr.image-row")}
+    return {one(row, "td.name a").text: row for row in every(browser.driver, "tr.image-row")}
 
 
 def p_name(scenario: Scenario) -> str:
@@ -364,7 +372,7 @@ def test_filter_bar_by_keyboard(world: World) -> None:
         pytest.fail("Tab never reached the search field of the filter bar")
     html = one(browser.driver, "html")
     search.send_keys("fargate-task*", Keys.ENTER)
-    WebDriverWait(browser.driver, WAIT).until(expected_conditions.staleness_of(html))
+    replaced(browser, html)
     assert "search=fargate-task" in browser.path()
     assert p_name(world.scenario) in image_rows(browser)
 

@@ -241,7 +241,9 @@ class Browser:
         """Signed out, no token, an empty page, the log emptied."""
         self.use_token(None)
         self.driver.get("about:blank")
-        self.driver.delete_all_cookies()
+        # Every site's cookies: delete_all_cookies() would clear only the current page's (none
+        # on about:blank), and the consoles of both engines share 127.0.0.1's cookie jar.
+        self.driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
         self.errors()
 
     def use_token(self, token: str | None) -> None:
