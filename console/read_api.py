@@ -1,7 +1,8 @@
 """The read API: `GET /api/v1/images`, `/api/v1/images/{id}`, `/api/v1/hosts`, `/api/v1/tasks`.
 
-A token with the `read` (or `admin`) scope reads; an `ingest` token gets 403. Parameters are
-checked before any query (console/params.py): a bad one is a 422 naming it, never a 500.
+A token with the `read` (or `admin`) scope, or a signed-in user's session, reads; an `ingest`
+token gets 403. Parameters are checked before any query (console/params.py): a bad one is a
+422 naming it, never a 500.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
-from . import defend, login
+from . import defend, login, monitor_hosts, monitor_images
 from .render import STATIC
 
 __all__ = ["routes"]
@@ -14,4 +14,6 @@ routes: list[BaseRoute] = [
     Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     *login.routes,
     *defend.routes,
+    *monitor_images.routes,
+    *monitor_hosts.routes,
 ]
