@@ -192,12 +192,13 @@ def sign_in(world: World, page: str) -> None:
     wait_for(browser, "span#signed-in-as")
 
 
-def csp_errors(browser: Browser) -> list[str]:
-    """The console's complaints about our pages: CSP refusals and script errors."""
+def page_errors(browser: Browser, *expected: str) -> list[str]:
+    """The console's errors since the last look (CSP refusals, script errors, failed loads),
+    but for the favicon the console does not serve and those naming an `expected` text."""
     return [
         message
         for message in browser.errors()
-        if "Content Security Policy" in message or "Refused to" in message or "Uncaught" in message
+        if "/favicon.ico " not in message and not any(text in message for text in expected)
     ]
 
 
@@ -236,7 +237,12 @@ def test_sign_in_through_the_form(world: World) -> None:
     submit_and_wait(browser, one(form, "button[type=submit]"))
     assert USER in wait_for(browser, "span#signed-in-as").text
     assert browser.path().startswith(DEPLOYED)
-    assert csp_errors(browser) == []
+    assert (
+        page_errors(
+            browser, "/login - Failed to load resource: the server responded with a status of 401"
+        )
+        == []
+    )
 
     submit_and_wait(browser, one(browser.driver, "form#logout button"))
     browser.open(DEPLOYED)
@@ -284,7 +290,7 @@ def test_deployed_filtered_to_fargate_then_the_image(world: World) -> None:
     wait_for(browser, "main#content")
     assert scenario.instance in one(browser.driver, "main#content").text
     browser.screenshot("hosts")
-    assert csp_errors(browser) == []
+    assert page_errors(browser) == []
 
 
 def test_defend_rule_on_a_new_collection_reaches_the_policy_api(world: World) -> None:
@@ -319,7 +325,7 @@ def test_defend_rule_on_a_new_collection_reaches_the_policy_api(world: World) ->
     block = one(browser.driver, 'tr.rule[data-rule="block-miners"]')
     assert one(block, "span.not-applied-fargate").is_displayed()
     browser.screenshot("defend")
-    assert csp_errors(browser) == []
+    assert page_errors(browser) == []
 
 
 def add_rule(browser: Browser, name: str, collection: str, effect: str, checks: str) -> None:
@@ -354,7 +360,7 @@ def test_hostile_names_are_shown_as_text_and_never_run(world: World) -> None:
         one(browser.driver, "main#content script")
     assert every(browser.driver, "main#content img") == []
     assert pwned(browser) is None
-    assert csp_errors(browser) == []
+    assert page_errors(browser) == []
 
 
 def test_filter_bar_by_keyboard(world: World) -> None:
@@ -387,3 +393,19 @@ def test_without_chromium_the_tests_skip_except_in_ci(
     monkeypatch.setattr(browser_support, "CHROMEDRIVER", tmp_path / "chromedriver")
     with pytest.raises(outcome, match="chromedriver absent"):
         browser_support.require_chromium(environ)
+
+
+def test_a_refused_inline_script_is_seen(world: World) -> None:
+    """What the tests above rely on: the page's CSP refuses an inline script, and the refusal
+    reaches page_errors()."""
+    browser = world.browser
+    sign_in(world, DEFEND)
+    assert page_errors(browser) == []
+    browser.driver.execute_script(
+        "const s = document.createElement('script');"
+        "s.textContent = 'window.__pwned = 1';"
+        "document.body.appendChild(s);"
+    )
+    assert pwned(browser) is None
+    refused = page_errors(browser)
+    assert refused and all("Content Security Policy" in message for message in refused), refused
