@@ -182,8 +182,6 @@ def require_chromium(environ: Mapping[str, str] = os.environ) -> None:
 
 def start_chromium(profile: Path) -> Chrome:
     """Headless Chromium under Debian's chromedriver, with a fresh profile in `profile`."""
-    # Never let selenium-manager look anything up or download a browser or a driver.
-    os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -201,7 +199,18 @@ def start_chromium(profile: Path) -> Chrome:
     # The page's console messages (CSP violations among them), read back by Browser.errors().
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = Service(executable_path=str(CHROMEDRIVER))
-    return webdriver.Chrome(service=service, options=options)
+    # Both paths given, selenium has nothing to find; SE_OFFLINE, should it ask selenium-manager
+    # all the same, forbids any download. Set for this call only: the tests' children must not
+    # inherit it.
+    saved = os.environ.get("SE_OFFLINE")
+    os.environ["SE_OFFLINE"] = "true"
+    try:
+        return webdriver.Chrome(service=service, options=options)
+    finally:
+        if saved is None:
+            del os.environ["SE_OFFLINE"]
+        else:
+            os.environ["SE_OFFLINE"] = saved
 
 
 @pytest.fixture(scope="session")
