@@ -409,3 +409,20 @@ def test_a_refused_inline_script_is_seen(world: World) -> None:
     assert pwned(browser) is None
     refused = page_errors(browser)
     assert refused and all("Content Security Policy" in message for message in refused), refused
+
+
+def test_a_token_in_the_header_reads_without_signing_in(world: World) -> None:
+    """Scripts read pages with a token (here set on every request through DevTools): a read
+    token sees Deployed and the Defend page without its forms; an admin token gets the forms."""
+    browser = world.browser
+    browser.use_token(world.read_token)
+    browser.open(DEPLOYED)
+    assert p_name(world.scenario) in image_rows(browser)
+    assert every(browser.driver, "form#login") == []
+    browser.open(DEFEND)
+    wait_for(browser, "table#rules")
+    assert every(browser.driver, "form#new-collection") == []
+    browser.use_token(world.admin_token)
+    browser.open(DEFEND)
+    wait_for(browser, "form#new-collection")
+    assert page_errors(browser) == []
