@@ -26,6 +26,9 @@ if [ "${1:-}" = "--test" ]; then
     packages="$packages libc6-dev"
     # The console's tests start a throwaway PostgreSQL server of their own (initdb, pg_ctl).
     packages="$packages postgresql"
+    # The web views' acceptance tests drive a real headless Chromium (tests/test_console_browser.py);
+    # Debian's chromedriver matches its chromium, so selenium-manager never downloads one.
+    packages="$packages chromium chromium-driver"
 fi
 
 if [ "$(id -u)" = 0 ]; then

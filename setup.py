@@ -203,6 +203,9 @@ setup(
             # The console's tests, on SQLite and on a throwaway PostgreSQL (httpx: their client).
             *CONSOLE,
             "httpx>=0.27",
+            # The web views in a real headless Chromium (Debian's chromium and chromedriver).
+            # Below 4.50: newer releases need a package this project's mirrors do not carry.
+            "selenium>=4.20,<4.50",
         ],
         # `scan-root console`: the results store and its API (docs/console.md). Kept out of the
         # base install so that a defender's image stays small.

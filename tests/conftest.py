@@ -14,8 +14,9 @@ import _native
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SCANNER_SHARED", REPO.parent / "shared"))
 IMPLEMENTATIONS = _native.implementations()
-# The console's fixtures (testsupport/console_fixtures.py): each console test on both engines.
-pytest_plugins = ["console_fixtures"]
+# The console's fixtures (testsupport/console_fixtures.py): each console test on both engines;
+# the browser's (testsupport/browser.py): a real console process and a headless Chromium.
+pytest_plugins = ["console_fixtures", "browser"]
 
 
 @pytest.fixture(
