@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from child import child_env
+from child import SUPPORT, child_env
 from console_fixtures import ConsoleDB
 from console_process import wait_until_answering
 from console_reports import make_root, scan_report
@@ -110,6 +110,10 @@ def paused_command(port: int) -> list[str]:
         "uvicorn",
         "--factory",
         "console_faults:app",
+        # uvicorn puts --app-dir (default: the working directory, a checkout) first on
+        # sys.path: a checkout without an in-place build would shadow the installed core.
+        "--app-dir",
+        str(SUPPORT),
         "--host",
         "127.0.0.1",
         "--port",
