@@ -218,7 +218,8 @@ async def _take(request: Request, settings: Settings, token_id: int) -> Response
 
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
-    return _error(error.status_code, str(error.detail))
+    # Starlette's own headers kept: a 405's Allow names the methods the path takes.
+    return _error(error.status_code, str(error.detail), headers=error.headers)
 
 
 async def _unavailable(request: Request, error: Exception) -> Response:

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .accounts import token_scopes
+from .headers import ERROR_HEADERS
 from .kinds import Scope
 
 __all__ = ["Authorized", "authorize", "bearer", "error"]
 
 
 def error(
-    status: int, message: str, field: str | None = None, *, retry_after: bool = False
+    status: int,
+    message: str,
+    field: str | None = None,
+    *,
+    retry_after: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, str] = {"error": message}
     if field is not None:
         body["field"] = field
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    sent = {**ERROR_HEADERS, **(headers or {})}
+    if status == 401:
+        sent["WWW-Authenticate"] = "Bearer"
     if retry_after:
-        headers["Retry-After"] = "1"
-    return JSONResponse(body, status_code=status, headers=headers or None)
+        sent["Retry-After"] = "1"
+    return JSONResponse(body, status_code=status, headers=sent)
 
 
 def bearer(request: Request) -> str | None:

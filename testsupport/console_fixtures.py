@@ -146,9 +146,15 @@ def _console_http() -> Iterator[_Served]:
     listener.bind(("127.0.0.1", 0))
     from console.http_protocol import BoundedHttpToolsProtocol
 
-    # As `scan-root console serve` runs it: httptools (its head bounded) on uvloop.
+    # As `scan-root console serve` runs it: httptools (its head bounded) on uvloop, and no
+    # X-Forwarded-For believed (uvicorn's default trusts it from loopback, where tests are).
     config = uvicorn.Config(
-        app, log_level="critical", lifespan="off", http=BoundedHttpToolsProtocol, loop="uvloop"
+        app,
+        log_level="critical",
+        lifespan="off",
+        http=BoundedHttpToolsProtocol,
+        loop="uvloop",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)

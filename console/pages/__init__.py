@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
-from starlette.staticfiles import StaticFiles
 
 from . import defend, login, monitor_hosts, monitor_images
 from .render import STATIC
+from .static import GuardedStaticFiles
 
 __all__ = ["routes"]
 
 routes: list[BaseRoute] = [
-    Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    Mount("/static", app=GuardedStaticFiles(directory=STATIC), name="static"),
     *login.routes,
     *defend.routes,
     *monitor_images.routes,

@@ -42,6 +42,9 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FORM_BYTES = 3 * policy_edit.MAX_SCRIPT_BYTES + 16 * 1024
 MAX_FORM_FIELDS = 64
 SEVERITIES = ("low", "medium", "high", "critical")
+# Past this many collections a rule's edit form lists only its own (and takes one more by
+# name): listing all in every rule made the page rules x collections long.
+SELECT_LIMIT = 50
 
 Edit = Callable[[dict[str, Any], FormData], None]
 
@@ -84,6 +87,7 @@ async def _page(
         "error": error,
         "effects": policy_edit.EFFECTS,
         "severities": SEVERITIES,
+        "select_limit": SELECT_LIMIT,
     }
     return render(request, TEMPLATE, context, status=status)
 

@@ -37,10 +37,13 @@ def since(request: Request) -> datetime:
     return result
 
 
-def given(request: Request, allowed: Iterable[str]) -> dict[str, str]:
+def given(request: Request, allowed: Iterable[str], *, paging: bool = True) -> dict[str, str]:
     """The query parameters, each known and given once (params.single); an empty value is no
-    value, as a GET form sends every field, filled in or not."""
-    found = params.single(request.query_params.multi_items(), (*allowed, *PAGING))
+    value, as a GET form sends every field, filled in or not. A page that is no listing takes
+    no `sort`, `page` or `per_page` (refused, as any parameter it would ignore)."""
+    found = params.single(
+        request.query_params.multi_items(), (*allowed, *(PAGING if paging else ()))
+    )
     return {name: value for name, value in found.items() if value != ""}
 
 

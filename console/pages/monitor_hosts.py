@@ -75,7 +75,7 @@ def _one(
         if isinstance(who, Response):
             return who
         try:
-            given(request, ())
+            given(request, (), paging=False)
         except params.ParamError as refused:
             return error_page(request, who, 422, refused.message)
         number = row_id(request.path_params["row_id"])

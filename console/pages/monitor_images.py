@@ -111,7 +111,7 @@ async def image(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     try:
-        found = given(request, ("tab",))
+        found = given(request, ("tab",), paging=False)
         tab = Tab(found.get("tab", Tab.COMPLIANCE.value))
     except params.ParamError as refused:
         return error_page(request, who, 422, refused.message)

@@ -9,6 +9,8 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from ..headers import PAGE_HEADERS
+
 __all__ = ["STATIC", "TEMPLATES", "render"]
 
 HERE = Path(__file__).resolve().parent.parent
@@ -25,23 +27,10 @@ _environment = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-# Pages are never framed (clickjacking), never cached by a shared cache, and load nothing
-# from elsewhere.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
 
 def render(
     request: Request, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HTMLResponse:
     """`template` rendered with `context` (and the request, as `request`)."""
     html = _environment.get_template(template).render(request=request, **context)
-    return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
