@@ -1,4 +1,5 @@
-"""The `scan-root` command: `scan-root console ...` goes to the console, the rest to the scanner.
+"""The `scan-root` command: `console` goes to the console, `defend` to the defender, the rest
+to the scanner.
 
 The scanner never imports the console (tests/test_import_walls.py); this module is the one
 place that knows both, and imports each only when it is asked for.
@@ -28,6 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return EXIT_USAGE
         return console_main(arguments[1:])
+    if arguments[:1] == ["defend"]:
+        from defender.cli import main as defend_main
+
+        return defend_main(arguments[1:])
     from scanner.cli import main as scanner_main
 
     return scanner_main(arguments)

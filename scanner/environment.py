@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 PROC_ENVIRON = "/proc/1/environ"
+MAX_ENVIRON = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,16 +250,19 @@ def from_env_file(path: str) -> tuple[list[EnvVar], list[str]]:
     return variables, problems
 
 
-def from_process(environ: str = PROC_ENVIRON) -> tuple[list[EnvVar], list[str]]:
+def from_process(
+    environ: str = PROC_ENVIRON, source: str = "process:pid1"
+) -> tuple[list[EnvVar], list[str]]:
     """The environment PID 1 started with (`/proc/1/environ`: NUL-separated `NAME=value`).
 
     Only meaningful when the scanned root is the live `/` inside the container; the caller
     decides. Unreadable (EACCES without CAP_SYS_PTRACE, no /proc) is a problem, never a pass.
     """
-    source = "process:pid1"
     try:
         with open(environ, "rb") as handle:
-            data = handle.read()
+            # The kernel bounds an environment by the argument limits (a quarter of the
+            # stack limit); a read past this is no environment a container was started with.
+            data = handle.read(MAX_ENVIRON)
     except OSError as error:
         return [], [f"{source}: could not read {environ}: {error.strerror}"]
     variables: list[EnvVar] = []

@@ -42,6 +42,7 @@ class ProblemKind(_DecidedKind):
     CUSTOM_CHECK_SKIPPED = "custom-check-skipped", True  # a custom check did not run
     IMAGE_CHANGED = "image-changed", True  # the image changed while it was scanned
     IMAGE_MEMBER_SKIPPED = "image-member-skipped", True  # a layer member not extracted
+    CONTAINER = "container", True  # a task's container could not be scanned (defender)
     # Complete: each says something the user should know, and leaves no item unjudged.
     NO_PACKAGE_DB = "no-package-db", False  # no manifest: 448 has nothing to verify against
     INPUT = "input", False  # a line of an input file (--miner-digests) that could not be used
@@ -49,6 +50,10 @@ class ProblemKind(_DecidedKind):
     PRIORITY = "priority", False  # --nice could not lower the priority
     STATE = "state", False  # the --state file could not be used or written (a full scan ran)
     TASK_METADATA = "task-metadata", False  # the ECS task metadata endpoint could not be read
+    # The defender's: reports dropped from a full spool or refused by the console (earlier
+    # scans' results, said in the next report), and a policy not fetched (the cached one ran).
+    DELIVERY = "delivery", False
+    POLICY = "policy", False
 
 
 def leaves_incomplete(kind: str) -> bool:

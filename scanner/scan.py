@@ -67,6 +67,9 @@ class ScanArguments(TypedDict, total=False):
     task_definitions: Iterable[str]  # 424 sources: ECS task definition files
     env_files: Iterable[str]  # 424 sources: docker env files
     process_env: bool  # 424: PID 1's environment, read only when the root is the live "/"
+    # 424: this process's environment instead (a defender scanning another container through
+    # /proc/<pid>/root reads /proc/<pid>/environ); `process_env` still turns it off.
+    process_pid: int | None
     miner_digests: Iterable[str]  # 426: extra known-miner digest lists
     content_limit: int | None  # 425/426: the largest file searched, in bytes
     image_env: Iterable[tuple[str, str]]  # 424: an image config's Env
@@ -101,6 +104,7 @@ def _options(arguments: ScanArguments) -> ScanOptions:
         task_definitions=tuple(arguments.get("task_definitions", ())),
         env_files=tuple(arguments.get("env_files", ())),
         process_env=arguments.get("process_env", True),
+        process_pid=arguments.get("process_pid"),
         miner_digests=tuple(arguments.get("miner_digests", ())),
         image_env=tuple(arguments.get("image_env", ())),
         image_name=arguments.get("image_name"),

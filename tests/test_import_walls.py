@@ -17,9 +17,11 @@ WALLS = {
     "testsupport": ("tests", "bench"),
     # The console depends on the scanner, never the reverse: a defender's image installs the
     # scanner without the console's web dependencies (console/entry.py dispatches the command).
-    "scanner": ("console",),
-    "pkgdb": ("console",),
-    "_native": ("console",),
+    "scanner": ("console", "defender"),
+    "pkgdb": ("console", "defender"),
+    "_native": ("console", "defender"),
+    # The defender runs in its own image, without the console's web dependencies.
+    "defender": ("console",),
 }
 
 

@@ -43,6 +43,7 @@ class ScanOptions:
     task_definitions: tuple[str, ...] = ()
     env_files: tuple[str, ...] = ()
     process_env: bool = True
+    process_pid: int | None = None  # whose environ 424 reads (None: PID 1 of a live "/")
     # Content checks (425, 426): files larger than this are not searched, and are reported so.
     content_limit: int = 256 << 20
     miner_digests: tuple[str, ...] = ()  # extra digest lists for 426 (--miner-digests)

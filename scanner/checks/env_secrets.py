@@ -329,7 +329,10 @@ class EnvSecretsCheck:
             loaded.append(environment.from_task_definition(path))
         for path in options.env_files:
             loaded.append(environment.from_env_file(path))
-        if options.process_env and _live_root(context):
+        if options.process_env and options.process_pid is not None:
+            pid = options.process_pid
+            loaded.append(environment.from_process(f"/proc/{pid}/environ", f"process:pid{pid}"))
+        elif options.process_env and _live_root(context):
             loaded.append(environment.from_process(environment.PROC_ENVIRON))
         if options.image_env:
             source = f"image-config:{options.image_name or 'image'}"

@@ -64,6 +64,9 @@ class ContainerInfo:
     image: str | None
     image_id: str | None  # "sha256:..." digest of the image manifest
     docker_id: str  # on Fargate: 32 hex digits, "-", 10 digits
+    # The agent's `Type`: "NORMAL" for the task definition's containers; the pause container
+    # of an awsvpc task on EC2 is "CNI_PAUSE". None when the agent leaves it out.
+    container_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "docker_id": self.docker_id}
@@ -251,6 +254,7 @@ def _container(document: Any, where: str, problems: list[str]) -> ContainerInfo 
         _optional(document, "Image", where, problems),
         _optional(document, "ImageID", where, problems),
         docker_id,
+        _optional(document, "Type", where, problems),
     )
 
 

@@ -1,0 +1,115 @@
+"""The defender in a simulated Fargate task (testsupport/fargate_task.py) with a real
+`scan-root console serve` on SQLite: two containers, one host, a miner appearing later."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from browser import ConsoleProcess, console_process
+from child import child_env
+from debroot import debootstrap_root
+from ecs_agent import running_agent
+from fargate_task import XMRIG, Task, fargate_task
+
+pytestmark = [pytest.mark.debootstrap, pytest.mark.root]
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleProcess]:
+    work = tmp_path_factory.mktemp("console")
+    with console_process(f"sqlite:///{work / 'console.db'}", work) as served:
+        yield served
+
+
+@pytest.fixture
+def task(tmp_path: Path) -> Iterator[Task]:
+    base = debootstrap_root()
+    with running_agent() as agent, fargate_task(base, tmp_path / "task", agent) as running:
+        yield running
+
+
+_TOKENS: dict[tuple[str, str], str] = {}
+
+
+def token(console: ConsoleProcess, scope: str) -> str:
+    """One token per console and scope (a name can be given once)."""
+    key = (console.base_url, scope)
+    if key not in _TOKENS:
+        _TOKENS[key] = console.token(f"test-{scope}", scope)
+    return _TOKENS[key]
+
+
+def defend(task: Task, console: ConsoleProcess, work: Path, *extra: str) -> Any:
+    env = child_env()
+    env.update(task.defender_environ)
+    env["SCAN_ROOT_TOKEN"] = token(console, "ingest")
+    env["AWS_EXECUTION_ENV"] = "AWS_ECS_FARGATE"
+    argv = [
+        sys.executable,
+        "-m",
+        "console.entry",
+        "defend",
+        "--once",
+        "--console",
+        console.base_url,
+        "--spool",
+        str(work / "spool"),
+        "--state-dir",
+        str(work / "state"),
+        "--policy-cache",
+        str(work / "policy"),
+        *extra,
+    ]
+    return task.in_task(argv, env)
+
+
+def scans(console: ConsoleProcess) -> list[sqlite3.Row]:
+    path = console.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(
+            "SELECT scans.scan_id, hosts.name AS host FROM scans JOIN hosts ON hosts.id = scans.host_id"
+        ).fetchall()
+
+
+def read(console: ConsoleProcess, path: str) -> Any:
+    bearer = {"Authorization": f"Bearer {token(console, 'read')}"}
+    answer = httpx.get(console.base_url + path, headers=bearer)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_one_cycle_reports_every_container_as_the_task_and_a_later_miner(
+    task: Task, console: ConsoleProcess, tmp_path: Path
+) -> None:
+    before = {row["scan_id"] for row in scans(console)}
+    done = defend(task, console, tmp_path)
+    assert done.returncode == 0, done.stderr
+    new = [row for row in scans(console) if row["scan_id"] not in before]
+    assert len(new) == 2, done.stderr
+    assert {row["host"] for row in new} == {task.task_id}
+    assert not list((tmp_path / "spool").glob("*-*.json")), "delivered reports leave the spool"
+
+    # The reference task's command, in the first container only.
+    assert task.run(task.apps[0], XMRIG).returncode == 0
+    done = defend(task, console, tmp_path)
+    assert done.returncode == 0, done.stderr
+    images = read(console, "/api/v1/images?fargate=true&per_page=100")["images"]
+    by_name = {image["name"]: image for image in images}
+    first, second = (by_name[app.image] for app in task.apps)
+    details = read(console, f"/api/v1/images/{first['id']}")
+    miners = [finding["path"] for finding in details["findings"].get("426", [])]
+    assert miners == ["/tmp/xmrig"], json.dumps(details["findings"])[:2000]
+    # Environment > Fargate Tasks: the task, through the container that runs the image.
+    tasks = {(t["task_id"], t["container"]) for t in details["fargate_tasks"]}
+    assert (task.task_id, task.apps[0].name) in tasks
+    other = read(console, f"/api/v1/images/{second['id']}")
+    assert "426" not in other["findings"]
+    assert other["latest_scan"]["host"] == task.task_id
