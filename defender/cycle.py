@@ -20,6 +20,7 @@ from scanner.targets.ecs import (
     METADATA_ENV,
     ContainerInfo,
     TaskIdentity,
+    container_at,
     read_task_metadata,
 )
 from scanner.version import __version__
@@ -68,12 +69,13 @@ class Defender:
         self.settings = settings
         self.spool = spool
         self._sessions: dict[str, Scanner] = {}
+        self._cycles = 0
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def cycle(self, policy: PolicyState, stop: Callable[[], bool] = lambda: False) -> CycleResult:
         """Scan every container once (or `host_root` outside ECS); reports go to the spool."""
         started, cpu_started = time.monotonic(), time.process_time()
-        budget = CpuBudget.start(self.settings.max_cpu) if self.settings.max_cpu else None
+        budget = self._budget()
         result = CycleResult()
         identity, metadata_problems = read_task_metadata(self.settings.environ)
         extra = [Problem(ProblemKind.POLICY, message) for message in policy.problems]
@@ -109,6 +111,18 @@ class Defender:
         result.cpu_seconds = time.process_time() - cpu_started
         return result
 
+    def _budget(self) -> CpuBudget | None:
+        fraction = self.settings.max_cpu
+        if fraction is None:
+            return None
+        if self._cycles == 0:
+            # The first cycle counts the interpreter's start and imports too: what the task's
+            # quota sees of a `--once` run is the whole process.
+            self._cycles += 1
+            return CpuBudget.since_process_start(fraction)
+        self._cycles += 1
+        return CpuBudget.start(fraction)
+
     def _app_containers(self, identity: TaskIdentity) -> list[ContainerInfo]:
         own = identity.container.docker_id if identity.container is not None else None
         if own is None:
@@ -139,10 +153,8 @@ class Defender:
             if asked >= MAX_URIS:
                 return None
             asked += 1
-            identity, _ = read_task_metadata({METADATA_ENV: uri}, timeout=2.0)
-            if identity is None or identity.container is None:
-                return None
-            return identity.container.docker_id
+            container = container_at(uri)
+            return None if container is None else container.docker_id
 
         return resolve
 

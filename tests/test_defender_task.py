@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import resource
 import sqlite3
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from browser import ConsoleProcess, console_process
 from child import child_env
 from debroot import debootstrap_root
 from ecs_agent import running_agent
-from fargate_task import XMRIG, Task, fargate_task
+from fargate_task import XMRIG, Task, docker_id, fargate_task, task_document
 
 pytestmark = [pytest.mark.debootstrap, pytest.mark.root]
 
@@ -113,3 +115,76 @@ def test_one_cycle_reports_every_container_as_the_task_and_a_later_miner(
     other = read(console, f"/api/v1/images/{second['id']}")
     assert "426" not in other["findings"]
     assert other["latest_scan"]["host"] == task.task_id
+
+
+def scan_rows(console: ConsoleProcess) -> list[sqlite3.Row]:
+    """Each scan with its container's name and whether it was complete."""
+    path = console.db_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        return connection.execute(
+            "SELECT scans.scan_id, scans.complete, containers.name AS container, hosts.name AS host"
+            " FROM scans JOIN hosts ON hosts.id = scans.host_id"
+            " LEFT JOIN containers ON containers.id = scans.container_id"
+        ).fetchall()
+
+
+def test_containers_are_found_by_their_metadata_uri_when_no_cgroup_names_them(
+    console: ConsoleProcess, tmp_path: Path
+) -> None:
+    base = debootstrap_root()
+    with (
+        running_agent() as agent,
+        fargate_task(base, tmp_path / "task", agent, opaque_cgroups=True) as task,
+    ):
+        before = {row["scan_id"] for row in scan_rows(console)}
+        done = defend(task, console, tmp_path)
+        assert done.returncode == 0, done.stderr
+        new = [row for row in scan_rows(console) if row["scan_id"] not in before]
+        assert sorted(row["container"] for row in new) == ["app-1", "app-2"]
+        assert all(row["complete"] for row in new), done.stderr
+        # Each app's own URI asked once, to learn its DockerId.
+        uris = sorted(f"/v4/{app.docker_id}" for app in task.apps)
+        assert sorted(path for path in agent.requests if path in uris) == uris
+
+
+def test_a_container_with_no_process_is_reported_unverified(
+    task: Task, console: ConsoleProcess, tmp_path: Path
+) -> None:
+    document = task_document(task)
+    document["Containers"].append(
+        {
+            "DockerId": docker_id(),
+            "Name": "exited",
+            "Image": "registry.example/gone:1",
+            "Type": "NORMAL",
+        }
+    )
+    # Not the application's: the pause container of an awsvpc task on EC2.
+    document["Containers"].append(
+        {"DockerId": docker_id(), "Name": "~internal~ecs~pause", "Type": "CNI_PAUSE"}
+    )
+    task.agent.serve(f"/v4/{task.defender_id}/task", document)
+    before = {row["scan_id"] for row in scan_rows(console)}
+    done = defend(task, console, tmp_path)
+    assert done.returncode == 0, done.stderr
+    new = {row["container"]: row for row in scan_rows(console) if row["scan_id"] not in before}
+    assert sorted(new) == ["app-1", "app-2", "exited"]
+    assert not new["exited"]["complete"] and new["app-1"]["complete"]
+    assert {row["host"] for row in new.values()} == {task.task_id}
+
+
+def test_a_cycle_under_max_cpu_keeps_to_it(
+    task: Task, console: ConsoleProcess, tmp_path: Path
+) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = defend(task, console, tmp_path, "--max-cpu", "0.25")
+    wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 0, done.stderr
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(
+        f"--max-cpu 0.25, two debootstrap roots: {cpu:.2f} CPU-s in {wall:.2f} s = {cpu / wall:.3f}"
+    )
+    assert cpu / wall <= 0.3, (cpu, wall)

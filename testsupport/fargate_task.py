@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ecs_agent import Agent
+from ecs_agent import METADATA_ENV, Agent
 
 REGION = "us-east-1"
 ACCOUNT = "012345678910"
@@ -39,6 +39,7 @@ class App:
     image: str
     image_id: str
     upper: Path  # the overlay's writable layer: what the container changed
+    cgroup: Path  # its cgroup: named after the DockerId, unless a test hides it
 
 
 @dataclass(slots=True)
@@ -58,7 +59,7 @@ class Task:
 
     def app_pid(self, app: App) -> int:
         """The host pid of the app's first process (as its cgroup lists it)."""
-        text = (self.cgroup / app.docker_id / "cgroup.procs").read_text()
+        text = (app.cgroup / "cgroup.procs").read_text()
         return min(int(pid) for pid in text.split())
 
     def run(self, app: App, command: str) -> subprocess.CompletedProcess[str]:
@@ -121,7 +122,8 @@ def cgroup_hierarchy() -> Path:
     raise RuntimeError("no writable cgroup hierarchy under /sys/fs/cgroup")
 
 
-def _task_document(task: Task) -> dict[str, Any]:
+def task_document(task: Task) -> dict[str, Any]:
+    """What the agent answers at the defender's `${URI}/task`."""
     containers = [
         {
             "DockerId": app.docker_id,
@@ -157,13 +159,19 @@ def _defender_document(task: Task) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def fargate_task(base_root: Path, work: Path, agent: Agent, apps: int = 2) -> Iterator[Task]:
-    """`apps` containers on overlays of `base_root`, sleeping, in one new pid namespace."""
+def fargate_task(
+    base_root: Path, work: Path, agent: Agent, apps: int = 2, *, opaque_cgroups: bool = False
+) -> Iterator[Task]:
+    """`apps` containers on overlays of `base_root`, sleeping, in one new pid namespace.
+
+    `opaque_cgroups`: the apps' cgroups are not named after their DockerIds (a layout the
+    defender does not know), so only their metadata URI says which container they are."""
     task_id = secrets.token_hex(16)
     hierarchy = cgroup_hierarchy()
     cgroup = hierarchy / "ecs" / task_id
     containers = []
     for number in range(1, apps + 1):
+        identifier = docker_id()
         upper = work / f"app{number}" / "upper"
         (work / f"app{number}" / "work").mkdir(parents=True)
         (work / f"app{number}" / "merged").mkdir()
@@ -171,15 +179,16 @@ def fargate_task(base_root: Path, work: Path, agent: Agent, apps: int = 2) -> It
         containers.append(
             App(
                 name=f"app-{number}",
-                docker_id=docker_id(),
+                docker_id=identifier,
                 image=f"registry.example/app-{number}:1.0",
                 image_id="sha256:" + secrets.token_hex(32),
                 upper=upper,
+                cgroup=cgroup / (f"opaque-{number}" if opaque_cgroups else identifier),
             )
         )
     defender = docker_id()
-    for member in [*(app.docker_id for app in containers), defender]:
-        (cgroup / member).mkdir(parents=True)
+    for member in [*(app.cgroup for app in containers), cgroup / defender]:
+        member.mkdir(parents=True)
     lines = ["set -e"]
     for number, app in enumerate(containers, 1):
         directory = work / f"app{number}"
@@ -188,8 +197,9 @@ def fargate_task(base_root: Path, work: Path, agent: Agent, apps: int = 2) -> It
             f"workdir={directory}/work {directory}/merged"
         )
         inner = (
-            f'echo $$ > "{cgroup / app.docker_id}/cgroup.procs" && {mount} && '
-            f'exec chroot {directory}/merged /bin/sh -c "while true; do sleep 1000; done"'
+            f'echo $$ > "{app.cgroup}/cgroup.procs" && {mount} && '
+            f"exec chroot {directory}/merged /usr/bin/env {METADATA_ENV}={agent.uri}/v4/{app.docker_id} "
+            '/bin/sh -c "while true; do sleep 1000; done"'
         )
         lines.append(f"unshare --mount --propagation private /bin/sh -c '{inner}' &")
     lines += [f"touch {work}/ready", "wait"]
@@ -218,11 +228,11 @@ def fargate_task(base_root: Path, work: Path, agent: Agent, apps: int = 2) -> It
         supervisor=supervisor,
         agent=agent,
     )
-    agent.serve(f"/v4/{defender}/task", _task_document(task))
+    agent.serve(f"/v4/{defender}/task", task_document(task))
     agent.serve(f"/v4/{defender}", _defender_document(task))
     for app in containers:
         document = next(
-            c for c in _task_document(task)["Containers"] if c["DockerId"] == app.docker_id
+            c for c in task_document(task)["Containers"] if c["DockerId"] == app.docker_id
         )
         agent.serve(f"/v4/{app.docker_id}", document)
     try:

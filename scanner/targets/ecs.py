@@ -31,6 +31,7 @@ __all__ = [
     "PLATFORM_LAUNCH_TYPES",
     "ContainerInfo",
     "TaskIdentity",
+    "container_at",
     "host_identity",
     "read_task_metadata",
     "task_id",
@@ -333,6 +334,18 @@ def read_task_metadata(
         ),
         problems,
     )
+
+
+def container_at(uri: str, *, timeout: float = 2.0) -> ContainerInfo | None:
+    """The container a metadata URI (`${ECS_CONTAINER_METADATA_URI_V4}` of some process)
+    describes, or None when it is unusable or does not answer with one."""
+    if _unusable(uri) is not None:
+        return None
+    try:
+        document = _get(uri.rstrip("/"), time.monotonic() + timeout)
+    except _MetadataError:
+        return None
+    return _container(document, "container", [])
 
 
 def host_identity(environ: Mapping[str, str] = os.environ, *, timeout: float = 2.0) -> str:
