@@ -75,6 +75,10 @@ class Spool:
             raise SpoolError(error.errno, f"spool {self.directory}: {error.strerror}") from error
         self._losses = self._read_losses()
         self._clean_temporaries()
+        # What a crash or someone else left here is judged now, so that the first report of
+        # this run can say it, not one a cycle later.
+        for entry in self._scan():
+            self.read(entry)
 
     # -- writing ---------------------------------------------------------------------------
 
