@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ from scanner.targets.ecs import (
 )
 from scanner.version import __version__
 
+from .capping import cap_report
 from .discovery import ContainerProcess, cgroup_names, find_processes, same_process
 from .policy_cache import PolicyState
 from .spool import Spool
@@ -214,7 +214,7 @@ class Defender:
         losses, mark = self.spool.take_losses()
         report.problems.extend(extra)
         report.problems.extend(Problem(ProblemKind.DELIVERY, message) for message in losses)
-        body = json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")
+        body = cap_report(report)
         try:
             self.spool.put(report.scan_id, body)
         except ValueError as error:

@@ -81,9 +81,8 @@ def cgroup_names(data: bytes) -> set[str]:
 def _matches(names: set[str], docker_id: str) -> bool:
     # Fargate (containerd): /ecs/<task id>/<DockerId>; Docker's cgroupfs driver:
     # /docker/<id>; its systemd driver: docker-<id>.scope, containerd's cri-containerd-<id>.scope.
-    return docker_id in names or any(
-        name.endswith(".scope") and name[:-6].rsplit("-", 1)[-1] == docker_id for name in names
-    )
+    scoped = f"-{docker_id}.scope"
+    return docker_id in names or any(name.endswith(scoped) for name in names)
 
 
 def _pids(proc: str) -> list[int]:

@@ -53,6 +53,7 @@ class ProblemKind(_DecidedKind):
     # The defender's: reports dropped from a full spool or refused by the console (earlier
     # scans' results, said in the next report), and a policy not fetched (the cached one ran).
     DELIVERY = "delivery", False
+    TRUNCATED = "truncated", False  # findings left out of a report to fit the console (counted)
     POLICY = "policy", False
 
 
