@@ -7,6 +7,7 @@ import contextlib
 import json
 import signal
 import sqlite3
+import ssl
 import subprocess
 import sys
 import threading
@@ -135,7 +136,7 @@ class Failing:
 
 @contextlib.contextmanager
 def failing_console(
-    status: int, headers: dict[str, str] | None = None
+    status: int, headers: dict[str, str] | None = None, tls: ssl.SSLContext | None = None
 ) -> Iterator[tuple[str, Failing]]:
     state = Failing(status, headers)
 
@@ -159,10 +160,14 @@ def failing_console(
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    scheme = "http"
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", state
+        yield f"{scheme}://localhost:{server.server_address[1]}", state
     finally:
         server.shutdown()
         server.server_close()
@@ -288,3 +293,75 @@ def test_healthcheck_follows_the_last_cycle(tmp_path: Path) -> None:
     assert healthcheck(tmp_path, now=1121.0) == 1  # more than two intervals
     (tmp_path / HEARTBEAT).write_text('{"finished": "soon"')
     assert healthcheck(tmp_path, now=1000.0) == 1
+
+
+def certificate_authority(directory: Path) -> tuple[Path, ssl.SSLContext]:
+    """A private CA (openssl) and a server context with a certificate for localhost it signed."""
+
+    def openssl(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=directory)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    )
+    (directory / "ext").write_text("subjectAltName=DNS:localhost\n")
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "server.pem", directory / "server.key")
+    return directory / "ca.pem", context
+
+
+def test_an_https_console_is_trusted_through_ca_file_only(tmp_path: Path, root: Path) -> None:
+    ca, context = certificate_authority(tmp_path)
+    with failing_console(201, tls=context) as (url, state):
+        untrusted = defend(tmp_path / "a", root, url, "a-token", "--once")
+        trusted = defend(tmp_path / "b", root, url, "a-token", "--once", "--ca-file", str(ca))
+    assert untrusted.returncode == 0 and trusted.returncode == 0, trusted.stderr
+    assert len(spooled(tmp_path / "a")) == 1  # the unverified console got nothing
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert spooled(tmp_path / "b") == []
+    assert [r for r in state.requests if r.startswith("POST")] == ["POST /api/v1/scans"]
