@@ -25,6 +25,13 @@ FAMILY = "fargate-vulnerability-compliance-task"
 # The reference task's command, started later (`run`) so that a cycle sees the copy appear.
 XMRIG = "cp /bin/sleep /tmp/xmrig"
 START_TIMEOUT = 20.0
+# What a Fargate container may hold: Docker's default set (Fargate's own) plus SYS_PTRACE, the
+# one capability a task definition may add. No SYS_ADMIN: no mounts, no namespaces.
+# https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_KernelCapabilities.html
+FARGATE_CAPABILITIES = (
+    "audit_write,chown,dac_override,fowner,fsetid,kill,mknod,net_bind_service,net_raw,"
+    "setfcap,setgid,setpcap,setuid,sys_chroot,sys_ptrace"
+)
 
 
 def docker_id() -> str:
@@ -86,9 +93,15 @@ class Task:
         self, argv: list[str], env: Mapping[str, str], timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """`argv` as the defender container's process: the task's pid namespace (and the
-        /proc mounted for it), in the defender's cgroup."""
+        /proc mounted for it), in the defender's cgroup, with a Fargate container's
+        capabilities only."""
         procs = self.cgroup / self.defender_id / "cgroup.procs"
         script = f'echo $$ > "{procs}" && exec "$@"'
+        limited = [
+            "setpriv",
+            f"--bounding-set=-all,+{FARGATE_CAPABILITIES.replace(',', ',+')}",
+            "--",
+        ]
         return subprocess.run(
             [
                 "nsenter",
@@ -101,6 +114,7 @@ class Task:
                 "-c",
                 script,
                 "defender",
+                *limited,
                 *argv,
             ],
             capture_output=True,
