@@ -118,7 +118,7 @@ def test_task_and_container_fields(agent: Agent, arn: str) -> None:
     assert (identity.launch_type, identity.availability_zone) == ("FARGATE", "us-west-2d")
     assert [c.name for c in identity.containers] == ["app", "scanner"]
     assert identity.container == ContainerInfo(
-        "app", APP_IMAGE, APP_IMAGE_ID, f"{TASK_ID}-1234567890"
+        "app", APP_IMAGE, APP_IMAGE_ID, f"{TASK_ID}-1234567890", "NORMAL"
     )
     assert identity.task_dict()["family"] == "curltest"
     assert agent.requests == ["/v4/app/task", "/v4/app"]

@@ -31,8 +31,19 @@ INCOMPLETE = {
     "custom-check-skipped",
     "image-changed",
     "image-member-skipped",
+    "container",
 }
-COMPLETE = {"no-package-db", "input", "image", "priority", "state", "task-metadata"}
+COMPLETE = {
+    "no-package-db",
+    "input",
+    "image",
+    "priority",
+    "state",
+    "task-metadata",
+    "delivery",
+    "policy",
+    "truncated",
+}
 
 
 def _report(*problems: Problem, findings: tuple[Finding, ...] = ()) -> Report:

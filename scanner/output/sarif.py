@@ -47,6 +47,10 @@ _PROBLEMS: dict[str, str] = {
     ProblemKind.PRIORITY: "The scan's CPU and I/O priority could not be lowered (--nice)",
     ProblemKind.STATE: "The --state file could not be used or written (a full scan ran)",
     ProblemKind.TASK_METADATA: "The ECS task metadata endpoint could not be read",
+    ProblemKind.CONTAINER: "A container of the task could not be scanned",
+    ProblemKind.DELIVERY: "Earlier reports were dropped or refused before reaching the console",
+    ProblemKind.POLICY: "The console's policy could not be fetched (the cached one, or none, ran)",
+    ProblemKind.TRUNCATED: "Findings were left out of the report to fit the console",
 }
 
 
