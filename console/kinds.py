@@ -15,6 +15,16 @@ class Scope(enum.StrEnum):
     ADMIN = "admin"
 
 
+class VulnerabilitySeverity(enum.StrEnum):
+    """An advisory's severity; `unknown` when the advisory gives none (never read as low)."""
+
+    UNKNOWN = "unknown"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
 class Severity(enum.StrEnum):
     """A finding's severity, as the report spells it."""
 

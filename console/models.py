@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -23,11 +24,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from .filters import fold
-from .kinds import Effect, HostKind, Scope, Severity
+from .kinds import Effect, HostKind, Scope, Severity, VulnerabilitySeverity
 
 __all__ = [
     "Base",
@@ -44,6 +46,7 @@ __all__ = [
     "Token",
     "TokenScope",
     "User",
+    "Vulnerability",
     "WebSession",
     "folded",
 ]
@@ -218,6 +221,16 @@ class Scan(Base):
     # SHA-256 of the report's canonical JSON: a later body with this scan_id is a replay when
     # it matches, a conflict (refused, the first kept) when not. None: stored before 0002.
     report_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Whether the scan matched advisories (0007): false, "unknown", is never "none found".
+    # The counts by severity, at ingest, as the compliance ones.
+    vulnerabilities_matched: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, server_default=false()
+    )
+    vuln_critical: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    vuln_high: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    vuln_medium: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    vuln_low: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    vuln_unknown: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     __table_args__ = (
         Index(None, "image_id", "received_at"),
         Index(None, "host_id", "container_id", "received_at"),
@@ -246,6 +259,30 @@ class Finding(Base):
     effect: Mapped[Effect | None] = mapped_column(_enum(Effect, "effect"))
     baselined: Mapped[bool] = mapped_column(Boolean, nullable=False)
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class Vulnerability(Base):
+    """One advisory that applies to a package of a scan (0007)."""
+
+    __tablename__ = "vulnerabilities"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    scan_id: Mapped[int] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    advisory: Mapped[str] = mapped_column(String(128), nullable=False)
+    aliases: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    package_name: Mapped[str] = mapped_column(Text, nullable=False)
+    package_version: Mapped[str] = mapped_column(Text, nullable=False)
+    package_manager: Mapped[str] = mapped_column(String(16), nullable=False)
+    source_package: Mapped[str | None] = mapped_column(Text)
+    fixed_version: Mapped[str | None] = mapped_column(Text)
+    severity: Mapped[VulnerabilitySeverity] = mapped_column(
+        _enum(VulnerabilitySeverity, "vulnerability_severity"), nullable=False
+    )
+    cvss: Mapped[float | None] = mapped_column(Float)
+    summary: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(64), nullable=False)
+    source_date: Mapped[str | None] = mapped_column(String(64))
 
 
 class Problem(Base):

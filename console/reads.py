@@ -33,6 +33,7 @@ from sqlalchemy import (
     union,
 )
 
+from . import vulnerability_reads
 from .filters import Filter, TermKind, like_escape
 from .kinds import HostKind, Severity
 from .models import NAME_LENGTH, Container, Finding, Host, Image, ImageRef, Scan, Task
@@ -250,6 +251,8 @@ def _image_rows(since: datetime, conditions: Sequence[ColumnElement[bool]]) -> S
             scans.c.medium,
             scans.c.low,
             scans.c.checks,
+            scans.c.vulnerabilities_matched,
+            *(scans.c[f"vuln_{severity.value}"] for severity in vulnerability_reads.SEVERITIES),
             host_count,
             fargate_count,
         )
@@ -309,6 +312,7 @@ def _image_json(row: Any, tags: list[str]) -> dict[str, Any]:
         if scanned
         else None,
         "checks": list(row.checks) if scanned else None,
+        "vulnerabilities": vulnerability_reads.counts(row),
         "last_scanned": _when(row.last_scanned),
     }
 
@@ -496,6 +500,9 @@ def image_details(engine: Engine, image_id: int, since: datetime) -> dict[str, A
             "image": image,
             "latest_scan": _latest_scan(connection, row.latest_scan_id),
             **_latest_findings(connection, row.latest_scan_id),
+            **vulnerability_reads.latest_vulnerabilities(
+                connection, row.latest_scan_id, bool(row.vulnerabilities_matched)
+            ),
             "fargate_tasks": _image_tasks(connection, image_id, since),
             "hosts": _image_hosts(connection, image_id, since),
         }

@@ -17,7 +17,7 @@ from typing import Any, Literal, overload
 
 from scanner.report import display_path
 
-from .kinds import Effect, Severity
+from .kinds import Effect, Severity, VulnerabilitySeverity
 from .models import NAME_LENGTH
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ReportError",
     "ReportRecord",
     "TaskRecord",
+    "VulnerabilityRecord",
     "parse_report",
 ]
 
@@ -43,6 +44,10 @@ _KEY = re.compile(r"[A-Za-z0-9_]{1,64}")
 # task has at most 10 containers (ECS), an image a few tags; far more is no report of ours.
 MAX_CONTAINERS = 100
 MAX_TAGS = 1000
+# A root's packages times the advisories of each: a few thousand on a large image; past this
+# is no report of ours, and each is a row written in the report's transaction.
+MAX_VULNERABILITIES = 50_000
+MAX_ALIASES = 32
 
 
 class ReportError(ValueError):
@@ -85,6 +90,24 @@ class ProblemRecord:
     check: str | None
     package: PackageRecord | None
     errno: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class VulnerabilityRecord:
+    """One advisory that applies to one installed package (the report's `vulnerabilities`)."""
+
+    advisory: str  # its id: CVE-..., ALSA-..., RLSA-..., DSA-...
+    aliases: tuple[str, ...]
+    package: str
+    version: str
+    manager: str
+    source_package: str | None  # the name advisories use (dpkg Source:, apk origin, SRPM)
+    fixed_version: str | None  # None: no fix released
+    severity: VulnerabilitySeverity
+    cvss: float | None
+    summary: str | None
+    source: str  # which database
+    source_date: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +177,8 @@ class ReportRecord:
     # SHA-256 of the document's canonical JSON (keys sorted, no spaces): what tells a replay
     # of this scan_id (the same report, however spaced or compressed) from another report.
     digest: str = ""
+    # None: the scan matched no advisories (no database given): unknown, not "none found".
+    vulnerabilities: tuple[VulnerabilityRecord, ...] | None = None
 
     @property
     def fargate(self) -> bool:
@@ -417,6 +442,51 @@ def _problem(value: object, where: str) -> ProblemRecord:
     )
 
 
+def _cvss(item: _Object) -> float | None:
+    value = item.value.get("cvss")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+        raise ReportError(item.at("cvss"), "must be a CVSS base score from 0 to 10")
+    return float(value)
+
+
+def _vulnerability(value: object, where: str) -> VulnerabilityRecord:
+    item = _Object(value, where)
+    aliases = item.strings("aliases", limit=128) if "aliases" in item.value else []
+    if len(aliases) > MAX_ALIASES:
+        raise ReportError(item.at("aliases"), f"more than {MAX_ALIASES} aliases")
+    package = item.object("package")
+    assert package is not None
+    source = item.object("source")
+    assert source is not None
+    return VulnerabilityRecord(
+        advisory=item.string("id", limit=128),
+        aliases=tuple(aliases),
+        package=package.string("name", limit=NAME_LENGTH),
+        version=package.string("version", limit=256),
+        manager=package.string("manager", limit=16),
+        source_package=package.string("source_name", required=False, limit=NAME_LENGTH),
+        fixed_version=item.string("fixed_version", required=False, limit=256),
+        severity=_choice(item, "severity", VulnerabilitySeverity, required=True),
+        cvss=_cvss(item),
+        summary=item.string("summary", required=False, limit=4096),
+        source=source.string("name", limit=64),
+        source_date=source.string("date", required=False, limit=64),
+    )
+
+
+def _vulnerabilities(top: _Object) -> tuple[VulnerabilityRecord, ...] | None:
+    if top.value.get("vulnerabilities") is None:
+        return None
+    values = top.array("vulnerabilities")
+    if len(values) > MAX_VULNERABILITIES:
+        raise ReportError("vulnerabilities", f"more than {MAX_VULNERABILITIES} entries")
+    return tuple(
+        _vulnerability(value, f"vulnerabilities[{index}]") for index, value in enumerate(values)
+    )
+
+
 def _container(item: _Object) -> ContainerRecord:
     return ContainerRecord(
         name=item.name("name"),
@@ -514,6 +584,7 @@ def parse_report(document: object) -> ReportRecord:
         complete=top.boolean("complete"),
         stats=stats.value,
         digest=_digest(document),
+        vulnerabilities=_vulnerabilities(top),
     )
 
 

@@ -25,7 +25,17 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select, text, up
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
-from .models import Container, Finding, Host, Image, ImageRef, Problem, Scan, Task
+from .models import (
+    Container,
+    Finding,
+    Host,
+    Image,
+    ImageRef,
+    Problem,
+    Scan,
+    Task,
+    Vulnerability,
+)
 from .report_schema import ReportRecord
 from .store_rows import Row, Rows, rows_of
 
@@ -53,6 +63,7 @@ CONTAINERS, SCANS, FINDINGS, PROBLEMS = (
     _table(Finding),
     _table(Problem),
 )
+VULNERABILITIES = _table(Vulnerability)
 
 
 def _stored(connection: Connection, scan_id: uuid.UUID) -> tuple[bool, str | None]:
@@ -165,6 +176,10 @@ def _write_core(connection: Connection, rows: Rows, token_id: int | None, now: d
         connection.execute(insert(FINDINGS), [{"scan_id": scan, **row} for row in rows.findings])
     if rows.problems:
         connection.execute(insert(PROBLEMS), [{"scan_id": scan, **row} for row in rows.problems])
+    if rows.vulnerabilities:
+        connection.execute(
+            insert(VULNERABILITIES), [{"scan_id": scan, **row} for row in rows.vulnerabilities]
+        )
     if image_id is not None:
         connection.execute(
             update(IMAGES)
@@ -204,10 +219,13 @@ def _store_core(
 
 # --- PostgreSQL: one call of the function migration 0004 made ------------------------------
 
+# One statement, so one transaction: the report's rows (0004), then its vulnerabilities for
+# the scan just stored (0007; nothing on a replay, whose scan_id comes back NULL).
 _CALL = text(
-    "SELECT scan_id, stored_digest FROM scan_root_store_report("
+    "SELECT scan_root_store_vulnerabilities(stored.scan_id, CAST(:vulnerabilities AS jsonb)) "
+    "AS scan_id, stored.stored_digest FROM scan_root_store_report("
     "CAST(:rows AS jsonb), CAST(:checks AS json), CAST(:managers AS json), "
-    "CAST(:notices AS json), CAST(:stats AS json), :token_id, :now)"
+    "CAST(:notices AS json), CAST(:stats AS json), :token_id, :now) AS stored"
 )
 # The JSON columns keep the report's own text (the json type, not jsonb: key order as sent).
 _JSON_COLUMNS = ("checks", "managers", "notices", "stats")
@@ -228,8 +246,17 @@ def _call_parameters(rows: Rows, token_id: int | None, now: datetime) -> dict[st
         "findings": rows.findings,
         "problems": rows.problems,
     }
+    vulnerabilities = None
+    if rows.vulnerabilities is not None:
+        counts = {
+            key.removeprefix("vuln_"): value
+            for key, value in rows.scan.items()
+            if key.startswith("vuln_")
+        }
+        vulnerabilities = json.dumps({**counts, "items": rows.vulnerabilities})
     return {
         "rows": json.dumps(document),
+        "vulnerabilities": vulnerabilities,
         **{name: json.dumps(rows.scan[name]) for name in _JSON_COLUMNS},
         "token_id": token_id,
         "now": now,

@@ -6,9 +6,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .kinds import HostKind, Severity
+from .kinds import HostKind, Severity, VulnerabilitySeverity
 from .models import folded
-from .report_schema import ContainerRecord, FindingRecord, ImageRecord, ProblemRecord, ReportRecord
+from .report_schema import (
+    ContainerRecord,
+    FindingRecord,
+    ImageRecord,
+    ProblemRecord,
+    ReportRecord,
+    VulnerabilityRecord,
+)
 
 __all__ = ["Rows", "rows_of"]
 
@@ -31,6 +38,7 @@ class Rows:
     scan: Row  # the scans row's own columns: no ids, no received_at, no token
     findings: list[Row]
     problems: list[Row]
+    vulnerabilities: list[Row] | None  # None: the scan matched no advisories (unknown)
 
 
 def _container_image(container: ContainerRecord) -> ImageRecord | None:
@@ -123,6 +131,34 @@ def _counts(report: ReportRecord) -> dict[str, int]:
     return {severity.value: count for severity, count in counts.items()}
 
 
+def _vulnerability_counts(report: ReportRecord) -> dict[str, Any]:
+    """The scans row's vulnerability columns: matched or not, and the counts by severity."""
+    counts = dict.fromkeys(VulnerabilitySeverity, 0)
+    for vulnerability in report.vulnerabilities or ():
+        counts[vulnerability.severity] += 1
+    return {
+        "vulnerabilities_matched": report.vulnerabilities is not None,
+        **{f"vuln_{severity.value}": count for severity, count in counts.items()},
+    }
+
+
+def _vulnerability(record: VulnerabilityRecord) -> Row:
+    return {
+        "advisory": record.advisory,
+        "aliases": list(record.aliases),
+        "package_name": record.package,
+        "package_version": record.version,
+        "package_manager": record.manager,
+        "source_package": record.source_package,
+        "fixed_version": record.fixed_version,
+        "severity": record.severity.value,
+        "cvss": record.cvss,
+        "summary": record.summary,
+        "source": record.source,
+        "source_date": record.source_date,
+    }
+
+
 def _package(record: FindingRecord | ProblemRecord) -> Row:
     package = record.package
     return {
@@ -186,7 +222,13 @@ def rows_of(report: ReportRecord) -> Rows:
             "stats": report.stats,
             "report_sha256": report.digest,
             **_counts(report),
+            **_vulnerability_counts(report),
         },
         findings=[_finding(finding) for finding in report.findings],
         problems=[_problem(problem) for problem in report.problems],
+        vulnerabilities=(
+            None
+            if report.vulnerabilities is None
+            else [_vulnerability(record) for record in report.vulnerabilities]
+        ),
     )
