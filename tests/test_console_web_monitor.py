@@ -256,7 +256,7 @@ def test_hosts_tab_and_vulnerabilities_state(loaded: Browser, scenario: Scenario
     assert len(re.findall(r'<tr class="host">', hosts)) == 3
     assert scenario.instance in hosts
     vulns = loaded.page(f"/monitor/compliance/images/{image_id}", {"tab": "vulnerabilities"})
-    assert '<p id="no-vulnerability-data">No vulnerability data imported' in vulns
+    assert '<p id="no-vulnerability-data">No vulnerability data:' in vulns
     assert '<section id="vulnerabilities">' in vulns
     assert not re.search(r"<td[^>]*>0</td>", vulns)  # never a zero for what is unknown
 
