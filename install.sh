@@ -7,14 +7,15 @@ cd "$(dirname "$0")"
 
 # images: zstd image layers, and ISA-L's faster gzip decoding (docs/libraries.md).
 # console: `scan-root console` (the results store and its API, docs/console.md).
-extras="[images,console]"
+# embed: `scan-root embed` (botocore's ECS model checks the task definition it writes).
+extras="[images,console,embed]"
 # libxxhash-dev: xxHash's header, compiled into the hasher (Digest.XXH3, incremental rescans).
 packages="python3 python3-venv python3-dev gcc libssl-dev libxxhash-dev"
 # util-linux's `unshare` isolates custom checks; Essential in Debian, listed to say we rely on it.
 # libseccomp2: the custom checks' seccomp filter (loaded through ctypes; without it they error).
 packages="$packages util-linux libseccomp2"
 if [ "${1:-}" = "--test" ]; then
-    extras="[test]"  # which has those of [images] and [console] too
+    extras="[test]"  # which has those of [images], [console] and [embed] too
     # Reference tools the tests compare with, and debootstrap for real Debian roots.
     # db5.3-util writes real Berkeley DB rpmdbs (Debian's rpm only reads them).
     # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.

@@ -132,6 +132,10 @@ CONSOLE = [
     "argon2-cffi>=23.1",
 ]
 
+# `scan-root embed` checks what it writes against ECS's own RegisterTaskDefinition model, which
+# botocore ships (offline; docs/embed.md).
+EMBED = ["botocore>=1.34"]
+
 if NO_EXTENSIONS:
     print("*** scan-root: Pure Python build (SCANNER_NO_EXTENSIONS=1) ***", file=sys.stderr)
     ext_modules = []
@@ -161,12 +165,15 @@ setup(
             "console.*",
             "defender",
             "defender.*",
+            "taskdef",
+            "taskdef.*",
         ]
     ),
     package_data={
         "scanner": ["py.typed", "data/*.txt"],
         "pkgdb": ["py.typed"],
         "defender": ["py.typed"],
+        "taskdef": ["py.typed"],
         "_native": ["py.typed", "*.pxd", "*.h"],
         # The Alembic migrations are run from the installed package (console/database.py).
         "console": [
@@ -217,10 +224,13 @@ setup(
             # The web views in a real headless Chromium (Debian's chromium and chromedriver).
             # Below 4.50: newer releases need a package this project's mirrors do not carry.
             "selenium>=4.20,<4.50",
+            *EMBED,
         ],
         # `scan-root console`: the results store and its API (docs/console.md). Kept out of the
         # base install so that a defender's image stays small.
         "console": CONSOLE,
+        # `scan-root embed`: botocore's ECS model and validator judge the task definition made.
+        "embed": EMBED,
         # zstd-compressed image layers (docker/OCI); without it such a layer is a clear error.
         "zstd": ["zstandard>=0.22"],
         # Images: zstd layers, and gzip layers decoded with ISA-L (~2x zlib; else zlib).

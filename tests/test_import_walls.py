@@ -17,11 +17,12 @@ WALLS = {
     "testsupport": ("tests", "bench"),
     # The console depends on the scanner, never the reverse: a defender's image installs the
     # scanner without the console's web dependencies (console/entry.py dispatches the command).
-    "scanner": ("console", "defender"),
-    "pkgdb": ("console", "defender"),
-    "_native": ("console", "defender"),
+    "scanner": ("console", "defender", "taskdef"),
+    "pkgdb": ("console", "defender", "taskdef"),
+    "_native": ("console", "defender", "taskdef"),
     # The defender runs in its own image, without the console's web dependencies.
-    "defender": ("console",),
+    "defender": ("console", "taskdef"),
+    "taskdef": ("console", "defender"),
 }
 
 

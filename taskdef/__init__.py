@@ -1,0 +1,1 @@
+"""ECS task definitions rewritten to carry the defender (`scan-root embed`), checked by botocore."""
