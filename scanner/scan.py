@@ -235,6 +235,8 @@ def _stream(
             if id(check) not in walked:
                 yield from check.run(context)
                 context.pace()
+        if report is not None:
+            report.notices.extend(context.notices)
         if state is not None:
             failure = state.save()
             if failure is not None:

@@ -366,11 +366,19 @@ def test_a_root_on_overlayfs_gets_its_own_overlay(root: Path, tmp_path: Path) ->
 
 @pytest.mark.root
 @pytest.mark.debootstrap
-def test_without_cap_sys_admin_it_is_an_error_never_unisolated(root: Path) -> None:
-    # Root without CAP_SYS_ADMIN, as in an ECS/Fargate task: no sandbox, so the script never runs.
+def test_namespaces_demanded_without_cap_sys_admin_is_an_error_never_unisolated(
+    root: Path,
+) -> None:
+    # Root without CAP_SYS_ADMIN, as in an ECS/Fargate task: the namespace sandbox cannot be
+    # built; demanded by the policy, the script never runs (no fallback). The unshare refusal
+    # itself is what the runner would meet without its CAP_SYS_ADMIN probe.
     code = (
-        "import sys; from test_custom_checks import run; "
-        f"print(repr(run(b'echo ran; exit 0', {os.fspath(root)!r})))"
+        "import dataclasses; from test_custom_checks import spec; "
+        "from scanner.checks.custom.runner import run_custom_check, _run; "
+        "from scanner.checks.custom.spec import Isolation; "
+        "demanded = dataclasses.replace(spec(b'echo ran; exit 0'), "
+        "isolation=Isolation.NAMESPACES); "
+        f"print(repr(run_custom_check(demanded, {os.fspath(root)!r})))"
     )
     environment = child_env(REPO / "tests")
     shown = subprocess.run(
@@ -381,8 +389,7 @@ def test_without_cap_sys_admin_it_is_an_error_never_unisolated(root: Path) -> No
         text=True,
     ).stdout
     assert shown.startswith(
-        "Errored(reason='the sandbox could not be built, the script did not run: "
-        "unshare: unshare failed: Operation not permitted'"
+        "Errored(reason='the policy demands isolation: namespaces, which needs CAP_SYS_ADMIN"
     ), shown
 
 

@@ -68,6 +68,9 @@ class ScanContext:
     # reused (not under --rescan full).
     memo: PlanMemo | None = None
     trust_memo: bool = False
+    # What the user should know that is neither a finding nor a problem (the report's notices):
+    # how each custom check was isolated.
+    notices: list[str] = field(default_factory=list)
     _owners: dict[bytes, PackageRef] | None = None
 
     def pace(self) -> None:

@@ -7,6 +7,7 @@ import os
 
 import yaml
 
+from ..checks.custom.spec import Isolation
 from ..jsonload import InputFileError, read_bounded
 from ._nodes import FLOAT, INT, STR, NodeReader, line_of
 from ._rules import SEVERITIES, parse_severity
@@ -36,6 +37,7 @@ def read_custom_check(
         "timeout",
         "memory_mib",
         "processes",
+        "isolation",
     )
     keys = reader.mapping(node, field, allowed, ("id", "name", "severity", "description"))
     if keys is None:
@@ -76,7 +78,16 @@ def read_custom_check(
         for key, bounds in (("memory_mib", MEMORY_MIB), ("processes", PROCESSES))
         if key in keys
     }
-    if None in (check_id, name, severity, description, script, *limits.values()):
+    isolation = Isolation.AUTO
+    if "isolation" in keys:
+        isolation = reader.choice(
+            keys["isolation"][1],
+            f"{field}.isolation",
+            "isolation",
+            Isolation,
+            ", ".join(member.value for member in Isolation),
+        )
+    if None in (check_id, name, severity, description, script, isolation, *limits.values()):
         return None
     return CustomCheckSpec(
         id=check_id,  # type: ignore[arg-type]
@@ -85,6 +96,7 @@ def read_custom_check(
         description=description,  # type: ignore[arg-type]
         script=script,  # type: ignore[arg-type]
         timeout=timeout,
+        isolation=isolation,
         line=line_of(node),
         **limits,  # type: ignore[arg-type]
     )

@@ -44,6 +44,8 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
 KEYCTL_JOIN_SESSION_KEYRING = 1  # <linux/keyctl.h>
 EPERM = 1
+EACCES = 13
+EROFS = 30
 ENOSYS = 38
 # <seccomp.h>: the filter's actions and the one comparison used.
 SCMP_ACT_ALLOW = 0x7FFF0000
@@ -75,6 +77,79 @@ CLONE_CALLS = (b"unshare", b"clone")
 # int: the filter compares the low 32 bits only, or a family with high bits set would pass it.
 ALLOWED_FAMILIES = frozenset({2, 10, 16})  # AF_INET, AF_INET6, AF_NETLINK
 FAMILY_LIMIT = 128  # the kernel has 46 (AF_MAX); it refuses any family at or past its own
+# Chroot isolation (no mount namespace for a read-only view): what would change the target's
+# tree is refused as on a read-only file system. The script runs as a uid of its own with
+# RLIMIT_FSIZE 0, so it writes no byte to any regular file; O_CREAT stays allowed (`>/dev/null`
+# opens with it), so in a directory anyone may write in (the target's /tmp) an empty file can
+# be left behind, owned by that uid (runner.py and docs/checks.md say so).
+CHROOT_DENIED = (
+    b"mkdir",
+    b"mkdirat",
+    b"mknod",
+    b"mknodat",
+    b"link",
+    b"linkat",
+    b"symlink",
+    b"symlinkat",
+    b"rename",
+    b"renameat",
+    b"renameat2",
+    b"truncate",
+    b"ftruncate",
+    b"chmod",
+    b"fchmod",
+    b"fchmodat",
+    b"fchmodat2",
+    b"chown",
+    b"fchown",
+    b"lchown",
+    b"fchownat",
+    b"setxattr",
+    b"lsetxattr",
+    b"fsetxattr",
+    b"setxattrat",
+    b"removexattr",
+    b"lremovexattr",
+    b"fremovexattr",
+    b"removexattrat",
+    b"utime",
+    b"utimes",
+    b"futimesat",
+    b"utimensat",
+    b"mount",
+    b"umount2",
+    b"pivot_root",
+    b"chroot",
+    b"fanotify_init",
+    b"inotify_init",
+    b"inotify_init1",
+    b"name_to_handle_at",
+)
+# Other processes of the task share the pid namespace: nothing to trace or read them with.
+CHROOT_TRACING = (
+    b"ptrace",
+    b"process_vm_readv",
+    b"process_vm_writev",
+    b"kcmp",
+    b"pidfd_getfd",
+    b"perf_event_open",
+    b"bpf",
+    b"setns",
+    b"userfaultfd",
+)
+# <linux/capability.h>: the one capability a chrooted script keeps, to read what root reads.
+CAP_DAC_READ_SEARCH = 2
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+PR_SET_KEEPCAPS = 8
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_SET_CHILD_SUBREAPER = 36
+CAPSET = {"x86_64": 126, "aarch64": 91}
+CHROOT_ENVIRONMENT = {
+    b"PATH": b"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    b"HOME": b"/",
+    b"LANG": b"C",
+}
 # The other architectures a process of this machine can run as; the filter covers them too (for
 # an architecture it does not name, libseccomp's default kills the process).
 EXTRA_ARCHITECTURES = {"x86_64": (b"x86", b"x32"), "aarch64": (b"arm",)}
@@ -362,7 +437,7 @@ class Seccomp:
     memfd_create and new user namespaces; socketpair() stays allowed. Built here, loaded in the
     child just before exec."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, chrooted: bool = False) -> None:
         try:
             self.lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
         except OSError as error:
@@ -397,6 +472,14 @@ class Seccomp:
             self._rule(call, ENOSYS)
         for call in CLONE_CALLS:
             self._rule(call, EPERM, _ArgCmp(0, SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER))
+        if chrooted:
+            # No network namespace of its own: every socket would be the task's.
+            self._rule(b"socket", EACCES)
+            for call in CHROOT_DENIED:
+                self._rule(call, EROFS, known_only=True)
+            for call in CHROOT_TRACING:
+                self._rule(call, EPERM, known_only=True)
+            return
         for family in range(FAMILY_LIMIT):
             if family not in ALLOWED_FAMILIES:
                 self._rule(b"socket", EPERM, _ArgCmp(0, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, family))
@@ -406,9 +489,11 @@ class Seccomp:
         if result < 0:  # libseccomp returns -errno
             raise SetupError(f"{what}: {os.strerror(-result)}")
 
-    def _rule(self, call: bytes, errno: int, *compare: _ArgCmp) -> None:
+    def _rule(self, call: bytes, errno: int, *compare: _ArgCmp, known_only: bool = False) -> None:
         number = self.lib.seccomp_syscall_resolve_name(call)
         if number < 0:
+            if known_only:
+                return  # not a call of this architecture (aarch64 has no mkdir, only mkdirat)
             raise SetupError(f"seccomp: unknown system call {call.decode()}")
         array = (_ArgCmp * len(compare))(*compare) if compare else None
         self._check(
@@ -520,7 +605,185 @@ def run(script: bytes, last: int, seccomp: Seccomp, memory: int, cgroup_fd: int)
         status(f"exit {os.waitstatus_to_exitcode(wait_status)}")
 
 
+# --- chroot isolation: what a Fargate sidecar can build (no CAP_SYS_ADMIN) -----------------
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def become_reader(uid: int, last: int) -> None:
+    """Root's capabilities traded for CAP_DAC_READ_SEARCH alone, as `uid`: the script reads
+    every file root could and writes only where anyone may; it survives the exec as an
+    ambient capability (the script's interpreter has no file capabilities)."""
+    for capability in range(last + 1):
+        if capability != CAP_DAC_READ_SEARCH and _libc.prctl(PR_CAPBSET_DROP, capability) != 0:
+            raise _fail("prctl(PR_CAPBSET_DROP)", str(capability).encode())
+    if _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise _fail("prctl(PR_SET_KEEPCAPS)", b"")
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    number = CAPSET.get(os.uname().machine)
+    if number is None:
+        raise SetupError(f"capset: unknown system call number on {os.uname().machine}")
+    bit = 1 << CAP_DAC_READ_SEARCH
+    header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)(_CapData(bit, bit, bit), _CapData(0, 0, 0))
+    if _libc.syscall(ctypes.c_long(number), ctypes.byref(header), data) != 0:
+        raise _fail("capset", b"")
+    if _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_DAC_READ_SEARCH, 0, 0) != 0:
+        raise _fail("prctl(PR_CAP_AMBIENT_RAISE)", b"")
+    if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise _fail("prctl(PR_SET_NO_NEW_PRIVS)", b"")
+
+
+def interpreter(script: bytes) -> list[bytes]:
+    """The command that reads the script on its standard input: its shebang's interpreter
+    (and its one argument, as the kernel splits it), else the target's /bin/sh."""
+    if not script.startswith(b"#!"):
+        return [b"/bin/sh"]
+    line = script[2:].split(b"\n", 1)[0].strip()
+    path, _, argument = line.partition(b" ")
+    argument = argument.strip()
+    if not path.startswith(b"/"):
+        raise SetupError("the shebang must name an absolute path")
+    return [path, argument] if argument else [path]
+
+
+def run_chrooted(
+    script: bytes,
+    uid: int,
+    last: int,
+    seccomp: Seccomp,
+    memory: int,
+    processes: int,
+    cgroup_fd: int,
+) -> None:
+    """Start the script chrooted into the target, wait for it, say how it ended."""
+    argv = interpreter(script)
+    reading, writing = os.pipe()
+    os.set_inheritable(STATUS_FD, False)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(writing)
+            os.dup2(reading, 0)
+            os.close(reading)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            # Ignored (and so across the exec): a write to a file fails with EFBIG, as on a
+            # full disk, instead of killing the script that tried (`mktemp` in a check).
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            os.umask(0o022)
+            if cgroup_fd >= 0:
+                os.write(cgroup_fd, b"0")
+                os.close(cgroup_fd)
+            else:
+                resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            # The uid is the script's alone: NPROC counts its processes and nothing else's.
+            resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+            os.fchdir(ROOT_FD)
+            os.chroot(".")
+            os.chdir("/")
+            os.close(ROOT_FD)
+            become_reader(uid, last)
+            seccomp.load()
+            os.execve(argv[0], argv, CHROOT_ENVIRONMENT)
+        except (OSError, SetupError) as error:
+            status(f"error cannot start the script: {error}")
+        os._exit(127)
+    os.close(reading)
+    try:
+        view = memoryview(script)
+        while view:
+            view = view[os.write(writing, view[: 1 << 16]) :]
+    except BrokenPipeError:
+        pass  # the interpreter stopped reading (it exited): its status says the rest
+    finally:
+        os.close(writing)
+    while True:
+        # A subreaper: what the script leaves behind is reaped here, not by the task's init.
+        reaped, wait_status = os.wait()
+        if reaped == pid:
+            break
+    # The script's end is the check's: whatever it left running (setsid, a daemon) holds its
+    # output open and is killed now, by its uid, as PID 1's end does in the namespaces.
+    kill_uid(uid)
+    if os.WIFSIGNALED(wait_status):
+        status(f"signal {os.WTERMSIG(wait_status)}")
+    else:
+        status(f"exit {os.waitstatus_to_exitcode(wait_status)}")
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` (the script's own), then reap them: as a subreaper, this
+    process is the parent of every one of them by now."""
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid:
+                os.kill(int(name), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
+
+
+def chroot_main() -> int:
+    """Arguments: --chroot ROOT_FD STATUS_FD MEMORY PROCESSES CGROUP_FD UID."""
+    global ROOT_FD, STATUS_FD
+    ROOT_FD, STATUS_FD = int(sys.argv[2]), int(sys.argv[3])
+    memory, processes, cgroup_fd, uid = (int(value) for value in sys.argv[4:8])
+    chunks = []
+    while chunk := os.read(0, 1 << 16):
+        chunks.append(chunk)
+    script = b"".join(chunks)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    try:
+        if cgroup_fd >= 0:
+            os.set_inheritable(cgroup_fd, False)
+            limits = f"memory {mebibytes(memory)}, {processes} processes (cgroup v2)"
+        else:
+            limits = (
+                f"memory {mebibytes(memory)} per process (RLIMIT_AS), "
+                f"{processes} processes (RLIMIT_NPROC of its own uid)"
+            )
+        if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise _fail("prctl(PR_SET_CHILD_SUBREAPER)", b"")
+        last = last_capability()
+        seccomp = Seccomp(chrooted=True)
+        new_session_keyring(seccomp)
+        interpreter(script)  # a shebang that cannot run is said before "ready"
+    except (OSError, SetupError) as error:
+        status(f"error the sandbox could not be built: {error}")
+        return 0
+    status(f"limits {limits}")
+    status(
+        f"ready chroot (uid {uid} with CAP_DAC_READ_SEARCH only, no byte written to a file, "
+        "no sockets, no namespaces)"
+    )
+    run_chrooted(script, uid, last, seccomp, memory, processes, cgroup_fd)
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1] == "--chroot":
+        return chroot_main()
     global ROOT_FD, STATUS_FD
     ROOT_FD, STATUS_FD = int(sys.argv[2]), int(sys.argv[3])
     # Python's SIGINT handler would let the script end this PID 1 (`kill -INT 1`) and lose its

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from ...progress import Phase
 from ...report import Finding, FindingKind, Problem, ProblemKind, Severity
 from ..base import ScanContext
-from .runner import Errored, Failed, Skipped, run_custom_check
+from .runner import Errored, Failed, Passed, Skipped, run_custom_check
 from .spec import CustomCheckSpec
 
 __all__ = ["CustomCheck"]
@@ -33,6 +33,9 @@ class CustomCheck:
         context.progress.update(Phase.CUSTOM, number - 1, total, detail)
         result = run_custom_check(self.spec, context.root.path)
         context.progress.update(Phase.CUSTOM, number, total, detail)
+        if isinstance(result, Passed | Failed):
+            # Which isolation ran: a pass in a chroot is not a pass in namespaces.
+            context.notices.append(f"custom check {detail} ran isolated by {result.isolation}")
         if isinstance(result, Failed):
             yield Finding(
                 check=self.id,

@@ -54,14 +54,20 @@ Isolation (every run, for a directory, an unpacked image or the live root `/` al
 - Output (stdout and stderr together) is read as it comes, at most OUTPUT_LIMIT bytes kept, the
   rest drained and counted, so the scanner never blocks on a chatty script.
 
-Namespaces and mounts need root: when not root every check is Skipped (never a silent pass). In an
-ECS/Fargate task, which grants no CAP_SYS_ADMIN, the sandbox cannot be built and each check is an
-Errored result naming why.
+Namespaces and mounts need root: when not root every check is Skipped (never a silent pass).
+
+In an ECS/Fargate task, which grants no CAP_SYS_ADMIN, none of the above can be built; the spec's
+`isolation` decides (`auto`: namespaces when CAP_SYS_ADMIN is held, else the chroot;
+`namespaces`: an Errored result without it, never a fallback). The chroot (`_sandbox.py --chroot`,
+docs/checks.md): chrooted into the root as a uid of its own with CAP_DAC_READ_SEARCH alone,
+RLIMIT_FSIZE 0, a seccomp filter refusing what changes the tree and every socket, the script on
+its interpreter's stdin; every process of that uid killed when it ends.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import selectors
 import shutil
 import signal
@@ -69,12 +75,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import _cgroup
 from ._cgroup import Cgroup, CgroupUnavailable
-from .spec import CustomCheckSpec
+from .spec import CustomCheckSpec, Isolation
 
 __all__ = [
     "OUTPUT_LIMIT",
@@ -87,6 +94,9 @@ __all__ = [
 ]
 
 OUTPUT_LIMIT = 64 << 10  # bytes of a script's output kept for the report
+CAP_SYS_ADMIN = 21
+# The range a chrooted script's uid is drawn from: far from any account's.
+CHROOT_UIDS = (2_000_000_000, 2_100_000_000)
 _STATUS_LIMIT = 4 << 10
 _SANDBOX = Path(__file__).with_name("_sandbox.py")
 # The tools are looked up on a fixed PATH, never the scanner's.
@@ -161,6 +171,26 @@ def _clean(raw: bytes, dropped: int) -> str:
     return text
 
 
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of `uid` (a chrooted script's own): one that left the process
+    group (setsid) or outlived its parent would otherwise run on after its check."""
+    for _attempt in range(10):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{name}").st_uid != uid:
+                    continue
+                os.kill(int(name), signal.SIGKILL)
+                found = True
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # gone meanwhile
+        if not found:
+            return
+        time.sleep(0.01)
+
+
 def _kill(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL the session; the namespace's PID 1 dies with unshare (--kill-child), and with it
     every process the script started, even one that left the process group."""
@@ -171,21 +201,53 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def can_build_namespaces() -> bool:
+    """Whether this process holds CAP_SYS_ADMIN, which the namespace sandbox needs (a Fargate
+    container never does)."""
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
+
+
 def run_custom_check(
     spec: CustomCheckSpec, root: str | bytes, *, overlay: bool = True, cgroup: bool = True
 ) -> CheckResult:
     """Run `spec`'s script against `root` in the sandbox; never raises for what the script does.
 
     `overlay=False` skips overlayfs for the read-only fallback (what runs when overlayfs cannot);
-    `cgroup=False` skips cgroup v2 for the rlimit fallback.
+    `cgroup=False` skips cgroup v2 for the rlimit fallback. The isolation is the spec's: `auto`
+    builds namespaces when it can, else the chroot; `namespaces` demanded where they cannot be
+    built is an error, never a fallback.
     """
     if os.geteuid() != 0:
         return Skipped(
             f"custom checks need root to build their sandbox (running as uid {os.geteuid()})"
         )
+    namespaces = can_build_namespaces()
+    if spec.isolation is Isolation.NAMESPACES and not namespaces:
+        return Errored(
+            "the policy demands isolation: namespaces, which needs CAP_SYS_ADMIN (a Fargate "
+            "task has none); not run"
+        )
+    if spec.isolation is Isolation.CHROOT or not namespaces:
+        command = [sys.executable, "-I", "-S", str(_SANDBOX), "--chroot"]
+        return _opened(spec, root, lambda fd, base: _limited(spec, command, fd, base, True, cgroup))
     unshare = shutil.which("unshare", path=_SYSTEM_PATH)
     if unshare is None:
         return Errored("cannot isolate the script: `unshare` (util-linux) is not installed")
+    command = [unshare, *_UNSHARE_FLAGS, "--", sys.executable, "-I", "-S", str(_SANDBOX)]
+    return _opened(spec, root, lambda fd, base: _limited(spec, command, fd, base, overlay, cgroup))
+
+
+def _opened(
+    spec: CustomCheckSpec, root: str | bytes, run: Callable[[int, str], CheckResult]
+) -> CheckResult:
+    """`run(root_fd, work_directory)`, with both made here and always removed."""
     try:
         root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
@@ -196,7 +258,7 @@ def run_custom_check(
         os.close(root_fd)
         return Errored(f"cannot make the sandbox's work directory: {error}")
     try:
-        return _limited(spec, unshare, root_fd, base, overlay, cgroup)
+        return run(root_fd, base)
     finally:
         os.close(root_fd)
         # Only empty mount points were ever on disk: the namespace's tmpfs is gone with it.
@@ -204,7 +266,12 @@ def run_custom_check(
 
 
 def _limited(
-    spec: CustomCheckSpec, unshare: str, root_fd: int, base: str, overlay: bool, cgroup: bool
+    spec: CustomCheckSpec,
+    command: list[str],
+    root_fd: int,
+    base: str,
+    overlay: bool,
+    cgroup: bool,
 ) -> CheckResult:
     """Run in a cgroup with the spec's limits when there can be one, else with the fallback's."""
     memory = spec.memory_mib << 20
@@ -213,7 +280,7 @@ def _limited(
             raise CgroupUnavailable("not asked for")
         group = Cgroup.create(_cgroup.find_parent(), memory, spec.processes)
     except CgroupUnavailable as error:
-        result = _run(spec, unshare, root_fd, base, overlay, -1)
+        result = _run(spec, command, root_fd, base, overlay, -1)
         if isinstance(result, Errored) and not result.limits:
             return result
         # Why the weaker limits: the reader of the report should not have to guess.
@@ -226,7 +293,7 @@ def _limited(
             f"cannot open its cgroup: {error.strerror}" + (f"; {problem}" if problem else "")
         )
     try:
-        result = _run(spec, unshare, root_fd, base, overlay, procs)
+        result = _run(spec, command, root_fd, base, overlay, procs)
     finally:
         os.close(procs)
         try:
@@ -258,9 +325,27 @@ def _limited(
     return result
 
 
+def _arguments(
+    command: list[str],
+    spec: CustomCheckSpec,
+    base: str,
+    root_fd: int,
+    status_fd: int,
+    overlay: bool,
+    cgroup_fd: int,
+    uid: int,
+) -> list[str]:
+    """The sandbox's command line (its two modes take their arguments in _sandbox.py's order)."""
+    memory, processes = str(spec.memory_mib << 20), str(spec.processes)
+    if command[-1] == "--chroot":
+        return [*command, str(root_fd), str(status_fd), memory, processes, str(cgroup_fd), str(uid)]
+    mode = "overlay" if overlay else "read-only"
+    return [*command, base, str(root_fd), str(status_fd), mode, memory, processes, str(cgroup_fd)]
+
+
 def _run(
     spec: CustomCheckSpec,
-    unshare: str,
+    command: list[str],
     root_fd: int,
     base: str,
     overlay: bool,
@@ -270,24 +355,12 @@ def _run(
     output_read, output_write = os.pipe()
     started = time.monotonic()
     passed = (root_fd, status_write) if cgroup_fd < 0 else (root_fd, status_write, cgroup_fd)
+    # The chrooted script's uid: its own, so that RLIMIT_NPROC counts its processes alone, it
+    # can signal nothing else, and whatever it leaves running is found and killed by uid.
+    uid = CHROOT_UIDS[0] + secrets.randbelow(CHROOT_UIDS[1] - CHROOT_UIDS[0])
     try:
         process = subprocess.Popen(
-            [
-                unshare,
-                *_UNSHARE_FLAGS,
-                "--",
-                sys.executable,
-                "-I",
-                "-S",
-                str(_SANDBOX),
-                base,
-                str(root_fd),
-                str(status_write),
-                "overlay" if overlay else "read-only",
-                str(spec.memory_mib << 20),
-                str(spec.processes),
-                str(cgroup_fd),
-            ],
+            _arguments(command, spec, base, root_fd, status_write, overlay, cgroup_fd, uid),
             stdin=subprocess.PIPE,
             stdout=output_write,
             stderr=output_write,
@@ -306,6 +379,8 @@ def _run(
     finally:
         if process.returncode is None:
             _kill(process)
+        if command[-1] == "--chroot":
+            _kill_uid(uid)
         if process.stdin is not None:
             process.stdin.close()
         os.close(status_read)
