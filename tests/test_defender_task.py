@@ -20,6 +20,9 @@ from debroot import debootstrap_root
 from ecs_agent import running_agent
 from fargate_task import XMRIG, Task, docker_id, fargate_task, task_document
 
+from console.database import engine_for
+from console.policy_store import save_policy
+
 pytestmark = [pytest.mark.debootstrap, pytest.mark.root]
 
 
@@ -88,6 +91,15 @@ def read(console: ConsoleProcess, path: str) -> Any:
     return answer.json()
 
 
+def latest_image(console: ConsoleProcess, name: str) -> Any:
+    """The details of the image named `name` scanned last (each test's task has its own image
+    ids under the same names)."""
+    images = read(console, "/api/v1/images?fargate=true&per_page=100")["images"]
+    named = [image for image in images if image["name"] == name]
+    newest = max(named, key=lambda image: image["last_scanned"] or "")
+    return read(console, f"/api/v1/images/{newest['id']}")
+
+
 def test_one_cycle_reports_every_container_as_the_task_and_a_later_miner(
     task: Task, console: ConsoleProcess, tmp_path: Path
 ) -> None:
@@ -103,16 +115,13 @@ def test_one_cycle_reports_every_container_as_the_task_and_a_later_miner(
     assert task.run(task.apps[0], XMRIG).returncode == 0
     done = defend(task, console, tmp_path)
     assert done.returncode == 0, done.stderr
-    images = read(console, "/api/v1/images?fargate=true&per_page=100")["images"]
-    by_name = {image["name"]: image for image in images}
-    first, second = (by_name[app.image] for app in task.apps)
-    details = read(console, f"/api/v1/images/{first['id']}")
+    details = latest_image(console, task.apps[0].image)
     miners = [finding["path"] for finding in details["findings"].get("426", [])]
     assert miners == ["/tmp/xmrig"], json.dumps(details["findings"])[:2000]
     # Environment > Fargate Tasks: the task, through the container that runs the image.
     tasks = {(t["task_id"], t["container"]) for t in details["fargate_tasks"]}
     assert (task.task_id, task.apps[0].name) in tasks
-    other = read(console, f"/api/v1/images/{second['id']}")
+    other = latest_image(console, task.apps[1].image)
     assert "426" not in other["findings"]
     assert other["latest_scan"]["host"] == task.task_id
 
@@ -188,3 +197,45 @@ def test_a_cycle_under_max_cpu_keeps_to_it(
         f"--max-cpu 0.25, two debootstrap roots: {cpu:.2f} CPU-s in {wall:.2f} s = {cpu / wall:.3f}"
     )
     assert cpu / wall <= 0.3, (cpu, wall)
+
+
+CUSTOM_POLICY = """\
+version: 1
+custom_checks:
+  - id: 9001
+    name: no miner in /tmp
+    severity: high
+    description: the reference task's miner
+    script: "test ! -e /tmp/xmrig || { echo /tmp/xmrig is there; exit 1; }"
+"""
+
+
+def test_the_consoles_custom_check_runs_chrooted_in_each_container(
+    task: Task, console: ConsoleProcess, tmp_path: Path
+) -> None:
+    # The defender holds a Fargate container's capabilities only: no CAP_SYS_ADMIN, so the
+    # check runs in the chroot, into each container's /proc/<pid>/root.
+    save_policy(engine_for(console.db_url), CUSTOM_POLICY, "admin", base=None)
+    try:
+        assert task.run(task.apps[1], XMRIG).returncode == 0
+        done = defend(task, console, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert not list((tmp_path / "spool").glob("*-*.json")), done.stderr
+        first = latest_image(console, task.apps[0].image)
+        second = latest_image(console, task.apps[1].image)
+        assert "9001" not in first["findings"]
+        [failed] = second["findings"]["9001"]
+        assert failed["detail"] == "/tmp/xmrig is there"
+        # Fargate's capabilities have no CAP_DAC_READ_SEARCH: the script reads as any user,
+        # and each report says so.
+        path = console.db_url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as connection:
+            notices = connection.execute(
+                "SELECT notices FROM scans ORDER BY id DESC LIMIT 2"
+            ).fetchall()
+        for (text,) in notices:
+            said = [n for n in json.loads(text) if n.startswith("custom check 9001")]
+            assert len(said) == 1 and "chroot" in said[0] and "no capabilities" in said[0]
+        assert first["latest_scan"]["complete"], first["latest_scan"]
+    finally:
+        save_policy(engine_for(console.db_url), "version: 1\n", "admin", base=None)

@@ -64,6 +64,14 @@ class Task:
     def defender_environ(self) -> dict[str, str]:
         return self.agent.environ(f"/v4/{self.defender_id}")
 
+    @property
+    def init_pid(self) -> int:
+        """PID 1 of the task's pid namespace, as the host numbers it: `unshare --fork`'s child
+        (unshare itself stays in the host's pid namespace, so nsenter must target this one)."""
+        path = f"/proc/{self.supervisor.pid}/task/{self.supervisor.pid}/children"
+        with open(path) as handle:
+            return int(handle.read().split()[0])
+
     def app_pid(self, app: App) -> int:
         """The host pid of the app's first process (as its cgroup lists it)."""
         text = (app.cgroup / "cgroup.procs").read_text()
@@ -106,7 +114,7 @@ class Task:
             [
                 "nsenter",
                 "-t",
-                str(self.supervisor.pid),
+                str(self.init_pid),
                 "-p",
                 "-m",
                 "--",

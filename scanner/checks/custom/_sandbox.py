@@ -620,18 +620,34 @@ class _CapData(ctypes.Structure):
     ]
 
 
-def become_reader(uid: int, last: int) -> None:
-    """Root's capabilities traded for CAP_DAC_READ_SEARCH alone, as `uid`: the script reads
-    every file root could and writes only where anyone may; it survives the exec as an
-    ambient capability (the script's interpreter has no file capabilities)."""
+def holds_read_search() -> bool:
+    """Whether CAP_DAC_READ_SEARCH is ours to keep: Docker's default set, and so Fargate's,
+    lacks it (only SYS_PTRACE can be added there)."""
+    with open("/proc/self/status", "rb") as handle:
+        for line in handle:
+            if line.startswith(b"CapPrm:"):
+                return bool(int(line.split()[1], 16) >> CAP_DAC_READ_SEARCH & 1)
+    return False
+
+
+def become_reader(uid: int, last: int, read_search: bool) -> None:
+    """Root's capabilities given up for `uid`, keeping CAP_DAC_READ_SEARCH alone when
+    `read_search`: the script then reads every file root could, and writes only where anyone
+    may; the capability survives the exec as an ambient one. Without it (Fargate), the script
+    reads only what any user may."""
+    kept = CAP_DAC_READ_SEARCH if read_search else -1
     for capability in range(last + 1):
-        if capability != CAP_DAC_READ_SEARCH and _libc.prctl(PR_CAPBSET_DROP, capability) != 0:
+        if capability != kept and _libc.prctl(PR_CAPBSET_DROP, capability) != 0:
             raise _fail("prctl(PR_CAPBSET_DROP)", str(capability).encode())
     if _libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
         raise _fail("prctl(PR_SET_KEEPCAPS)", b"")
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
+    if not read_search:
+        if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            raise _fail("prctl(PR_SET_NO_NEW_PRIVS)", b"")
+        return  # what KEEPCAPS kept is not effective, and the exec clears it (no ambient)
     number = CAPSET.get(os.uname().machine)
     if number is None:
         raise SetupError(f"capset: unknown system call number on {os.uname().machine}")
@@ -667,6 +683,7 @@ def run_chrooted(
     memory: int,
     processes: int,
     cgroup_fd: int,
+    read_search: bool,
 ) -> None:
     """Start the script chrooted into the target, wait for it, say how it ended."""
     argv = interpreter(script)
@@ -697,7 +714,7 @@ def run_chrooted(
             os.chroot(".")
             os.chdir("/")
             os.close(ROOT_FD)
-            become_reader(uid, last)
+            become_reader(uid, last, read_search)
             seccomp.load()
             os.execve(argv[0], argv, CHROOT_ENVIRONMENT)
         except (OSError, SetupError) as error:
@@ -769,15 +786,18 @@ def chroot_main() -> int:
         seccomp = Seccomp(chrooted=True)
         new_session_keyring(seccomp)
         interpreter(script)  # a shebang that cannot run is said before "ready"
+        read_search = holds_read_search()
     except (OSError, SetupError) as error:
         status(f"error the sandbox could not be built: {error}")
         return 0
-    status(f"limits {limits}")
-    status(
-        f"ready chroot (uid {uid} with CAP_DAC_READ_SEARCH only, no byte written to a file, "
-        "no sockets, no namespaces)"
+    reads = (
+        "CAP_DAC_READ_SEARCH only: reads as root"
+        if read_search
+        else "no capabilities: files only root may read are unreadable"
     )
-    run_chrooted(script, uid, last, seccomp, memory, processes, cgroup_fd)
+    status(f"limits {limits}")
+    status(f"ready chroot (uid {uid}, {reads}; no byte written to a file, no sockets)")
+    run_chrooted(script, uid, last, seccomp, memory, processes, cgroup_fd, read_search)
     return 0
 
 
