@@ -21,8 +21,9 @@ if [ "${1:-}" = "--test" ]; then
     # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.
     packages="$packages debootstrap debsums dpkg rpm db5.3-util"
     packages="$packages openssl openssh-client gnupg putty-tools default-jre-headless"
-    # skopeo checks that the test image builder writes layouts real tools accept.
-    packages="$packages skopeo"
+    # skopeo checks that the test image builder writes layouts real tools accept; with umoci it
+    # builds the defender's image (image/build-defender.sh).
+    packages="$packages skopeo umoci"
     # libc6-dev: the sandbox tests compile small static probes (gcc -static needs libc.a).
     packages="$packages libc6-dev"
     # The console's tests start a throwaway PostgreSQL server of their own (initdb, pg_ctl).

@@ -8,9 +8,11 @@ and one lock per root: a test and a benchmark never build one root twice.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,6 +86,37 @@ def ensure_rpm() -> Path:
             )  # the buildroot and the .rpm: twice the root's size
 
     return _build_once(RPM_APPS, f".{RPM_APPS}.lock", rpmbuild)
+
+
+# What the defender's image is built from: a change to any of it builds a new one.
+IMAGE_SOURCES = ("scanner", "pkgdb", "_native", "console", "defender", "taskdef", "image")
+IMAGE_FILES = ("setup.py", "pyproject.toml", "build_support.py", "MANIFEST.in")
+
+
+def ensure_defender_image(repo: Path) -> Path:
+    """`image/build-defender.sh`'s output for the checkout `repo`, built once per content."""
+    digest = hashlib.sha256()
+    paths = [repo / name for name in IMAGE_FILES]
+    for top in IMAGE_SOURCES:
+        paths += sorted(
+            path
+            for path in (repo / top).rglob("*")
+            if path.is_file()
+            and "__pycache__" not in path.parts
+            and path.suffix not in (".so", ".c")
+        )
+    for path in paths:
+        digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
+    name = f"defender-image-{digest.hexdigest()[:16]}"
+
+    def build(building: Path) -> None:
+        subprocess.run(
+            [str(repo / "image" / "build-defender.sh"), str(building)],
+            check=True,
+            env={**os.environ, "PYTHON": sys.executable},
+        )
+
+    return _build_once(name, "defender-image.lock", build)
 
 
 def _complete(directory: str) -> Path | None:
