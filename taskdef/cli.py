@@ -74,6 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputFileError, EmbedError) as error:
         print(f"scan-root embed: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as error:
+        # The judge is botocore's, an extra: without it nothing is printed unjudged.
+        print(
+            f"scan-root embed: {error.name} is not installed: embed needs "
+            "`pip install 'scan-root[embed]'` (install.sh installs it)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     for notice in result.notices:
         print(f"scan-root embed: {notice}", file=sys.stderr)
     text = json.dumps(result.document, indent=2, ensure_ascii=False) + "\n"

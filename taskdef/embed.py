@@ -43,8 +43,9 @@ _SECRET_ARN = re.compile(
 )
 TOKEN_VARIABLE = "SCAN_ROOT_TOKEN"
 CONSOLE_VARIABLE = "SCAN_ROOT_CONSOLE"
-_MEMORY_UNITS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(GB|MB|MiB|GiB)?\s*", re.IGNORECASE)
-_CPU_UNITS = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(vCPU)?\s*", re.IGNORECASE)
+# ASCII digits only: float() would also read "٢٥٦" (Arabic-Indic), which ECS does not.
+_MEMORY_UNITS = re.compile(r" *([0-9]{1,6}(?:\.[0-9]{1,3})?) *(GB|MB|MiB|GiB)? *", re.IGNORECASE)
+_CPU_UNITS = re.compile(r" *([0-9]{1,6}(?:\.[0-9]{1,3})?) *(vCPU)? *", re.IGNORECASE)
 
 
 class EmbedError(ValueError):

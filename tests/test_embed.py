@@ -158,6 +158,8 @@ INVALID: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
         "ECS allows 10 containers",
     ),
     "not valid for ECS": (app(cpu="128"), "not valid for RegisterTaskDefinition"),
+    "non-ASCII digits in the size": (with_values(cpu="\u0662\u0665\u0666"), "is not a CPU size"),
+    "a boolean memory": (app(memory=True), "memory must be a whole number"),
 }
 
 
@@ -300,3 +302,17 @@ def test_the_command_reads_stdin_and_writes_a_file(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert register_errors(json.loads(output.read_text())) == []
+
+
+def test_without_botocore_nothing_is_printed_unjudged(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "botocore", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "botocore.session", None)
+    document = {
+        "family": "f",
+        "executionRoleArn": "arn:aws:iam::012345678910:role/r",
+        "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}],
+    }
+    code, out, err = run(document, capsys=capsys, tmp_path=tmp_path)
+    assert code == 2 and out is None and "scan-root[embed]" in err
