@@ -30,15 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
         return console_main(arguments[1:])
     if arguments[:1] == ["embed"]:
-        try:
-            from taskdef.cli import main as embed_main
-        except ModuleNotFoundError as error:
-            print(
-                f"scan-root embed: {error.name} is not installed: embed needs "
-                "`pip install 'scan-root[embed]'` (install.sh installs it)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
+        # botocore (the embed extra) is imported by the command itself, which says when it is
+        # missing.
+        from taskdef.cli import main as embed_main
+
         return embed_main(arguments[1:])
     if arguments[:1] == ["defend"]:
         from defender.cli import main as defend_main

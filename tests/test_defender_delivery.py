@@ -47,15 +47,6 @@ def serving(db: Path) -> Iterator[ConsoleProcess]:
         yield served
 
 
-_TOKENS: dict[str, str] = {}
-
-
-def ingest_token(console: ConsoleProcess) -> str:
-    if console.db_url not in _TOKENS:
-        _TOKENS[console.db_url] = console.token("defender", "ingest")
-    return _TOKENS[console.db_url]
-
-
 def defend(work: Path, root: Path, url: str, token: str, *extra: str, wait: bool = True) -> Any:
     env = child_env()
     env.pop("ECS_CONTAINER_METADATA_URI_V4", None)
@@ -101,7 +92,7 @@ def test_a_cycle_while_the_console_is_away_is_delivered_once_when_it_is_back(
 ) -> None:
     db = tmp_path / "console.db"
     with serving(db) as console:
-        token, away = ingest_token(console), console.base_url
+        token, away = console.shared_token("ingest"), console.base_url
     done = defend(tmp_path, root, away, token, "--once")
     assert done.returncode == 0, done.stderr
     waiting = spooled(tmp_path)
@@ -201,7 +192,7 @@ def test_a_report_the_console_refuses_is_set_aside_and_said_in_the_next(
     assert len(list((tmp_path / "spool" / "corrupt").iterdir())) == 1  # kept to look at
     db = tmp_path / "console.db"
     with serving(db) as console:
-        done = defend(tmp_path, root, console.base_url, ingest_token(console), "--once")
+        done = defend(tmp_path, root, console.base_url, console.shared_token("ingest"), "--once")
         assert done.returncode == 0, done.stderr
     said = [
         row["message"]
@@ -223,7 +214,7 @@ def test_corrupt_spool_files_are_set_aside_and_said(tmp_path: Path, root: Path) 
     (spool / "00000000000000000003-0c0c0c0c-0c0c-4c0c-8c0c-0c0c0c0c0c0c.json").mkdir()
     db = tmp_path / "console.db"
     with serving(db) as console:
-        done = defend(tmp_path, root, console.base_url, ingest_token(console), "--once")
+        done = defend(tmp_path, root, console.base_url, console.shared_token("ingest"), "--once")
     assert done.returncode == 0, done.stderr
     assert len(scan_ids(db)) == 1
     assert spooled(tmp_path) == []
@@ -255,7 +246,7 @@ def test_the_consoles_policy_is_used_and_cached_for_when_it_is_away(
     db = tmp_path / "console.db"
     with serving(db) as console:
         save_policy(engine_for(console.db_url), POLICY, "admin", base=None)
-        token = ingest_token(console)
+        token = console.shared_token("ingest")
         done = defend(tmp_path, root, console.base_url, token, "--once")
         assert done.returncode == 0, done.stderr
         away = console.base_url
@@ -273,7 +264,12 @@ def test_sigterm_stops_a_cycle_within_five_seconds(tmp_path: Path) -> None:
     big = debootstrap_root()
     with failing_console(500) as (url, _state):
         process = defend(tmp_path, big, url, "a-token", "--interval", "1h", wait=False)
-        time.sleep(1.5)  # the first scan of a debootstrap root is under way
+        # The first scan of a debootstrap root under way: the spool is made just before it
+        # (however slowly a loaded machine imports).
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "spool").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
@@ -301,55 +297,12 @@ def certificate_authority(directory: Path) -> tuple[Path, ssl.SSLContext]:
     def openssl(*argv: str) -> None:
         subprocess.run(["openssl", *argv], check=True, capture_output=True, cwd=directory)
 
-    openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=test CA",
-    )
-    openssl(
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    )
+    key = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"
+    openssl(*f"req -x509 {key} -keyout ca.key -out ca.pem -days 2 -subj /CN=test-CA".split())
+    openssl(*f"req {key} -keyout server.key -out server.csr -subj /CN=localhost".split())
     (directory / "ext").write_text("subjectAltName=DNS:localhost\n")
-    openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    )
+    signing = "-CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext"
+    openssl(*f"x509 -req -in server.csr {signing}".split())
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(directory / "server.pem", directory / "server.key")
     return directory / "ca.pem", context

@@ -40,21 +40,10 @@ def task(tmp_path: Path) -> Iterator[Task]:
         yield running
 
 
-_TOKENS: dict[tuple[str, str], str] = {}
-
-
-def token(console: ConsoleProcess, scope: str) -> str:
-    """One token per console and scope (a name can be given once)."""
-    key = (console.base_url, scope)
-    if key not in _TOKENS:
-        _TOKENS[key] = console.token(f"test-{scope}", scope)
-    return _TOKENS[key]
-
-
 def defend(task: Task, console: ConsoleProcess, work: Path, *extra: str) -> Any:
     env = child_env()
     env.update(task.defender_environ)
-    env["SCAN_ROOT_TOKEN"] = token(console, "ingest")
+    env["SCAN_ROOT_TOKEN"] = console.shared_token("ingest")
     env["AWS_EXECUTION_ENV"] = "AWS_ECS_FARGATE"
     argv = [
         sys.executable,
@@ -85,7 +74,7 @@ def scans(console: ConsoleProcess) -> list[sqlite3.Row]:
 
 
 def read(console: ConsoleProcess, path: str) -> Any:
-    bearer = {"Authorization": f"Bearer {token(console, 'read')}"}
+    bearer = {"Authorization": f"Bearer {console.shared_token('read')}"}
     answer = httpx.get(console.base_url + path, headers=bearer)
     assert answer.status_code == 200, answer.text
     return answer.json()

@@ -66,6 +66,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+_SHARED_TOKENS: dict[tuple[str, str], str] = {}
+
+
 @dataclass
 class ConsoleProcess:
     """`scan-root console serve` on a loopback port, and the CLI on the same database."""
@@ -91,6 +94,14 @@ class ConsoleProcess:
 
     def add_user(self, name: str, password: str) -> None:
         self.cli("user", "add", name, stdin=password + "\n")
+
+    def shared_token(self, scope: str) -> str:
+        """One token of `scope` per database, made on first use (a name is given only once,
+        and a console restarted on the same database keeps its tokens)."""
+        key = (self.db_url, scope)
+        if key not in _SHARED_TOKENS:
+            _SHARED_TOKENS[key] = self.token(f"shared-{scope}", scope)
+        return _SHARED_TOKENS[key]
 
     def token(self, name: str, *scopes: str) -> str:
         """A new token of `scopes` (the CLI's default, ingest, when none)."""
