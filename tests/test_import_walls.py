@@ -20,6 +20,8 @@ WALLS = {
     "scanner": ("console",),
     "pkgdb": ("console",),
     "_native": ("console",),
+    # The advisory database is a library of its own: never the console or the defender.
+    "vulndb": ("console", "defender"),
 }
 
 
