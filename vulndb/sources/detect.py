@@ -75,7 +75,7 @@ def _judge(document: object, shown: str) -> Format:
     keys = document.keys()
     if "distroversion" in keys and ("packages" in keys or "secfixes" in keys):
         return Format.ALPINE_SECDB
-    if "id" in keys and ("cveids" in keys or "collections" in keys):
+    if "updateinfo_id" in keys or ("id" in keys and ("cveids" in keys or "collections" in keys)):
         return Format.RPM_ERRATA
     if "id" in keys and ("modified" in keys or "affected" in keys or "schema_version" in keys):
         return Format.OSV

@@ -1,11 +1,13 @@
-"""rpm distributions' errata, updateinfo-style, as Rocky Linux and AlmaLinux publish them (the
-JSON of aquasecurity/vuln-list `rocky/`: id, severity, cveids, collections[].packages[])."""
+"""rpm distributions' errata, updateinfo-style, as Rocky Linux and AlmaLinux publish them: the JSON
+of aquasecurity/vuln-list `rocky/` (id, severity, cveids, collections[].packages[]) and `alma/`
+(updateinfo_id, severity, references[type=cve], pkglist.packages[], dates in ms since 1970)."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 
 from ..records import Advisory, Affected, Distro, Ecosystem, Range, SourceKind
 from . import _severity
@@ -48,28 +50,32 @@ def parse(
     """One erratum. Its distro comes from the id's prefix; its release, unless given, from the
     fixed packages' `.elN` release tag (the errata JSON itself names no release)."""
     top = get_map(document, where)
-    ident = get_str(top.get("id"), where.at("id"), limits)
+    id_key = "updateinfo_id" if "updateinfo_id" in top else "id"
+    ident = get_str(top.get(id_key), where.at(id_key), limits)
     distro = _PREFIXES.get(ident.partition("-")[0])
     if distro is None:
-        raise where.at("id").fail("not a Rocky (RL?A-) or Alma (AL?A-) erratum id")
+        raise where.at(id_key).fail("not a Rocky (RL?A-) or Alma (AL?A-) erratum id")
     word = get_opt_str(top.get("severity"), where.at("severity"), limits) or ""
-    cves = get_str_list(top.get("cveids", []), where.at("cveids"), limits)
-    affected: list[Affected] = []
+    cves = _cves(top, where, limits)
+    groups: list[tuple[object, Where]] = []
+    if "pkglist" in top:
+        at = where.at("pkglist")
+        groups.append((get_map(top["pkglist"], at).get("packages", []), at.at("packages")))
     for i, item in enumerate(get_list(top.get("collections", []), where.at("collections"))):
         at = where.at("collections").at(i)
-        packages = get_map(item, at).get("packages", [])
-        for j, pkg in enumerate(get_list(packages, at.at("packages"))):
+        groups.append((get_map(item, at).get("packages", []), at.at("packages")))
+    affected: list[Affected] = []
+    for packages, at in groups:
+        for j, pkg in enumerate(get_list(packages, at)):
             found = _package(
-                get_map(pkg, at.at("packages").at(j)),
-                at.at("packages").at(j),
+                get_map(pkg, at.at(j)),
+                at.at(j),
                 distro,
                 release,
                 limits,
             )
             if found not in affected:
                 affected.append(found)
-    issued = top.get("issued")
-    updated = top.get("updated")
     return Advisory(
         id=ident,
         aliases=tuple(cves),
@@ -77,8 +83,8 @@ def parse(
         severity=_severity.from_word(word),
         cvss_vector=None,
         cvss_score=None,
-        published=_date(issued, where.at("issued"), limits),
-        modified=_date(updated, where.at("updated"), limits),
+        published=_date(top, "issued", where, limits),
+        modified=_date(top, "updated", where, limits),
         source=SourceKind.RPM_ERRATA,
         affected=tuple(affected),
     )
@@ -106,10 +112,34 @@ def _package(
     return Affected(Ecosystem(distro, release), name, (Range("0", fixed=fixed),), arch=arch)
 
 
-def _date(value: object, where: Where, limits: Limits) -> str | None:
-    if value is None:
-        return None
-    return get_opt_str(get_map(value, where).get("date"), where.at("date"), limits)
+def _cves(top: Mapping[str, object], where: Where, limits: Limits) -> list[str]:
+    """Rocky's `cveids`, else the `cve` references (Alma's only list of them)."""
+    if "cveids" in top:
+        return get_str_list(top["cveids"], where.at("cveids"), limits)
+    found: list[str] = []
+    for i, item in enumerate(get_list(top.get("references", []), where.at("references"))):
+        at = where.at("references").at(i)
+        ref = get_map(item, at)
+        if ref.get("type") == "cve":
+            ident = get_str(ref.get("id"), at.at("id"), limits)
+            if ident not in found:
+                found.append(ident)
+    return found
+
+
+def _date(top: Mapping[str, object], key: str, where: Where, limits: Limits) -> str | None:
+    """Rocky's `issued: {"date": "2025-10-03 19:56:45"}` as written; Alma's
+    `issued_date: {"$date": MS}` as ISO 8601 UTC."""
+    if top.get(key) is not None:
+        at = where.at(key)
+        return get_opt_str(get_map(top[key], at).get("date"), at.at("date"), limits)
+    if top.get(key + "_date") is not None:
+        at = where.at(key + "_date")
+        ms = get_map(top[key + "_date"], at).get("$date")
+        if isinstance(ms, bool) or not isinstance(ms, int) or not 0 <= ms < 10**14:
+            raise at.at("$date").fail("expected milliseconds since 1970")
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
 
 
 def read(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Iterator[Advisory]:
