@@ -58,8 +58,13 @@ def _detect(name: str, limits: Limits) -> tuple[Format, object]:
         raise SourceError(shown, f"cannot read: {error.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
         return Format.OSV_DIRECTORY, None
-    with open(name, "rb") as stream:  # regular-file checks are read_file's, below
-        head = stream.read(4) if stat.S_ISREG(info.st_mode) else b""
+    head = b""
+    if stat.S_ISREG(info.st_mode):  # anything else (a FIFO could block) is read_file's to refuse
+        try:
+            with open(name, "rb") as stream:
+                head = stream.read(4)
+        except OSError as error:
+            raise SourceError(shown, f"cannot read: {error.strerror}") from None
     if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(name):
         return Format.OSV_ZIP, None
     document = load_document(read_file(name, limits), shown, limits)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import lzma
 import os
 import stat
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 
 from ..records import Advisory, Affected, Distro, Ecosystem, Range, Severity, SourceKind
@@ -274,7 +276,15 @@ def _read_member(
     try:
         with archive.open(member) as stream:
             data = stream.read(cap + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as error:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        lzma.LZMAError,
+        OSError,
+        ValueError,
+        NotImplementedError,
+        EOFError,
+    ) as error:
         raise SourceError(at, f"cannot inflate ({type(error).__name__})") from None
     if len(data) > cap:
         raise SourceError(at, "inflates past its declared size")
