@@ -20,7 +20,6 @@ from vulndb.sources._common import Where
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "advisories"
 ALPINE = FIXTURES / "alpine" / "3.20" / "main"
-APK_FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "pkgdb" / "apk"
 SHARED = Path(os.environ.get("SCANNER_SHARED", "/work/shared"))
 
 
@@ -39,6 +38,14 @@ def _all(path: Path | str, limits: Limits | None = None) -> list[Advisory]:
 
 
 ALPINE_FILES = sorted(ALPINE.glob("*.json"))
+
+
+def test_every_fixture_file_has_its_provenance():
+    provenance = (FIXTURES / "PROVENANCE.md").read_text(encoding="utf-8")
+    files = [p for p in FIXTURES.rglob("*") if p.is_file() and p.name != "PROVENANCE.md"]
+    assert files
+    for path in files:
+        assert f"`{path.relative_to(FIXTURES).as_posix()}`" in provenance, path
 
 
 def test_the_alpine_fixture_is_not_empty():
