@@ -304,8 +304,27 @@ def test_osv_directory(tmp_path: Path):
         (tmp_path / path.name).write_bytes(path.read_bytes())
     (tmp_path / "notes.txt").write_text("not a record")
     advisories = _all(tmp_path)
-    assert detect(tmp_path) is Format.OSV_DIRECTORY
+    assert detect(tmp_path) is Format.DIRECTORY
     assert len(advisories) == _live(_osv_files())
+
+
+def test_a_directory_of_mixed_formats(tmp_path: Path):
+    """vuln-list's trees (alpine/3.20/main/, rocky/...) read as directories too: each file is
+    detected on its own."""
+    files = [p for p in FIXTURES.rglob("*.json")]
+    expected = sorted((a for p in files for a in _all(p)), key=repr)
+    assert sorted(_all(FIXTURES), key=repr) == expected
+    assert len(expected) > len(files)
+
+
+def test_a_hostile_key_is_shown_escaped(tmp_path: Path):
+    document = _json(ALPINE / "zlib.json")
+    document["secfixes"] = {"1.0-r0\n\u202e": "CVE-1"}
+    path = _write(tmp_path, document)
+    with pytest.raises(SourceError) as caught:
+        _all(path)
+    message = str(caught.value)
+    assert "\n" not in message and "\u202e" not in message and "1.0-r0\\n\\u202e" in message
 
 
 def test_osv_zip_equals_the_directory(tmp_path: Path):

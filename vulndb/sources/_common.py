@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from scanner.jsonload import InputFileError, load_json, read_bounded
@@ -17,6 +17,7 @@ __all__ = [
     "get_opt_str",
     "get_str",
     "get_str_list",
+    "json_files",
     "load_document",
     "read_file",
 ]
@@ -62,7 +63,9 @@ class Where:
     field: str = ""
 
     def at(self, key: str | int) -> Where:
-        step = f"[{key}]" if isinstance(key, int) else (f".{key}" if self.field else key)
+        # A key comes from the file: shown escaped, like a file name.
+        name = display(key) if isinstance(key, str) else ""
+        step = f"[{key}]" if isinstance(key, int) else (f".{name}" if self.field else name)
         return Where(self.file, self.field + step)
 
     def fail(self, message: str) -> SourceError:
@@ -74,6 +77,23 @@ def display(name: str | bytes) -> str:
     text = os.fsdecode(name) if isinstance(name, bytes) else name
     shown = text.encode("unicode_escape", "backslashreplace").decode("ascii")
     return shown if len(shown) <= 300 else shown[:300] + "..."
+
+
+def json_files(path: str, limits: Limits) -> Iterator[str]:
+    """Every regular *.json below `path`, in name order; symlinks are not followed (a link could
+    point anywhere on the importing host), and the number of files is bounded."""
+    seen = 0
+    for top, dirs, files in os.walk(path, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            if not name.endswith(".json"):
+                continue
+            seen += 1
+            if seen > limits.max_files:
+                raise SourceError(display(path), f"more than {limits.max_files} JSON files")
+            full = os.path.join(top, name)
+            if not os.path.islink(full):
+                yield full
 
 
 def read_file(path: str | os.PathLike[str], limits: Limits) -> bytes:

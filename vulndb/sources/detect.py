@@ -10,14 +10,25 @@ from collections.abc import Iterator, Mapping
 
 from ..records import Advisory
 from . import alpine, debian, errata, osv
-from ._common import DEFAULT_LIMITS, Limits, SourceError, Where, display, load_document, read_file
+from ._common import (
+    DEFAULT_LIMITS,
+    Limits,
+    SourceError,
+    Where,
+    display,
+    json_files,
+    load_document,
+    read_file,
+)
 
 __all__ = ["Format", "detect", "read"]
 
 
 class Format(enum.Enum):
     OSV = "osv"
-    OSV_DIRECTORY = "osv-directory"
+    # A directory: each *.json below it is detected on its own (an OSV tree, vuln-list's
+    # alpine/3.20/main/ or rocky/ trees alike).
+    DIRECTORY = "directory"
     OSV_ZIP = "osv-zip"
     ALPINE_SECDB = "alpine-secdb"
     DEBIAN_TRACKER = "debian-tracker"
@@ -34,9 +45,11 @@ def read(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> Itera
     name = os.fspath(path)
     kind, document = _detect(name, limits)
     where = Where(display(name))
-    if kind is Format.OSV_DIRECTORY:
-        yield from osv.read_directory(name, limits)
-    elif kind is Format.OSV_ZIP:
+    if kind is Format.DIRECTORY:
+        for full in json_files(name, limits):
+            yield from read(full, limits)
+        return
+    if kind is Format.OSV_ZIP:
         yield from osv.read_zip(name, limits)
     elif kind is Format.OSV:
         advisory = osv.parse_record(document, where, limits)
@@ -57,7 +70,7 @@ def _detect(name: str, limits: Limits) -> tuple[Format, object]:
     except OSError as error:
         raise SourceError(shown, f"cannot read: {error.strerror}") from None
     if stat.S_ISDIR(info.st_mode):
-        return Format.OSV_DIRECTORY, None
+        return Format.DIRECTORY, None
     head = b""
     if stat.S_ISREG(info.st_mode):  # anything else (a FIFO could block) is read_file's to refuse
         try:

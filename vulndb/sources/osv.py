@@ -22,6 +22,7 @@ from ._common import (
     get_opt_str,
     get_str,
     get_str_list,
+    json_files,
     load_document,
     read_file,
 )
@@ -219,21 +220,9 @@ def read_json(path: str | os.PathLike[str], limits: Limits = DEFAULT_LIMITS) -> 
 
 
 def read_directory(path: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Advisory]:
-    """Every *.json below `path`, in name order; symlinks are not followed (a link could point
-    anywhere on the importing host), and the number of files is bounded."""
-    seen = 0
-    for top, dirs, files in os.walk(path, followlinks=False):
-        dirs.sort()
-        for name in sorted(files):
-            if not name.endswith(".json"):
-                continue
-            seen += 1
-            if seen > limits.max_files:
-                raise SourceError(display(path), f"more than {limits.max_files} JSON files")
-            full = os.path.join(top, name)
-            if os.path.islink(full):
-                continue
-            yield from read_json(full, limits)
+    """Every OSV record below `path` (`_common.json_files`: bounded, symlinks not followed)."""
+    for full in json_files(path, limits):
+        yield from read_json(full, limits)
 
 
 def read_zip(path: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Advisory]:
