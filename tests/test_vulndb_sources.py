@@ -200,6 +200,19 @@ def test_real_osv_record(name: str):
     assert advisory.cvss_score is None and advisory.severity is Severity.UNKNOWN
 
 
+def test_real_osv_record_with_a_cvss_vector():
+    """GitHub's own copy of GHSA-h5c8-rqwp-cp95: a real CVSS v3.1 vector, scored by the library
+    (FIRST's calculator gives 5.4 for it) and rated MEDIUM, as its database_specific says."""
+    path = FIXTURES / "osv" / "ghsa" / "GHSA-h5c8-rqwp-cp95.json"
+    document = _json(path)
+    (advisory,) = _all(path)
+    vector = document["severity"][0]["score"]  # type: ignore[index]
+    assert advisory.cvss_vector == vector
+    assert advisory.cvss_score == float(CVSS3(vector).base_score) == 5.4
+    assert advisory.severity is Severity.MEDIUM
+    assert document["database_specific"]["severity"] == "MODERATE"  # type: ignore[index]
+
+
 def test_osv_go_record_has_two_intervals():
     (advisory,) = _all(FIXTURES / "osv" / "GO-2022-0476.json")
     assert len(advisory.affected[0].ranges) == 2
