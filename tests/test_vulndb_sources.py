@@ -213,6 +213,34 @@ def test_real_osv_record_with_a_cvss_vector():
     assert document["database_specific"]["severity"] == "MODERATE"  # type: ignore[index]
 
 
+@pytest.mark.parametrize(
+    ("severity", "specific", "expected"),
+    [
+        ([{"type": "Ubuntu", "score": "high"}], None, Severity.HIGH),
+        ([{"type": "Ubuntu", "score": "negligible"}], {"severity": "HIGH"}, Severity.NEGLIGIBLE),
+        ([{"type": "CVSS_V3", "score": "not a vector"}], {"severity": "LOW"}, Severity.LOW),
+        (None, {"severity": "CRITICAL"}, Severity.CRITICAL),
+        (None, {"severity": 7}, Severity.UNKNOWN),
+        (None, None, Severity.UNKNOWN),
+    ],
+)
+def test_osv_severity_words(severity: object, specific: object, expected: Severity):
+    record: dict[str, object] = {"id": "X-1", "affected": []}
+    if severity is not None:
+        record["severity"] = severity
+    if specific is not None:
+        record["database_specific"] = specific
+    advisory = osv.parse_record(record, Where("x"))
+    assert advisory is not None and advisory.severity is expected and advisory.cvss_score is None
+
+
+def test_debian_resolved_without_a_version_is_no_fix():
+    document = {
+        "p": {"CVE-1": {"releases": {"bookworm": {"status": "resolved", "fixed_version": ""}}}}
+    }
+    assert list(debian.parse(document, Where("x"))) == []
+
+
 def test_osv_go_record_has_two_intervals():
     (advisory,) = _all(FIXTURES / "osv" / "GO-2022-0476.json")
     assert len(advisory.affected[0].ranges) == 2

@@ -68,7 +68,8 @@ def _entry(
             raise at.at("status").fail(f"unknown status {display(status)}")
         fixed = get_opt_str(release.get("fixed_version"), at.at("fixed_version"), limits)
         urgency = get_opt_str(release.get("urgency"), at.at("urgency"), limits)
-        if status == "not-affected" or (status == "resolved" and fixed in (None, "0")):
+        # An empty fixed_version is as good as none: no version to compare against.
+        if status == "not-affected" or (status == "resolved" and fixed in (None, "", "0")):
             continue
         rng = Range("0", fixed=fixed) if status == "resolved" else Range("0")
         ecosystem = Ecosystem(Distro.DEBIAN, CODENAMES.get(codename, codename))

@@ -83,7 +83,10 @@ def parse_record(
         details = get_opt_str(record.get("details"), where.at("details"), limits) or ""
         summary = details.strip().split("\n", 1)[0]
     vector, score = _cvss(record, where, limits)
-    severity = _severity.from_score(score) if score is not None else _word_severity(record, where)
+    if score is not None:
+        severity = _severity.from_score(score)
+    else:
+        severity = _word_severity(record, where, limits)
     affected = tuple(
         _affected(item, where.at("affected").at(i), limits)
         for i, item in enumerate(get_list(record.get("affected", []), where.at("affected")))
@@ -127,15 +130,20 @@ def _cvss(
     return None, None
 
 
-def _word_severity(record: Mapping[str, object], where: Where) -> Severity:
-    """`database_specific.severity` (GitHub's, Ubuntu's words), or UNKNOWN."""
+def _word_severity(record: Mapping[str, object], where: Where, limits: Limits) -> Severity:
+    """Ubuntu's `severity` entry of type "Ubuntu" (a word: "medium"), else
+    `database_specific.severity` (GitHub's MODERATE...), else UNKNOWN."""
+    for i, item in enumerate(get_list(record.get("severity") or [], where.at("severity"))):
+        entry = get_map(item, where.at("severity").at(i))
+        if entry.get("type") == "Ubuntu":
+            word = get_str(entry.get("score"), where.at("severity").at(i).at("score"), limits)
+            return _severity.from_word(word)
     specific = record.get("database_specific")
     if specific is None:
         return Severity.UNKNOWN
-    word = get_map(specific, where.at("database_specific")).get("severity")
-    if isinstance(word, str):
-        return _severity.from_word(word)
-    return Severity.UNKNOWN
+    given = get_map(specific, where.at("database_specific")).get("severity")
+    # database_specific is free-form: a severity that is no word is no severity, not an error.
+    return _severity.from_word(given) if isinstance(given, str) else Severity.UNKNOWN
 
 
 def _affected(item: object, where: Where, limits: Limits) -> Affected:
