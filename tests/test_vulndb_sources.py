@@ -619,6 +619,14 @@ def test_zip_total_is_bounded(tmp_path: Path):
         _all(archive, Limits(max_total_bytes=len(text) * 5))
 
 
+def test_zip_archive_size_is_bounded(tmp_path: Path):
+    archive = tmp_path / "all.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("r.json", json.dumps(_osv_real()))
+    with pytest.raises(SourceError, match="over the limit"):
+        _all(archive, Limits(max_zip_bytes=100))
+
+
 def test_zip_member_count_is_bounded(tmp_path: Path):
     archive = tmp_path / "all.zip"
     with zipfile.ZipFile(archive, "w") as out:

@@ -34,6 +34,9 @@ class Limits:
     max_file_bytes: int = 256 * MiB
     max_member_bytes: int = 64 * MiB
     max_total_bytes: int = 4096 * MiB
+    # The archive itself: zipfile reads its whole central directory into memory before we can
+    # count the members, so its size is what bounds that.
+    max_zip_bytes: int = 1024 * MiB
     max_members: int = 2_000_000
     # A DEFLATE member can expand ~1000 times; real JSON compresses well below 100.
     max_ratio: int = 200

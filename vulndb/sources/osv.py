@@ -239,6 +239,12 @@ def read_zip(path: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Advisory]:
     declared and actual size, and in compression ratio (a zip bomb is refused before inflating)."""
     where = display(path)
     try:
+        size = os.stat(path).st_size
+    except OSError as error:
+        raise SourceError(where, f"cannot read: {error.strerror}") from None
+    if size > limits.max_zip_bytes:
+        raise SourceError(where, f"{size} bytes, over the limit of {limits.max_zip_bytes}")
+    try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise SourceError(where, f"not a readable zip archive ({type(error).__name__})") from None
