@@ -167,6 +167,8 @@ setup(
             "defender.*",
             "taskdef",
             "taskdef.*",
+            "vulndb",
+            "vulndb.*",
         ]
     ),
     package_data={
@@ -190,7 +192,14 @@ setup(
     # tests' referee for our deb822 reader. xxhash: Digest.XXH3 in the pure-Python hasher
     # (incremental rescans). tqdm: the progress bars on a terminal, lighter than rich (no
     # dependencies of its own) and imported only when stderr is a terminal.
-    install_requires=["PyYAML>=6.0", "xxhash>=3.0", "tqdm>=4.66"],
+    install_requires=[
+        "PyYAML>=6.0",
+        "xxhash>=3.0",
+        "tqdm>=4.66",
+        # CVSS base scores of advisory vectors (vulndb.sources): FIRST's formulas for v2, v3.x
+        # and v4 are long and easy to get subtly wrong; this library is kept and tested.
+        "cvss>=3.1",
+    ],
     extras_require={
         "test": [
             "pytest>=8",

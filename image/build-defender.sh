@@ -36,10 +36,11 @@ if [ -z "$wheel" ]; then
 fi
 site="$rootfs/usr/local/lib/python3.11/dist-packages"
 mkdir -p "$site"
-# Only the scanner's own dependencies: the console and embed extras stay out of the defender.
+# Only the scanner's own dependencies (setup.py install_requires): the console and embed
+# extras stay out of the defender.
 "$python" -m pip install -q --no-compile --no-deps --target "$site" \
     --only-binary=:all: --platform manylinux2014_x86_64 --python-version 3.11 \
-    --implementation cp --abi cp311 PyYAML xxhash tqdm
+    --implementation cp --abi cp311 PyYAML xxhash tqdm cvss
 "$python" -m pip install -q --no-compile --no-deps --target "$site" "$wheel"
 rm -rf "$site/bin"
 cat >"$rootfs/usr/local/bin/scan-root" <<'SCRIPT'

@@ -23,6 +23,8 @@ WALLS = {
     # The defender runs in its own image, without the console's web dependencies.
     "defender": ("console", "taskdef"),
     "taskdef": ("console", "defender"),
+    # The advisory database is a library of its own: never the console or the defender.
+    "vulndb": ("console", "defender"),
 }
 
 

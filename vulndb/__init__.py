@@ -1,0 +1,1 @@
+"""Offline vulnerability advisories: typed records, the parsers of their sources, and matching."""
