@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,15 @@ def _containers(document: dict[str, Any]) -> list[dict[str, Any]]:
         raise EmbedError("containerDefinitions must be a non-empty list")
     if not all(isinstance(container, dict) for container in containers):
         raise EmbedError("every entry of containerDefinitions must be an object")
+    # botocore's model leaves both optional; ECS refuses a container without them, and two of
+    # one name.
+    names = [container.get("name") for container in containers]
+    if not all(isinstance(name, str) and name for name in names):
+        raise EmbedError("every container needs a name")
+    if len(set(names)) != len(names):
+        raise EmbedError("two containers share a name")
+    if not all(isinstance(container.get("image"), str) for container in containers):
+        raise EmbedError("every container needs an image")
     return containers
 
 
@@ -232,8 +242,12 @@ def embed(document: object, options: EmbedOptions) -> EmbedResult:
     if any(container.get("name") == DEFENDER_NAME for container in containers):
         notices.append(f"already embedded: {DEFENDER_NAME} is in the task definition; unchanged")
         return EmbedResult(form, notices)
-    if not options.console.startswith(("https://", "http://")):
+    console = urllib.parse.urlsplit(options.console)
+    if console.scheme not in ("https", "http") or not console.hostname:
         raise EmbedError("--console must be an http:// or https:// URL")
+    if console.username or console.password or console.query or console.fragment:
+        # It is written into the definition as plain text: no credentials belong there.
+        raise EmbedError("--console takes no credentials, query or fragment")
     if not 1 <= options.cpu <= 16384 or not 6 <= options.memory <= 122880:
         raise EmbedError("--cpu must be 1 to 16384 units and --memory 6 to 122880 MiB")
     if len(containers) >= MAX_CONTAINERS:

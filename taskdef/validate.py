@@ -6,6 +6,7 @@ judge as `aws ecs register-task-definition`, not a schema of ours.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = ["register_errors"]
@@ -19,10 +20,18 @@ def register_errors(document: dict[str, Any]) -> list[str]:
     """What botocore's validator says is wrong with `document` as that call's input ([]: valid)."""
     # Imported here: the rest of scan-root does not need botocore (an extra), and it is
     # untyped (no stubs are published for it).
-    import botocore.session  # type: ignore[import-untyped]
+    import botocore  # type: ignore[import-untyped]
+    import botocore.loaders  # type: ignore[import-untyped]
+    import botocore.model  # type: ignore[import-untyped]
     import botocore.validate  # type: ignore[import-untyped]
 
-    model = botocore.session.get_session().get_service_model("ecs")
+    # The model botocore itself ships, only: a session would also read ~/.aws/models and
+    # $AWS_DATA_PATH, where anyone who can write there would rewrite the judge.
+    shipped = os.path.join(os.path.dirname(botocore.__file__), "data")
+    loader = botocore.loaders.Loader(
+        extra_search_paths=[shipped], include_default_search_paths=False
+    )
+    model = botocore.model.ServiceModel(loader.load_service_model("ecs", "service-2"), "ecs")
     shape = model.operation_model(OPERATION).input_shape
     report = botocore.validate.ParamValidator().validate(document, shape)
     if not report.has_errors():

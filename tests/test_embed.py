@@ -160,6 +160,10 @@ INVALID: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "not valid for ECS": (app(cpu="128"), "not valid for RegisterTaskDefinition"),
     "non-ASCII digits in the size": (with_values(cpu="\u0662\u0665\u0666"), "is not a CPU size"),
     "a boolean memory": (app(memory=True), "memory must be a whole number"),
+    "a container without an image": (
+        lambda d: {**d, "containerDefinitions": [{"name": "app", "essential": True}]},
+        "needs an image",
+    ),
 }
 
 
@@ -316,3 +320,25 @@ def test_without_botocore_nothing_is_printed_unjudged(
     }
     code, out, err = run(document, capsys=capsys, tmp_path=tmp_path)
     assert code == 2 and out is None and "scan-root[embed]" in err
+
+
+@pytest.mark.parametrize(
+    "console", ["https://user:pass@console.example", "https://c.example/?token=x", "ftp://c", "c"]
+)
+def test_a_console_url_with_credentials_or_no_scheme_is_refused(console: str) -> None:
+    document = {
+        "family": "f",
+        "executionRoleArn": "arn:aws:iam::012345678910:role/r",
+        "containerDefinitions": [{"name": "app", "image": "busybox"}],
+    }
+    with pytest.raises(EmbedError, match="--console"):
+        embed(document, EmbedOptions(console=console, token_secret=SECRET))
+
+
+def test_the_judge_is_botocores_own_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A model planted where a botocore session would look first must not change the verdict.
+    planted = tmp_path / "ecs" / "2014-11-13"
+    planted.mkdir(parents=True)
+    (planted / "service-2.json").write_text('{"version": "2.0", "metadata": {}, "operations": {}}')
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    assert register_errors({"family": "f", "containerDefinitions": [{"name": "a", "cpu": "1"}]})
