@@ -220,6 +220,12 @@ class Defender:
         except ValueError as error:
             log.error("report %s not spooled: %s", report.scan_id, error)
             return
+        except OSError as error:
+            # A full disk (ENOSPC) or a spool someone else broke: the report is lost, so it is
+            # said in the log and kept among the losses for the next report, not a traceback.
+            log.error("report %s not spooled: %s", report.scan_id, error.strerror or error)
+            self.spool.lost(report.scan_id)
+            return
         self.spool.commit_losses(mark)
         result.reports.append(report.scan_id)
 

@@ -1,0 +1,175 @@
+"""The defender attacked: a spool another process writes into (FIFOs, symlinks, nested JSON,
+a full disk) and hostile token files; each must end in bounded time, without a traceback,
+with what was lost said."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from child import child_env
+
+from defender.spool import CORRUPT, LOSSES, Spool
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(*code: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Python in a child, so that a hang fails the test instead of stopping the suite."""
+    return subprocess.run(
+        [sys.executable, "-c", "\n".join(code)],
+        env=child_env(),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_deeply_nested_losses_json_is_said_not_a_crash(tmp_path: Path) -> None:
+    depth = 100_000
+    (tmp_path / LOSSES).write_text('{"dropped": ' + "[" * depth + "]" * depth + "}")
+    said, _ = Spool(tmp_path, 1 << 20).take_losses()
+    assert any(LOSSES in line and "unreadable" in line for line in said)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "shadow"])
+def test_losses_json_that_is_not_a_file_neither_blocks_nor_is_read(
+    tmp_path: Path, kind: str
+) -> None:
+    losses = tmp_path / LOSSES
+    if kind == "fifo":
+        os.mkfifo(losses)
+    else:
+        secret = tmp_path.parent / f"secret-{kind}"
+        secret.write_text('{"dropped": ["SECRET-VALUE"]}')
+        losses.symlink_to("/dev/zero" if kind == "zero" else secret)
+    done = _run(
+        "from defender.spool import Spool",
+        f"said, _ = Spool({str(tmp_path)!r}, 1 << 20).take_losses()",
+        "print(said)",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unreadable" in done.stdout and "SECRET-VALUE" not in done.stdout
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "shadow"])
+def test_a_report_swapped_for_a_fifo_or_symlink_after_the_scan_is_quarantined(
+    tmp_path: Path, kind: str
+) -> None:
+    # The race: pending() saw a regular file, then another process put something else there.
+    spool = Spool(tmp_path, 1 << 20)
+    scan_id = str(uuid.uuid4())
+    entry = spool.put(scan_id, json.dumps({"scan_id": scan_id}).encode())
+    entry.path.unlink()
+    if kind == "fifo":
+        os.mkfifo(entry.path)
+    else:
+        secret = tmp_path.parent / "report-lookalike"
+        secret.write_text(json.dumps({"scan_id": scan_id, "secret": "SECRET-VALUE"}))
+        entry.path.symlink_to("/dev/zero" if kind == "zero" else secret)
+    done = _run(
+        "from pathlib import Path",
+        "from defender.spool import Spool, SpoolEntry",
+        f"spool = Spool.__new__(Spool); spool.directory = Path({str(tmp_path)!r})",
+        "spool.max_bytes = 1 << 20; spool._losses = spool._read_losses()",
+        f"print(spool.read(SpoolEntry(Path({str(entry.path)!r}), {scan_id!r}, 10)))",
+        "print(spool.take_losses()[0])",
+    )
+    assert done.returncode == 0, done.stderr
+    first, said = done.stdout.splitlines()[:2]
+    assert first == "None" and "unreadable" in said and "SECRET-VALUE" not in done.stdout
+    assert not os.path.lexists(entry.path) and any((tmp_path / CORRUPT).iterdir())
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_loses_the_report_with_a_log_line_not_a_traceback(
+    tmp_path: Path, tiny_disk: Path
+) -> None:
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc" / "hostname").write_text("app\n")
+    spool = tiny_disk / "spool"
+    (spool / CORRUPT).mkdir(parents=True)
+    filler = tiny_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            continue
+    except OSError:
+        pass  # the disk is full: what this test wants
+    finally:
+        os.close(fd)
+    env = child_env()
+    env.pop("ECS_CONTAINER_METADATA_URI_V4", None)
+    argv = [sys.executable, "-m", "console.entry", "defend", "--once", "--host-root", str(root)]
+    argv += ["--spool", str(spool), "--state-dir", str(tmp_path / "state")]
+    argv += ["--policy-cache", str(tmp_path / "policy"), "--spool-max-bytes", "1M"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 0, done.stderr
+    assert "not spooled" in done.stderr and "No space left" in done.stderr
+    # The loss could not be written either (the disk is full): the log is where it is said.
+    assert "cannot record the loss" in done.stderr
+
+
+def test_a_report_lost_to_a_full_disk_is_said_by_the_next_report(tiny_disk: Path) -> None:
+    spool = Spool(tiny_disk / "spool", 1 << 20)
+    fd = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(fd, b"\0" * 4096):
+            continue
+    except OSError:
+        pass  # the disk is full: what this test wants
+    finally:
+        os.close(fd)
+    lost = str(uuid.uuid4())
+    with pytest.raises(OSError):
+        spool.put(lost, json.dumps({"scan_id": lost}).encode())
+    spool.lost(lost)  # what Defender._spool does with that OSError
+    (tiny_disk / "filler").unlink()
+    said, _ = spool.take_losses()
+    assert any(lost in line and "dropped" in line for line in said)
+
+
+def _defend_with_token_file(tmp_path: Path, token_file: Path) -> subprocess.CompletedProcess[str]:
+    env = child_env()
+    env.pop("SCAN_ROOT_TOKEN", None)
+    argv = [sys.executable, "-m", "console.entry", "defend", "--console", "http://127.0.0.1:9"]
+    argv += ["--token-file", str(token_file), "--spool", str(tmp_path / "spool")]
+    argv += ["--state-dir", str(tmp_path / "state"), "--policy-cache", str(tmp_path / "p")]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=20)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero", "crlf", "non-ascii"])
+def test_a_hostile_token_file_is_a_usage_error_in_bounded_time(tmp_path: Path, kind: str) -> None:
+    token_file = tmp_path / "token"
+    if kind == "fifo":
+        os.mkfifo(token_file)
+    elif kind == "zero":
+        token_file = Path("/dev/zero")
+    elif kind == "crlf":
+        token_file.write_bytes(b"SECRET-TOKEN\r\nX-Injected: 1")
+    else:
+        token_file.write_bytes("SECRET-TÖKEN".encode())
+    done = _defend_with_token_file(tmp_path, token_file)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "SECRET" not in done.stderr + done.stdout
