@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 from child import child_env
 
+from defender import cycle
+from defender.cycle import MAX_URIS, Defender, DefenderSettings
 from defender.delivery import ConsoleClient
+from defender.discovery import find_processes
 from defender.spool import CORRUPT, LOSSES, Spool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -250,3 +253,63 @@ def test_a_trickling_console_answer_takes_bounded_time(handler: type[_Trickle]) 
     asking.join(timeout=5)
     assert elapsed < 8, "the request was still reading after 8 s with a 1 s timeout"
     assert outcome and isinstance(outcome[0], OSError)
+
+
+def _fake_process(proc: Path, pid: int, comm: bytes, environ: bytes) -> None:
+    directory = proc / str(pid)
+    directory.mkdir(parents=True)
+    (directory / "cgroup").write_bytes(b"0::/\n")  # a cgroup namespace: no DockerId seen
+    rest = b" ".join([b"S", b"1"] + [b"0"] * 17 + [str(1000 + pid).encode()] + [b"0"] * 10)
+    (directory / "stat").write_bytes(b"%d (%s) %s\n" % (pid, comm, rest))
+    (directory / "environ").write_bytes(environ)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://[::1",  # urlsplit raises on it
+        "http://169.254.169.254/latest/meta-data/",  # SSRF: another host
+        "http://169.254.170.2@evil.example/v4/x",  # credentials in the netloc
+        "http://169.254.170.2:80/v4/x",  # the same host by another netloc
+    ],
+)
+def test_a_hostile_metadata_uri_in_a_process_environment_is_never_asked(
+    tmp_path: Path, uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(cycle, "container_at", asked.append)
+    proc = tmp_path / "proc"
+    _fake_process(
+        proc, 100, b"a) S 1 (x\nevil", b"PATH=/bin\0ECS_CONTAINER_METADATA_URI_V4=" + uri.encode()
+    )
+    settings = DefenderSettings(
+        state_dir=tmp_path / "state",
+        proc=str(proc),
+        environ={"ECS_CONTAINER_METADATA_URI_V4": "http://169.254.170.2/v4/defender"},
+    )
+    defender = Defender(settings, Spool(tmp_path / "spool", 1 << 20))
+    discovery = find_processes(
+        ["c" * 64], own_pid=1, resolve_uri=defender._uri_resolver(), proc=str(proc)
+    )
+    assert discovery.found == {} and len(discovery.problems) == 1 and asked == []
+
+
+def test_thousands_of_distinct_metadata_uris_are_not_each_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = tmp_path / "proc"
+    for pid in range(100, 2100):
+        uri = f"http://127.0.0.1:9/v4/{pid}".encode()
+        _fake_process(proc, pid, b"app", b"ECS_CONTAINER_METADATA_URI_V4=" + uri)
+    asked: list[str] = []
+
+    monkeypatch.setattr(cycle, "container_at", asked.append)
+
+    settings = DefenderSettings(
+        state_dir=tmp_path / "state",
+        proc=str(proc),
+        environ={"ECS_CONTAINER_METADATA_URI_V4": "http://127.0.0.1:9/v4/defender"},
+    )
+    resolver = Defender(settings, Spool(tmp_path / "spool", 1 << 20))._uri_resolver()
+    find_processes(["c" * 64], own_pid=1, resolve_uri=resolver, proc=str(proc))
+    assert 0 < len(asked) <= MAX_URIS
