@@ -19,6 +19,7 @@ import pytest
 from child import child_env
 
 from defender import cycle
+from defender.cli import main as defend_main
 from defender.cycle import MAX_URIS, Defender, DefenderSettings
 from defender.delivery import ConsoleClient
 from defender.discovery import find_processes
@@ -313,3 +314,48 @@ def test_thousands_of_distinct_metadata_uris_are_not_each_asked(
     resolver = Defender(settings, Spool(tmp_path / "spool", 1 << 20))._uri_resolver()
     find_processes(["c" * 64], own_pid=1, resolve_uri=resolver, proc=str(proc))
     assert 0 < len(asked) <= MAX_URIS
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--interval", "nan"],
+        ["--interval", "inf"],
+        ["--interval", "-1"],
+        ["--interval", "1e400"],
+        ["--interval", "30x"],
+        ["--spool-max-bytes", "-5M"],
+        ["--spool-max-bytes", "nanM"],
+        ["--spool-max-bytes", "1e9"],
+        ["--max-cpu", "nan"],
+        ["--max-cpu", "inf"],
+        ["--max-cpu", "0"],
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        defend_main(["--once", *args])
+    assert stopped.value.code == 2 and "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://console.example/",
+        "http://admin:SECRET-PASSWORD@console.example/",
+        "http://[::1",
+        "http:///no-host",
+    ],
+)
+def test_a_console_url_that_is_no_console_is_a_usage_error(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SCAN_ROOT_TOKEN", "SECRET-TOKEN")
+    code = defend_main(
+        ["--console", url, "--spool", str(tmp_path / "s"), "--state-dir", str(tmp_path / "t")]
+    )
+    said = capsys.readouterr()
+    assert code == 2 and "SECRET" not in said.err + said.out
