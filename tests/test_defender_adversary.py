@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from defender.cli import main as defend_main
 from defender.cycle import MAX_URIS, Defender, DefenderSettings
 from defender.delivery import ConsoleClient
 from defender.discovery import find_processes
+from defender.policy_cache import PolicyCache
 from defender.spool import CORRUPT, LOSSES, Spool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -359,3 +360,55 @@ def test_a_console_url_that_is_no_console_is_a_usage_error(
     )
     said = capsys.readouterr()
     assert code == 2 and "SECRET" not in said.err + said.out
+
+
+class _Scripted(ConsoleClient):
+    """A console whose answers to GET /api/v1/policy are given; it records what was asked."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str], bytes]]) -> None:
+        super().__init__("http://console.invalid", "a-token")
+        self.answers = answers
+        self.asked: list[Mapping[str, str]] = []
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        max_bytes: int = 0,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        self.asked.append(dict(headers or {}))
+        return self.answers.pop(0)
+
+
+GOOD_POLICY = b"version: 1\nrules:\n  - name: r\n    effects: {'425': alert}\n"
+
+
+def test_a_304_without_a_cached_policy_runs_none_and_says_so(tmp_path: Path) -> None:
+    state = PolicyCache(_Scripted([(304, {}, b"")]), tmp_path).refresh()
+    assert state.policy is None and any("304" in problem for problem in state.problems)
+
+
+def test_an_etag_with_cr_lf_is_never_sent_back_as_a_header(tmp_path: Path) -> None:
+    client = _Scripted([(200, {"ETag": '"v1"\r\nX-Injected: 1'}, GOOD_POLICY), (304, {}, b"")])
+    cache = PolicyCache(client, tmp_path)
+    assert cache.refresh().policy is not None
+    cache.refresh()
+    assert all("\r" not in v and "\n" not in v for v in client.asked[1].values())
+
+
+@pytest.mark.parametrize("path", ["/etc/shadow", "../../../../etc/shadow", "/proc/self/root/x"])
+def test_a_policy_whose_script_file_reaches_out_is_neither_used_nor_cached(
+    tmp_path: Path, path: str
+) -> None:
+    hostile = (
+        b"version: 1\ncustom_checks:\n  - {id: 9001, name: x, severity: high, description: x, "
+        b"script_file: '" + path.encode() + b"'}\n"
+    )
+    client = _Scripted([(200, {"ETag": '"v1"'}, GOOD_POLICY), (200, {"ETag": '"v2"'}, hostile)])
+    cache = PolicyCache(client, tmp_path)
+    good = cache.refresh().policy
+    state = cache.refresh()
+    assert state.policy == good and any("does not validate" in p for p in state.problems)
+    assert (tmp_path / "policy.yaml").read_bytes() == GOOD_POLICY
