@@ -4,6 +4,7 @@ with what was lost said."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from child import child_env
@@ -21,7 +23,7 @@ from child import child_env
 from defender import cycle
 from defender.cli import main as defend_main
 from defender.cycle import MAX_URIS, Defender, DefenderSettings
-from defender.delivery import ConsoleClient
+from defender.delivery import ConsoleClient, Outcome
 from defender.discovery import find_processes
 from defender.policy_cache import PolicyCache
 from defender.spool import CORRUPT, LOSSES, Spool
@@ -412,3 +414,50 @@ def test_a_policy_whose_script_file_reaches_out_is_neither_used_nor_cached(
     state = cache.refresh()
     assert state.policy == good and any("does not validate" in p for p in state.problems)
     assert (tmp_path / "policy.yaml").read_bytes() == GOOD_POLICY
+
+
+class _Answering(BaseHTTPRequestHandler):
+    """Answers every POST with the server's `status` (and `location`); records the requests."""
+
+    def do_POST(self) -> None:
+        server: Any = self.server
+        server.seen.append(dict(self.headers.items()))
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(server.status)
+        if server.location:
+            self.send_header("Location", server.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@contextlib.contextmanager
+def _answering(status: int, location: str = "") -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Answering)
+    server.status, server.location, server.seen = status, location, []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_never_carries_the_token_elsewhere(status: int) -> None:
+    with _answering(201) as elsewhere:
+        with _answering(status, f"http://127.0.0.1:{elsewhere.server_port}/steal") as console:
+            client = ConsoleClient(f"http://127.0.0.1:{console.server_port}", "SECRET-TOKEN")
+            reply = client.send(b'{"scan_id": "x"}')
+    assert reply.outcome is Outcome.RETRY and elsewhere.seen == []
+    assert "SECRET" not in reply.reason
+
+
+@pytest.mark.parametrize("status", [418, 599, 204, 302])
+def test_an_odd_status_keeps_the_report_for_a_retry(status: int) -> None:
+    with _answering(status) as console:
+        reply = ConsoleClient(f"http://127.0.0.1:{console.server_port}", "t").send(b"{}")
+    assert reply.outcome is Outcome.RETRY and reply.status == status
