@@ -73,6 +73,11 @@ class Spool:
         self.max_bytes = max_bytes
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A spool that is a symlink is refused: whoever swapped it could point it at a
+            # directory of other files, which the spool would quarantine and delete as "not a
+            # spool file" (tests/test_defender_adversary.py).
+            if self.directory.is_symlink():
+                raise OSError(errno.ELOOP, "is a symbolic link, not the spool directory")
             (self.directory / CORRUPT).mkdir(mode=0o700, exist_ok=True)
         except OSError as error:
             raise SpoolError(error.errno, f"spool {self.directory}: {error.strerror}") from error

@@ -26,7 +26,7 @@ from defender.cycle import MAX_URIS, Defender, DefenderSettings
 from defender.delivery import ConsoleClient, Outcome
 from defender.discovery import find_processes
 from defender.policy_cache import PolicyCache
-from defender.spool import CORRUPT, LOSSES, Spool
+from defender.spool import CORRUPT, LOSSES, Spool, SpoolError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -461,3 +461,13 @@ def test_an_odd_status_keeps_the_report_for_a_retry(status: int) -> None:
     with _answering(status) as console:
         reply = ConsoleClient(f"http://127.0.0.1:{console.server_port}", "t").send(b"{}")
     assert reply.outcome is Outcome.RETRY and reply.status == status
+
+
+def test_a_spool_that_is_a_symlink_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "someone-elses"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep me")
+    (tmp_path / "spool").symlink_to(elsewhere)
+    with pytest.raises(SpoolError, match="symbolic link"):
+        Spool(tmp_path / "spool", 1 << 20)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["precious.txt"]
