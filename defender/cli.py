@@ -148,8 +148,11 @@ def _client(args: argparse.Namespace) -> ConsoleClient | None:
             return None  # a one-off scan into the spool, with no console to send it to
         raise ValueError(f"no console: --console URL or ${CONSOLE_ENV}")
     if args.token_file:
-        with open(args.token_file, "rb") as handle:
-            token = handle.read(MAX_TOKEN_BYTES).decode("ascii", "replace").strip()
+        # O_NONBLOCK: a FIFO given as the token file must not hang the sidecar at start (it
+        # reads as empty: "no token"); the read is bounded for /dev/zero.
+        fd = os.open(args.token_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            token = (handle.read(MAX_TOKEN_BYTES) or b"").decode("ascii", "replace").strip()
     else:
         token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:

@@ -147,7 +147,12 @@ class Defender:
 
         def resolve(uri: str) -> str | None:
             nonlocal asked
-            theirs = urllib.parse.urlsplit(uri)
+            try:
+                theirs = urllib.parse.urlsplit(uri)
+            except ValueError:
+                # A process's environment is the container's to write: "http://[::1" made
+                # urlsplit raise and the whole cycle with it (tests/test_defender_adversary.py).
+                return None
             if not ours.netloc or (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
                 return None  # never a request to where a process's environment points
             if asked >= MAX_URIS:
@@ -219,6 +224,12 @@ class Defender:
             self.spool.put(report.scan_id, body)
         except ValueError as error:
             log.error("report %s not spooled: %s", report.scan_id, error)
+            return
+        except OSError as error:
+            # A full disk (ENOSPC) or a spool someone else broke: the report is lost, so it is
+            # said in the log and kept among the losses for the next report, not a traceback.
+            log.error("report %s not spooled: %s", report.scan_id, error.strerror or error)
+            self.spool.lost(report.scan_id)
             return
         self.spool.commit_losses(mark)
         result.reports.append(report.scan_id)

@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from scanner.version import __version__
 
@@ -96,11 +97,11 @@ class ConsoleClient:
         try:
             with self._opener.open(request, timeout=self.timeout) as answer:
                 status, answer_headers = answer.status, dict(answer.headers.items())
-                data = answer.read(max_bytes + 1)
+                data = _read_bounded(answer, max_bytes + 1, self.timeout)
         except urllib.error.HTTPError as error:
             with error:
                 status, answer_headers = error.code, dict(error.headers.items())
-                data = error.read(max_bytes + 1)
+                data = _read_bounded(error, max_bytes + 1, self.timeout)
         except (http.client.HTTPException, ValueError) as error:
             raise OSError(f"{type(error).__name__}: {error}") from error
         if len(data) > max_bytes:
@@ -119,6 +120,31 @@ class ConsoleClient:
         except OSError as error:
             return Reply(Outcome.RETRY, None, f"console unreachable: {_why(error)}")
         return classify(status, headers, data)
+
+
+class _Answer(Protocol):
+    def read1(self, size: int = ..., /) -> bytes: ...
+
+
+def _read_bounded(answer: _Answer, limit: int, timeout: float) -> bytes:
+    """At most `limit` bytes of the body, in at most about 2 x `timeout` seconds.
+
+    The socket timeout bounds each recv only: a console trickling a byte just inside it
+    would hold the defender for hours (tests/test_defender_adversary.py). The clock is
+    looked at between small reads instead.
+    """
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    got = 0
+    while got < limit:
+        chunk = answer.read1(min(64 * 1024, limit - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+        if time.monotonic() > deadline:
+            raise OSError(f"the answer took longer than {timeout:.0f} s to arrive")
+    return b"".join(chunks)
 
 
 def _why(error: OSError) -> str:

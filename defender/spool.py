@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from scanner.atomic import write_atomically
 
@@ -70,6 +73,11 @@ class Spool:
         self.max_bytes = max_bytes
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # A spool that is a symlink is refused: whoever swapped it could point it at a
+            # directory of other files, which the spool would quarantine and delete as "not a
+            # spool file" (tests/test_defender_adversary.py).
+            if self.directory.is_symlink():
+                raise OSError(errno.ELOOP, "is a symbolic link, not the spool directory")
             (self.directory / CORRUPT).mkdir(mode=0o700, exist_ok=True)
         except OSError as error:
             raise SpoolError(error.errno, f"spool {self.directory}: {error.strerror}") from error
@@ -123,7 +131,7 @@ class Spool:
     def read(self, entry: SpoolEntry) -> bytes | None:
         """The report's bytes, or None when it is corrupt (then quarantined and reported)."""
         try:
-            with open(entry.path, "rb") as handle:
+            with _open_regular(entry.path) as handle:
                 data = handle.read(self.max_bytes + 1)
         except FileNotFoundError:
             return None  # delivered or dropped meanwhile
@@ -134,6 +142,14 @@ class Spool:
             self._quarantine(entry.path, "not the report its name says")
             return None
         return data
+
+    def lost(self, scan_id: str) -> None:
+        """A report that could not be written (a full disk): said in the next one that is."""
+        self._losses.dropped.append(scan_id)
+        try:
+            self._write_losses()
+        except OSError as error:
+            log.error("spool: cannot record the loss of %s: %s", scan_id, error.strerror)
 
     def remove(self, entry: SpoolEntry) -> None:
         _unlink(entry.path)
@@ -209,7 +225,7 @@ class Spool:
 
     def _read_losses(self) -> _Losses:
         try:
-            with open(self.directory / LOSSES, "rb") as handle:
+            with _open_regular(self.directory / LOSSES) as handle:
                 document = json.loads(handle.read(1 << 20))
             return _Losses(
                 dropped=[str(item) for item in document.get("dropped", [])][:1000],
@@ -218,7 +234,9 @@ class Spool:
             )
         except FileNotFoundError:
             return _Losses()
-        except (OSError, ValueError, AttributeError, TypeError):
+        except (OSError, ValueError, AttributeError, TypeError, RecursionError):
+            # RecursionError: another process may write here, and deeply nested JSON makes
+            # json.loads recurse past the limit (tests/test_defender_adversary.py).
             # Its own record of losses lost: that itself is said.
             return _Losses(corrupt=[f"{LOSSES}: unreadable, earlier losses unknown"])
 
@@ -244,6 +262,24 @@ def _is_report(data: bytes, scan_id: str) -> bool:
     except ValueError:
         return False
     return isinstance(document, dict) and document.get("scan_id") == scan_id
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file, never through a symlink.
+
+    Another process may write into the spool: a FIFO would block open() forever and a
+    symlink to /dev/zero or a secret would be read as ours, so O_NONBLOCK | O_NOFOLLOW and
+    a check of what was opened (not of the name, which can change in between).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _size(path: Path) -> int:
