@@ -1,7 +1,9 @@
 """Sending spooled reports to the console: POST /api/v1/scans, with backoff while it is away.
 
-urllib, not an HTTP library: the defender's image carries only the scanner's dependencies, and
-one authenticated POST and GET per report is all it needs (docs/defender.md).
+http.client, not an HTTP library: the defender's image carries only the scanner's dependencies,
+and one authenticated POST and GET per report is all it needs (docs/defender.md). It follows no
+redirect and reads no proxy from the environment: the token goes to the console named, or
+nowhere.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import http.client
 import json
 import logging
 import random
+import socket
 import ssl
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from scanner.version import __version__
 
@@ -34,6 +35,8 @@ TIMEOUT = 30.0
 # A console's answers are small JSON objects; a larger one is not read whole.
 MAX_ANSWER = 64 * 1024
 USER_AGENT = f"scan-root-defender/{__version__}"
+# The whole exchange (connect, send, status, headers, body) may take this many socket timeouts.
+WHOLE_REQUEST = 2
 
 
 class Outcome(enum.Enum):
@@ -71,13 +74,15 @@ class ConsoleClient:
         self.base = url.rstrip("/")
         self._token = token
         self.timeout = timeout
-        context = ssl.create_default_context(cafile=ca_file) if ca_file else None
-        handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-        if context is not None:
-            handlers.append(urllib.request.HTTPSHandler(context=context))
-        # No proxy from the environment: a token goes to the console named, or nowhere.
-        handlers.append(urllib.request.ProxyHandler({}))
-        self._opener = urllib.request.build_opener(*handlers)
+        self._url = parsed
+        self._context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        host, port = self._url.hostname or "", self._url.port
+        if self._url.scheme == "https":
+            context = self._context or ssl.create_default_context()
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=context)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
     def request(
         self,
@@ -87,23 +92,56 @@ class ConsoleClient:
         headers: Mapping[str, str] | None = None,
         max_bytes: int = MAX_ANSWER,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """(status, headers, body); raises OSError when nothing answers, or when the body is
-        longer than `max_bytes` (no answer of the console's is)."""
-        request = urllib.request.Request(self.base + path, data=body, method=method)
-        request.add_header("Authorization", f"Bearer {self._token}")
-        request.add_header("User-Agent", USER_AGENT)
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
+        """(status, headers, body); raises OSError when nothing answers in time, or when the
+        body is longer than `max_bytes` (no answer of the console's is).
+
+        The socket timeout bounds each read only: a console trickling its status line, header
+        lines or body a byte at a time just inside it would hold the defender for hours. A
+        watchdog closes the socket once the whole exchange passes WHOLE_REQUEST x timeout."""
+        sent = {"Authorization": f"Bearer {self._token}", "User-Agent": USER_AGENT}
+        sent.update(headers or {})
+        connection = self._connection()
+        expired = threading.Event()
+        opened: list[socket.socket] = []
+
+        def cut() -> None:
+            expired.set()
+            # The socket as connected: http.client hands it to the response and forgets it.
+            for sock in opened:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    continue  # already closed: the reader has its answer or its error
+
+        answer: http.client.HTTPResponse | None = None
+        watchdog = threading.Timer(self.timeout * WHOLE_REQUEST, cut)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            with self._opener.open(request, timeout=self.timeout) as answer:
-                status, answer_headers = answer.status, dict(answer.headers.items())
-                data = _read_bounded(answer, max_bytes + 1, self.timeout)
-        except urllib.error.HTTPError as error:
-            with error:
-                status, answer_headers = error.code, dict(error.headers.items())
-                data = _read_bounded(error, max_bytes + 1, self.timeout)
+            connection.connect()  # bounded by the socket timeout
+            if connection.sock is not None:
+                opened.append(connection.sock)
+            if expired.is_set():  # the name took the whole deadline to resolve
+                raise OSError("no connection within the deadline")
+            connection.request(method, self._url.path.rstrip("/") + path, body, sent)
+            answer = connection.getresponse()
+            status, answer_headers = answer.status, dict(answer.headers.items())
+            data = answer.read(max_bytes + 1)
         except (http.client.HTTPException, ValueError) as error:
             raise OSError(f"{type(error).__name__}: {error}") from error
+        except OSError as error:
+            if expired.is_set():
+                raise OSError(
+                    f"no whole answer within {self.timeout * WHOLE_REQUEST:.0f} s"
+                ) from error
+            raise
+        finally:
+            watchdog.cancel()
+            if answer is not None:
+                answer.close()  # the socket http.client handed to the response
+            connection.close()
+        if expired.is_set():
+            raise OSError(f"no whole answer within {self.timeout * WHOLE_REQUEST:.0f} s")
         if len(data) > max_bytes:
             raise OSError(f"the answer to {method} {path} is larger than {max_bytes} bytes")
         return status, answer_headers, data
@@ -122,34 +160,7 @@ class ConsoleClient:
         return classify(status, headers, data)
 
 
-class _Answer(Protocol):
-    def read1(self, size: int = ..., /) -> bytes: ...
-
-
-def _read_bounded(answer: _Answer, limit: int, timeout: float) -> bytes:
-    """At most `limit` bytes of the body, in at most about 2 x `timeout` seconds.
-
-    The socket timeout bounds each recv only: a console trickling a byte just inside it
-    would hold the defender for hours (tests/test_defender_adversary.py). The clock is
-    looked at between small reads instead.
-    """
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    got = 0
-    while got < limit:
-        chunk = answer.read1(min(64 * 1024, limit - got))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        got += len(chunk)
-        if time.monotonic() > deadline:
-            raise OSError(f"the answer took longer than {timeout:.0f} s to arrive")
-    return b"".join(chunks)
-
-
 def _why(error: OSError) -> str:
-    if isinstance(error, urllib.error.URLError):
-        return str(error.reason)
     return error.strerror or str(error)
 
 
@@ -192,13 +203,6 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
             except ValueError:
                 return None
     return None
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is answered as it is: following one would carry the token elsewhere."""
-
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
 
 
 class Backoff:

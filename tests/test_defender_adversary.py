@@ -221,15 +221,8 @@ class _TrickleHeaders(_Trickle):
     "handler",
     [
         _Trickle,
-        pytest.param(
-            _TrickleHeaders,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="header lines trickled inside the socket timeout keep urllib reading: "
-                "bounding them needs a deadline on the socket itself (not done); only http.client's "
-                "100-header limit x the 30 s timeout stops it (~50 min)",
-            ),
-        ),
+        # Header lines trickled inside the socket timeout: the whole exchange's watchdog.
+        _TrickleHeaders,
     ],
 )
 def test_a_trickling_console_answer_takes_bounded_time(handler: type[_Trickle]) -> None:
