@@ -5,6 +5,7 @@ with what was lost said."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import subprocess
@@ -112,6 +113,18 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+def fill(path: Path) -> None:
+    """Write zeros to `path` until its file system is full (ENOSPC, and nothing else)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        with pytest.raises(OSError) as full:
+            while os.write(fd, b"\0" * 4096):
+                continue
+        assert full.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
 def test_a_full_disk_loses_the_report_with_a_log_line_not_a_traceback(
     tmp_path: Path, tiny_disk: Path
 ) -> None:
@@ -120,15 +133,7 @@ def test_a_full_disk_loses_the_report_with_a_log_line_not_a_traceback(
     (root / "etc" / "hostname").write_text("app\n")
     spool = tiny_disk / "spool"
     (spool / CORRUPT).mkdir(parents=True)
-    filler = tiny_disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            continue
-    except OSError:
-        pass  # the disk is full: what this test wants
-    finally:
-        os.close(fd)
+    fill(tiny_disk / "filler")
     env = child_env()
     env.pop("ECS_CONTAINER_METADATA_URI_V4", None)
     argv = [sys.executable, "-m", "console.entry", "defend", "--once", "--host-root", str(root)]
@@ -144,14 +149,7 @@ def test_a_full_disk_loses_the_report_with_a_log_line_not_a_traceback(
 
 def test_a_report_lost_to_a_full_disk_is_said_by_the_next_report(tiny_disk: Path) -> None:
     spool = Spool(tiny_disk / "spool", 1 << 20)
-    fd = os.open(tiny_disk / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        while os.write(fd, b"\0" * 4096):
-            continue
-    except OSError:
-        pass  # the disk is full: what this test wants
-    finally:
-        os.close(fd)
+    fill(tiny_disk / "filler")
     lost = str(uuid.uuid4())
     with pytest.raises(OSError):
         spool.put(lost, json.dumps({"scan_id": lost}).encode())

@@ -726,7 +726,7 @@ def run_chrooted(
         while view:
             view = view[os.write(writing, view[: 1 << 16]) :]
     except BrokenPipeError:
-        pass  # the interpreter stopped reading (it exited): its status says the rest
+        view = view[:0]  # the interpreter stopped reading (it exited): its status says the rest
     finally:
         os.close(writing)
     while True:
