@@ -151,11 +151,22 @@ setup(
     ],
     python_requires=">=3.11",
     packages=find_packages(
-        include=["scanner", "scanner.*", "pkgdb", "pkgdb.*", "_native", "console", "console.*"]
+        include=[
+            "scanner",
+            "scanner.*",
+            "pkgdb",
+            "pkgdb.*",
+            "_native",
+            "console",
+            "console.*",
+            "vulndb",
+            "vulndb.*",
+        ]
     ),
     package_data={
         "scanner": ["py.typed", "data/*.txt"],
         "pkgdb": ["py.typed"],
+        "vulndb": ["py.typed"],
         "_native": ["py.typed", "*.pxd", "*.h"],
         # The Alembic migrations are run from the installed package (console/database.py).
         "console": [

@@ -1,0 +1,1 @@
+"""Vulnerability data: advisory sources, exact version comparison and matching (issue 17)."""
