@@ -244,8 +244,9 @@ def test_dpkg_compares_what_dpkg_only_warns_about() -> None:
 
 @needs_dpkg
 def test_dpkg_refuses_exactly_what_dpkg_refuses_on_generated_strings() -> None:
-    """Random strings over an alphabet with blanks, colons, hyphens and control characters:
-    where we refuse, dpkg refuses (exit 2), and where we compare, dpkg agrees."""
+    """Random strings over an alphabet with blanks, colons, hyphens and control characters
+    (1,176 pairs, 839 of them refused): where we refuse, dpkg refuses (exit 2), and where we
+    compare, dpkg agrees."""
     rng = random.Random(99)
     alphabet = "0019aZ.+-~:_ \t\n!/\x01"
     words = sorted({"".join(rng.choices(alphabet, k=rng.randint(1, 7))) for _ in range(3000)})
