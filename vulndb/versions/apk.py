@@ -61,9 +61,10 @@ def _span(data: bytes, start: int, allowed: frozenset[int]) -> int:
 def _encode(version: str) -> bytes:
     data = encode(version, "apk")
     if not data.isascii():
-        # apk-tools' character tables changed in 2024 in how they treat bytes >= 0x80 (first
-        # members of every class, then of none), so its order of such versions depends on its
-        # release; no single answer would be apk's, and no Alpine package has one.
+        # apk-tools' character tables (src/ctype.c) have treated bytes >= 0x80 in two ways
+        # across its releases (members of every class, then of none), so its order of such
+        # versions depends on the release; no single answer would be apk's, and no Alpine
+        # package has one.
         raise InvalidVersion(f"apk version {version!r} contains non-ASCII characters")
     return data
 
