@@ -20,6 +20,9 @@ if [ "${1:-}" = "--test" ]; then
     # db5.3-util writes real Berkeley DB rpmdbs (Debian's rpm only reads them).
     # Real key material for 425's tests: openssl, ssh-keygen, gpg, puttygen, keytool.
     packages="$packages debootstrap debsums dpkg rpm db5.3-util"
+    # python3-rpm: rpm's own labelCompare, the referee of vulndb's rpm version order
+    # (tests/test_vulndb_versions.py runs it under the system python3).
+    packages="$packages python3-rpm"
     packages="$packages openssl openssh-client gnupg putty-tools default-jre-headless"
     # skopeo checks that the test image builder writes layouts real tools accept; with umoci it
     # builds the defender's image (image/build-defender.sh).

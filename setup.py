@@ -176,6 +176,7 @@ setup(
         "pkgdb": ["py.typed"],
         "defender": ["py.typed"],
         "taskdef": ["py.typed"],
+        "vulndb": ["py.typed"],
         "_native": ["py.typed", "*.pxd", "*.h"],
         # The Alembic migrations are run from the installed package (console/database.py).
         "console": [

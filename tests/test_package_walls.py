@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("scanner", "pkgdb", "_native")
+PACKAGES = ("scanner", "pkgdb", "_native", "vulndb")
 
 # (importer, imported): no module under the first may import anything under the second. Every
 # import counts, a function-local one too: hiding an import in a function hides no dependency.
@@ -32,6 +32,11 @@ FORBIDDEN = (
     ("scanner", "scanner.defender"),
     ("pkgdb", "console"),
     ("pkgdb", "defender"),
+    # Advisory data and version comparison (issue 17) are a library the console and the
+    # defender build on; the package readers know nothing of vulnerabilities.
+    ("vulndb", "console"),
+    ("vulndb", "defender"),
+    ("pkgdb", "vulndb"),
 )
 
 
