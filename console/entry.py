@@ -1,5 +1,5 @@
-"""The `scan-root` command: `console` goes to the console, `defend` to the defender, the rest
-to the scanner.
+"""The `scan-root` command: `console` goes to the console, `defend` to the defender, `embed`
+and `vulndb` to theirs, the rest to the scanner.
 
 The scanner never imports the console (tests/test_import_walls.py); this module is the one
 place that knows both, and imports each only when it is asked for.
@@ -35,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from taskdef.cli import main as embed_main
 
         return embed_main(arguments[1:])
+    if arguments[:1] == ["vulndb"]:
+        from vulndb.cli import main as vulndb_main
+
+        return vulndb_main(arguments[1:])
     if arguments[:1] == ["defend"]:
         from defender.cli import main as defend_main
 

@@ -94,7 +94,7 @@ _DEFAULT_MODE = stat.S_IFREG | 0o644
 _ACL = re.compile(rb"([0-9]+):([0-9]+):([0-7]{1,6})(?::.*)?", re.DOTALL)
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 _KNOWN_FLAGS = frozenset(b"fsxS")  # apk_db_fdb_read: broken files/script/xattr, sha256_160
-_USED = frozenset({b"P", b"V", b"A", b"f", b"F", b"R", b"a", b"Z"})
+_USED = frozenset({b"P", b"V", b"A", b"o", b"f", b"F", b"R", b"a", b"Z"})
 
 
 class ApkDBError(PkgDBError):
@@ -312,6 +312,7 @@ class _Stanza:
     name: bytes | None = None
     version: bytes | None = None
     arch: bytes | None = None
+    origin: bytes | None = None  # o: the aport it was built from, which advisories name
     flags: bytes = b""
     directory: bytes | None = None  # the last F:, None before any (or after an unusable one)
     bad_directory: bool = False
@@ -378,8 +379,8 @@ class _Parser:
             else:
                 # apk_db_dir_get trims trailing slashes; a leading one would only be a typo
                 stanza.directory, stanza.bad_directory = value.strip(b"/"), False
-        elif letter in (b"P", b"V", b"A"):
-            attribute = {b"P": "name", b"V": "version", b"A": "arch"}[letter]
+        elif letter in (b"P", b"V", b"A", b"o"):
+            attribute = {b"P": "name", b"V": "version", b"A": "arch", b"o": "origin"}[letter]
             if getattr(stanza, attribute) is not None:
                 stanza.issues.append((lineno, f"{letter.decode()}: given twice; first one used"))
             else:
@@ -476,7 +477,10 @@ class _Parser:
             self.files.append(
                 InstalledFile(path, name, version, MANAGER, digest, algorithm, config, entry.mode)
             )
-        self.packages.append(Package(MANAGER, name, version, arch, file_count=len(stanza.files)))
+        origin = self.text(stanza.origin, stanza.line, "o") if stanza.origin is not None else name
+        self.packages.append(
+            Package(MANAGER, name, version, arch, file_count=len(stanza.files), source=origin)
+        )
 
     def text(self, value: bytes, line: int, letter: str) -> str:
         """A field as text: apk writes only ASCII here; anything else is reported, not guessed."""

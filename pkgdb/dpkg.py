@@ -31,6 +31,7 @@ only a file that is absent: one that is there is verified like any other.
 from __future__ import annotations
 
 import errno
+import re
 import stat
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -72,6 +73,8 @@ DIVERSIONS = b"var/lib/dpkg/diversions"
 
 # Far above any real DB (a 2,000-package status is ~5 MiB); a hostile image must not make us
 # read gigabytes into memory.
+# deb-control(5) Source: a package name, then optionally its version in parentheses.
+_SOURCE = re.compile(rb"([a-z0-9][a-z0-9+.-]*)(?:[ \t]+\(([^()\s]+)\))?")
 MAX_STATUS_BYTES = 256 << 20
 MAX_INFO_BYTES = 64 << 20
 
@@ -87,7 +90,7 @@ _FILES_ON_DISK = frozenset(
 )
 _NOT_INSTALLED = frozenset({b"not-installed", b"config-files"})
 _WANTED = frozenset(
-    {b"Package", b"Status", b"Version", b"Architecture", b"Multi-Arch", b"Conffiles"}
+    {b"Package", b"Status", b"Version", b"Architecture", b"Multi-Arch", b"Conffiles", b"Source"}
 )
 _MD5 = DigestAlgorithm.MD5
 _MAX_EPOCH = (1 << 31) - 1  # dpkg: INT_MAX
@@ -317,7 +320,35 @@ class _Reader:
 
         count = self.add_files(name, version, entries, conffiles)
         epoch = self.epoch(version, source, where)
-        self.packages.append(Package(MANAGER, name, version, arch, epoch, file_count=count))
+        source_name, source_version = self.source_package(fields.get(b"Source"), source, stanza)
+        self.packages.append(
+            Package(
+                MANAGER,
+                name,
+                version,
+                arch,
+                epoch,
+                file_count=count,
+                source=source_name or name,
+                source_version=source_version,
+            )
+        )
+
+    def source_package(
+        self, raw: bytes | None, source: bytes, stanza: Stanza
+    ) -> tuple[str | None, str | None]:
+        """`Source: name` or `Source: name (version)` (deb-control(5)); (None, None) if absent
+        or malformed, which is said: a package matched by the wrong name would be missed."""
+        if raw is None:
+            return None, None
+        match = _SOURCE.fullmatch(raw.strip())
+        if match is None:
+            shown = raw[:80].decode("ascii", "backslashreplace")
+            self.problem(source, f"line {stanza.line}: Source {shown!r} is malformed; ignored")
+            return None, None
+        name = self.text(match[1], source, stanza.line, "Source")
+        version = match[2]
+        return name, None if version is None else self.text(version, source, stanza.line, "Source")
 
     def epoch(self, version: str, source: bytes, where: str) -> int | None:
         """The epoch of `[epoch:]upstream[-revision]` (deb-version(5)); None when not given.

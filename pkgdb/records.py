@@ -52,6 +52,12 @@ class Package:
     epoch: int | None = None
     release: str | None = None
     file_count: int = 0
+    # The source package advisories name it by: dpkg's `Source:` (the binary's own name when
+    # absent), apk's origin `o:`, rpm's SOURCERPM name. None when the manager records none.
+    source: str | None = None
+    # dpkg's `Source: name (version)`: a binary rebuilt with its own version (binNMU) still
+    # carries its source's; None means the package's own version is the source's.
+    source_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,12 @@ class RootFS:
             finally:
                 os.close(fd)
 
+    def resolve_followed(self, path: bytes) -> bytes:
+        """The physical path of `path` with every symlink in it followed, its final component
+        too, never leaving the root (etc/os-release -> ../usr/lib/os-release); OSError(ELOOP)
+        on a loop."""
+        return self._resolve_dir(path.strip(b"/"), 0)
+
     def lstat(self, path: bytes) -> os.stat_result:
         try:
             st = os.lstat(self.resolve(path), dir_fd=self.fd)

@@ -72,6 +72,7 @@ commands:
                                          `docker save`) without a Docker engine
   scan-root packages [ROOT] [options]    list what each package manager says is installed
   scan-root policy check FILE [options]  validate a policy file and explain its rules
+  scan-root vulndb {import,status} ...   the offline advisory database --vulndb reads
 Each command's --help lists its own options."""
 
 IMAGE_DESCRIPTION = """\
@@ -168,6 +169,12 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         help="a policy file (YAML): collections and ordered rules decide each finding's effect "
         "(ignore, alert, block); see `scan-root policy check FILE`",
     )
+    checks.add_argument(
+        "--vulndb",
+        metavar="PATH",
+        help="match the installed packages against this advisory database (made by "
+        "`scan-root vulndb import`) and report their vulnerabilities",
+    )
     report = parser.add_argument_group("report and exit code")
     report.add_argument(
         "--format", choices=sorted(FORMATS), default="table", help="report format (default: table)"
@@ -179,7 +186,7 @@ def _parser(image: bool = False) -> argparse.ArgumentParser:
         choices=[str(severity) for severity in Severity],
         metavar="SEVERITY",
         help="exit 1 only for a finding of this severity or above: low, medium, high, critical "
-        "(default: any finding)",
+        "(default: any finding); with --vulndb, a vulnerability of it or above too",
     )
     gate.add_argument(
         "--exit-zero",
@@ -468,6 +475,12 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.output is not None:  # said before the scan, not after it
             check_destination(args.output, args.root)
+        if args.vulndb is not None:  # an unusable database fails before the scan, not after
+            from .vulnerabilities import check_database
+
+            trouble = check_database(args.vulndb)
+            if trouble is not None:
+                raise UsageError(trouble)
         if args.baseline is not None:  # read before the scan: a bad baseline fails fast
             accepted = baselines.prepare(args.baseline, args.root, update=args.update_baseline)
         options = ScanArguments(
@@ -488,6 +501,7 @@ def _main(argv: Sequence[str] | None) -> int:
             nice=args.nice,
             progress=progress,
             policy=policy,
+            vulndb=args.vulndb,
         )
         if image:
             report = scan_image(args.root, tag=args.tag, **options)

@@ -39,4 +39,10 @@ def exit_code(report: Report, *, fail_on: Severity | None = None, exit_zero: boo
     threshold = Severity.LOW if fail_on is None else fail_on
     if any(not f.baselined and f.severity >= threshold for f in report.findings):
         return EXIT_FINDINGS
+    # Vulnerabilities gate only under an explicit --fail-on (nearly every root has some
+    # unfixed advisory); one of unknown severity never does, as no threshold is ever met by it.
+    if fail_on is not None and any(
+        v.severity is not None and v.severity >= fail_on for v in report.vulnerabilities or ()
+    ):
+        return EXIT_FINDINGS
     return EXIT_CLEAN if report.complete else EXIT_INCOMPLETE

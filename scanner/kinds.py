@@ -43,6 +43,9 @@ class ProblemKind(_DecidedKind):
     IMAGE_CHANGED = "image-changed", True  # the image changed while it was scanned
     IMAGE_MEMBER_SKIPPED = "image-member-skipped", True  # a layer member not extracted
     CONTAINER = "container", True  # a task's container could not be scanned (defender)
+    # Packages not checked against the advisory database (`--vulndb`): no data for the root's
+    # release, a version its manager would refuse, a database that cannot be read.
+    VULNERABILITIES = "vulnerabilities", True
     # Complete: each says something the user should know, and leaves no item unjudged.
     NO_PACKAGE_DB = "no-package-db", False  # no manifest: 448 has nothing to verify against
     INPUT = "input", False  # a line of an input file (--miner-digests) that could not be used

@@ -24,6 +24,7 @@ __all__ = [
     "Report",
     "Severity",
     "Stats",
+    "Vulnerability",
     "display_path",
     "new_scan_id",
 ]
@@ -166,6 +167,42 @@ class Problem:
 
 
 @dataclass(frozen=True, slots=True)
+class Vulnerability:
+    """One advisory that applies to one installed package (docs/report.md, `vulnerabilities`).
+    `severity` is None when the advisory gives none: shown as "unknown", never guessed."""
+
+    id: str
+    aliases: tuple[str, ...]
+    package: PackageRef
+    source_name: str
+    fixed_version: str | None
+    severity: Severity | None
+    cvss: float | None
+    summary: str
+    source: str  # which database: its kind and the name it was imported under
+    source_date: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "aliases": list(self.aliases),
+            "package": {
+                "name": self.package.name,
+                "version": self.package.version,
+                "manager": self.package.manager,
+                "source_name": self.source_name,
+            },
+            "fixed_version": self.fixed_version,
+            "severity": "unknown" if self.severity is None else str(self.severity),
+            "summary": self.summary,
+            "source": {"name": self.source, "date": self.source_date},
+        }
+        if self.cvss is not None:
+            out["cvss"] = self.cvss
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerSummary:
     """A package manager found in the root and how much it recorded."""
 
@@ -233,6 +270,9 @@ class Report:
     check_info: tuple[CheckInfo, ...] = ()
     # Names this scan among all others: a console stores a report sent twice (a retry) once.
     scan_id: str = field(default_factory=new_scan_id)
+    # The advisories matched against the root's packages (`--vulndb`); None when no database
+    # was asked for, which the JSON says by leaving the field out ("unknown", never "none").
+    vulnerabilities: list[Vulnerability] | None = None
 
     @property
     def complete(self) -> bool:
@@ -265,7 +305,11 @@ class Report:
             "notices": list(self.notices),
             "complete": self.complete,
             "stats": self.stats.to_dict(),
-        }
+        } | (
+            {}
+            if self.vulnerabilities is None
+            else {"vulnerabilities": [entry.to_dict() for entry in self.vulnerabilities]}
+        )
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)

@@ -93,6 +93,9 @@ class ScanArguments(TypedDict, total=False):
     # iter_scan streams undecided findings and refuses a policy rather than ignore it). Its
     # custom checks (ids 9000 and up) run after the built-in ones.
     policy: Policy | None
+    # An advisory database (vulndb: `scan-root vulndb import`): the root's packages are matched
+    # against it and the report gets `vulnerabilities` (scan_root, scan_image, a session's).
+    vulndb: str | os.PathLike[str] | None
 
 
 def _options(arguments: ScanArguments) -> ScanOptions:
@@ -143,6 +146,8 @@ def _iter_scan(
     """iter_scan with a session's memo."""
     if arguments.get("policy") is not None:
         raise UsageError("iter_scan streams undecided findings: pass the policy to scan_root")
+    if arguments.get("vulndb") is not None and report is None:
+        raise UsageError("iter_scan yields no vulnerabilities: pass a report, or use scan_root")
     refuse_image(root)
     yield from _stream(root, select_checks(arguments.get("checks")), report, arguments, memo)
 
@@ -208,6 +213,12 @@ def _stream(
         if report is not None:
             report.managers.extend(manifests.summaries)
         yield from manifests.problems
+        database = arguments.get("vulndb")
+        if database is not None and report is not None:
+            from .vulnerabilities import match_root
+
+            report.vulnerabilities, gaps = match_root(rootfs, manifests.packages, database)
+            yield from gaps
         context = ScanContext(
             root=rootfs,
             options=options,

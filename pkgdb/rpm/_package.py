@@ -55,6 +55,7 @@ class Tag:
     FILEDIGESTS = 1035  # FILEMD5S before rpm 4.6
     FILELINKTOS = 1036
     FILEFLAGS = 1037
+    SOURCERPM = 1044
     FILEVERIFYFLAGS = 1045
     FILECOLORS = 1140
     DIRINDEXES = 1116
@@ -213,8 +214,20 @@ def convert(header: Header, skipped: Skipped) -> ConvertedHeader:
         epoch=epoch,
         arch=None if arch is None else _text(arch),
         file_count=len(files),
+        source=_source_name(header.string(Tag.SOURCERPM)),
     )
     return ConvertedHeader(package, files, problems)
+
+
+def _source_name(sourcerpm: bytes | None) -> str | None:
+    """`openssl` of SOURCERPM `openssl-3.0.7-27.el9.src.rpm`: the name is what precedes the
+    last two dashes (version and release contain none); None when absent or not that shape."""
+    if sourcerpm is None or not sourcerpm.endswith((b".src.rpm", b".nosrc.rpm")):
+        return None
+    parts = sourcerpm.rsplit(b"-", 2)
+    if len(parts) != 3 or not parts[0]:
+        return None
+    return _text(parts[0])
 
 
 def _paths(header: Header) -> list[bytes] | None:

@@ -14,7 +14,16 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from ..report import Effect, Finding, Problem, ProblemKind, Report, Severity, display_path
+from ..report import (
+    Effect,
+    Finding,
+    Problem,
+    ProblemKind,
+    Report,
+    Severity,
+    Vulnerability,
+    display_path,
+)
 from .escape import json_safe
 
 __all__ = ["SARIF_SCHEMA_URI", "render"]
@@ -51,6 +60,7 @@ _PROBLEMS: dict[str, str] = {
     ProblemKind.DELIVERY: "Earlier reports were dropped or refused before reaching the console",
     ProblemKind.POLICY: "The console's policy could not be fetched (the cached one, or none, ran)",
     ProblemKind.TRUNCATED: "Findings were left out of the report to fit the console",
+    ProblemKind.VULNERABILITIES: "Packages could not be checked against the advisory database",
 }
 
 
@@ -155,6 +165,59 @@ def _result(finding: Finding, rule_index: dict[str, int]) -> dict[str, Any]:
     return result
 
 
+def _vulnerability_rules(report: Report) -> list[dict[str, Any]]:
+    """One rule per advisory id (as other scanners' SARIF has it): its summary and severity."""
+    rules: dict[str, dict[str, Any]] = {}
+    for entry in report.vulnerabilities or ():
+        if entry.id in rules:
+            continue
+        properties: dict[str, Any] = {
+            "severity": "unknown" if entry.severity is None else str(entry.severity),
+            "tags": ["vulnerability", "security"],
+        }
+        if entry.cvss is not None:
+            # GitHub code scanning's key for a security rule's score
+            properties["security-severity"] = f"{entry.cvss:.1f}"
+        rules[entry.id] = {
+            "id": entry.id,
+            "name": "Vulnerability",
+            "shortDescription": {"text": entry.summary or entry.id},
+            "defaultConfiguration": {"level": _vulnerability_level(entry)},
+            "properties": properties,
+        }
+    return list(rules.values())
+
+
+def _vulnerability_level(entry: Vulnerability) -> str:
+    return "warning" if entry.severity is None else _LEVELS[entry.severity]
+
+
+def _vulnerability_result(entry: Vulnerability, rule_index: dict[str, int]) -> dict[str, Any]:
+    package = entry.package
+    fix = f"fixed in {entry.fixed_version}" if entry.fixed_version else "no fix released"
+    return {
+        "ruleId": entry.id,
+        "ruleIndex": rule_index[entry.id],
+        "level": _vulnerability_level(entry),
+        "message": {
+            "text": f"{entry.id}: {entry.source_name} ({package.manager} {package.name} "
+            f"{package.version}): {fix}"
+        },
+        "locations": [
+            {
+                "logicalLocations": [
+                    {
+                        "name": package.name,
+                        "fullyQualifiedName": f"{package.manager}:{package.name}@{package.version}",
+                        "kind": "package",
+                    }
+                ]
+            }
+        ],
+        "properties": entry.to_dict(),
+    }
+
+
 def _notification(
     problem: Problem, rule_index: dict[str, int], kinds: dict[str, int]
 ) -> dict[str, Any]:
@@ -182,7 +245,7 @@ def _notification(
 
 def to_sarif(report: Report) -> dict[str, Any]:
     """The SARIF log of one report, as JSON-ready data."""
-    rules = _rules(report)
+    rules = _rules(report) + _vulnerability_rules(report)
     rule_index = {rule["id"]: index for index, rule in enumerate(rules)}
     kinds: dict[str, int] = {
         kind: index for index, kind in enumerate(dict.fromkeys(p.kind for p in report.problems))
@@ -214,7 +277,8 @@ def to_sarif(report: Report) -> dict[str, Any]:
         # of the run in the form of a GUID (the schema's pattern admits a UUID4).
         "automationDetails": {"guid": report.scan_id},
         "invocations": [invocation],
-        "results": [_result(finding, rule_index) for finding in report.findings],
+        "results": [_result(finding, rule_index) for finding in report.findings]
+        + [_vulnerability_result(entry, rule_index) for entry in report.vulnerabilities or ()],
         "properties": {
             "scan_id": report.scan_id,
             "target": {"kind": report.target_kind, "root": report.root, **report.target_details},

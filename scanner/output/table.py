@@ -66,6 +66,7 @@ def render(report: Report, color: bool = False) -> str:
                 f"{_t(display_path(finding.path)) if finding.path else ''}{package}{detail}"
                 f"{_decision(finding, color)}"
             )
+    lines.extend(_vulnerabilities(report, color))
     if report.problems:
         lines.append("")
         lines.append(f"Problems: {len(report.problems)}")
@@ -96,6 +97,26 @@ def render(report: Report, color: bool = False) -> str:
         f" ({stats.bytes_hashed / 1e6:.1f} MB) in {stats.seconds:.2f} s"
     )
     return "\n".join(lines) + "\n"
+
+
+def _vulnerabilities(report: Report, color: bool) -> list[str]:
+    """One line per advisory and package, worst first; nothing when no database was asked."""
+    if report.vulnerabilities is None:
+        return []
+    lines = ["", f"Vulnerabilities: {len(report.vulnerabilities)}"]
+    for entry in report.vulnerabilities:
+        text = "unknown" if entry.severity is None else str(entry.severity)
+        shown = f"{text:<8}"
+        if color and entry.severity is not None:
+            shown = f"{_COLORS[entry.severity]}{shown}{_RESET}"
+        fix = f"fixed in {entry.fixed_version}" if entry.fixed_version else "no fix released"
+        cvss = f" cvss {entry.cvss:.1f}" if entry.cvss is not None else ""
+        lines.append(
+            f"  {shown} {_t(entry.id):<20} {_t(entry.source_name)} "
+            f"({_t(entry.package.manager)} {_t(entry.package.name)} "
+            f"{_t(entry.package.version)}): {_t(fix)}{cvss}"
+        )
+    return lines
 
 
 def _identity(report: Report) -> list[str]:

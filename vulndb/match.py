@@ -1,0 +1,212 @@
+"""Matching: which stored advisories apply to a root's installed packages, by exact versions."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from pkgdb import Package
+
+from .records import Distro, Ecosystem, Range
+from .release import RootRelease
+from .store import StoredAdvisory, VulnDB
+from .versions import InvalidVersion, Manager, compare
+
+__all__ = ["Gap", "GapKind", "Match", "MatchResult", "installed_version", "match_packages"]
+
+# Which manager's order each distro's advisories are written in.
+_MANAGERS = {
+    Distro.DEBIAN: Manager.DPKG,
+    Distro.UBUNTU: Manager.DPKG,
+    Distro.ALPINE: Manager.APK,
+    Distro.ROCKY: Manager.RPM,
+    Distro.ALMA: Manager.RPM,
+    Distro.RHEL: Manager.RPM,
+    Distro.OPENSUSE: Manager.RPM,
+    Distro.SUSE: Manager.RPM,
+    Distro.AZURE_LINUX: Manager.RPM,
+}
+
+
+class GapKind(enum.Enum):
+    """Why some packages could not be judged: each is a problem in the report, never a pass."""
+
+    NO_RELEASE = "no-release"  # the root names no distribution release
+    NO_DATA = "no-data"  # the database holds nothing for the root's release
+    BAD_VERSION = "bad-version"  # an installed or advisory version its manager would refuse
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    kind: GapKind
+    message: str
+    package: Package | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One advisory that applies to one installed package. `fixed` is the version that fixes
+    it (None: no fix released, or only a `last_affected` bound is known)."""
+
+    advisory: StoredAdvisory
+    package: Package
+    source_name: str
+    fixed: str | None
+    # Every id the same flaw goes by (the advisory's own and its aliases, merged across
+    # sources): a CVE that two databases both name is one match, not two.
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    release: RootRelease | None
+    ecosystem: Ecosystem | None  # the release spelling the database held
+    matches: tuple[Match, ...]
+    gaps: tuple[Gap, ...]
+    packages_judged: int
+
+
+def installed_version(package: Package, manager: Manager) -> str:
+    """The version string advisories compare against: rpm's `[epoch:]version-release`; dpkg's
+    and apk's full version as recorded."""
+    if manager is Manager.RPM:
+        epoch = "" if package.epoch is None else f"{package.epoch}:"
+        release = "" if package.release is None else f"-{package.release}"
+        return f"{epoch}{package.version}{release}"
+    return package.version
+
+
+def match_packages(
+    db: VulnDB, release: RootRelease | None, packages: Sequence[Package]
+) -> MatchResult:
+    """Every advisory of `db` that applies to `packages` of a root of `release`. The root's
+    packages of another manager than its distro's (a pip-installed tree, an rpm DB in a Debian
+    root) are not matched here; every package that could not be judged is a Gap."""
+    if release is None:
+        gap = Gap(
+            GapKind.NO_RELEASE,
+            "the root names no distribution release (no etc/os-release): "
+            f"{len(packages)} packages not checked for vulnerabilities",
+        )
+        return MatchResult(None, None, (), (gap,) if packages else (), 0)
+    ecosystem = next((e for e in release.candidates if db.has(e)), None)
+    if ecosystem is None:
+        gap = Gap(
+            GapKind.NO_DATA,
+            f"no advisory data for {release.name}: {len(packages)} packages not checked for "
+            "vulnerabilities (import a source covering it: docs/vulnerabilities.md)",
+        )
+        return MatchResult(release, None, (), (gap,) if packages else (), 0)
+    manager = _MANAGERS[ecosystem.distro]
+    ours = [p for p in packages if p.manager == manager.value]
+    gaps: list[Gap] = []
+    if len(ours) < len(packages):
+        others = sorted({p.manager for p in packages} - {manager.value})
+        gaps.append(
+            Gap(
+                GapKind.NO_DATA,
+                f"no advisory data for the {', '.join(others)} packages of a {release.name} "
+                f"root: {len(packages) - len(ours)} packages not checked for vulnerabilities",
+            )
+        )
+    by_name: dict[str, list[Package]] = {}
+    for package in ours:
+        for name in _advisory_names(package, manager):
+            by_name.setdefault(name, []).append(package)
+    found: dict[tuple[str, str | None, str], list[Match]] = {}
+    bad: set[tuple[str, str | None]] = set()
+    for advisory in db.advisories_for(ecosystem, list(by_name)):
+        for package in by_name.get(advisory.package, ()):
+            version = installed_version(package, manager)
+            source_version = package.source_version or version
+            try:
+                affected, fixed = _affected(manager, source_version, advisory)
+            except InvalidVersion as error:
+                key = (package.name, package.arch)
+                if key not in bad:
+                    bad.add(key)
+                    gaps.append(
+                        Gap(
+                            GapKind.BAD_VERSION,
+                            f"{package.name} {version[:80]!r}: {error}: not checked against "
+                            f"{advisory.id}",
+                            package,
+                        )
+                    )
+                continue
+            if not affected:
+                continue
+            match = Match(
+                advisory, package, advisory.package, fixed, (advisory.id, *advisory.aliases)
+            )
+            found.setdefault((package.name, package.arch, version), []).append(match)
+    matches = [m for group in found.values() for m in _merge_aliases(group)]
+    matches.sort(key=lambda m: (-int(m.advisory.severity), m.package.name, m.advisory.id))
+    return MatchResult(release, ecosystem, tuple(matches), tuple(gaps), len(ours))
+
+
+def _advisory_names(package: Package, manager: Manager) -> set[str]:
+    """The names advisories may use for `package`: Debian's and Alpine's name source packages
+    (dpkg Source:, apk origin); rpm errata name binary packages, OSV's rpm ecosystems source
+    ones, so both are asked."""
+    source = package.source or package.name
+    if manager is Manager.RPM:
+        return {package.name, source}
+    return {source}
+
+
+def _affected(manager: Manager, version: str, advisory: StoredAdvisory) -> tuple[bool, str | None]:
+    """Whether `version` is affected by `advisory`, and the version fixing it (None: none
+    known). InvalidVersion when a version cannot be compared."""
+    if version in advisory.versions:
+        return True, _fix_of(manager, version, advisory.ranges)
+    for span in advisory.ranges:
+        if _within(manager, version, span):
+            return True, span.fixed
+    return False, None
+
+
+def _fix_of(manager: Manager, version: str, ranges: Iterable[Range]) -> str | None:
+    for span in ranges:
+        if span.fixed is not None and compare(manager, version, span.fixed) < 0:
+            return span.fixed
+    return None
+
+
+def _within(manager: Manager, version: str, span: Range) -> bool:
+    if span.introduced != "0" and compare(manager, version, span.introduced) < 0:
+        return False
+    if span.limit is not None and compare(manager, version, span.limit) >= 0:
+        return False
+    if span.fixed is not None:
+        return compare(manager, version, span.fixed) < 0
+    if span.last_affected is not None:
+        return compare(manager, version, span.last_affected) <= 0
+    return True  # no fix released
+
+
+def _merge_aliases(group: list[Match]) -> list[Match]:
+    """One entry per flaw of one package: matches sharing an id (DSA-5514-1 aliasing
+    CVE-2023-4911, which the tracker names itself) become the first one, with every id and
+    the latest fix any of them names."""
+    merged: list[Match] = []
+    for match in sorted(group, key=_preference):
+        ids = set(match.aliases)
+        for index, kept in enumerate(merged):
+            if ids & set(kept.aliases):
+                aliases = tuple(dict.fromkeys((*kept.aliases, *match.aliases)))
+                merged[index] = Match(
+                    kept.advisory, kept.package, kept.source_name, kept.fixed, aliases
+                )
+                break
+        else:
+            merged.append(match)
+    return merged
+
+
+def _preference(match: Match) -> tuple[int, int, str]:
+    """Which of several records of one flaw speaks for it: a CVE id first (what people search
+    for), then the one knowing the most (a severity, a score)."""
+    is_cve = 0 if match.advisory.id.startswith("CVE-") else 1
+    return (is_cve, -int(match.advisory.severity), match.advisory.id)
