@@ -214,6 +214,9 @@ setup(
             # Referees: python-debian for deb822, rpmfile for .rpm package files.
             "python-debian>=0.1.49",
             "rpmfile>=2.2",
+            # The second, independent apk version order of the vulnerability end-to-end tests
+            # (nexB's AlpineLinuxVersion), where it parses a version (it refuses `_git`).
+            "univers>=30",
             "zstandard>=0.22",  # zstd-compressed image layers in the image tests
             "isal>=1.6",  # ISA-L gzip decoding of image layers (tests also run without it)
             # SARIF output is validated against the official schema; the two validators make

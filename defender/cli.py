@@ -100,6 +100,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="CPUS",
         help="CPU time / wall time of a cycle (default: this container's cgroup quota)",
     )
+    p.add_argument(
+        "--vulndb",
+        metavar="PATH",
+        help="match each container's packages against this advisory database "
+        "(`scan-root vulndb import`); a database that cannot be read is a problem in each report",
+    )
     p.add_argument("--host-root", default="/", help=argparse.SUPPRESS)
     p.add_argument(
         "--healthcheck",
@@ -129,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     max_cpu = args.max_cpu if args.max_cpu is not None else cpu_quota()
     settings = DefenderSettings(
-        state_dir=Path(args.state_dir), max_cpu=max_cpu, host_root=args.host_root
+        state_dir=Path(args.state_dir),
+        max_cpu=max_cpu,
+        host_root=args.host_root,
+        vulndb=args.vulndb,
     )
     defender = Defender(settings, spool)
     try:

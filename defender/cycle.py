@@ -51,6 +51,9 @@ class DefenderSettings:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     # Outside ECS the defender scans this root as a host (tests point it at a directory).
     host_root: str = "/"
+    # The advisory database each container's packages are matched against (baked into the
+    # defender's image or mounted; `scan-root vulndb import`); None: no vulnerabilities.
+    vulndb: str | None = None
 
 
 @dataclass(slots=True)
@@ -208,6 +211,7 @@ class Defender:
                 rescan="stat",
                 max_cpu=budget,
                 nice=self.settings.nice,
+                vulndb=self.settings.vulndb,
             )
         except ScannerError as error:
             # The root could not be opened at all (the container went away): said, not raised.

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from pkgdb import Package
@@ -11,7 +12,7 @@ from pkgdb import Package
 from .records import Distro, Ecosystem, Range
 from .release import RootRelease
 from .store import StoredAdvisory, VulnDB
-from .versions import InvalidVersion, Manager, compare
+from .versions import InvalidVersion, Manager, apk, compare
 
 __all__ = ["Gap", "GapKind", "Match", "MatchResult", "installed_version", "match_packages"]
 
@@ -159,12 +160,26 @@ def _advisory_names(package: Package, manager: Manager) -> set[str]:
 def _affected(manager: Manager, version: str, advisory: StoredAdvisory) -> tuple[bool, str | None]:
     """Whether `version` is affected by `advisory`, and the version fixing it (None: none
     known). InvalidVersion when a version cannot be compared."""
+    if manager is Manager.APK:
+        # apk orders any string, valid or not; a version apk would refuse in a package (or an
+        # advisory naming one) is judged by no rule, so it is said rather than guessed.
+        for text in (version, *(v for r in advisory.ranges for v in _bounds(r))):
+            if not apk.is_valid(text):
+                raise InvalidVersion(f"{text[:80]!r} is not a version apk accepts")
     if version in advisory.versions:
         return True, _fix_of(manager, version, advisory.ranges)
     for span in advisory.ranges:
         if _within(manager, version, span):
             return True, span.fixed
     return False, None
+
+
+def _bounds(span: Range) -> Iterator[str]:
+    if span.introduced != "0":
+        yield span.introduced
+    for bound in (span.fixed, span.last_affected, span.limit):
+        if bound is not None:
+            yield bound
 
 
 def _fix_of(manager: Manager, version: str, ranges: Iterable[Range]) -> str | None:
@@ -197,12 +212,28 @@ def _merge_aliases(group: list[Match]) -> list[Match]:
             if ids & set(kept.aliases):
                 aliases = tuple(dict.fromkeys((*kept.aliases, *match.aliases)))
                 merged[index] = Match(
-                    kept.advisory, kept.package, kept.source_name, kept.fixed, aliases
+                    _known(kept.advisory, match.advisory),
+                    kept.package,
+                    kept.source_name,
+                    kept.fixed or match.fixed,
+                    aliases,
                 )
                 break
         else:
             merged.append(match)
     return merged
+
+
+def _known(kept: StoredAdvisory, other: StoredAdvisory) -> StoredAdvisory:
+    """`kept` with what only `other` knows of the same flaw: a score, a summary, and the
+    higher severity (a tracker's urgency may be blank where the DSA's vector is not)."""
+    return dataclasses.replace(
+        kept,
+        severity=max(kept.severity, other.severity),
+        cvss_vector=kept.cvss_vector or other.cvss_vector,
+        cvss_score=kept.cvss_score if kept.cvss_score is not None else other.cvss_score,
+        summary=kept.summary or other.summary,
+    )
 
 
 def _preference(match: Match) -> tuple[int, int, str]:
