@@ -318,3 +318,32 @@ def test_an_https_console_is_trusted_through_ca_file_only(tmp_path: Path, root: 
     assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
     assert spooled(tmp_path / "b") == []
     assert [r for r in state.requests if r.startswith("POST")] == ["POST /api/v1/scans"]
+
+
+def test_vulnerabilities_travel_from_the_defender_to_the_console(tmp_path: Path) -> None:
+    """`defend --vulndb`: an Alpine 3.20 root with an openssl older than real v3.20 secfixes;
+    the console stores each vulnerability the defender's report names."""
+    from vulndb.sources import read
+    from vulndb.store import VulnDB
+
+    root = tmp_path / "alpine"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc/alpine-release").write_text("3.20.3\n")
+    (root / "lib/apk/db/installed").write_text("P:libssl3\nV:3.3.0-r0\nA:x86_64\no:openssl\n\n")
+    advisories = Path(__file__).resolve().parent / "fixtures/advisories/alpine/3.20/main"
+    vulndb = tmp_path / "vulndb.sqlite"
+    with VulnDB.open_write(vulndb) as store:
+        store.import_advisories(read(advisories / "openssl.json"), label="main")
+    db = tmp_path / "console.db"
+    with serving(db) as console:
+        token = console.shared_token("ingest")
+        done = defend(tmp_path, root, console.base_url, token, "--once", "--vulndb", str(vulndb))
+        assert done.returncode == 0, done.stderr
+    stored = rows(db, "SELECT advisory, package_name, fixed_version FROM vulnerabilities")
+    assert stored and {row["package_name"] for row in stored} == {"libssl3"}
+    assert any(
+        row["advisory"] == "CVE-2024-5535" and row["fixed_version"] == "3.3.1-r1" for row in stored
+    )
+    [scan] = rows(db, "SELECT vulnerabilities_matched FROM scans")
+    assert scan["vulnerabilities_matched"]
