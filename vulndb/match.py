@@ -9,25 +9,13 @@ from dataclasses import dataclass
 
 from pkgdb import Package
 
-from .records import Distro, Ecosystem, Range
+from .managers import manager_of
+from .records import Ecosystem, Range
 from .release import RootRelease
-from .store import StoredAdvisory, VulnDB
-from .versions import InvalidVersion, Manager, apk, compare
+from .store import Asked, StoredAdvisory, VulnDB
+from .versions import InvalidVersion, Manager, apk, compare, sort_key
 
 __all__ = ["Gap", "GapKind", "Match", "MatchResult", "installed_version", "match_packages"]
-
-# Which manager's order each distro's advisories are written in.
-_MANAGERS = {
-    Distro.DEBIAN: Manager.DPKG,
-    Distro.UBUNTU: Manager.DPKG,
-    Distro.ALPINE: Manager.APK,
-    Distro.ROCKY: Manager.RPM,
-    Distro.ALMA: Manager.RPM,
-    Distro.RHEL: Manager.RPM,
-    Distro.OPENSUSE: Manager.RPM,
-    Distro.SUSE: Manager.RPM,
-    Distro.AZURE_LINUX: Manager.RPM,
-}
 
 
 class GapKind(enum.Enum):
@@ -99,7 +87,9 @@ def match_packages(
             "vulnerabilities (import a source covering it: docs/vulnerabilities.md)",
         )
         return MatchResult(release, None, (), (gap,) if packages else (), 0)
-    manager = _MANAGERS[ecosystem.distro]
+    manager = manager_of(ecosystem.distro)
+    if manager is None:  # a release no distro matcher reads: detect_release never makes one
+        raise ValueError(f"no package manager for {ecosystem}")
     ours = [p for p in packages if p.manager == manager.value]
     gaps: list[Gap] = []
     if len(ours) < len(packages):
@@ -111,22 +101,39 @@ def match_packages(
                 f"root: {len(packages) - len(ours)} packages not checked for vulnerabilities",
             )
         )
-    by_name: dict[str, list[Package]] = {}
-    for package in ours:
-        for name in _advisory_names(package, manager):
-            by_name.setdefault(name, []).append(package)
+    keys: dict[str, bytes | None] = {}  # binaries of one source share its version's key
+    asked = [
+        Asked(name, index, _installed_key(manager, package, keys))
+        for index, package in enumerate(ours)
+        for name in sorted(_advisory_names(package, manager))
+    ]
+    # SQLite compares the ranges' sort keys: most advisories of a root's packages are fixed in
+    # what it runs, and are never read. What keys cannot decide (apk, exact version lists, a
+    # version its manager refuses) comes back undecided, for compare().
+    decided: dict[tuple[int, int], str | None] = {}
+    undecided: set[tuple[int, int]] = set()
+    for hit in db.hits(ecosystem, asked):
+        pair = (hit.unit, hit.index)
+        if hit.decided:
+            decided.setdefault(pair, hit.fixed)
+        else:
+            undecided.add(pair)
+    undecided -= decided.keys()
+    units = sorted({unit for unit, _ in decided} | {unit for unit, _ in undecided})
+    advisories = {advisory.unit: advisory for advisory in db.advisories(ecosystem, units)}
     found: dict[tuple[str, str | None, str], list[Match]] = {}
     bad: set[tuple[str, str | None]] = set()
-    for advisory in db.advisories_for(ecosystem, list(by_name)):
-        for package in by_name.get(advisory.package, ()):
-            version = installed_version(package, manager)
-            source_version = package.source_version or version
+    candidates = [(pair, True, fixed) for pair, fixed in decided.items()]
+    candidates += [(pair, False, None) for pair in sorted(undecided)]
+    for (unit, package_id), affected, fixed in candidates:
+        advisory, package = advisories[unit], ours[package_id]
+        version = installed_version(package, manager)
+        if not affected:
             try:
-                affected, fixed = _affected(manager, source_version, advisory)
+                affected, fixed = _affected(manager, package.source_version or version, advisory)
             except InvalidVersion as error:
-                key = (package.name, package.arch)
-                if key not in bad:
-                    bad.add(key)
+                if (package.name, package.arch) not in bad:
+                    bad.add((package.name, package.arch))
                     gaps.append(
                         Gap(
                             GapKind.BAD_VERSION,
@@ -138,13 +145,25 @@ def match_packages(
                 continue
             if not affected:
                 continue
-            match = Match(
-                advisory, package, advisory.package, fixed, (advisory.id, *advisory.aliases)
-            )
-            found.setdefault((package.name, package.arch, version), []).append(match)
+        match = Match(advisory, package, advisory.package, fixed, (advisory.id, *advisory.aliases))
+        found.setdefault((package.name, package.arch, version), []).append(match)
     matches = [m for group in found.values() for m in _merge_aliases(group)]
     matches.sort(key=lambda m: (-int(m.advisory.severity), m.package.name, m.advisory.id))
     return MatchResult(release, ecosystem, tuple(matches), tuple(gaps), len(ours))
+
+
+def _installed_key(
+    manager: Manager, package: Package, known: dict[str, bytes | None]
+) -> bytes | None:
+    """The sort key of the version advisories compare `package` by (its source's, for a
+    binNMU); None when there is none (apk) or its manager refuses it (compare() will say)."""
+    version = package.source_version or installed_version(package, manager)
+    if version not in known:
+        try:
+            known[version] = sort_key(manager, version)
+        except InvalidVersion:
+            known[version] = None
+    return known[version]
 
 
 def _advisory_names(package: Package, manager: Manager) -> set[str]:

@@ -19,6 +19,18 @@ class Manager(enum.Enum):
 _COMPARE = {Manager.DPKG: dpkg.compare, Manager.RPM: rpm.compare, Manager.APK: apk.compare}
 
 
+_SORT_KEYS = {Manager.DPKG: dpkg.sort_key, Manager.RPM: rpm.sort_key}
+
+
+def sort_key(manager: Manager, version: str) -> bytes | None:
+    """Bytes ordered as `manager` orders versions (equal versions, equal keys), so that a
+    database can hold them and compare with memcmp; None for apk, whose order (tokens that
+    may be invalid part way) no such key is proven to follow: compare() decides there.
+    InvalidVersion as compare()."""
+    make = _SORT_KEYS.get(manager)
+    return None if make is None else make(version)
+
+
 def compare(manager: Manager, a: str, b: str) -> int:
     """-1, 0 or 1 as `manager` orders versions `a` and `b`; InvalidVersion if it would refuse one.
 
@@ -27,4 +39,13 @@ def compare(manager: Manager, a: str, b: str) -> int:
     return _COMPARE[manager](a, b)
 
 
-__all__ = ["MAX_VERSION_LENGTH", "InvalidVersion", "Manager", "apk", "compare", "dpkg", "rpm"]
+__all__ = [
+    "MAX_VERSION_LENGTH",
+    "InvalidVersion",
+    "Manager",
+    "apk",
+    "compare",
+    "dpkg",
+    "rpm",
+    "sort_key",
+]

@@ -138,3 +138,28 @@ def compare_parsed(a: DpkgVersion, b: DpkgVersion) -> int:
 def compare(a: str, b: str) -> int:
     """-1, 0 or 1 as `dpkg --compare-versions a lt/eq/gt b` would answer; InvalidVersion else."""
     return compare_parsed(parse(a), parse(b))
+
+
+# One run that stands for the end of a part: verrevcmp compares a part that has ended as if it
+# went on with empty runs, and an empty run weighs 0 then has no digits.
+_END_RUN = b"\x00\x02\x00\x00"
+
+
+def sort_key(version: str) -> bytes:
+    """Bytes whose order (memcmp, Python's bytes <) is compare()'s: equal versions give equal
+    keys. Each part is its runs: every non-digit weight as two bytes (weight + 2, so `~` is 1
+    and the end of a run 2), then the digits' count (two bytes) and the digits; trailing empty
+    runs dropped and one end run added, so that a part which ended weighs as verrevcmp pads it.
+    InvalidVersion as parse()."""
+    parsed = parse(version)
+    out = bytearray(parsed.epoch.to_bytes(4, "big"))
+    for part in (parsed.upstream, parsed.revision):
+        runs = _runs(part)
+        while runs and runs[-1] == ((0,), b""):
+            runs.pop()
+        for weights, digits in runs:
+            for weight in weights:
+                out += (weight + 2).to_bytes(2, "big")
+            out += len(digits).to_bytes(2, "big") + digits
+        out += _END_RUN
+    return bytes(out)

@@ -158,3 +158,52 @@ def compare(a: str, b: str) -> int:
     """Two `[epoch:]version[-release]` strings in rpm's order (labelCompare of their parts)."""
     one, two = parse(a), parse(b)
     return compare_evr((one.epoch, one.version, one.release), (two.epoch, two.version, two.release))
+
+
+# Element tags of a sort key, in rpmvercmp's order: `~` before the end of the string, the end
+# before `^`, `^` before any segment, letters before numbers.
+_KEY_TILDE, _KEY_END, _KEY_CARET, _KEY_ALPHA, _KEY_NUMBER = (
+    b"\x00",
+    b"\x01",
+    b"\x02",
+    b"\x03",
+    b"\x04",
+)
+
+
+def _vercmp_key(text: str) -> bytes:
+    """One field's elements (separators dropped, as rpmvercmp skips them), then the end."""
+    data = encode(text, "rpm")
+    out = bytearray()
+    i, length = 0, len(data)
+    while i < length:
+        byte = data[i]
+        if byte == _TILDE:
+            out += _KEY_TILDE
+            i += 1
+        elif byte == _CARET:
+            out += _KEY_CARET
+            i += 1
+        elif _isdigit(byte) or _isalpha(byte):
+            in_segment = _isdigit if _isdigit(byte) else _isalpha
+            end = i
+            while end < length and in_segment(data[end]):
+                end += 1
+            segment = data[i:end]
+            if in_segment is _isdigit:
+                segment = segment.lstrip(b"0")
+                out += _KEY_NUMBER + len(segment).to_bytes(2, "big") + segment
+            else:
+                out += _KEY_ALPHA + segment + b"\x00"  # letters never hold a NUL: strcmp's end
+            i = end
+        else:
+            i += 1  # a separator only delimits
+    return bytes(out + _KEY_END)
+
+
+def sort_key(evr: str) -> bytes:
+    """Bytes whose order is compare()'s (labelCompare's): epoch, version, then the release,
+    an absent one below any present one. InvalidVersion as parse()."""
+    parsed = parse(evr)
+    release = b"\x00" if parsed.release is None else b"\x01" + _vercmp_key(parsed.release)
+    return _vercmp_key(_epoch(parsed.epoch)) + _vercmp_key(parsed.version) + release
