@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[list[str], list[str], Path]] = {
     "scale": (["scale.py"], ["--rounds", "1", "--no-python"], RESULTS / "scale.json"),
     "content": (["content_scan.py"], ["--rounds", "1"], RESULTS / "content_scan.json"),
     "image": (["image_input.py"], ["--rounds", "3"], RESULTS / "image_input.json"),
+    "vulndb": (["vulnerabilities.py"], ["--rounds", "5"], RESULTS / "vulnerabilities.json"),
 }
 
 Row = tuple[str, str, str]  # (what, figure, reference or target)
@@ -130,6 +131,24 @@ def _image(data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _vulndb(data: dict[str, Any]) -> list[Row]:
+    return [
+        (
+            f"vulndb: import {data['records']} OSV records",
+            f"{data['import_seconds']:.1f} s, {data['database_bytes'] / 1e6:.0f} MB",
+            "",
+        ),
+        (
+            f"vulndb: match {data['root_packages']} packages",
+            (
+                f"{data['match_ms']:.1f} ms = {data['ratio_match_to_package_read']:.2f}x "
+                "reading the package DB"
+            ),
+            f"<= {data['target_match_ms']:.0f} ms",
+        ),
+    ]
+
+
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "whole-dpkg": lambda d: _whole(d, "dpkg --verify", {"warm": ">= 1.8x", "cold": ">= 3x"}),
     "whole-rpm": lambda d: _whole(d, "rpm -Va", {"warm": ">= 1.8x"}),
@@ -137,6 +156,7 @@ SUMMARIES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "scale": _scale,
     "content": _content,
     "image": _image,
+    "vulndb": _vulndb,
 }
 
 

@@ -272,3 +272,20 @@ def test_a_package_version_its_manager_refuses_is_a_problem(alpine: tuple[Path, 
     problems = [p for p in report["problems"] if p["kind"] == "vulnerabilities"]
     assert problems and "not checked against" in problems[0]["message"]
     assert report["complete"] is False
+
+
+def test_an_image_is_matched_too(alpine: tuple[Path, Path], tmp_path: Path) -> None:
+    """`scan-root image --vulndb`: the layers are applied to a scratch root, matched there."""
+    import imagebuilder
+
+    root, db = alpine
+    layer = imagebuilder.tar_tree(root, tmp_path / "layer.tar")
+    archive = tmp_path / "image.tar"
+    imagebuilder.write_oci_archive(archive, [layer], imagebuilder.image_config())
+    out = tmp_path / "report.json"
+    code = cli.main(["image", str(archive), "--vulndb", str(db), "--checks", "448",
+                     "--format", "json", "--output", str(out), "--quiet"])  # fmt: skip
+    report = json.loads(out.read_text())
+    assert code in (cli.EXIT_CLEAN, cli.EXIT_INCOMPLETE), report["problems"]
+    assert report["target"]["kind"] == "image"
+    assert {e["package"]["name"] for e in report["vulnerabilities"]} == {"libcrypto3", "libssl3"}
