@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, OperationalError
@@ -34,6 +35,7 @@ from .policy_api import routes as policy_routes
 from .read_api import routes as read_routes
 from .report_schema import ReportError, ReportRecord, parse_report
 from .store import Stored, store_report
+from .vulndb_api import routes as vulndb_routes
 from .web import authorize
 from .web import error as _error
 from .web_sessions import Limits
@@ -51,6 +53,7 @@ MAX_BYTES_ENV = "SCAN_ROOT_CONSOLE_MAX_REPORT_BYTES"
 CONCURRENT_ENV = "SCAN_ROOT_CONSOLE_MAX_CONCURRENT_REPORTS"
 DEFAULT_CONCURRENT_REPORTS = 4
 WINDOW_ENV = "SCAN_ROOT_CONSOLE_DEPLOYED_WINDOW"
+VULNDB_ENV = "SCAN_ROOT_CONSOLE_VULNDB"
 DEFAULT_DEPLOYED_WINDOW = timedelta(hours=24)
 _DURATION = re.compile(r"([1-9][0-9]{0,6})([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -88,6 +91,8 @@ class Settings:
     login_failures_per_user: int = 5
     login_failures_per_address: int = 20
     login_failure_window: timedelta = timedelta(minutes=15)
+    # The advisory database defenders fetch (`GET /api/v1/vulndb`); None: the console serves none.
+    vulndb: Path | None = None
 
     def limits(self) -> Limits:
         return Limits(
@@ -233,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
             Route("/api/v1/scans", ingest, methods=["POST"]),
             *read_routes,
             *policy_routes,
+            *vulndb_routes,
             *page_routes,
         ],
         exception_handlers={
@@ -244,6 +250,7 @@ def create_app(settings: Settings) -> Starlette:
         },
     )
     app.state.settings = settings
+    app.state.vulndb_snapshots = {}  # the advisory database's copies (console/vulndb_api.py)
     return app
 
 
@@ -254,11 +261,13 @@ def app_from_environment() -> Starlette:
     max_bytes = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_REPORT_BYTES))
     concurrent = int(os.environ.get(CONCURRENT_ENV, DEFAULT_CONCURRENT_REPORTS))
     window = os.environ.get(WINDOW_ENV)
+    vulndb = os.environ.get(VULNDB_ENV)
     return create_app(
         Settings(
             engine=engine_for(url),
             max_report_bytes=max_bytes,
             max_concurrent_reports=concurrent,
             deployed_window=parse_duration(window) if window else DEFAULT_DEPLOYED_WINDOW,
+            vulndb=Path(vulndb) if vulndb else None,
         )
     )

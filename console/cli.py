@@ -11,12 +11,15 @@ from collections.abc import Sequence
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from scanner.vulnerabilities import check_database as check_vulndb
+
 from .accounts import AccountError, add_user, create_token, list_tokens, revoke_token
 from .app import (
     CONCURRENT_ENV,
     DEFAULT_CONCURRENT_REPORTS,
     DEFAULT_MAX_REPORT_BYTES,
     MAX_BYTES_ENV,
+    VULNDB_ENV,
     WINDOW_ENV,
     parse_duration,
 )
@@ -86,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="an image is deployed while a container running it was reported within this "
         "long (default 24h; s, m, h or d)",
+    )
+
+    serve.add_argument(
+        "--vulndb",
+        metavar="PATH",
+        help="serve this advisory database to defenders (GET /api/v1/vulndb); fill and "
+        "refresh it with `scan-root vulndb import --db PATH SOURCE...`",
     )
 
     db = commands.add_parser("db", help="the database's schema")
@@ -181,6 +191,12 @@ def _serve(arguments: argparse.Namespace, url: str) -> int:
     os.environ[MAX_BYTES_ENV] = str(arguments.max_report_bytes)
     os.environ[CONCURRENT_ENV] = str(arguments.max_concurrent_reports)
     os.environ[WINDOW_ENV] = arguments.deployed_window
+    if arguments.vulndb is not None:
+        trouble = check_vulndb(arguments.vulndb)
+        if trouble is not None:
+            print(f"scan-root console: {trouble}", file=sys.stderr)
+            return EXIT_USAGE
+        os.environ[VULNDB_ENV] = os.path.abspath(arguments.vulndb)
     uvicorn.run(
         "console.app:app_from_environment",
         factory=True,

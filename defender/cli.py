@@ -19,6 +19,7 @@ from .cycle import Defender, DefenderSettings
 from .delivery import Backoff, ConsoleClient, flush
 from .policy_cache import PolicyCache
 from .spool import DEFAULT_MAX_BYTES, Spool, SpoolError
+from .vulndb_cache import AdvisoryCache
 
 __all__ = ["main"]
 
@@ -130,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         spool = Spool(args.spool, args.spool_max_bytes)
         policies = PolicyCache(client, args.policy_cache)
+        advisories = AdvisoryCache(client, args.policy_cache, args.vulndb)
     except (OSError, ValueError, SpoolError) as error:
         print(f"scan-root defend: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -143,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     defender = Defender(settings, spool)
     try:
         with terminating():
-            return _run(args, defender, spool, policies, client)
+            return _run(args, defender, spool, policies, advisories, client)
     except Terminated as stopped:
         # Every report is on disk the moment it is made (fsynced): nothing to flush but logs.
         log.info("stopped by %s; %d report(s) wait in the spool", stopped, len(spool.pending()))
@@ -174,11 +176,12 @@ def _run(
     defender: Defender,
     spool: Spool,
     policies: PolicyCache,
+    advisories: AdvisoryCache,
     client: ConsoleClient | None,
 ) -> int:
     backoff = Backoff()
     while True:
-        result = defender.cycle(policies.refresh())
+        result = defender.cycle(policies.refresh(), advisories=advisories.refresh())
         log.info(
             "cycle: %d container(s), %d report(s), %.1f s, %.1f CPU-s",
             result.containers,

@@ -28,6 +28,7 @@ from .capping import cap_report
 from .discovery import ContainerProcess, cgroup_names, find_processes, same_process
 from .policy_cache import PolicyState
 from .spool import Spool
+from .vulndb_cache import AdvisoryState
 
 __all__ = ["CycleResult", "Defender", "DefenderSettings"]
 
@@ -72,17 +73,31 @@ class Defender:
         self.settings = settings
         self.spool = spool
         self._sessions: dict[str, Scanner] = {}
+        self._vulndb = settings.vulndb
         self._cycles = 0
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    def cycle(self, policy: PolicyState, stop: Callable[[], bool] = lambda: False) -> CycleResult:
-        """Scan every container once (or `host_root` outside ECS); reports go to the spool."""
+    def cycle(
+        self,
+        policy: PolicyState,
+        stop: Callable[[], bool] = lambda: False,
+        advisories: AdvisoryState | None = None,
+    ) -> CycleResult:
+        """Scan every container once (or `host_root` outside ECS); reports go to the spool.
+        `advisories` (the console's database, fetched) wins over settings.vulndb."""
+        if advisories is not None:
+            self._vulndb = advisories.path
         started, cpu_started = time.monotonic(), time.process_time()
         budget = self._budget()
         result = CycleResult()
         identity, metadata_problems = read_task_metadata(self.settings.environ)
         extra = [Problem(ProblemKind.POLICY, message) for message in policy.problems]
         extra += [Problem(ProblemKind.TASK_METADATA, message) for message in metadata_problems]
+        if advisories is not None:
+            # Without a database nothing is matched (the report has no `vulnerabilities`: the
+            # console shows "unknown"); with the cached one, what it matched stands.
+            kind = ProblemKind.ADVISORIES if advisories.path else ProblemKind.VULNERABILITIES
+            extra += [Problem(kind, message) for message in advisories.problems]
         if identity is None:
             host = socket.gethostname()
             report = self._scan("host", self.settings.host_root, None, policy, budget, host)
@@ -211,7 +226,7 @@ class Defender:
                 rescan="stat",
                 max_cpu=budget,
                 nice=self.settings.nice,
-                vulndb=self.settings.vulndb,
+                vulndb=self._vulndb,
             )
         except ScannerError as error:
             # The root could not be opened at all (the container went away): said, not raised.

@@ -21,6 +21,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import IO
 
 from scanner.version import __version__
 
@@ -34,6 +35,7 @@ SCANS = "/api/v1/scans"
 TIMEOUT = 30.0
 # A console's answers are small JSON objects; a larger one is not read whole.
 MAX_ANSWER = 64 * 1024
+CHUNK = 1 << 20  # a body written to a file goes in pieces of this size
 USER_AGENT = f"scan-root-defender/{__version__}"
 # The whole exchange (connect, send, status, headers, body) may take this many socket timeouts.
 WHOLE_REQUEST = 2
@@ -91,6 +93,8 @@ class ConsoleClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         max_bytes: int = MAX_ANSWER,
+        into: IO[bytes] | None = None,
+        whole_seconds: float | None = None,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """(status, headers, body); raises OSError when nothing answers in time, or when the
         body is longer than `max_bytes` (no answer of the console's is).
@@ -114,7 +118,8 @@ class ConsoleClient:
                     continue  # already closed: the reader has its answer or its error
 
         answer: http.client.HTTPResponse | None = None
-        watchdog = threading.Timer(self.timeout * WHOLE_REQUEST, cut)
+        deadline = whole_seconds if whole_seconds is not None else self.timeout * WHOLE_REQUEST
+        watchdog = threading.Timer(deadline, cut)
         watchdog.daemon = True
         watchdog.start()
         try:
@@ -126,14 +131,23 @@ class ConsoleClient:
             connection.request(method, self._url.path.rstrip("/") + path, body, sent)
             answer = connection.getresponse()
             status, answer_headers = answer.status, dict(answer.headers.items())
-            data = answer.read(max_bytes + 1)
+            data, longer = b"", False
+            if into is not None and status == 200:
+                written = 0
+                while chunk := answer.read(CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        longer = True
+                        break
+                    into.write(chunk)
+            else:
+                data = answer.read(max_bytes + 1)
+                longer = len(data) > max_bytes
         except (http.client.HTTPException, ValueError) as error:
             raise OSError(f"{type(error).__name__}: {error}") from error
         except OSError as error:
             if expired.is_set():
-                raise OSError(
-                    f"no whole answer within {self.timeout * WHOLE_REQUEST:.0f} s"
-                ) from error
+                raise OSError(f"no whole answer within {deadline:.0f} s") from error
             raise
         finally:
             watchdog.cancel()
@@ -141,8 +155,8 @@ class ConsoleClient:
                 answer.close()  # the socket http.client handed to the response
             connection.close()
         if expired.is_set():
-            raise OSError(f"no whole answer within {self.timeout * WHOLE_REQUEST:.0f} s")
-        if len(data) > max_bytes:
+            raise OSError(f"no whole answer within {deadline:.0f} s")
+        if longer:
             raise OSError(f"the answer to {method} {path} is larger than {max_bytes} bytes")
         return status, answer_headers, data
 

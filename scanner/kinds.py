@@ -58,6 +58,8 @@ class ProblemKind(_DecidedKind):
     DELIVERY = "delivery", False
     TRUNCATED = "truncated", False  # findings left out of a report to fit the console (counted)
     POLICY = "policy", False
+    # The console's advisory database could not be fetched: the defender's cached copy matched.
+    ADVISORIES = "advisories", False
 
 
 def leaves_incomplete(kind: str) -> bool:

@@ -40,10 +40,10 @@ def root(tmp_path: Path) -> Path:
 
 
 @contextlib.contextmanager
-def serving(db: Path) -> Iterator[ConsoleProcess]:
+def serving(db: Path, *options: str) -> Iterator[ConsoleProcess]:
     work = db.parent / f"serve-{time.monotonic_ns()}"
     work.mkdir()
-    with console_process(f"sqlite:///{db}", work) as served:
+    with console_process(f"sqlite:///{db}", work, *options) as served:
         yield served
 
 
@@ -323,6 +323,17 @@ def test_an_https_console_is_trusted_through_ca_file_only(tmp_path: Path, root: 
 def test_vulnerabilities_travel_from_the_defender_to_the_console(tmp_path: Path) -> None:
     """`defend --vulndb`: an Alpine 3.20 root with an openssl older than real v3.20 secfixes;
     the console stores each vulnerability the defender's report names."""
+    _vulnerabilities_delivered(tmp_path, fetched=False)
+
+
+def test_the_defender_fetches_the_consoles_advisory_database(tmp_path: Path) -> None:
+    """`console serve --vulndb`: the defender without --vulndb downloads it (GET
+    /api/v1/vulndb), matches with it, then asks again with its ETag (304) and keeps its copy
+    when the console is away; the copy is the console's snapshot, not its file."""
+    _vulnerabilities_delivered(tmp_path, fetched=True)
+
+
+def _vulnerabilities_delivered(tmp_path: Path, *, fetched: bool) -> None:
     from vulndb.sources import read
     from vulndb.store import VulnDB
 
@@ -336,14 +347,35 @@ def test_vulnerabilities_travel_from_the_defender_to_the_console(tmp_path: Path)
     with VulnDB.open_write(vulndb) as store:
         store.import_advisories(read(advisories / "openssl.json"), label="main")
     db = tmp_path / "console.db"
-    with serving(db) as console:
-        token = console.shared_token("ingest")
-        done = defend(tmp_path, root, console.base_url, token, "--once", "--vulndb", str(vulndb))
+    if not fetched:
+        with serving(db) as console:
+            token = console.shared_token("ingest")
+            done = defend(
+                tmp_path, root, console.base_url, token, "--once", "--vulndb", str(vulndb)
+            )
+            assert done.returncode == 0, done.stderr
+    else:
+        with serving(db, "--vulndb", str(vulndb)) as console:
+            token = console.shared_token("ingest")
+            done = defend(tmp_path, root, console.base_url, token, "--once")
+            assert done.returncode == 0, done.stderr
+            copy = tmp_path / "policy" / "vulndb.sqlite"
+            assert copy.is_file() and (tmp_path / "policy" / "vulndb.etag").is_file()
+            first = copy.stat().st_ino
+            done = defend(tmp_path, root, console.base_url, token, "--once")
+            assert done.returncode == 0, done.stderr
+            assert copy.stat().st_ino == first  # 304: the copy was kept, not downloaded again
+            away = console.base_url
+        done = defend(tmp_path, root, away, token, "--once")  # the console is gone
         assert done.returncode == 0, done.stderr
+        [left] = spooled(tmp_path)
+        report = json.loads(left.read_bytes())
+        assert report["vulnerabilities"], "the cached copy matched"
+        assert any(p["kind"] == "advisories" for p in report["problems"])
     stored = rows(db, "SELECT advisory, package_name, fixed_version FROM vulnerabilities")
     assert stored and {row["package_name"] for row in stored} == {"libssl3"}
     assert any(
         row["advisory"] == "CVE-2024-5535" and row["fixed_version"] == "3.3.1-r1" for row in stored
     )
-    [scan] = rows(db, "SELECT vulnerabilities_matched FROM scans")
-    assert scan["vulnerabilities_matched"]
+    scans = rows(db, "SELECT vulnerabilities_matched FROM scans")
+    assert scans and all(scan["vulnerabilities_matched"] for scan in scans)

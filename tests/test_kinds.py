@@ -35,6 +35,7 @@ INCOMPLETE = {
     "container",
 }
 COMPLETE = {
+    "advisories",  # the console's advisory database not fetched: the cached one ran
     "no-package-db",
     "input",
     "image",

@@ -120,15 +120,15 @@ class ConsoleProcess:
 
 
 @contextmanager
-def console_process(db_url: str, workdir: Path) -> Iterator[ConsoleProcess]:
-    """The database created and migrated by `db upgrade`, then `serve` on a free port, up and
-    answering; stopped (SIGTERM, then SIGKILL) at the end."""
+def console_process(db_url: str, workdir: Path, *serve: str) -> Iterator[ConsoleProcess]:
+    """The database created and migrated by `db upgrade`, then `serve` (with `serve`'s extra
+    options) on a free port, up and answering; stopped (SIGTERM, then SIGKILL) at the end."""
     port = _free_port()
     log = workdir / "console.log"
     served = ConsoleProcess(db_url, f"http://127.0.0.1:{port}", log)
     served.cli("db", "upgrade")
     command = [sys.executable, "-m", "console.entry", "console", "serve"]
-    command += ["--db", db_url, "--listen", f"127.0.0.1:{port}"]
+    command += ["--db", db_url, "--listen", f"127.0.0.1:{port}", *serve]
     # A file, not a pipe: uvicorn logs every request, and a full pipe would stall the server.
     with log.open("wb") as output:
         process = subprocess.Popen(

@@ -61,6 +61,7 @@ _PROBLEMS: dict[str, str] = {
     ProblemKind.POLICY: "The console's policy could not be fetched (the cached one, or none, ran)",
     ProblemKind.TRUNCATED: "Findings were left out of the report to fit the console",
     ProblemKind.VULNERABILITIES: "Packages could not be checked against the advisory database",
+    ProblemKind.ADVISORIES: "The console's advisory database could not be fetched (the cached one ran)",
 }
 
 
