@@ -12,6 +12,7 @@ from scanner.policy import Policy, PolicyError
 from scanner.policy.loader import parse_policy
 
 from .delivery import ConsoleClient
+from .etags import forget, read_etag, write_etag
 
 __all__ = ["PolicyCache", "PolicyState"]
 
@@ -51,7 +52,7 @@ class PolicyCache:
         cached = self._cached()
         if self.client is None:
             return cached
-        etag = self._etag() if cached.policy is not None else None
+        etag = read_etag(self._etag_path) if cached.policy is not None else None
         headers = {"Accept": "application/yaml"}
         if etag:
             headers["If-None-Match"] = etag
@@ -64,7 +65,7 @@ class PolicyCache:
         if status == 304 and cached.policy is not None:
             return cached
         if status == 404:
-            self._forget()
+            forget(self._text_path, self._etag_path)
             return PolicyState(None)
         if status != 200:
             return self._fallback(cached, f"console answered {status}")
@@ -72,11 +73,8 @@ class PolicyCache:
             policy = parse_policy(body, SOURCE, base_dir=str(self._no_files))
         except PolicyError as error:
             return self._fallback(cached, f"the console's policy does not validate: {error}")
-        new_etag = next(
-            (value for name, value in answer_headers.items() if name.lower() == "etag"), ""
-        )
         write_atomically(str(self._text_path), body)
-        write_atomically(str(self._etag_path), new_etag.encode("ascii", "replace")[:256])
+        write_etag(self._etag_path, answer_headers)
         return PolicyState(policy)
 
     def _fallback(self, cached: PolicyState, why: str) -> PolicyState:
@@ -97,17 +95,3 @@ class PolicyCache:
             return PolicyState(parse_policy(text, SOURCE, base_dir=str(self._no_files)))
         except PolicyError as error:
             return PolicyState(None, [f"policy: cached copy does not validate: {error}"])
-
-    def _etag(self) -> str | None:
-        try:
-            text = self._etag_path.read_bytes()[:256].decode("ascii", "replace").strip()
-        except OSError:
-            return None
-        return text if text and text.isprintable() else None
-
-    def _forget(self) -> None:
-        for path in (self._text_path, self._etag_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                continue

@@ -11,6 +11,7 @@ from pathlib import Path
 from vulndb.store import StoreError, VulnDB
 
 from .delivery import ConsoleClient
+from .etags import forget, read_etag, write_etag
 
 __all__ = ["AdvisoryCache", "AdvisoryState"]
 
@@ -54,7 +55,7 @@ class AdvisoryCache:
         if self.client is None:
             return AdvisoryState(cached)
         headers = {"Accept": "application/vnd.sqlite3"}
-        etag = self._etag() if cached else None
+        etag = read_etag(self._etag_path) if cached else None
         if etag:
             headers["If-None-Match"] = etag
         with tempfile.NamedTemporaryFile(
@@ -80,15 +81,14 @@ class AdvisoryCache:
             if status == 304 and cached:
                 return AdvisoryState(cached)
             if status == 404:
-                self._forget()
+                forget(self._path, self._etag_path)
                 return AdvisoryState(None)
             return self._fallback(cached, f"console answered {status}")
         if not self._usable(staging):
             staging.unlink(missing_ok=True)
             return self._fallback(cached, "the console's advisory database does not open")
         os.replace(staging, self._path)
-        new_etag = next((v for k, v in answer_headers.items() if k.lower() == "etag"), "")
-        self._etag_path.write_bytes(new_etag.encode("ascii", "replace")[:256])
+        write_etag(self._etag_path, answer_headers)
         return AdvisoryState(str(self._path))
 
     def _fallback(self, cached: str | None, why: str) -> AdvisoryState:
@@ -104,14 +104,3 @@ class AdvisoryCache:
         except StoreError:
             return False
         return True
-
-    def _etag(self) -> str | None:
-        try:
-            text = self._etag_path.read_bytes()[:256].decode("ascii", "replace").strip()
-        except OSError:
-            return None
-        return text if text and text.isprintable() else None
-
-    def _forget(self) -> None:
-        for path in (self._path, self._etag_path):
-            path.unlink(missing_ok=True)

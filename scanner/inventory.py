@@ -39,6 +39,9 @@ class Inventory:
                     "release": package.release,
                     "arch": package.arch,
                     "files": package.file_count,
+                    # the name (and, for a binNMU, version) advisories use: vulnerabilities.md
+                    "source": package.source,
+                    "source_version": package.source_version,
                 }
                 for package in self.packages
             ],

@@ -37,6 +37,8 @@ def test_dpkg_inventory_equals_dpkg_query(capsys: pytest.CaptureFixture[str]) ->
     assert ours == expected
     assert all(p["manager"] == "dpkg" and p["release"] is None for p in listed["packages"])
     coreutils = next(p for p in listed["packages"] if p["name"] == "coreutils")
+    libc = next(p for p in listed["packages"] if p["name"] == "libc6")
+    assert (coreutils["source"], libc["source"]) == ("coreutils", "glibc")
     md5sums = (root / "var/lib/dpkg/info/coreutils.md5sums").read_text().splitlines()
     assert coreutils["files"] == len(md5sums)
 
