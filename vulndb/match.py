@@ -138,7 +138,7 @@ def match_packages(
                         Gap(
                             GapKind.BAD_VERSION,
                             f"{package.name} {version[:80]!r}: {error}: not checked against "
-                            f"{advisory.id}",
+                            f"{advisory.id[:80]}",  # an id is the advisory file's: bounded
                             package,
                         )
                     )
