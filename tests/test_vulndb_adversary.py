@@ -568,3 +568,78 @@ def test_store_error_is_what_a_foreign_file_raises(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         VulnDB.open_read(path)
     assert Ecosystem(Distro.ALPINE, "v3.20").release == "v3.20"
+
+
+@pytest.mark.parametrize(
+    ("epoch", "version", "fixed"),
+    [
+        (None, "1.0-1", "0:1.0-2"),  # no epoch against an explicit 0
+        (0, "1.0-2", "1.0-2"),
+        (None, "1.0-2", "0:1.0-2"),
+        (1, "1.0-1", "1.0-2"),  # newer only by epoch
+        (None, "2.0-1", "1:1.0-1"),  # an erratum's epoch beats any version
+        (0, "1.0-1.el9_2", "1.0-1.el9_10"),
+        (None, "1.0~rc1-1", "1.0-1"),
+        (None, "1.0^post-1", "1.0-1"),
+    ],
+)
+def test_rpm_verdicts_are_rpms(tmp_path: Path, epoch: int | None, version: str, fixed: str) -> None:
+    record = tmp_path / "osv" / "ALSA.json"
+    record.parent.mkdir()
+    record.write_text(
+        json.dumps(
+            {
+                "id": "ALSA-2099:1",
+                "modified": "2099-01-01T00:00:00Z",
+                "affected": [
+                    {
+                        "package": {"ecosystem": "AlmaLinux:9", "name": "foo"},
+                        "ranges": [
+                            {
+                                "type": "ECOSYSTEM",
+                                "events": [{"introduced": "0"}, {"fixed": fixed}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    db = tmp_path / "db.sqlite"
+    assert import_cli(db, record.parent) == 0
+    upstream, _, release_field = version.rpartition("-")
+    package = Package(
+        name="foo", version=upstream, manager="rpm", epoch=epoch, release=release_field
+    )
+    root = tmp_path / "alma"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/os-release").write_text('ID="almalinux"\nVERSION_ID="9.4"\n')
+    with VulnDB.open_read(db) as store:
+        result = match_packages(store, detect_release(RootFS(root)), [package])
+    assert not result.gaps
+    installed = f"{epoch or 0}:{version}"
+    assert bool(result.matches) == rpm_lt(installed, fixed), (installed, fixed)
+
+
+@pytest.mark.parametrize(
+    ("installed", "fixed", "affected"),
+    [
+        ("1.2.3_git20230101-r0", "1.2.3-r0", False),  # _git is after the release in apk
+        ("1.2.2_git20230101-r0", "1.2.3-r0", True),
+        ("1.2.3_git20230101-r0", "1.2.3_p1-r0", True),
+        ("1.2.3_p1-r0", "1.2.3-r1", False),  # a patch level after the release
+        ("1.2.3-r10", "1.2.3-r9", False),  # -r numerically
+        ("1.2.3_rc1-r0", "1.2.3_alpha1-r0", False),
+        ("1.2.3_pre1-r0", "1.2.3_rc1-r0", True),
+        ("1.2.3a-r0", "1.2.3-r0", False),
+    ],
+)
+def test_apk_orderings(tmp_path: Path, installed: str, fixed: str, affected: bool) -> None:
+    """apk-tools' own order (suffixes: _alpha < _beta < _pre < _rc < none < _cvs < _svn <
+    _git < _hg < _p; a letter after the number is later): checked by the verdict."""
+    db = tmp_path / "db.sqlite"
+    assert import_cli(db, secfixes(tmp_path / "s", "foo", {fixed: ["CVE-2099-1"]})) == 0
+    root = apk_root(tmp_path, ("foo", installed, "foo"))
+    report = scan_root(root, checks=["448"], vulndb=db).to_dict()
+    assert not vuln_problems(report)
+    assert bool(report["vulnerabilities"]) == affected
