@@ -643,3 +643,54 @@ def test_apk_orderings(tmp_path: Path, installed: str, fixed: str, affected: boo
     report = scan_root(root, checks=["448"], vulndb=db).to_dict()
     assert not vuln_problems(report)
     assert bool(report["vulnerabilities"]) == affected
+
+
+def test_an_orphaned_unit_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    """Found: a unit whose source row is gone (a database edited by hand) was hit by its spans
+    but not read back by advisories(): KeyError, exit 5. Now a `vulnerabilities` problem."""
+    db = tmp_path / "db.sqlite"
+    assert import_cli(db, secfixes(tmp_path / "s", "zlib", {"2.0-r0": ["CVE-2099-1"]})) == 0
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE units SET source_id = 999")
+    connection.close()
+    root = apk_root(tmp_path, ("zlib", "1.0-r0", "zlib"))
+    _, report = scan_json(root, db, tmp_path / "r.json")
+    assert report["vulnerabilities"] == [] and report["complete"] is False
+    assert any("has no stored source" in m for m in vuln_problems(report))
+
+
+@pytest.mark.parametrize("case", ["fifo", "dev-zero", "parent-is-a-file", "db-is-a-directory"])
+def test_import_of_hostile_paths_is_refused_without_a_hang(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = secfixes(tmp_path / "s", "zlib", {"2.0-r0": ["CVE-2099-1"]})
+    db = tmp_path / "db.sqlite"
+    (tmp_path / "file").write_text("x")
+    if case == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+        source = tmp_path / "fifo"
+    elif case == "dev-zero":
+        source = Path("/dev/zero")
+    elif case == "parent-is-a-file":
+        db = tmp_path / "file" / "db.sqlite"
+    else:
+        db = tmp_path / "s"
+    started = time.monotonic()
+    assert import_cli(db, source) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert err.startswith("scan-root vulndb: ") and "Traceback" not in err
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("case", ["views", "no-spans", "foreign-types"])
+def test_status_of_a_foreign_database_is_an_error(
+    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "db.sqlite"
+    HOSTILE_DB[case](db)
+    before = snapshot(db)
+    code = scan_root_main(["vulndb", "status", "--db", str(db)])
+    assert code in (0, 2)
+    assert "Traceback" not in capsys.readouterr().err
+    assert snapshot(db) == before

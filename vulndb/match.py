@@ -12,7 +12,7 @@ from pkgdb import Package
 from .managers import manager_of
 from .records import Ecosystem, Range
 from .release import RootRelease
-from .store import Asked, StoredAdvisory, VulnDB
+from .store import Asked, StoredAdvisory, StoreError, VulnDB
 from .versions import InvalidVersion, Manager, apk, compare, sort_key
 
 __all__ = ["Gap", "GapKind", "Match", "MatchResult", "installed_version", "match_packages"]
@@ -126,6 +126,9 @@ def match_packages(
     candidates = [(pair, True, fixed) for pair, fixed in decided.items()]
     candidates += [(pair, False, None) for pair in sorted(undecided)]
     for (unit, package_id), affected, fixed in candidates:
+        if unit not in advisories:
+            # a span of a unit whose source row is gone: a database someone else edited
+            raise StoreError(f"{db.path}: unit {unit} has no stored source")
         advisory, package = advisories[unit], ours[package_id]
         version = installed_version(package, manager)
         if not affected:
