@@ -242,6 +242,8 @@ def _foreign(path: Path, script: str) -> None:
 GOOD_META = "CREATE TABLE meta (key TEXT, value TEXT); INSERT INTO meta VALUES ('schema', '2');"
 HOSTILE_DB = {
     "dev-zero": lambda p: p.symlink_to("/dev/zero"),
+    "proc-environ": lambda p: p.symlink_to("/proc/self/environ"),  # "regular", size 0
+    "etc-passwd": lambda p: p.symlink_to("/etc/passwd"),
     "fifo": _fifo,
     "directory": lambda p: p.mkdir(),
     "empty": lambda p: p.write_bytes(b""),
@@ -694,3 +696,62 @@ def test_status_of_a_foreign_database_is_an_error(
     assert code in (0, 2)
     assert "Traceback" not in capsys.readouterr().err
     assert snapshot(db) == before
+
+
+def test_an_os_release_planted_outside_the_root_is_never_read(tmp_path: Path) -> None:
+    """A symlink climbing out of the root to a file that would name a release: the root is
+    read as if it were /, so `../../..` stays inside and finds nothing."""
+    (tmp_path / "planted").write_text("ID=alpine\nVERSION_ID=3.19.1\n")
+    root = tmp_path / "deep" / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/os-release").symlink_to("../../../planted")
+    (root / "etc/alpine-release").symlink_to(tmp_path / "planted")
+    assert detect_release(RootFS(root)) is None
+    (root / "planted").write_text("ID=debian\nVERSION_ID=12\n")  # what ../../../ resolves to
+    release = detect_release(RootFS(root))
+    assert release is not None and release.name == "Debian 12"
+
+
+def test_a_binnmu_from_a_status_file_end_to_end(tmp_path: Path) -> None:
+    """dpkg status `Source: foo (1.0-1)`, Version 1.0-1+b1: judged by the source version
+    against the tracker's source fix, as dpkg orders the source versions."""
+    if shutil.which("dpkg") is None:
+        pytest.skip("no dpkg")
+    root = _debian_root(tmp_path)
+    (root / "var/lib/dpkg").mkdir(parents=True)
+    (root / "var/lib/dpkg/status").write_text(
+        "Package: libfoo1\nStatus: install ok installed\nVersion: 1.0-1+b1\n"
+        "Architecture: amd64\nSource: foo (1.0-1)\n\n"
+        "Package: bar\nStatus: install ok installed\nVersion: 1:0.9-1\n"
+        "Architecture: amd64\n\n"
+    )
+    tracker = tmp_path / "tracker.json"
+    fixes = {"foo": "1.0-2", "bar": "1.0-1"}  # bar is newer only by its epoch
+    tracker.write_text(
+        json.dumps(
+            {
+                name: {
+                    f"CVE-2099-{i}": {
+                        "releases": {
+                            "bookworm": {
+                                "status": "resolved",
+                                "fixed_version": fix,
+                                "urgency": "high",
+                                "repositories": {"bookworm": fix},
+                            }
+                        }
+                    }
+                }
+                for i, (name, fix) in enumerate(fixes.items())
+            }
+        )
+    )
+    db = tmp_path / "db.sqlite"
+    assert import_cli(db, tracker) == 0
+    report = scan_root(root, checks=["448"], vulndb=db).to_dict()
+    parse_report(report)
+    got = {(v["package"]["name"], v["fixed_version"]) for v in report["vulnerabilities"]}
+    assert dpkg_lt("1.0-1", "1.0-2") and not dpkg_lt("1:0.9-1", "1.0-1")
+    assert got == {("libfoo1", "1.0-2")}
+    (entry,) = report["vulnerabilities"]
+    assert entry["package"]["source_name"] == "foo"
