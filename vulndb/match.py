@@ -228,21 +228,27 @@ def _merge_aliases(group: list[Match]) -> list[Match]:
     CVE-2023-4911, which the tracker names itself) become the first one, with every id and
     the latest fix any of them names."""
     merged: list[Match] = []
+    # id -> the first kept entry naming it: a lookup, not a scan of every kept entry (20,000
+    # advisories on one package took 37 s quadratic)
+    owner: dict[str, int] = {}
     for match in sorted(group, key=_preference):
-        ids = set(match.aliases)
-        for index, kept in enumerate(merged):
-            if ids & set(kept.aliases):
-                aliases = tuple(dict.fromkeys((*kept.aliases, *match.aliases)))
-                merged[index] = Match(
-                    _known(kept.advisory, match.advisory),
-                    kept.package,
-                    kept.source_name,
-                    kept.fixed or match.fixed,
-                    aliases,
-                )
-                break
+        shared = [owner[a] for a in match.aliases if a in owner]
+        if shared:
+            index = min(shared)
+            kept = merged[index]
+            aliases = tuple(dict.fromkeys((*kept.aliases, *match.aliases)))
+            merged[index] = Match(
+                _known(kept.advisory, match.advisory),
+                kept.package,
+                kept.source_name,
+                kept.fixed or match.fixed,
+                aliases,
+            )
         else:
+            index = len(merged)
             merged.append(match)
+        for alias in match.aliases:
+            owner[alias] = min(owner.get(alias, index), index)
     return merged
 
 
