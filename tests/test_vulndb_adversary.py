@@ -785,3 +785,32 @@ def test_alias_merging_follows_shared_ids_transitively_once(tmp_path: Path) -> N
         "CVE-2099-A": {"X", "CVE-2099-C", "Y", "CVE-2099-D"},
         "CVE-2099-B": {"Y"},
     }
+
+
+@pytest.mark.parametrize("name", ["a?mode=rwc&vfs=unix-none", "b#frag", "c%3F", "d\x1b[2J", "e\nf"])
+def test_database_names_are_paths_never_uri_parameters(tmp_path: Path, name: str) -> None:
+    """open_read builds a file: URI: a name with `?`, `#` or `%` must stay a name (not a
+    mode=rwc that would let the read create or write), and the match must find the file."""
+    db = tmp_path / f"{name}.sqlite"
+    assert import_cli(db, secfixes(tmp_path / "s", "zlib", {"2.0-r0": ["CVE-2099-1"]})) == 0
+    before = snapshot(db)
+    listing = sorted(os.listdir(tmp_path))
+    report = scan_root(apk_root(tmp_path, ("zlib", "1.0-r0", "zlib")), vulndb=db).to_dict()
+    assert [v["id"] for v in report["vulnerabilities"]] == ["CVE-2099-1"]
+    assert snapshot(db) == before
+    assert sorted(os.listdir(tmp_path)) == sorted([*listing, "root"])
+
+
+def test_a_hostile_database_path_reaches_stderr_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "x\x1b]0;pwned\x07\x1b[2J"
+    bad.mkdir()
+    root = apk_root(tmp_path, ("zlib", "1.0-r0", "zlib"))
+    capsys.readouterr()
+    assert cli.main([str(root), "--vulndb", str(bad), "--quiet"]) == cli.EXIT_USAGE
+    assert import_cli(bad, tmp_path) == 2
+    assert scan_root_main(["vulndb", "status", "--db", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a regular file") == 3
+    assert "\x1b" not in err and "\x07" not in err
