@@ -7,6 +7,7 @@ vulndb itself imports no scanner module but the bounded JSON loader (tests/test_
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Sequence
 
 from pkgdb import Package
@@ -57,7 +58,9 @@ def match_root(
     try:
         with VulnDB.open_read(database) as db:
             result = match_packages(db, detect_release(root), packages)
-    except StoreError as error:
+    except (StoreError, sqlite3.Error) as error:
+        # sqlite3.Error: a foreign file with our table names but not our columns passes the
+        # pre-check and fails at the first query; it is an unusable database, not a bug.
         message = f"advisory database: {error}: {len(packages)} packages not checked"
         return [], [Problem(kind=ProblemKind.VULNERABILITIES, message=message)]
     entries = [

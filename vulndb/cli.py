@@ -6,6 +6,7 @@ import argparse
 import datetime
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -75,7 +76,7 @@ def _import(path: str, sources: list[str], name: str | None) -> int:
             try:
                 kind = detect(source)
                 result = db.import_advisories(read(source), label=label)
-            except SourceError as error:
+            except (SourceError, StoreError, sqlite3.Error) as error:
                 # Nothing of this source was stored: an import is one transaction.
                 _say(f"{error} (nothing imported from it)")
                 status = EXIT_USAGE
@@ -93,11 +94,15 @@ def _status(path: str, output: str) -> int:
     except StoreError as error:
         _say(str(error))
         return EXIT_USAGE
-    with db:
-        sources = db.sources()
-        ecosystems = sorted(
-            db.ecosystems().items(), key=lambda item: (item[0].distro.value, item[0].release)
-        )
+    try:
+        with db:
+            sources = db.sources()
+            ecosystems = sorted(
+                db.ecosystems().items(), key=lambda item: (item[0].distro.value, item[0].release)
+            )
+    except sqlite3.Error as error:  # our table names, someone else's columns
+        _say(f"{path}: not a usable advisory database: {error}")
+        return EXIT_USAGE
     last = max((s.imported_at for s in sources), default=None)
     if output == "json":
         document = {

@@ -83,28 +83,28 @@ def _releases(distro: Distro, version: str, fields: dict[str, str], root: RootFS
     minor = rest.partition(".")[0]
     if distro is Distro.ALPINE:
         # secdb and OSV name branches: v3.19 (edge's VERSION_ID is a _alpha snapshot)
-        return [f"v{major}.{minor}"] if major.isdigit() and minor.isdigit() else []
+        return [f"v{major}.{minor}"] if _number(major) and _number(minor) else []
     if distro is Distro.DEBIAN:
-        if major.isdigit():
+        if _number(major):
             return [major]
         codename = fields.get("VERSION_CODENAME", "")
         if codename in CODENAMES:
             return [CODENAMES[codename]]
         debian_version = _first_line(root, b"etc/debian_version") or ""
         head = debian_version.partition(".")[0]
-        if head.isdigit():
+        if _number(head):
             return [head]
         return ["sid"] if debian_version.endswith("/sid") else []
     if distro is Distro.UBUNTU:
         return [version] if version else []
     if distro in (Distro.ROCKY, Distro.ALMA, Distro.RHEL):
-        return [major] if major.isdigit() else []
+        return [major] if _number(major) else []
     if distro is Distro.OPENSUSE:
         if fields.get("ID") == "opensuse-tumbleweed":
             return ["Tumbleweed"]
         return [f"Leap {version}"] if version else []
     if distro is Distro.SUSE:
-        sp = f" SP{minor}" if minor.isdigit() and minor != "0" else ""
+        sp = f" SP{minor}" if _number(minor) and minor != "0" else ""
         return [f"Linux Enterprise Server {major}{sp}", f"Linux Enterprise Server {major}"]
     # Azure Linux / Mariner: OSV has spelt both "3.0" and "3"
     return [version, major] if version and version != major else [version] if version else []
@@ -146,6 +146,11 @@ def _first_line(root: RootFS, path: bytes) -> str | None:
     if text is None:
         return None
     return text.strip().partition("\n")[0].strip()
+
+
+def _number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() takes "٣" and "²", which name no release."""
+    return text.isascii() and text.isdigit()
 
 
 def _printable(text: str) -> str:

@@ -32,7 +32,9 @@ SCHEMA_VERSION = 2
 # Every value read back is bounded before it is decoded (a real row is a few hundred bytes).
 MAX_ROW_TEXT = 1 << 20
 MAX_RANGES = 4096
-MAX_ALIASES = 64
+# Debian's OSV DSAs list every upstream CVE they fix among the aliases: a Chromium DSA
+# names dozens, so the bound is the ranges' one, not a few.
+MAX_ALIASES = 4096
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -292,6 +294,9 @@ class VulnDB:
             ).fetchone()
             for key, unit in units.items():
                 row = unit.row()
+                # What reading refuses must not be stored: one oversized unit would make every
+                # later match of its ecosystem fail (the whole import is rolled back instead).
+                _check_fits(key, unit, row)
                 digest = hashlib.sha256(json.dumps(row).encode()).hexdigest()
                 old = self._db.execute(
                     "SELECT digest, id FROM units WHERE distro = ? AND release = ? AND package = ? "
@@ -435,6 +440,17 @@ class _Unit:
             a.modified,
             json.dumps(ranges),
             json.dumps(self.versions),
+        )
+
+
+def _check_fits(key: tuple[str, ...], unit: _Unit, row: tuple[object, ...]) -> None:
+    counts = (len(unit.advisory.aliases), len(unit.ranges), len(unit.versions))
+    texts = (*key, *(v for v in row if isinstance(v, str)))
+    if max(counts) > min(MAX_ALIASES, MAX_RANGES) or max(map(len, texts)) > MAX_ROW_TEXT:
+        raise StoreError(
+            f"advisory {key[-1][:80]!r} for {key[2][:80]!r}: over the stored bounds "
+            f"({MAX_ALIASES} aliases, {MAX_RANGES} ranges or versions, {MAX_ROW_TEXT} "
+            "characters a field)"
         )
 
 
