@@ -354,22 +354,6 @@ def test_import_never_writes_through_a_symlink_to_a_foreign_file(
     assert import_cli(Path("/etc/passwd"), source) == 2
 
 
-def test_import_into_a_read_only_database_is_an_error_not_a_traceback(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root writes a read-only file")
-    db = tmp_path / "db.sqlite"
-    source = secfixes(tmp_path / "s", "zlib", {"2.0-r0": ["CVE-2099-1"]})
-    assert import_cli(db, source) == 0
-    db.chmod(0o444)
-    before = snapshot(db)
-    other = secfixes(tmp_path / "t", "musl", {"2.0-r0": ["CVE-2099-2"]})
-    assert import_cli(db, other) == 2
-    assert snapshot(db) == before
-    assert "scan-root vulndb:" in capsys.readouterr().err
-
-
 def test_big_imports_are_bounded_in_time_and_memory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
